@@ -1,0 +1,77 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018, "SAC: Algorithms and Applications" variant):
+twin critics with clipped double Q, tanh-Gaussian policy, automatic entropy tuning."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from widerl.agents.base import Agent, make_adam
+from widerl.config import Config
+from widerl.nets.heads import GaussianActor
+from widerl.replay import Batch
+
+
+class SAC(Agent):
+    def __init__(
+        self,
+        cfg: Config,
+        obs_dim: int,
+        act_dim: int,
+        device: torch.device,
+        features: nn.Module | None = None,
+    ) -> None:
+        super().__init__(cfg, obs_dim, act_dim, device, features)
+        self.actor = GaussianActor(self.body(self.features.s_dim), act_dim)
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.alpha_init)))
+        # Target entropy -|A| (SAC v2, Sec. 5).
+        self.target_entropy = -float(act_dim)
+        self.to(device)
+        self._init_critic_optimizer()
+        self.actor_opt = make_adam(self.actor.parameters(), cfg.lr, device)
+        self.alpha_opt = make_adam([self.log_alpha], cfg.lr, device)
+        self.metric_names = ("critic_loss", "q_mean", "actor_loss", "alpha", "entropy") + (
+            ("alpha_loss",) if cfg.autotune else ())
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"critic": self.critic_opt, "actor": self.actor_opt, "alpha": self.alpha_opt}
+
+    def _act(self, z_s: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        return self.actor.act(z_s, deterministic)
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        alpha = self.log_alpha.detach().exp()
+        with torch.no_grad():
+            z_s = self.features.state(batch.obs)
+            z_s_next = self.features.state(batch.next_obs)
+            a_next, logp_next = self.actor.sample(z_s_next)
+            q_next = self.min_q(self.critics_target,
+                                self.features.state_action(z_s_next, a_next))
+            v_next = q_next - alpha * logp_next  # soft state value (SAC Eq. 3)
+            # Bootstrapping stops only on termination; a time-limit truncation is no end.
+            target_q = batch.rew + self.cfg.gamma * (1.0 - batch.term) * v_next
+        metrics = self.critic_step(batch, z_s, target_q)
+
+        self.freeze_critics(True)
+        a_pi, logp = self.actor.sample(z_s)
+        q_pi = self.min_q(self.critics, self.features.state_action(z_s, a_pi))
+        actor_loss = (alpha * logp - q_pi).mean()  # SAC Eq. 7
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_opt.step()
+        self.freeze_critics(False)
+
+        logp = logp.detach()
+        if self.cfg.autotune:  # SAC v2 Eq. 18
+            alpha_loss = -(self.log_alpha * (logp + self.target_entropy)).mean()
+            self.alpha_opt.zero_grad(set_to_none=True)
+            alpha_loss.backward()
+            self.alpha_opt.step()
+            metrics["alpha_loss"] = alpha_loss.detach()
+
+        self.soft_update(self._critic_target_params, self.critic_params, self.cfg.tau)
+        self.n_updates += 1
+        metrics.update(actor_loss=actor_loss.detach(), alpha=alpha, entropy=-logp.mean())
+        return metrics

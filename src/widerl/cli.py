@@ -1,0 +1,232 @@
+"""The `widerl` command line: train, eval, summary, bench.
+
+`train`'s flags are generated from the `Config` dataclass (config.py), so every setting has
+exactly one declaration, one default and one help text. Errors a user can cause print one
+line naming the value and what is allowed, and exit with status 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from widerl.config import ALGOS, ARCHS, DEVICES, PRESETS, Config, ConfigError, default_out, resolve
+
+_CLICK_TYPES = {bool: bool, int: int, float: float, str: str}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def config_options(only: tuple[str, ...] | None = None) -> Callable:
+    """Decorator adding one click option per Config field. Defaults are None so that only
+    flags the user typed override a preset; the help text shows the real default."""
+
+    def decorate(fn: Callable) -> Callable:
+        for f in reversed(dataclasses.fields(Config)):
+            if only is not None and f.name not in only:
+                continue
+            kind = _CLICK_TYPES[type(f.default)]
+            decl = _flag(f.name)
+            if kind is bool:
+                decl = f"{decl}/--no-{f.name.replace('_', '-')}"
+            choices = f.metadata.get("choices")
+            typ: Any = click.Choice(choices) if choices else kind
+            if f.metadata.get("positive"):
+                typ = click.IntRange(min=1)
+            elif f.metadata.get("nonneg"):
+                typ = click.IntRange(min=0)
+            default = f.default if f.default != "" else "see help"
+            fn = click.option(decl, f.name, type=typ, default=None,
+                              help=f"{f.metadata['help']} [default: {default}]")(fn)
+        return fn
+
+    return decorate
+
+
+def _given(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+preset_option = click.option(
+    "--preset", type=click.Choice(list(PRESETS)), default=None,
+    help="Named defaults, overridden by explicit flags.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="widerl")
+def app() -> None:
+    """Training larger networks for off-policy deep RL (Ota, Jha & Kanezaki 2021)."""
+
+
+@app.command("train")
+@preset_option
+@click.option("--resume", type=click.Path(path_type=Path), default=None,
+              help="Continue the run in this folder from its last checkpoint.")
+@click.option("--force", is_flag=True, help="Replace a run already in --out.")
+@config_options()
+def train_cmd(preset: str | None, resume: Path | None, force: bool, **kwargs: Any) -> None:
+    """Train SAC or TD3. --steps counts gradient updates. The run folder (--out) gets
+    config.json, metrics.csv, tb/, checkpoint.pt and learning_curve.png."""
+    from widerl.checkpoint import load_checkpoint
+    from widerl.envs import check_env_id
+    from widerl.rundir import load_config, merge_resume, prepare_new
+    from widerl.train import Trainer
+
+    given = _given(kwargs)
+    if resume is not None:
+        if preset is not None:
+            raise ConfigError("--preset cannot be combined with --resume (the run keeps its "
+                              "stored config)")
+        run_dir = resume
+        if not run_dir.is_dir():
+            raise ConfigError(f"--resume {str(run_dir)!r} is not a folder")
+        stored = load_config(run_dir)
+        ckpt = load_checkpoint(run_dir)
+        if ckpt.get("env") != stored.env:
+            raise ConfigError(f"checkpoint in {str(run_dir)!r} is for env {ckpt.get('env')!r}, "
+                              f"but its config.json says {stored.env!r}")
+        del ckpt
+        cfg = merge_resume(stored, given, run_dir)
+    else:
+        cfg = resolve(given, preset)
+        check_env_id(cfg.env)
+        run_dir = Path(cfg.out) if cfg.out else default_out(cfg)
+        cfg.out = str(run_dir)
+        prepare_new(cfg, run_dir, force)
+    result = Trainer(cfg, run_dir).run(resume=resume is not None)
+    if result.interrupted:
+        click.echo(f"stopped at {result.grad_step} updates; checkpoint saved. Continue with: "
+                   f"widerl train --resume {run_dir}", err=True)
+        sys.exit(130)
+    last = "n/a" if result.last_eval is None else f"{result.last_eval:.1f}"
+    click.echo(f"done: {result.grad_step} updates, {result.env_step} env steps, "
+               f"last eval return {last}")
+    click.echo(f"results: {run_dir}/metrics.csv  {run_dir}/checkpoint.pt  {run_dir}/tb/")
+    click.echo(f"plot: {result.curve}")
+
+
+@app.command("eval")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--episodes", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Episodes to run.")
+@click.option("--seed", type=int, default=12345, show_default=True,
+              help="Seed of the first episode (episode i uses seed + i).")
+@click.option("--video", type=click.Path(path_type=Path), default=None,
+              help="Write the first episode to this .gif or .mp4.")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+              help="Torch device.")
+def eval_cmd(run_dir: Path, episodes: int, seed: int, video: Path | None, device: str) -> None:
+    """Run a trained run's deterministic policy on a fresh env; print mean and std return."""
+    from widerl.evaluate import evaluate_run
+
+    if video is not None and video.suffix not in (".gif", ".mp4"):
+        raise ConfigError(f"--video {str(video)!r} must end in .gif or .mp4")
+    if video is not None and video.exists():
+        raise ConfigError(f"--video {str(video)!r} already exists; choose a new path")
+    returns = evaluate_run(run_dir, episodes, seed, video, device)
+    click.echo(f"return over {episodes} episodes: mean {returns.mean():.2f} "
+               f"std {returns.std():.2f}")
+    if video is not None:
+        click.echo(f"video: {video}")
+
+
+_NET_FIELDS = ("algo", "arch", "units", "layers", "activation", "batchnorm")
+
+
+@app.command("summary")
+@click.option("--obs-dim", type=click.IntRange(min=1), required=True,
+              help="Observation size (Ant-v2: 111).")
+@click.option("--act-dim", type=click.IntRange(min=1), required=True,
+              help="Action size (Ant-v2: 8).")
+@preset_option
+@config_options(only=_NET_FIELDS)
+def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -> None:
+    """Per-layer input units, output units and parameters of every network a configuration
+    builds, laid out like the paper's Table 2."""
+    from widerl.summary import render_summary
+
+    click.echo(render_summary(resolve(_given(kwargs), preset), obs_dim, act_dim), nl=False)
+
+
+@app.command("bench")
+@click.option("--algo", type=click.Choice(ALGOS), default="sac", show_default=True)
+@click.option("--units", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Units per hidden layer.")
+@click.option("--layers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Hidden layers.")
+@click.option("--arch", type=click.Choice(ARCHS), default="mlp", show_default=True,
+              help="Body of ours (SB3 is always an MLP).")
+@click.option("--env", default="Hopper-v5", show_default=True,
+              help="Take observation and action sizes from this env.")
+@click.option("--obs-dim", type=click.IntRange(min=1), default=None,
+              help="Observation size (overrides --env).")
+@click.option("--act-dim", type=click.IntRange(min=1), default=None,
+              help="Action size (overrides --env).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--updates", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Updates per timed round and side.")
+@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Interleaved rounds (ours, SB3, SB3, ours, ...).")
+@click.option("--peer/--no-peer", default=True, show_default=True,
+              help="Also time Stable-Baselines3 in the same run.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_cmd(algo: str, units: int, layers: int, arch: str, env: str, obs_dim: int | None,
+              act_dim: int | None, batch_size: int, updates: int, rounds: int, peer: bool,
+              device: str, as_json: bool) -> None:
+    """Gradient updates/s of our update and, interleaved in the same run, of
+    Stable-Baselines3's; FLOPs per update and the fraction of the matmul peak measured in
+    the same run."""
+    from widerl.bench import format_bench, run_bench
+
+    if obs_dim is None or act_dim is None:
+        from widerl.envs import check_env_id, env_dims
+
+        check_env_id(env)
+        o, a = env_dims(env)
+        obs_dim, act_dim = obs_dim or o, act_dim or a
+    if peer:
+        try:
+            import stable_baselines3  # noqa: F401
+        except ImportError:
+            raise ConfigError("--peer needs Stable-Baselines3: pip install 'widerl[bench]' "
+                              "(or pass --no-peer)") from None
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda: no CUDA device is available; choose cpu")
+    result = run_bench(algo=algo, units=units, layers=layers, arch=arch, obs_dim=obs_dim,
+                       act_dim=act_dim, batch_size=batch_size, device=device, updates=updates,
+                       rounds=rounds, peer=peer)
+    click.echo(json.dumps(result) if as_json else format_bench(result))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors become one line on stderr and exit status 2."""
+    try:
+        rv = app.main(args=argv, prog_name="widerl", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:  # usage errors, bad values, unknown options
+        print(f"widerl: error: {e.format_message()}".replace("\n", " "), file=sys.stderr)
+        return 2
+    except ConfigError as e:
+        print(f"widerl: error: {e}", file=sys.stderr)
+        return 2
+    except click.exceptions.Abort:
+        print("widerl: aborted", file=sys.stderr)
+        return 130
+    return rv if isinstance(rv, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Deterministic evaluation on its own env, seeded apart from the training env."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from widerl.agents.base import Agent
+from widerl.envs import make_env
+
+
+class Evaluator:
+    """Runs `episodes` episodes with the deterministic policy. Every evaluation starts its
+    episodes from the same seeds, so curves compare policies on the same initial states."""
+
+    def __init__(self, env_id: str, seed: int, episodes: int) -> None:
+        self.env = make_env(env_id)
+        self.seed, self.episodes = seed, episodes
+
+    def __call__(self, agent: Agent) -> np.ndarray:
+        return np.array([run_episode(self.env, agent, self.seed + i)[0]
+                         for i in range(self.episodes)])
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def run_episode(
+    env: gym.Env, agent: Agent, seed: int, frames: list | None = None
+) -> tuple[float, int]:
+    """Return and length of one deterministic episode; appends rendered frames if asked."""
+    obs, _ = env.reset(seed=seed)
+    total, length, done = 0.0, 0, False
+    while not done:
+        if frames is not None:
+            frames.append(env.render())
+        x = torch.as_tensor(obs, dtype=torch.float32, device=agent.device).unsqueeze(0)
+        action = agent.act(x, deterministic=True)[0].cpu().numpy()
+        obs, rew, term, trunc, _ = env.step(action)
+        total += float(rew)
+        length += 1
+        done = term or trunc
+    return total, length
+
+
+def write_video(frames: list, path: Path, fps: int = 30) -> None:
+    """GIF through Pillow; MP4 (or any other suffix) through imageio's ffmpeg plugin."""
+    import imageio.v3 as iio
+
+    video = np.stack(frames)
+    if path.suffix == ".gif":
+        iio.imwrite(path, video, duration=1000 / fps, loop=0)
+    else:
+        iio.imwrite(path, video, fps=fps)
+
+
+def evaluate_run(run_dir: Path, episodes: int, seed: int, video: Path | None,
+                 device: str = "cpu") -> np.ndarray:
+    """Load a run's config and checkpoint, then run `episodes` deterministic episodes."""
+    from widerl.agents import make_agent
+    from widerl.checkpoint import load_checkpoint
+    from widerl.envs import env_dims
+    from widerl.rundir import load_config
+    from widerl.train import resolve_device
+
+    cfg = load_config(Path(run_dir))
+    dev = resolve_device(device)
+    state = load_checkpoint(Path(run_dir), map_location=dev)
+    obs_dim, act_dim = env_dims(cfg.env)
+    agent = make_agent(cfg, obs_dim, act_dim, dev)
+    agent.load_checkpoint_state(state["agent"])
+    env = make_env(cfg.env, render_mode="rgb_array" if video is not None else None)
+    try:
+        returns = []
+        for i in range(episodes):
+            frames: list | None = [] if (video is not None and i == 0) else None
+            returns.append(run_episode(env, agent, seed + i, frames)[0])
+            if frames:
+                write_video(frames, video)
+        return np.array(returns)
+    finally:
+        env.close()

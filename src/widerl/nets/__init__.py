@@ -1,0 +1,1 @@
+"""Networks: connectivity bodies, actor/critic heads, state features."""

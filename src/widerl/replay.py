@@ -1,0 +1,406 @@
+"""Replay buffer: one preallocated tensor storage, a uniform or a prioritized sampler.
+
+Storage and sampling are separate (the storage x sampler split TorchRL uses): ``TensorStorage``
+only knows rows and the ring position; a sampler only chooses row indices. ``ReplayBuffer`` is
+the facade the agents use.
+
+Prioritized sampling is the proportional variant of Schaul et al. 2016 ("Prioritized Experience
+Replay", sec. 3.3): ``P(i) = p_i ** alpha / sum_j p_j ** alpha`` with ``p_i = |delta_i| + eps``,
+new transitions enter with the largest priority seen so far unless the caller gives an initial
+priority, which is how Ape-X (Horgan et al. 2018) actors hand over locally computed priorities.
+
+``sample`` and ``update_priorities`` never read a tensor value on the host: the learner can run
+them on CUDA every step without stalling the stream. Host control flow uses only python ints
+that the buffer tracks itself (``size``, ``pos``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from .sumtree import SumTree
+
+__all__ = ["Batch", "PrioritizedSampler", "ReplayBuffer", "TensorStorage", "UniformSampler"]
+
+TensorLike = torch.Tensor | np.ndarray
+
+_STATE_VERSION = 1
+
+
+class Batch(NamedTuple):
+    obs: torch.Tensor
+    act: torch.Tensor
+    rew: torch.Tensor
+    next_obs: torch.Tensor
+    term: torch.Tensor
+    weight: torch.Tensor | None
+    idx: torch.Tensor
+
+
+def _resolve_device(device: torch.device | str) -> torch.device:
+    device = torch.device(device)
+    # A generator must live on a concrete device; "cuda" means the current one.
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def _as_tensor(x: TensorLike | float, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+    t = torch.as_tensor(x)
+    if t.shape != shape:
+        if t.numel() == int(np.prod(shape)) and t.dim() == len(shape) + 1 and t.shape[-1] == 1:
+            t = t.reshape(shape)
+        else:
+            raise ValueError(f"{name}: expected shape {shape}, got {tuple(t.shape)}")
+    return t.detach()
+
+
+def _segments(pos: int, n: int, capacity: int) -> list[tuple[int, int, int]]:
+    """``(dst_start, src_start, length)`` slices that write ``n`` rows into a ring at ``pos``.
+
+    Only the last ``capacity`` rows of an oversized batch survive, exactly as if the rows had been
+    appended one by one; at most two contiguous slices are needed.
+    """
+    skip = max(0, n - capacity)
+    m = n - skip
+    start = (pos + skip) % capacity
+    first = min(m, capacity - start)
+    segs = [(start, skip, first)]
+    if m > first:
+        segs.append((0, skip + first, m - first))
+    return segs
+
+
+class TensorStorage:
+    """Preallocated ring of transitions on one device."""
+
+    def __init__(
+        self, obs_dim: int, act_dim: int, capacity: int, device: torch.device | str = "cpu"
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.obs_dim = int(obs_dim)
+        self.act_dim = int(act_dim)
+        self.capacity = int(capacity)
+        self.device = torch.device(device)
+        f32 = {"dtype": torch.float32, "device": self.device}
+        self.obs = torch.zeros(self.capacity, self.obs_dim, **f32)
+        self.act = torch.zeros(self.capacity, self.act_dim, **f32)
+        self.rew = torch.zeros(self.capacity, **f32)
+        self.next_obs = torch.zeros(self.capacity, self.obs_dim, **f32)
+        # bool is one byte instead of four; the Batch gets float32 on the way out.
+        self.term = torch.zeros(self.capacity, dtype=torch.bool, device=self.device)
+        self.pos = 0
+        self.size = 0
+
+    def fields(self) -> dict[str, torch.Tensor]:
+        return {
+            "obs": self.obs,
+            "act": self.act,
+            "rew": self.rew,
+            "next_obs": self.next_obs,
+            "term": self.term,
+        }
+
+    def write(self, rows: dict[str, torch.Tensor], n: int) -> list[tuple[int, int, int]]:
+        """Append ``n`` rows; returns the slices written (see ``_segments``)."""
+        segs = _segments(self.pos, n, self.capacity)
+        for name, dst in self.fields().items():
+            src = rows[name]
+            for d, s, length in segs:
+                # Slice assignment is copy_: it converts dtype (float -> bool is ``!= 0``) and
+                # moves across devices in one step.
+                dst[d : d + length] = src[s : s + length]
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+        return segs
+
+    def gather(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return (
+            self.obs.index_select(0, idx),
+            self.act.index_select(0, idx),
+            self.rew.index_select(0, idx),
+            self.next_obs.index_select(0, idx),
+            self.term.index_select(0, idx).to(torch.float32),
+        )
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.fields().values())
+
+    def state_dict(self) -> dict[str, Any]:
+        # copy=True matters: torch.save of a slice would serialise the whole backing storage.
+        rows = {k: v[: self.size].to("cpu", copy=True) for k, v in self.fields().items()}
+        return {"size": self.size, "pos": self.pos, **rows}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        size, pos = int(state["size"]), int(state["pos"])
+        if not 0 <= size <= self.capacity or not 0 <= pos < self.capacity:
+            raise ValueError(f"size={size}, pos={pos} do not fit capacity {self.capacity}")
+        for name, dst in self.fields().items():
+            src = state[name]
+            if src.shape[0] != size or src.shape[1:] != dst.shape[1:]:
+                raise ValueError(f"{name}: shape {tuple(src.shape)} does not match size {size}")
+            dst[:size] = src
+        self.size, self.pos = size, pos
+
+
+class UniformSampler:
+    """Indices i.i.d. uniform over the stored rows; no importance weights."""
+
+    def __init__(self, generator: torch.Generator, device: torch.device) -> None:
+        self.generator = generator
+        self.device = device
+
+    def sample(self, size: int, batch_size: int, beta: float) -> tuple[torch.Tensor, None]:
+        idx = torch.randint(0, size, (batch_size,), generator=self.generator, device=self.device)
+        return idx, None
+
+    def on_write(
+        self, segs: list[tuple[int, int, int]], n: int, priority: torch.Tensor | None
+    ) -> None:
+        pass
+
+    def update(self, idx: torch.Tensor, td_abs: torch.Tensor) -> None:
+        pass
+
+    def nbytes(self) -> int:
+        return 0
+
+    def state_dict(self, size: int) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any], size: int) -> None:
+        pass
+
+
+class PrioritizedSampler:
+    """Proportional prioritization (Schaul et al. 2016) over a b-ary ``SumTree``."""
+
+    def __init__(
+        self,
+        capacity: int,
+        generator: torch.Generator,
+        device: torch.device,
+        alpha: float = 0.6,
+        eps: float = 1e-6,
+    ) -> None:
+        if alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {alpha}")
+        if eps < 0:
+            raise ValueError(f"eps must be >= 0, got {eps}")
+        self.alpha = float(alpha)
+        self.eps = float(eps)
+        self.generator = generator
+        self.device = device
+        self.tree = SumTree(capacity, device=device)
+        # Kept on the device so that update() never has to read it back (Schaul et al. 2016
+        # start new transitions at the running max priority, initially 1).
+        self.max_priority = torch.ones((), dtype=torch.float32, device=device)
+
+    def _raw(self, td_abs: torch.Tensor) -> torch.Tensor:
+        p = td_abs.detach().to(device=self.device, dtype=torch.float32).reshape(-1).abs()
+        return p + self.eps
+
+    def sample(self, size: int, batch_size: int, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.tree.sample(batch_size, self.generator)
+        v = self.tree.leaves.index_select(0, idx).to(torch.float64)
+        # (size * P(i)) ** -beta normalised by its batch max equals (v_i / min_batch v) ** -beta:
+        # size and the tree total cancel, which saves ops and any read of the total.
+        weight = (v / v.amin()).pow(-beta).to(torch.float32)
+        return idx, weight
+
+    def on_write(
+        self, segs: list[tuple[int, int, int]], n: int, priority: torch.Tensor | None
+    ) -> None:
+        if priority is None:
+            values = self.max_priority.pow(self.alpha).expand(n)
+        else:
+            p = self._raw(priority)
+            self.max_priority = torch.maximum(self.max_priority, p.amax())
+            values = p.pow(self.alpha)
+        for d, s, length in segs:
+            self.tree.set_range(d, values[s : s + length])
+
+    def update(self, idx: torch.Tensor, td_abs: torch.Tensor) -> None:
+        idx = idx.to(device=self.device, dtype=torch.int64).reshape(-1)
+        if idx.numel() == 0:
+            return
+        p = self._raw(td_abs)
+        if p.shape != idx.shape:
+            raise ValueError(f"idx has {idx.shape[0]} entries but td_abs has {p.shape[0]}")
+        self.max_priority = torch.maximum(self.max_priority, p.amax())
+        self.tree.update(idx, p.pow(self.alpha))
+
+    def nbytes(self) -> int:
+        return self.tree.nbytes() + self.max_priority.element_size()
+
+    def state_dict(self, size: int) -> dict[str, Any]:
+        return {
+            "priorities": self.tree.leaves[:size].to("cpu", copy=True),
+            "max_priority": self.max_priority.to("cpu", copy=True),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], size: int) -> None:
+        leaves = state["priorities"]
+        if leaves.shape != (size,):
+            raise ValueError(f"priorities: shape {tuple(leaves.shape)} does not match size {size}")
+        self.tree.leaves.zero_()
+        self.tree.leaves[:size] = leaves
+        self.tree.rebuild()
+        self.max_priority = state["max_priority"].to(device=self.device, dtype=torch.float32)
+
+
+class ReplayBuffer:
+    """Ring replay buffer with uniform or proportional prioritized sampling.
+
+    ``add`` takes batches (leading dim ``n``), numpy arrays or tensors on any device;
+    ``sample`` returns a ``Batch`` on the buffer's device. With ``prioritized=True`` the learner
+    feeds TD errors back through ``update_priorities``.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        capacity: int,
+        device: torch.device | str = "cpu",
+        prioritized: bool = False,
+        alpha: float = 0.6,
+        eps: float = 1e-6,
+        seed: int = 0,
+    ) -> None:
+        self.device = _resolve_device(device)
+        self.capacity = int(capacity)
+        self.prioritized = bool(prioritized)
+        self.storage = TensorStorage(obs_dim, act_dim, self.capacity, self.device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(int(seed))
+        self.sampler: UniformSampler | PrioritizedSampler
+        if self.prioritized:
+            self.sampler = PrioritizedSampler(
+                self.capacity, self.generator, self.device, alpha=alpha, eps=eps
+            )
+        else:
+            self.sampler = UniformSampler(self.generator, self.device)
+        self.alpha = float(alpha)
+        self.eps = float(eps)
+
+    @property
+    def obs_dim(self) -> int:
+        return self.storage.obs_dim
+
+    @property
+    def act_dim(self) -> int:
+        return self.storage.act_dim
+
+    @property
+    def size(self) -> int:
+        return self.storage.size
+
+    @property
+    def pos(self) -> int:
+        return self.storage.pos
+
+    def __len__(self) -> int:
+        return self.storage.size
+
+    def add(
+        self,
+        obs: TensorLike,
+        act: TensorLike,
+        rew: TensorLike,
+        next_obs: TensorLike,
+        term: TensorLike,
+        priority: TensorLike | None = None,
+    ) -> None:
+        """Append ``n`` transitions (every argument has leading dim ``n``).
+
+        ``term`` is 1/True only for true terminations; time-limit truncations must be stored as
+        0 so the critic still bootstraps through them. ``priority`` are raw initial priorities
+        (``|td|``-like, before ``** alpha``; ``eps`` is added), e.g. computed by Ape-X actors;
+        without them new transitions get the running max priority. Ignored when uniform.
+        """
+        obs_t = torch.as_tensor(obs)
+        if obs_t.dim() != 2 or obs_t.shape[0] < 1:
+            raise ValueError(f"obs: expected shape (n, {self.obs_dim}), got {tuple(obs_t.shape)}")
+        n = int(obs_t.shape[0])
+        rows = {
+            "obs": _as_tensor(obs_t, "obs", (n, self.obs_dim)),
+            "act": _as_tensor(act, "act", (n, self.act_dim)),
+            "rew": _as_tensor(rew, "rew", (n,)),
+            "next_obs": _as_tensor(next_obs, "next_obs", (n, self.obs_dim)),
+            "term": _as_tensor(term, "term", (n,)),
+        }
+        prio = None if priority is None else _as_tensor(priority, "priority", (n,))
+        segs = self.storage.write(rows, n)
+        self.sampler.on_write(segs, n, prio)
+
+    def sample(self, batch_size: int, beta: float = 0.4) -> Batch:
+        """Draw ``batch_size`` transitions i.i.d. (with replacement).
+
+        Prioritized: ``P(i) = p_i^alpha / sum_j p_j^alpha`` and importance weights
+        ``(size * P(i)) ** -beta`` divided by their batch max (Schaul et al. 2016, sec. 3.4).
+        """
+        if self.size == 0:
+            raise RuntimeError("cannot sample from an empty replay buffer")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        idx, weight = self.sampler.sample(self.size, batch_size, beta)
+        obs, act, rew, next_obs, term = self.storage.gather(idx)
+        return Batch(obs, act, rew, next_obs, term, weight, idx)
+
+    def update_priorities(self, idx: torch.Tensor, td_abs: torch.Tensor) -> None:
+        """Set ``p_i = |td_i| + eps`` for the sampled ``idx``; a no-op for uniform buffers.
+
+        ``idx`` must come from ``sample`` since the last ``add`` that could have overwritten
+        those rows; duplicate indices are fine (one of the values is kept).
+        """
+        self.sampler.update(idx, td_abs)
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "version": _STATE_VERSION,
+            "obs_dim": self.obs_dim,
+            "act_dim": self.act_dim,
+            "capacity": self.capacity,
+            "prioritized": self.prioritized,
+            "alpha": self.alpha,
+            "eps": self.eps,
+            "rng_device": self.device.type,
+            "rng_state": self.generator.get_state(),
+            **self.storage.state_dict(),
+        }
+        state.update(self.sampler.state_dict(self.size))
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(f"unsupported replay state version {state.get('version')!r}")
+        for key in ("obs_dim", "act_dim", "capacity", "prioritized"):
+            if state[key] != getattr(self, key):
+                raise ValueError(
+                    f"{key} mismatch: state has {state[key]}, buffer has {getattr(self, key)}"
+                )
+        # Stored priorities are p ** alpha; reinterpreting them under another alpha would
+        # silently change the sampling distribution.
+        if self.prioritized and state["alpha"] != self.alpha:
+            raise ValueError(f"alpha mismatch: state has {state['alpha']}, buffer has {self.alpha}")
+        self.storage.load_state_dict(state)
+        self.sampler.load_state_dict(state, self.size)
+        if state["rng_device"] == self.device.type:
+            self.generator.set_state(state["rng_state"])
+        else:
+            # CPU and CUDA generators have different state formats; the stream cannot carry over.
+            warnings.warn(
+                f"replay RNG state was saved on {state['rng_device']}, buffer is on "
+                f"{self.device.type}: keeping the current generator",
+                stacklevel=2,
+            )
+
+    def nbytes(self) -> int:
+        """Bytes held by the storage and sampler tensors."""
+        return self.storage.nbytes() + self.sampler.nbytes()

@@ -1,0 +1,74 @@
+"""Per-layer parameter tables of the networks a configuration builds (paper Table 2).
+
+Table 2 counts, per layer, the Linear weights and bias (and, for BatchNorm layers, its
+weight, bias, running mean and running variance). Its policy rows stop at the mean output
+layer, so everything the table does not show (the log-std head, the critics) is listed in
+rows of its own rather than folded into the table's totals.
+"""
+
+from __future__ import annotations
+
+import io
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+from widerl.agents import make_agent
+from widerl.config import Config
+from widerl.nets.blocks import Body
+
+_ORDINALS = {1: "1st", 2: "2nd", 3: "3rd"}
+
+
+def count(module: nn.Module) -> int:
+    """Parameters plus BatchNorm running statistics (not its integer batch counter)."""
+    n = sum(p.numel() for p in module.parameters())
+    n += sum(b.numel() for b in module.buffers() if b.is_floating_point())
+    return n
+
+
+def body_rows(body: Body) -> list[tuple[str, int, int, int]]:
+    return [(f"{_ORDINALS.get(i, f'{i}th')} layer", layer.in_dim, layer.out_dim, count(layer))
+            for i, layer in enumerate(body.layers, start=1)]
+
+
+def linear_row(name: str, linear: nn.Linear) -> tuple[str, int, int, int]:
+    return (name, linear.in_features, linear.out_features, count(linear))
+
+
+def network_tables(cfg: Config, obs_dim: int, act_dim: int) -> list[tuple[str, list, int, list]]:
+    """(network name, table rows, table total, extra rows) for every network of the agent."""
+    agent = make_agent(cfg, obs_dim, act_dim, torch.device("cpu"))
+    actor = agent.actor
+    rows = body_rows(actor.body) + [linear_row("output layer (mean)", actor.mean)]
+    total = sum(r[3] for r in rows)
+    extra = []
+    if hasattr(actor, "log_std"):
+        extra.append(linear_row("log-std head (not in Table 2)", actor.log_std))
+        extra.append(("policy total incl. log-std head", 0, 0, count(actor)))
+    tables = [(f"{cfg.algo.upper()} policy", rows, total, extra)]
+    critic = agent.critics[0]
+    crows = body_rows(critic.body) + [linear_row("output layer (Q)", critic.out)]
+    ctotal = sum(r[3] for r in crows)
+    tables.append(("critic (each of 2; targets are copies)", crows, ctotal,
+                   [("twin critics total", 0, 0, 2 * ctotal)]))
+    return tables
+
+
+def render_summary(cfg: Config, obs_dim: int, act_dim: int) -> str:
+    console = Console(file=io.StringIO(), width=100, force_terminal=False, color_system=None)
+    console.print(f"{cfg.algo.upper()} {cfg.arch} {cfg.units}x{cfg.layers} {cfg.activation}"
+                  f"{' +BN' if cfg.batchnorm else ''}, obs {obs_dim}, act {act_dim}")
+    for name, rows, total, extra in network_tables(cfg, obs_dim, act_dim):
+        t = Table(title=name, title_justify="left")
+        for col in ("layer", "input units", "output units", "parameters"):
+            t.add_column(col, justify="left" if col == "layer" else "right")
+        for layer, i, o, n in rows:
+            t.add_row(layer, f"{i:,}", f"{o:,}", f"{n:,}")
+        t.add_row("TOTAL", "", "", f"{total:,}", end_section=True)
+        for layer, i, o, n in extra:
+            t.add_row(layer, f"{i:,}" if i else "", f"{o:,}" if o else "", f"{n:,}")
+        console.print(t)
+    return console.file.getvalue()  # type: ignore[attr-defined]
