@@ -111,7 +111,7 @@ def test_inputs_torch_numpy_and_shapes() -> None:
         torch.from_numpy(term).bool(),
     )
     assert rb.storage.term.dtype == torch.bool
-    assert rb.storage.term.tolist() == [True, False, False, True]
+    assert rb.storage.term[:4].tolist() == [True, False, False, True]
     assert rb.storage.rew[:4].tolist() == [0, 1, 2, 3]
     with pytest.raises(ValueError):
         rb.add(obs[:, :2], act, rew, nxt, term)
@@ -246,6 +246,8 @@ def test_new_transitions_get_max_priority() -> None:
     rb.update_priorities(torch.tensor([2]), torch.tensor([-7.0]))  # signed TD errors: |td|
     fill(rb, range(5, 6))
     torch.testing.assert_close(leaves[5], torch.tensor((7.0 + 1e-6) ** 0.6))
+    rb.update_priorities(torch.tensor([1]), torch.tensor([0.0]))  # eps keeps it sampleable
+    torch.testing.assert_close(leaves[1], torch.tensor(1e-6**0.6))
 
 
 def test_explicit_initial_priorities_ape_x() -> None:
@@ -276,7 +278,8 @@ def test_never_samples_padding_or_zero_priority(capacity: int) -> None:
     stored = max(1, capacity - 2)
     fill(rb, range(stored))
     positive = torch.arange(stored) % 4 == 1 if stored > 1 else torch.ones(1, dtype=torch.bool)
-    td = torch.where(positive, torch.rand(stored) * 10 + 1e-3, torch.zeros(stored))
+    gen = torch.Generator().manual_seed(capacity)
+    td = torch.where(positive, torch.rand(stored, generator=gen) * 10 + 0.5, torch.zeros(stored))
     rb.update_priorities(torch.arange(stored), td)
     idx = sample_idx(rb, 20_000)
     assert positive[idx].all()

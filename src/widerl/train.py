@@ -162,8 +162,8 @@ class Trainer:
             "train_return_mean": float(np.mean(col.recent_returns)) if col.recent_returns
             else None,
             "episodes": col.episodes,
-            "updates_per_s": (self.grad_step - g) / dt,
-            "env_steps_per_s": (col.env_steps - e) / dt,
+            "updates_per_s": (self.grad_step - g) / dt if self.grad_step > g else None,
+            "env_steps_per_s": (col.env_steps - e) / dt if col.env_steps > e else None,
             **self.means.pop(),
         }
         logger.write(row)

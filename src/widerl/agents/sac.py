@@ -41,17 +41,20 @@ class SAC(Agent):
     def _act(self, z_s: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.actor.act(z_s, deterministic)
 
+    @torch.no_grad()
+    def td_target(self, batch: Batch, alpha: torch.Tensor) -> torch.Tensor:
+        """r + gamma * (1 - terminated) * V(s'), V = min target Q - alpha log pi (SAC Eq. 3).
+        Bootstrapping stops only on termination; a time-limit truncation is no end."""
+        z_s_next = self.features.state(batch.next_obs)
+        a_next, logp_next = self.actor.sample(z_s_next)
+        q_next = self.min_q(self.critics_target, self.features.state_action(z_s_next, a_next))
+        return batch.rew + self.cfg.gamma * (1.0 - batch.term) * (q_next - alpha * logp_next)
+
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         alpha = self.log_alpha.detach().exp()
         with torch.no_grad():
             z_s = self.features.state(batch.obs)
-            z_s_next = self.features.state(batch.next_obs)
-            a_next, logp_next = self.actor.sample(z_s_next)
-            q_next = self.min_q(self.critics_target,
-                                self.features.state_action(z_s_next, a_next))
-            v_next = q_next - alpha * logp_next  # soft state value (SAC Eq. 3)
-            # Bootstrapping stops only on termination; a time-limit truncation is no end.
-            target_q = batch.rew + self.cfg.gamma * (1.0 - batch.term) * v_next
+        target_q = self.td_target(batch, alpha)
         metrics = self.critic_step(batch, z_s, target_q)
 
         self.freeze_critics(True)

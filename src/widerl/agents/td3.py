@@ -44,18 +44,22 @@ class TD3(Agent):
             return a
         return (a + self.cfg.expl_noise * torch.randn_like(a)).clamp(-1.0, 1.0)
 
+    @torch.no_grad()
+    def td_target(self, batch: Batch) -> torch.Tensor:
+        """r + gamma * (1 - terminated) * min target Q(s', pi'(s') + clipped noise) (TD3 Eq. 15,
+        in the normalised action space); a time-limit truncation still bootstraps."""
+        c = self.cfg
+        z_s_next = self.features.state(batch.next_obs)
+        noise = (torch.randn_like(batch.act) * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
+        a_next = (self.actor_target(z_s_next) + noise).clamp(-1.0, 1.0)
+        q_next = self.min_q(self.critics_target, self.features.state_action(z_s_next, a_next))
+        return batch.rew + c.gamma * (1.0 - batch.term) * q_next
+
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.cfg
         with torch.no_grad():
             z_s = self.features.state(batch.obs)
-            z_s_next = self.features.state(batch.next_obs)
-            # Target policy smoothing (TD3 Eq. 15), in the normalised action space.
-            noise = (torch.randn_like(batch.act) * c.policy_noise).clamp(-c.noise_clip,
-                                                                          c.noise_clip)
-            a_next = (self.actor_target(z_s_next) + noise).clamp(-1.0, 1.0)
-            q_next = self.min_q(self.critics_target,
-                                self.features.state_action(z_s_next, a_next))
-            target_q = batch.rew + c.gamma * (1.0 - batch.term) * q_next
+        target_q = self.td_target(batch)
         metrics = self.critic_step(batch, z_s, target_q)
 
         self.n_updates += 1

@@ -1,0 +1,171 @@
+import numpy as np
+import pytest
+import torch
+
+from widerl.agents import make_agent
+from widerl.collect import Collector
+from widerl.config import resolve
+from widerl.envs import make_env
+from widerl.replay import Batch, ReplayBuffer
+
+OBS, ACT, B = 5, 2, 64
+
+
+def fixed_batch(term: float = 0.0, seed: int = 0) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    return Batch(
+        obs=torch.randn(B, OBS, generator=g), act=torch.rand(B, ACT, generator=g) * 2 - 1,
+        rew=torch.randn(B, generator=g), next_obs=torch.randn(B, OBS, generator=g),
+        term=torch.full((B,), term), weight=None, idx=torch.arange(B),
+    )
+
+
+def agent_for(algo: str, **kw: object):  # noqa: ANN201
+    torch.manual_seed(0)
+    cfg = resolve({"algo": algo, "units": 32, "layers": 2, **kw})
+    return make_agent(cfg, OBS, ACT, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+@pytest.mark.parametrize("arch", ["mlp", "densenet"])
+def test_critic_update_lowers_its_loss_on_a_fixed_batch(algo: str, arch: str) -> None:
+    agent = agent_for(algo, arch=arch, critic_loss="huber", lr=1e-3)
+    batch = fixed_batch()
+    first = agent.update(batch)["critic_loss"]
+    for _ in range(150):
+        last = agent.update(batch)["critic_loss"]
+    assert last < 0.5 * first
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_actor_update_lowers_its_loss_against_a_fixed_critic(algo: str) -> None:
+    agent = agent_for(algo, lr=1e-3, autotune=False, alpha_init=0.2)
+    for group in agent.critic_opt.param_groups:  # hold the critics still
+        group["lr"] = 0.0
+    with torch.no_grad():  # a steeper Q landscape, so the actor has something to climb
+        for critic in agent.critics:
+            critic.out.weight.mul_(20.0)
+    batch = fixed_batch()
+    losses = [agent.update(batch)["actor_loss"].item() for _ in range(120)]
+    assert np.mean(losses[-10:]) < np.mean(losses[2:12]) - 0.05
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_termination_stops_bootstrapping_truncation_does_not(algo: str) -> None:
+    agent = agent_for(algo, gamma=0.9)
+    for critic in agent.critics_target:  # target critics output the constant 7
+        torch.nn.init.zeros_(critic.out.weight)
+        torch.nn.init.constant_(critic.out.bias, 7.0)
+    alpha = torch.tensor(0.0)
+    terminal, going_on = fixed_batch(term=1.0), fixed_batch(term=0.0)
+    if algo == "sac":
+        y_term, y_cont = agent.td_target(terminal, alpha), agent.td_target(going_on, alpha)
+    else:
+        y_term, y_cont = agent.td_target(terminal), agent.td_target(going_on)
+    assert torch.allclose(y_term, terminal.rew)
+    assert torch.allclose(y_cont, going_on.rew + 0.9 * 7.0)
+
+
+def test_sac_target_includes_entropy_bonus() -> None:
+    agent = agent_for("sac", gamma=1.0)
+    for critic in agent.critics_target:
+        torch.nn.init.zeros_(critic.out.weight)
+        torch.nn.init.zeros_(critic.out.bias)
+    batch = fixed_batch()
+    torch.manual_seed(3)
+    y = agent.td_target(batch, torch.tensor(0.5))
+    torch.manual_seed(3)
+    _, logp = agent.actor.sample(batch.next_obs)
+    assert torch.allclose(y, batch.rew - 0.5 * logp)
+
+
+def test_tanh_gaussian_log_prob_matches_torch_distributions() -> None:
+    agent = agent_for("sac")
+    z = torch.randn(10, OBS)
+    torch.manual_seed(5)
+    a, logp = agent.actor.sample(z)
+    mean, log_std = agent.actor(z)
+    dist = torch.distributions.TransformedDistribution(
+        torch.distributions.Normal(mean, log_std.exp()),
+        [torch.distributions.TanhTransform(cache_size=1)])
+    ref = dist.log_prob(a.clamp(-1 + 1e-6, 1 - 1e-6)).sum(-1)
+    assert torch.allclose(logp, ref, atol=1e-3)
+
+
+def test_td3_policy_delay_and_target_tau() -> None:
+    agent = agent_for("td3", tau=0.25)
+    actor0 = [p.clone() for p in agent.actor.parameters()]
+    target0 = [p.clone() for p in agent.actor_target.parameters()]
+    batch = fixed_batch()
+    agent.update(batch)  # update 1: critic only
+    assert all(torch.equal(a, b) for a, b in zip(actor0, agent.actor.parameters(), strict=True))
+    agent.update(batch)  # update 2: actor, then targets move by tau towards the online nets
+    online = list(agent.actor.parameters())
+    for t0, t, o in zip(target0, agent.actor_target.parameters(), online, strict=True):
+        assert torch.allclose(t, t0 + 0.25 * (o - t0), atol=1e-6)
+
+
+def test_sac_alpha_tunes_and_targets_track() -> None:
+    agent = agent_for("sac", tau=0.5)
+    t0 = [p.clone() for p in agent.critics_target.parameters()]
+    a0 = agent.log_alpha.item()
+    agent.update(fixed_batch())
+    assert agent.log_alpha.item() != a0
+    for t_old, t, o in zip(t0, agent.critics_target.parameters(), agent.critics.parameters(),
+                           strict=True):
+        assert torch.allclose(t, t_old + 0.5 * (o - t_old), atol=1e-6)
+
+
+def test_update_with_importance_weights_and_td_abs() -> None:
+    agent = agent_for("sac")
+    b = fixed_batch()._replace(weight=torch.zeros(B))
+    before = [p.clone() for p in agent.critics.parameters()]
+    m = agent.update(b)
+    assert m["td_abs"].shape == (B,) and (m["td_abs"] >= 0).all()
+    # Zero importance weights: zero critic gradient, and Adam's step is then zero too.
+    assert all(torch.equal(x, y) for x, y in zip(before, agent.critics.parameters(), strict=True))
+
+
+def test_batchnorm_eval_when_acting_train_when_updating() -> None:
+    agent = agent_for("sac", batchnorm=True)
+    obs = torch.randn(4, OBS)
+    a1 = agent.act(obs, deterministic=True)
+    assert agent.training  # act() restores train mode
+    a2 = agent.act(obs[:1], deterministic=True)
+    assert torch.allclose(a1[:1], a2, atol=1e-6)  # eval mode: no batch statistics
+    agent.update(fixed_batch())
+
+
+def _collect(env_id: str, steps: int) -> tuple[ReplayBuffer, Collector]:
+    import gymnasium as gym
+
+    envs = gym.vector.SyncVectorEnv([lambda: make_env(env_id)],
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    rb = ReplayBuffer(envs.single_observation_space.shape[0],
+                      envs.single_action_space.shape[0], 10_000)
+    col = Collector(envs, seed=0, device=torch.device("cpu"))
+    for _ in range(steps):
+        col.step(None, rb)
+    envs.close()
+    return rb, col
+
+
+def test_truncation_is_stored_as_not_terminal_with_true_next_state() -> None:
+    rb, col = _collect("Pendulum-v1", 201)  # Pendulum never terminates; truncates at 200
+    obs, nxt = rb.storage.obs[:201], rb.storage.next_obs[:201]
+    assert not rb.storage.term[:201].any()
+    assert col.episodes == 1
+    # Within an episode next_obs[t] == obs[t+1]; at the time limit the stored next state is the
+    # episode's final state, not the first state of the next episode.
+    assert torch.allclose(nxt[:199], obs[1:200])
+    assert not torch.allclose(nxt[199], obs[200])
+
+
+def test_termination_is_stored_as_terminal() -> None:
+    rb, col = _collect("InvertedPendulum-v5", 200)  # random actions drop the pole quickly
+    n = rb.size
+    terms = rb.storage.term[:n].bool()
+    assert col.episodes > 0 and terms.sum().item() == col.episodes
+    ends = np.flatnonzero(terms.numpy())
+    assert all(not torch.allclose(rb.storage.next_obs[i], rb.storage.obs[i + 1])
+               for i in ends if i + 1 < n)
