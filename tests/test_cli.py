@@ -237,3 +237,31 @@ def test_checkpoint_loading_never_unpickles_code(finished: Path, capsys) -> None
     ckpt.write_bytes(pickle.dumps([1, 2])[:5])  # truncated garbage
     assert main(["train", "--resume", str(finished)]) == 2
     assert "cannot load checkpoint" in capsys.readouterr().err
+
+
+def _can_render() -> bool:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    try:
+        import gymnasium as gym
+
+        env = gym.make("InvertedPendulum-v5", render_mode="rgb_array")
+        env.reset(seed=0)
+        ok = env.render() is not None
+        env.close()
+        return ok
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(not _can_render(), reason="no offscreen OpenGL (MUJOCO_GL=egl) here")
+def test_eval_writes_a_video(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "v"
+    assert train(out, "--env", "InvertedPendulum-v5", "--steps", "10", "--warmup", "40",
+                 "--eval-every", "10") == 0
+    video = tmp_path / "episode.gif"
+    assert main(["eval", str(out), "--episodes", "1", "--video", str(video)]) == 0
+    from PIL import Image
+
+    with Image.open(video) as im:
+        assert im.n_frames >= 2
+    assert main(["eval", str(out), "--video", str(video)]) == 2  # never overwrites

@@ -18,9 +18,10 @@ update-throughput measurement needs.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -56,9 +57,7 @@ def _synchronizer(device: torch.device) -> Callable[[], None]:
     return lambda: None
 
 
-def _random_transitions(
-    n: int, obs_dim: int, act_dim: int, seed: int
-) -> dict[str, torch.Tensor]:
+def _random_transitions(n: int, obs_dim: int, act_dim: int, seed: int) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return {
         "obs": torch.randn(n, obs_dim, generator=g),
@@ -250,6 +249,18 @@ def _time_peer(model: Any, batch_size: int, n: int, sync: Callable[[], None]) ->
 
 
 # --- the benchmark ------------------------------------------------------------------------
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` intra-op threads (None: unchanged), then restore."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def run_bench(
     algo: str,
     units: int,
@@ -265,94 +276,107 @@ def run_bench(
     warmup_updates: int = 20,
     fill: int = DEFAULT_FILL,
     seed: int = 0,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Measure update throughput (ours and SB3's), FLOPs per update and the matmul peak.
 
     Each of ``rounds`` rounds times ``updates`` updates of ours and of SB3, alternating which goes
     first. ``ratio`` is the median over rounds of ours/SB3 per round. The peer is always an SB3
     MLP of the same width and depth, whatever ``arch`` is.
+
+    ``threads`` sets torch's intra-op thread count for the whole run (both sides and the peak
+    share one process, so they share it) and restores it afterwards; None keeps torch's setting.
     """
     if updates < 1 or rounds < 1 or warmup_updates < 0 or fill < 1:
         raise ValueError(
             f"need updates >= 1, rounds >= 1, warmup_updates >= 0, fill >= 1; got {updates}, "
             f"{rounds}, {warmup_updates}, {fill}"
         )
-    dev = _resolve_device(device)
-    sync = _synchronizer(dev)
-    torch.manual_seed(seed)
-    cfg = resolve(
-        {"algo": algo, "units": units, "layers": layers, "arch": arch, "batch_size": batch_size,
-         "seed": seed}
-    )
-    data = _random_transitions(fill, obs_dim, act_dim, seed)
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    with _torch_threads(threads):
+        dev = _resolve_device(device)
+        sync = _synchronizer(dev)
+        torch.manual_seed(seed)
+        cfg = resolve(
+            {
+                "algo": algo,
+                "units": units,
+                "layers": layers,
+                "arch": arch,
+                "batch_size": batch_size,
+                "seed": seed,
+            }
+        )
+        data = _random_transitions(fill, obs_dim, act_dim, seed)
 
-    agent = make_agent(cfg, obs_dim, act_dim, dev)
-    replay = ReplayBuffer(obs_dim, act_dim, fill, dev, seed=seed)
-    replay.add(data["obs"], data["act"], data["rew"], data["next_obs"], data["term"])
-    model = (
-        _make_peer(algo, units, layers, obs_dim, act_dim, batch_size, dev, data, seed)
-        if peer
-        else None
-    )
-
-    # Burn-in: first calls allocate optimizer state and warm allocators and BLAS code paths.
-    if warmup_updates:
-        _time_ours(agent, replay, batch_size, warmup_updates, sync)
-        if model is not None:
-            _time_peer(model, batch_size, warmup_updates, sync)
-
-    ours_rounds: list[float] = []
-    peer_rounds: list[float] = []
-    for r in range(rounds):
-        # Alternate the order so that neither side always runs right after the other's
-        # (possibly cache- or frequency-affecting) burst.
-        if model is not None and r % 2 == 1:
-            peer_rounds.append(_time_peer(model, batch_size, updates, sync))
-            ours_rounds.append(_time_ours(agent, replay, batch_size, updates, sync))
-        else:
-            ours_rounds.append(_time_ours(agent, replay, batch_size, updates, sync))
-            if model is not None:
-                peer_rounds.append(_time_peer(model, batch_size, updates, sync))
-
-    n_count = cfg.policy_delay if algo == "td3" else 1
-    flops = update_flops(agent, replay, batch_size, n_count)
-    peak, per_shape = measure_matmul_peak(peak_shapes(agent, batch_size), dev)
-    ours = statistics.median(ours_rounds)
-    achieved = flops * ours
-
-    result: dict[str, Any] = {
-        "algo": algo,
-        "arch": arch,
-        "units": units,
-        "layers": layers,
-        "obs_dim": obs_dim,
-        "act_dim": act_dim,
-        "batch_size": batch_size,
-        "device": str(dev),
-        "updates": updates,
-        "rounds": rounds,
-        "warmup_updates": warmup_updates,
-        "fill": fill,
-        "torch_threads": torch.get_num_threads(),
-        "torch_version": torch.__version__,
-        "ours_updates_per_s": ours,
-        "ours_per_round": ours_rounds,
-        "peer": "stable-baselines3" if model is not None else None,
-        "peer_version": _import_sb3().__version__ if model is not None else None,
-        "peer_updates_per_s": statistics.median(peer_rounds) if model is not None else None,
-        "peer_per_round": peer_rounds if model is not None else None,
-        "ratio": (
-            statistics.median(o / p for o, p in zip(ours_rounds, peer_rounds, strict=True))
-            if model is not None
+        agent = make_agent(cfg, obs_dim, act_dim, dev)
+        replay = ReplayBuffer(obs_dim, act_dim, fill, dev, seed=seed)
+        replay.add(data["obs"], data["act"], data["rew"], data["next_obs"], data["term"])
+        model = (
+            _make_peer(algo, units, layers, obs_dim, act_dim, batch_size, dev, data, seed)
+            if peer
             else None
-        ),
-        "flops_per_update": flops,
-        "achieved_flops": achieved,
-        "peak_flops": peak,
-        "peak_shapes": per_shape,
-        "peak_flops_fraction": achieved / peak,
-    }
-    return result
+        )
+
+        # Burn-in: first calls allocate optimizer state and warm allocators and BLAS code paths.
+        if warmup_updates:
+            _time_ours(agent, replay, batch_size, warmup_updates, sync)
+            if model is not None:
+                _time_peer(model, batch_size, warmup_updates, sync)
+
+        ours_rounds: list[float] = []
+        peer_rounds: list[float] = []
+        for r in range(rounds):
+            # Alternate the order so that neither side always runs right after the other's
+            # (possibly cache- or frequency-affecting) burst.
+            if model is not None and r % 2 == 1:
+                peer_rounds.append(_time_peer(model, batch_size, updates, sync))
+                ours_rounds.append(_time_ours(agent, replay, batch_size, updates, sync))
+            else:
+                ours_rounds.append(_time_ours(agent, replay, batch_size, updates, sync))
+                if model is not None:
+                    peer_rounds.append(_time_peer(model, batch_size, updates, sync))
+
+        n_count = cfg.policy_delay if algo == "td3" else 1
+        flops = update_flops(agent, replay, batch_size, n_count)
+        peak, per_shape = measure_matmul_peak(peak_shapes(agent, batch_size), dev)
+        ours = statistics.median(ours_rounds)
+        achieved = flops * ours
+
+        result: dict[str, Any] = {
+            "algo": algo,
+            "arch": arch,
+            "units": units,
+            "layers": layers,
+            "obs_dim": obs_dim,
+            "act_dim": act_dim,
+            "batch_size": batch_size,
+            "device": str(dev),
+            "updates": updates,
+            "rounds": rounds,
+            "warmup_updates": warmup_updates,
+            "fill": fill,
+            "torch_threads": torch.get_num_threads(),
+            "torch_version": torch.__version__,
+            "ours_updates_per_s": ours,
+            "ours_per_round": ours_rounds,
+            "peer": "stable-baselines3" if model is not None else None,
+            "peer_version": _import_sb3().__version__ if model is not None else None,
+            "peer_updates_per_s": statistics.median(peer_rounds) if model is not None else None,
+            "peer_per_round": peer_rounds if model is not None else None,
+            "ratio": (
+                statistics.median(o / p for o, p in zip(ours_rounds, peer_rounds, strict=True))
+                if model is not None
+                else None
+            ),
+            "flops_per_update": flops,
+            "achieved_flops": achieved,
+            "peak_flops": peak,
+            "peak_shapes": per_shape,
+            "peak_flops_fraction": achieved / peak,
+        }
+        return result
 
 
 def format_bench(result: dict[str, Any]) -> str:

@@ -131,6 +131,11 @@ def eval_cmd(run_dir: Path, episodes: int, seed: int, video: Path | None, device
         raise ConfigError(f"--video {str(video)!r} must end in .gif or .mp4")
     if video is not None and video.exists():
         raise ConfigError(f"--video {str(video)!r} already exists; choose a new path")
+    if video is not None:
+        import os
+
+        # Headless machines have no window system; EGL renders MuJoCo offscreen.
+        os.environ.setdefault("MUJOCO_GL", "egl")
     returns = evaluate_run(run_dir, episodes, seed, video, device)
     click.echo(f"return over {episodes} episodes: mean {returns.mean():.2f} "
                f"std {returns.std():.2f}")

@@ -43,6 +43,8 @@ class Config:
     eval_every: int = _f(5_000, "Evaluate every N gradient updates.", positive=True)
     eval_episodes: int = _f(10, "Episodes per evaluation (deterministic policy).", positive=True)
     device: str = _f("auto", "Torch device: auto picks cuda when available.", choices=DEVICES)
+    threads: int = _f(0, "Torch CPU threads; 0 keeps torch's default (all cores). Use 1 when "
+                         "several runs share the CPU: oversubscribed threads stall.", nonneg=True)
 
     # --- networks (Sec. 3.3, 4.1, 4.2): one body for actor and critics ---
     arch: str = _f("mlp", "Connectivity of actor and critic bodies.", choices=ARCHS)

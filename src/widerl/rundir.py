@@ -50,7 +50,7 @@ def load_config(run_dir: Path) -> Config:
 
 
 # Settings a resumed run may change: how long it runs and where, not what it learns.
-RESUMABLE_OVERRIDES = ("steps", "device", "progress")
+RESUMABLE_OVERRIDES = ("steps", "device", "progress", "threads")
 
 
 def merge_resume(stored: Config, overrides: dict, run_dir: Path) -> Config:

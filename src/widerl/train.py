@@ -72,6 +72,8 @@ class Trainer:
     def __init__(self, cfg: Config, run_dir: Path) -> None:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.device = resolve_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
         seeds = derive_seeds(cfg.seed)
         torch.manual_seed(seeds["torch"])
         self.envs = make_vec_env(cfg.env, 1)
