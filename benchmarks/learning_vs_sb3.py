@@ -32,7 +32,8 @@ def run_ours(env: str, seed: int, steps: int, warmup: int, eval_every: int, epis
     cmd = [sys.executable, "-m", "widerl.cli", "train", "--preset", "paper-original",
            "--algo", "sac", "--env", env, "--seed", str(seed), "--steps", str(steps),
            "--warmup", str(warmup), "--eval-every", str(eval_every),
-           "--eval-episodes", str(episodes), "--out", str(run), "--force", "--no-progress", "--threads", "1"]
+           "--eval-episodes", str(episodes), "--out", str(run), "--force", "--no-progress",
+           "--threads", "1"]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return run / "metrics.csv"
 

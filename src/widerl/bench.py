@@ -277,6 +277,7 @@ def run_bench(
     fill: int = DEFAULT_FILL,
     seed: int = 0,
     threads: int | None = None,
+    peak_square: int = PEAK_SQUARE,
 ) -> dict[str, Any]:
     """Measure update throughput (ours and SB3's), FLOPs per update and the matmul peak.
 
@@ -286,6 +287,7 @@ def run_bench(
 
     ``threads`` sets torch's intra-op thread count for the whole run (both sides and the peak
     share one process, so they share it) and restores it afterwards; None keeps torch's setting.
+    ``peak_square`` is the side of the square matmul among the peak shapes (tests shrink it).
     """
     if updates < 1 or rounds < 1 or warmup_updates < 0 or fill < 1:
         raise ValueError(
@@ -340,7 +342,9 @@ def run_bench(
 
         n_count = cfg.policy_delay if algo == "td3" else 1
         flops = update_flops(agent, replay, batch_size, n_count)
-        peak, per_shape = measure_matmul_peak(peak_shapes(agent, batch_size), dev)
+        peak, per_shape = measure_matmul_peak(
+            peak_shapes(agent, batch_size, square=peak_square), dev
+        )
         ours = statistics.median(ours_rounds)
         achieved = flops * ours
 

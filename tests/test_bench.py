@@ -1,0 +1,136 @@
+"""widerl.bench: result shape, the ratio's definition, and the FLOP count against a hand count."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from typing import Any
+
+import pytest
+import torch
+
+from widerl.bench import format_bench, measure_matmul_peak, run_bench
+
+OBS, ACT, UNITS, B = 11, 3, 16, 32
+
+KEYS = {
+    "algo", "arch", "units", "layers", "obs_dim", "act_dim", "batch_size", "device", "updates",
+    "rounds", "torch_threads", "ours_updates_per_s", "peer_updates_per_s", "ratio",
+    "ours_per_round", "peer_per_round", "flops_per_update", "peak_flops", "achieved_flops",
+    "peak_flops_fraction",
+}  # fmt: skip
+
+
+def tiny(algo: str, peer: bool = True, **kw: Any) -> dict[str, Any]:
+    # A small square keeps the peak measurement at milliseconds; the rest is the brief's tiny size.
+    return run_bench(
+        algo, UNITS, 1, obs_dim=OBS, act_dim=ACT, batch_size=B, updates=5, rounds=2,
+        warmup_updates=2, fill=500, peer=peer, peak_square=256, **kw,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=["sac", "td3"])
+def result(request: pytest.FixtureRequest) -> dict[str, Any]:
+    pytest.importorskip("stable_baselines3")
+    return tiny(request.param)
+
+
+def f(n_in: int, n_out: int) -> int:
+    """FLOPs of one (B x n_in) @ (n_in x n_out) product, as FlopCounterMode counts them."""
+    return 2 * B * n_in * n_out
+
+
+def hand_count(algo: str) -> float:
+    """Matmul FLOPs of one update of a one-hidden-layer MLP agent, counted by hand.
+
+    ``*_fwd``: all Linear layers of one network forward (the bias add is not a matmul FLOP).
+    Backward costs one product per weight gradient and one per input gradient; autograd skips
+    the input gradient of a first layer whose input (raw obs/actions) needs no gradient, so
+    ``*_in`` is ``*_fwd`` without the first layer.
+    """
+    critic = [f(OBS + ACT, UNITS), f(UNITS, 1)]
+    c_fwd, c_in = sum(critic), sum(critic[1:])
+    if algo == "sac":
+        actor = [f(OBS, UNITS), f(UNITS, ACT), f(UNITS, ACT)]  # body, mean and log-std heads
+        a_fwd, a_in = sum(actor), sum(actor[1:])
+        target = a_fwd + 2 * c_fwd  # a' ~ pi(s'), both target critics
+        critic_step = 2 * c_fwd + 2 * c_fwd + 2 * c_in  # forward, weight and input grads
+        # Actor step: actor and both (frozen) critics forward; backward through the critics
+        # down to the action input (no critic weight grads), then the actor's weights.
+        actor_step = a_fwd + 2 * c_fwd + 2 * c_fwd + a_fwd + a_in
+        return target + critic_step + actor_step
+    actor = [f(OBS, UNITS), f(UNITS, ACT)]
+    a_fwd, a_in = sum(actor), sum(actor[1:])
+    every = a_fwd + 2 * c_fwd + 2 * c_fwd + 2 * c_fwd + 2 * c_in  # target + critic step
+    # Every 2nd update (policy delay): actor and critic 1 forward, backward through critic 1's
+    # input and the actor's weights.
+    delayed = a_fwd + c_fwd + c_fwd + a_fwd + a_in
+    return every + delayed / 2
+
+
+def test_keys_and_positive(result: dict[str, Any]) -> None:
+    assert not KEYS - result.keys(), "missing keys"
+    for key in ("ours_updates_per_s", "peer_updates_per_s", "ratio", "flops_per_update",
+                "peak_flops", "achieved_flops", "peak_flops_fraction"):  # fmt: skip
+        assert result[key] > 0, key
+    assert len(result["ours_per_round"]) == len(result["peer_per_round"]) == result["rounds"]
+    assert all(x > 0 for x in result["ours_per_round"] + result["peer_per_round"])
+    assert result["torch_threads"] == torch.get_num_threads()
+
+
+def test_summaries_follow_rounds(result: dict[str, Any]) -> None:
+    ours, peer = result["ours_per_round"], result["peer_per_round"]
+    assert result["ours_updates_per_s"] == pytest.approx(statistics.median(ours))
+    assert result["peer_updates_per_s"] == pytest.approx(statistics.median(peer))
+    per_round = [o / p for o, p in zip(ours, peer, strict=True)]
+    assert result["ratio"] == pytest.approx(statistics.median(per_round))
+    assert min(per_round) <= result["ratio"] <= max(per_round)
+    achieved = result["flops_per_update"] * result["ours_updates_per_s"]
+    assert result["achieved_flops"] == pytest.approx(achieved)
+    assert result["peak_flops_fraction"] == pytest.approx(achieved / result["peak_flops"])
+
+
+def test_flops_match_hand_count(result: dict[str, Any]) -> None:
+    # Exact: both count the same matmuls. A counter wired around the wrong region (e.g. only
+    # the forward pass, or one TD3 update without the delayed actor step) misses by > 20%.
+    assert result["flops_per_update"] == pytest.approx(hand_count(result["algo"]), rel=1e-9)
+
+
+def test_format(result: dict[str, Any]) -> None:
+    text = format_bench(result)
+    assert "SB3" in text and "ratio" in text and "peak" in text
+    assert f"{result['ratio']:.2f}" in text
+
+
+def test_no_peer() -> None:
+    r = tiny("sac", peer=False, threads=1)
+    assert r["peer_updates_per_s"] is None and r["ratio"] is None and r["peer_per_round"] is None
+    assert r["flops_per_update"] == pytest.approx(hand_count("sac"), rel=1e-9)
+    assert "SB3" not in format_bench(r)
+
+
+def test_threads_restored() -> None:
+    before = torch.get_num_threads()
+    r = tiny("td3", peer=False, threads=2 if before == 1 else 1)
+    assert r["torch_threads"] != before
+    assert torch.get_num_threads() == before
+
+
+def test_missing_sb3_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "stable_baselines3", None)  # makes the import fail
+    with pytest.raises(ImportError, match=r"pip install widerl\[bench\]"):
+        tiny("sac")
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError):
+        tiny("sac", peer=False, threads=0)
+    with pytest.raises(ValueError):
+        run_bench("sac", UNITS, 1, updates=0, peer=False)
+
+
+def test_peak_of_known_shapes() -> None:
+    peak, shapes = measure_matmul_peak([(64, 64, 64), (128, 128, 128)], repeats=1,
+                                       min_seconds=0.005)  # fmt: skip
+    assert [(s["m"], s["k"], s["n"]) for s in shapes] == [(64, 64, 64), (128, 128, 128)]
+    assert peak == max(s["flops"] for s in shapes) > 0
