@@ -70,6 +70,8 @@ def run_sb3(env_id: str, seed: int, steps: int, warmup: int, eval_every: int, ep
 
     class EvalEvery(BaseCallback):
         def _on_step(self) -> bool:
+            if self.num_timesteps < warmup:  # first evaluation once warm-up is done, as ours
+                return True
             grad_steps = self.model._n_updates
             if grad_steps % eval_every == 0 and (not rows or rows[-1]["grad_step"] != grad_steps):
                 evaluate(self.model, grad_steps, self.num_timesteps)

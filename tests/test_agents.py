@@ -169,3 +169,36 @@ def test_termination_is_stored_as_terminal() -> None:
     ends = np.flatnonzero(terms.numpy())
     assert all(not torch.allclose(rb.storage.next_obs[i], rb.storage.obs[i + 1])
                for i in ends if i + 1 < n)
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_update_forces_no_host_sync(algo: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPU stand-in for CUDA's sync debug mode: every way of reading a tensor's value on the
+    host raises while `update` runs (a GPU would stall on each of them)."""
+    agent = agent_for(algo, arch="densenet", prioritized=True)
+    rb = ReplayBuffer(OBS, ACT, 1_000, prioritized=True)
+    b = fixed_batch()
+    rb.add(b.obs, b.act, b.rew, b.next_obs, b.term)
+
+    def boom(*_: object, **__: object) -> None:
+        raise AssertionError("host synchronisation in the update step")
+
+    for name in ("item", "cpu", "tolist", "numpy", "__bool__", "__float__", "__int__"):
+        monkeypatch.setattr(torch.Tensor, name, boom)
+    monkeypatch.setattr(torch, "nonzero", boom)
+    for _ in range(3):
+        batch = rb.sample(32, beta=0.5)
+        metrics = agent.update(batch)
+        rb.update_priorities(batch.idx, metrics["td_abs"])
+    monkeypatch.undo()
+    assert metrics["critic_loss"].item() > 0
+
+
+def test_device_cuda_without_cuda_is_a_user_error() -> None:
+    from widerl.config import ConfigError
+    from widerl.train import resolve_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match="--device cuda"):
+        resolve_device("cuda")

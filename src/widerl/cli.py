@@ -78,7 +78,7 @@ def train_cmd(preset: str | None, resume: Path | None, force: bool, **kwargs: An
     from widerl.checkpoint import load_checkpoint
     from widerl.envs import check_env_id
     from widerl.rundir import load_config, merge_resume, prepare_new
-    from widerl.train import Trainer
+    from widerl.train import Trainer, resolve_device
 
     given = _given(kwargs)
     if resume is not None:
@@ -98,6 +98,7 @@ def train_cmd(preset: str | None, resume: Path | None, force: bool, **kwargs: An
     else:
         cfg = resolve(given, preset)
         check_env_id(cfg.env)
+        resolve_device(cfg.device)
         run_dir = Path(cfg.out) if cfg.out else default_out(cfg)
         cfg.out = str(run_dir)
         prepare_new(cfg, run_dir, force)

@@ -15,7 +15,7 @@ import torch
 from widerl.agents import make_agent
 from widerl.checkpoint import CHECKPOINT, FORMAT_VERSION, load_checkpoint, save_atomic
 from widerl.collect import Collector
-from widerl.config import Config
+from widerl.config import Config, ConfigError
 from widerl.envs import make_vec_env
 from widerl.evaluate import Evaluator
 from widerl.logger import MetricMeans, RunLogger, make_progress
@@ -28,6 +28,8 @@ PROGRESS_EVERY = 100  # updates between progress-bar refreshes
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available here; use cpu or auto")
     return torch.device(name)
 
 
