@@ -265,3 +265,15 @@ def test_eval_writes_a_video(tmp_path: Path, capsys) -> None:
     with Image.open(video) as im:
         assert im.n_frames >= 2
     assert main(["eval", str(out), "--video", str(video)]) == 2  # never overwrites
+
+
+def test_bench_command_json(capsys) -> None:
+    pytest.importorskip("stable_baselines3")
+    assert main(["bench", "--algo", "td3", "--units", "16", "--layers", "1", "--batch-size",
+                 "32", "--updates", "5", "--rounds", "2", "--obs-dim", "11", "--act-dim", "3",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("ours_updates_per_s", "peer_updates_per_s", "ratio", "flops_per_update",
+                "peak_flops_fraction"):
+        assert result[key] > 0, key
+    assert result["algo"] == "td3" and result["units"] == 16
