@@ -19,6 +19,7 @@ update-throughput measurement needs.
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -55,6 +56,15 @@ def _synchronizer(device: torch.device) -> Callable[[], None]:
     if device.type == "cuda":
         return lambda: torch.cuda.synchronize(device)
     return lambda: None
+
+
+def _load_average() -> float | None:
+    """1-minute load average, recorded with the result: other processes on the machine change
+    the figures (a lot with 2+ OpenMP threads on a few cores), and this shows whether they ran."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        return None
 
 
 def _random_transitions(n: int, obs_dim: int, act_dim: int, seed: int) -> dict[str, torch.Tensor]:
@@ -296,6 +306,7 @@ def run_bench(
         )
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
+    load_before = _load_average()
     with _torch_threads(threads):
         dev = _resolve_device(device)
         sync = _synchronizer(dev)
@@ -321,6 +332,9 @@ def run_bench(
             else None
         )
 
+        shapes = peak_shapes(agent, batch_size, square=peak_square)
+        peak_before = measure_matmul_peak(shapes, dev)
+
         # Burn-in: first calls allocate optimizer state and warm allocators and BLAS code paths.
         if warmup_updates:
             _time_ours(agent, replay, batch_size, warmup_updates, sync)
@@ -340,11 +354,12 @@ def run_bench(
                 if model is not None:
                     peer_rounds.append(_time_peer(model, batch_size, updates, sync))
 
+        # The peak is measured before and after the rounds and the better one kept: load from
+        # other processes varies over a run, and the fraction must not be flattered by a peak
+        # that happened to be measured in a slow moment.
+        peak, per_shape = max(peak_before, measure_matmul_peak(shapes, dev), key=lambda x: x[0])
         n_count = cfg.policy_delay if algo == "td3" else 1
         flops = update_flops(agent, replay, batch_size, n_count)
-        peak, per_shape = measure_matmul_peak(
-            peak_shapes(agent, batch_size, square=peak_square), dev
-        )
         ours = statistics.median(ours_rounds)
         achieved = flops * ours
 
@@ -379,6 +394,7 @@ def run_bench(
             "peak_flops": peak,
             "peak_shapes": per_shape,
             "peak_flops_fraction": achieved / peak,
+            "load_average": [load_before, _load_average()],
         }
         return result
 
@@ -389,7 +405,8 @@ def format_bench(result: dict[str, Any]) -> str:
     g = 1e9
 
     def rounds(xs: list[float] | None) -> str:
-        return ", ".join(f"{x:.0f}" for x in xs) if xs else ""
+        # Three significant digits read well from 2 updates/s (2048 units) to 2000 (tiny nets).
+        return ", ".join(f"{x:.3g}" for x in xs) if xs else ""
 
     lines = [
         f"{r['algo']} {r['arch']} {r['units']}x{r['layers']}  obs {r['obs_dim']} act "
@@ -411,4 +428,7 @@ def format_bench(result: dict[str, Any]) -> str:
         f"(best fp32 matmul of {len(r['peak_shapes'])} shapes, same run)",
         f"  {'fraction of peak':<22}{r['peak_flops_fraction']:>12.3f}",
     ]
+    load = r.get("load_average")
+    if load and None not in load:
+        lines.append(f"  {'load average (1 min)':<22}{load[0]:>12.2f}   -> {load[1]:.2f} after")
     return "\n".join(lines)

@@ -60,15 +60,24 @@ class Agent(nn.Module, abc.ABC):
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
         self.n_updates = 0
         self._has_bn = cfg.batchnorm
+        self._build_networks()
+        self.to(device)
+        self.critic_params = list(self.critics.parameters())
+        self._critic_target_params = list(self.critics_target.parameters())
+        self.critic_opt = make_adam(self.critic_params, cfg.lr, device)
+        self._build_optimizers()
+
+    @abc.abstractmethod
+    def _build_networks(self) -> None:
+        """Create the actor (and anything else trained) before the agent moves to its device."""
+
+    @abc.abstractmethod
+    def _build_optimizers(self) -> None:
+        """Create the remaining optimizers once parameters live on the device."""
 
     def body(self, in_dim: int) -> Body:
         c = self.cfg
         return Body(in_dim, c.arch, c.units, c.layers, c.activation, c.batchnorm)
-
-    def _init_critic_optimizer(self) -> None:
-        self.critic_params = list(self.critics.parameters())
-        self.critic_opt = make_adam(self.critic_params, self.cfg.lr, self.device)
-        self._critic_target_params = list(self.critics_target.parameters())
 
     @abc.abstractmethod
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:

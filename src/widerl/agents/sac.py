@@ -9,31 +9,22 @@ import torch
 from torch import nn
 
 from widerl.agents.base import Agent, make_adam
-from widerl.config import Config
 from widerl.nets.heads import GaussianActor
 from widerl.replay import Batch
 
 
 class SAC(Agent):
-    def __init__(
-        self,
-        cfg: Config,
-        obs_dim: int,
-        act_dim: int,
-        device: torch.device,
-        features: nn.Module | None = None,
-    ) -> None:
-        super().__init__(cfg, obs_dim, act_dim, device, features)
-        self.actor = GaussianActor(self.body(self.features.s_dim), act_dim)
-        self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.alpha_init)))
+    def _build_networks(self) -> None:
+        self.actor = GaussianActor(self.body(self.features.s_dim), self.act_dim)
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(self.cfg.alpha_init)))
         # Target entropy -|A| (SAC v2, Sec. 5).
-        self.target_entropy = -float(act_dim)
-        self.to(device)
-        self._init_critic_optimizer()
-        self.actor_opt = make_adam(self.actor.parameters(), cfg.lr, device)
-        self.alpha_opt = make_adam([self.log_alpha], cfg.lr, device)
+        self.target_entropy = -float(self.act_dim)
         self.metric_names = ("critic_loss", "q_mean", "actor_loss", "alpha", "entropy") + (
-            ("alpha_loss",) if cfg.autotune else ())
+            ("alpha_loss",) if self.cfg.autotune else ())
+
+    def _build_optimizers(self) -> None:
+        self.actor_opt = make_adam(self.actor.parameters(), self.cfg.lr, self.device)
+        self.alpha_opt = make_adam([self.log_alpha], self.cfg.lr, self.device)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"critic": self.critic_opt, "actor": self.actor_opt, "alpha": self.alpha_opt}

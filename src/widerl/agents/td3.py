@@ -6,34 +6,24 @@ from __future__ import annotations
 import copy
 
 import torch
-from torch import nn
 
 from widerl.agents.base import Agent, make_adam
-from widerl.config import Config
 from widerl.nets.heads import DeterministicActor
 from widerl.replay import Batch
 
 
 class TD3(Agent):
-    def __init__(
-        self,
-        cfg: Config,
-        obs_dim: int,
-        act_dim: int,
-        device: torch.device,
-        features: nn.Module | None = None,
-    ) -> None:
-        super().__init__(cfg, obs_dim, act_dim, device, features)
-        self.actor = DeterministicActor(self.body(self.features.s_dim), act_dim)
+    def _build_networks(self) -> None:
+        self.actor = DeterministicActor(self.body(self.features.s_dim), self.act_dim)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.to(device)
-        self._init_critic_optimizer()
-        self.actor_opt = make_adam(self.actor.parameters(), cfg.lr, device)
+        self.metric_names = ("critic_loss", "q_mean", "actor_loss")
+
+    def _build_optimizers(self) -> None:
+        self.actor_opt = make_adam(self.actor.parameters(), self.cfg.lr, self.device)
         # Targets of actor and critics move together, every `policy_delay` updates.
         self._target_params = self._critic_target_params + list(self.actor_target.parameters())
         self._online_params = self.critic_params + list(self.actor.parameters())
-        self._last_actor_loss = torch.zeros((), device=device)
-        self.metric_names = ("critic_loss", "q_mean", "actor_loss")
+        self._last_actor_loss = torch.zeros((), device=self.device)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"critic": self.critic_opt, "actor": self.actor_opt}
