@@ -216,7 +216,8 @@ class Trainer:
             logger.close()
             self.evaluator.close()
             self.envs.close()
-        curve = plot_learning_curve(self.run_dir, f"{c.algo.upper()} {c.env}") \
+        curve = plot_learning_curve(
+            self.run_dir, f"{c.algo.upper()} {c.arch} {c.units}x{c.layers}, {c.env}") \
             if not interrupted else None
         return RunResult(self.run_dir, self.grad_step, self.collector.env_steps,
                          self.last_eval, interrupted, curve)
