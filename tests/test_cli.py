@@ -277,3 +277,18 @@ def test_bench_command_json(capsys) -> None:
                 "peak_flops_fraction"):
         assert result[key] > 0, key
     assert result["algo"] == "td3" and result["units"] == 16
+
+
+def test_sigterm_during_warmup_stops_promptly(tmp_path: Path) -> None:
+    out = tmp_path / "w"
+    cmd = [sys.executable, "-m", "widerl.cli", "train", "--out", str(out), *TINY,
+           "--algo", "td3", "--env", "Pendulum-v1", "--warmup", "10000000", "--steps", "10"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out / "checkpoint.pt").exists():
+        time.sleep(0.2)
+    time.sleep(1.0)  # inside the random warm-up now
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["collector"]["env_steps"] > 0

@@ -141,14 +141,14 @@ class Trainer:
     def fill(self) -> None:
         """Random warm-up (A.4). A run resumed without its stored buffer refills it with
         `warmup` steps of the current policy instead. Either way one batch must be there."""
-        c = self.cfg
+        c, flag = self.cfg, self._flag
         if self.grad_step == 0:
-            while self.collector.env_steps < c.warmup:
+            while self.collector.env_steps < c.warmup and not flag.stop:
                 self.collector.step(None, self.replay)
         elif self.replay.size == 0:
-            while self.replay.size < min(c.warmup, c.buffer_size):
+            while self.replay.size < min(c.warmup, c.buffer_size) and not flag.stop:
                 self.collector.step(self.agent, self.replay)
-        while self.replay.size < c.batch_size:
+        while self.replay.size < c.batch_size and not flag.stop:
             self.collector.step(self.agent, self.replay)
 
     def evaluate_and_log(self, logger: RunLogger, since: tuple[float, int, int]) -> None:
@@ -184,12 +184,13 @@ class Trainer:
         interrupted = False
         try:
             with _StopFlag() as flag, make_progress(c.progress) as progress:
+                self._flag = flag
                 task = progress.add_task(f"{c.algo} {c.env}", total=c.steps,
                                          completed=self.grad_step, ups=0.0, env_step=0,
                                          last_eval="-")
                 self.fill()
                 since = (time.perf_counter(), self.grad_step, self.collector.env_steps)
-                if self.grad_step == 0:
+                if self.grad_step == 0 and not flag.stop:
                     self.evaluate_and_log(logger, since)
                     since = (time.perf_counter(), self.grad_step, self.collector.env_steps)
                 bar_t, bar_g = since[0], since[1]
