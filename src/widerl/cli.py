@@ -144,7 +144,8 @@ def eval_cmd(run_dir: Path, episodes: int, seed: int, video: Path | None, device
         click.echo(f"video: {video}")
 
 
-_NET_FIELDS = ("algo", "arch", "units", "layers", "activation", "batchnorm")
+_NET_FIELDS = ("algo", "arch", "units", "layers", "activation", "batchnorm", "ofenet_units",
+               "ofenet_layers", "ofenet_target_dim")
 
 
 @app.command("summary")

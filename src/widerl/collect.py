@@ -12,10 +12,14 @@ import torch
 from widerl.agents.base import Agent
 from widerl.replay import ReplayBuffer
 
+# With a held-out buffer, one transition in this many goes there instead of the replay.
+HOLDOUT_EVERY = 100
+
 
 class Collector:
-    def __init__(self, envs: gym.vector.VectorEnv, seed: int, device: torch.device) -> None:
-        self.envs, self.device = envs, device
+    def __init__(self, envs: gym.vector.VectorEnv, seed: int, device: torch.device,
+                 holdout: ReplayBuffer | None = None) -> None:
+        self.envs, self.device, self.holdout = envs, device, holdout
         self.num_envs = envs.num_envs
         self.act_shape = envs.single_action_space.shape
         self.rng = np.random.default_rng(seed)
@@ -45,7 +49,10 @@ class Collector:
             real_next = next_obs.copy()
             mask = info["_final_obs"]
             real_next[mask] = np.stack(info["final_obs"][mask])
-        replay.add(self.obs, act, rew.astype(np.float32), real_next, term)
+        dest = replay
+        if self.holdout is not None and (self.env_steps // self.num_envs) % HOLDOUT_EVERY == 0:
+            dest = self.holdout
+        dest.add(self.obs, act, rew.astype(np.float32), real_next, term)
         self.ep_return += rew
         for i in np.flatnonzero(done):
             self.recent_returns.append(float(self.ep_return[i]))

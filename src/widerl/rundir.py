@@ -35,8 +35,16 @@ def prepare_new(cfg: Config, out: Path, force: bool) -> Path:
             elif p.exists():
                 p.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    (out / CONFIG).write_text(cfg.to_json() + "\n")
+    write_config(out, cfg)
     return out
+
+
+def write_config(run_dir: Path, cfg: Config, dims: dict[str, int] | None = None) -> None:
+    """config.json: every setting, plus the sizes of what the networks see (`dims`)."""
+    values = json.loads(cfg.to_json())
+    if dims:
+        values["dims"] = dims
+    (run_dir / CONFIG).write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
 
 
 def load_config(run_dir: Path) -> Config:
@@ -68,5 +76,5 @@ def merge_resume(stored: Config, overrides: dict, run_dir: Path) -> Config:
                 f"{', '.join('--' + k for k in RESUMABLE_OVERRIDES)} may change"
             )
     cfg = from_dict(values)
-    (run_dir / CONFIG).write_text(cfg.to_json() + "\n")
+    write_config(run_dir, cfg)
     return cfg

@@ -39,8 +39,19 @@ def linear_row(name: str, linear: nn.Linear) -> tuple[str, int, int, int]:
 
 
 def network_tables(cfg: Config, obs_dim: int, act_dim: int) -> list[tuple[str, list, int, list]]:
-    """(network name, table rows, table total, extra rows) for every network of the agent."""
-    agent = make_agent(cfg, obs_dim, act_dim, torch.device("cpu"))
+    """(network name, table rows, table total, extra rows) for every network of the agent.
+    Built on the meta device: shapes without memory, so paper-L costs nothing."""
+    agent = make_agent(cfg, obs_dim, act_dim, torch.device("meta"))
+    tables = []
+    if cfg.ofenet_units:
+        of = agent.features.online
+        rows = body_rows(of.phi_s)
+        tables.append(("OFENet z_s = phi_s(s)", rows, sum(r[3] for r in rows), []))
+        rows = body_rows(of.phi_sa)
+        tables.append(("OFENet z_sa = phi_sa(z_s, a) (not in Table 2)", rows,
+                       sum(r[3] for r in rows),
+                       [linear_row("predictor f_pred(z_sa) -> s'", of.predictor),
+                        ("OFENet total (target copy not counted)", 0, 0, count(of))]))
     actor = agent.actor
     rows = body_rows(actor.body) + [linear_row("output layer (mean)", actor.mean)]
     total = sum(r[3] for r in rows)
@@ -48,7 +59,7 @@ def network_tables(cfg: Config, obs_dim: int, act_dim: int) -> list[tuple[str, l
     if hasattr(actor, "log_std"):
         extra.append(linear_row("log-std head (not in Table 2)", actor.log_std))
         extra.append(("policy total incl. log-std head", 0, 0, count(actor)))
-    tables = [(f"{cfg.algo.upper()} policy", rows, total, extra)]
+    tables.append((f"{cfg.algo.upper()} policy", rows, total, extra))
     critic = agent.critics[0]
     crows = body_rows(critic.body) + [linear_row("output layer (Q)", critic.out)]
     ctotal = sum(r[3] for r in crows)
@@ -59,8 +70,10 @@ def network_tables(cfg: Config, obs_dim: int, act_dim: int) -> list[tuple[str, l
 
 def render_summary(cfg: Config, obs_dim: int, act_dim: int) -> str:
     console = Console(file=io.StringIO(), width=100, force_terminal=False, color_system=None)
+    ofenet = (f", OFENet {cfg.ofenet_layers} x {cfg.ofenet_units // cfg.ofenet_layers}"
+              if cfg.ofenet_units else "")
     console.print(f"{cfg.algo.upper()} {cfg.arch} {cfg.units}x{cfg.layers} {cfg.activation}"
-                  f"{' +BN' if cfg.batchnorm else ''}, obs {obs_dim}, act {act_dim}")
+                  f"{' +BN' if cfg.batchnorm else ''}{ofenet}, obs {obs_dim}, act {act_dim}")
     for name, rows, total, extra in network_tables(cfg, obs_dim, act_dim):
         t = Table(title=name, title_justify="left")
         for col in ("layer", "input units", "output units", "parameters"):

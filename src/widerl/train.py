@@ -21,8 +21,11 @@ from widerl.evaluate import Evaluator
 from widerl.logger import MetricMeans, RunLogger, make_progress
 from widerl.plot import plot_learning_curve
 from widerl.replay import ReplayBuffer
+from widerl.rundir import write_config
 
 PROGRESS_EVERY = 100  # updates between progress-bar refreshes
+HOLDOUT_SIZE = 10_000  # held-out transitions kept for OFENet's test loss
+HOLDOUT_BATCH = 1_024
 
 
 def resolve_device(name: str) -> torch.device:
@@ -85,9 +88,18 @@ class Trainer:
         self.replay = ReplayBuffer(obs_dim, act_dim, cfg.buffer_size, self.device,
                                    prioritized=cfg.prioritized, alpha=cfg.per_alpha,
                                    seed=seeds["replay"])
-        self.collector = Collector(self.envs, seeds["collect"], self.device)
+        self.ofenet = self.agent.features if cfg.ofenet_units else None
+        # Held-out transitions for OFENet's test loss: diverted from the replay, never trained on.
+        self.holdout = ReplayBuffer(obs_dim, act_dim, HOLDOUT_SIZE, self.device,
+                                    seed=seeds["replay"] + 1) if self.ofenet else None
+        self.collector = Collector(self.envs, seeds["collect"], self.device, self.holdout)
         self.evaluator = Evaluator(cfg.env, seeds["eval"] % 2**31, cfg.eval_episodes)
-        self.means = MetricMeans(list(self.agent.metric_names))
+        self.means = MetricMeans(list(self.agent.metric_names)
+                                 + (["aux_loss"] if self.ofenet else []))
+        self.pretrained = False
+        write_config(self.run_dir, cfg, dims={
+            "obs_dim": obs_dim, "act_dim": act_dim,
+            "z_s_dim": self.agent.features.s_dim, "z_sa_dim": self.agent.features.sa_dim})
         self.grad_step = 0
         self.wall_offset = 0.0  # wall time of earlier parts of a resumed run
         self.last_eval: float | None = None
@@ -97,7 +109,10 @@ class Trainer:
         c = self.cfg
         beta = c.per_beta + (1.0 - c.per_beta) * min(1.0, self.grad_step / c.steps)
         batch = self.replay.sample(c.batch_size, beta)
+        aux = self.ofenet.update(batch.obs, batch.act, batch.next_obs) if self.ofenet else None
         metrics = self.agent.update(batch)
+        if aux is not None:
+            metrics["aux_loss"] = aux
         if self.replay.prioritized:
             self.replay.update_priorities(batch.idx, metrics["td_abs"])
         self.means.add(metrics)
@@ -116,6 +131,9 @@ class Trainer:
             "collector": self.collector.state_dict(),
             "rng": {"torch": torch.get_rng_state()},
             "replay": self.replay.state_dict() if c.checkpoint_replay else None,
+            "holdout": self.holdout.state_dict() if c.checkpoint_replay and self.holdout
+            else None,
+            "pretrained": self.pretrained,
         }
         if self.device.type == "cuda":
             state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
@@ -131,6 +149,9 @@ class Trainer:
             torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.device)
         if state.get("replay") is not None:
             self.replay.load_state_dict(state["replay"])
+        if state.get("holdout") is not None and self.holdout is not None:
+            self.holdout.load_state_dict(state["holdout"])
+        self.pretrained = bool(state.get("pretrained", False))
         self.grad_step = int(state["grad_step"])
         self.wall_offset = float(state["wall_time"])
 
@@ -151,6 +172,16 @@ class Trainer:
         while self.replay.size < c.batch_size and not flag.stop:
             self.collector.step(self.agent, self.replay)
 
+    def pretrain_ofenet(self) -> None:
+        """OFENet's updates on the warm-up data before RL starts (10k in Ota et al. 2020)."""
+        c = self.cfg
+        for _ in range(c.ofenet_pretrain):
+            if self._flag.stop:
+                return
+            b = self.replay.sample(c.batch_size)
+            self.ofenet.update(b.obs, b.act, b.next_obs)
+        self.pretrained = True
+
     def evaluate_and_log(self, logger: RunLogger, since: tuple[float, int, int]) -> None:
         returns = self.evaluator(self.agent)
         self.last_eval = float(returns.mean())
@@ -170,6 +201,9 @@ class Trainer:
             "env_steps_per_s": (col.env_steps - e) / dt if col.env_steps > e else None,
             **self.means.pop(),
         }
+        if self.ofenet is not None and self.holdout.size:
+            h = self.holdout.sample(min(HOLDOUT_BATCH, self.holdout.size))
+            row["aux_loss_heldout"] = float(self.ofenet.eval_loss(h.obs, h.act, h.next_obs))
         logger.write(row)
 
     def run(self, resume: bool = False) -> RunResult:
@@ -179,7 +213,8 @@ class Trainer:
             self.restore()
         else:
             self.save()  # a run killed before its first evaluation still has a checkpoint
-        logger = RunLogger(self.run_dir, list(self.agent.metric_names),
+        logger = RunLogger(self.run_dir, self.means.names
+                           + (["aux_loss_heldout"] if self.ofenet else []),
                            resume_step=self.grad_step if resume else None)
         interrupted = False
         try:
@@ -189,6 +224,10 @@ class Trainer:
                                          completed=self.grad_step, ups=0.0, env_step=0,
                                          last_eval="-")
                 self.fill()
+                if self.ofenet is not None and not self.pretrained:
+                    progress.update(task, description="OFENet pre-training")
+                    self.pretrain_ofenet()
+                    progress.update(task, description=f"{c.algo} {c.env}")
                 since = (time.perf_counter(), self.grad_step, self.collector.env_steps)
                 if self.grad_step == 0 and not flag.stop:
                     self.evaluate_and_log(logger, since)

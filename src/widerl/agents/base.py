@@ -18,7 +18,7 @@ from torch import nn
 
 from widerl.config import Config
 from widerl.nets.blocks import Body
-from widerl.nets.features import RawFeatures
+from widerl.nets.features import make_features
 from widerl.nets.heads import Critic
 from widerl.replay import Batch
 
@@ -55,7 +55,8 @@ class Agent(nn.Module, abc.ABC):
     ) -> None:
         super().__init__()
         self.cfg, self.obs_dim, self.act_dim, self.device = cfg, obs_dim, act_dim, device
-        self.features = features if features is not None else RawFeatures(obs_dim, act_dim)
+        self.features = features if features is not None else make_features(
+            cfg, obs_dim, act_dim, device)
         self.critics = nn.ModuleList(Critic(self.body(self.features.sa_dim)) for _ in range(2))
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
         self.n_updates = 0
@@ -136,15 +137,21 @@ class Agent(nn.Module, abc.ABC):
         """One learning step on a batch; returns detached metric tensors and `td_abs`."""
 
     # --- checkpointing ------------------------------------------------------------------
+    def all_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The agent's optimizers and those of its features (OFENet's own Adam)."""
+        return {**self.optimizers(), **self.features.optimizers()}
+
     def checkpoint_state(self) -> dict:
+        """Everything trained: networks, targets, features (OFENet and its target copy),
+        BatchNorm statistics, optimizers and the update counter."""
         return {
             "modules": self.state_dict(),
-            "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
+            "optimizers": {k: o.state_dict() for k, o in self.all_optimizers().items()},
             "n_updates": self.n_updates,
         }
 
     def load_checkpoint_state(self, state: dict) -> None:
         self.load_state_dict(state["modules"])
-        for k, opt in self.optimizers().items():
+        for k, opt in self.all_optimizers().items():
             opt.load_state_dict(state["optimizers"][k])
         self.n_updates = int(state["n_updates"])

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from widerl.config import Config
+
 
 class RawFeatures(nn.Module):
     """No representation learning: z_s = s, z_sa = [s, a]."""
@@ -24,3 +26,16 @@ class RawFeatures(nn.Module):
 
     def state_action(self, z_s: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         return torch.cat([z_s, act], dim=-1)
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {}
+
+
+def make_features(cfg: Config, obs_dim: int, act_dim: int, device: torch.device) -> nn.Module:
+    """OFENet when `cfg.ofenet_units` > 0, the raw state and state-action pair otherwise."""
+    if not cfg.ofenet_units:
+        return RawFeatures(obs_dim, act_dim).to(device)
+    from widerl.nets.ofenet import OFENet
+
+    return OFENet(obs_dim, act_dim, units=cfg.ofenet_units, layers=cfg.ofenet_layers,
+                  target_dim=cfg.ofenet_target_dim, device=device)
