@@ -64,10 +64,12 @@ def test_preset_sets_defaults_and_flags_override(tmp_path: Path) -> None:
     out = tmp_path / "p"
     assert main(["train", "--preset", "paper-S", "--env", "Pendulum-v1", "--out", str(out),
                  "--units", "16", "--steps", "10", "--warmup", "40", "--batch-size", "16",
-                 "--eval-every", "10", "--eval-episodes", "1", "--no-progress"]) == 0
+                 "--eval-every", "10", "--eval-episodes", "1", "--no-progress",
+                 "--ofenet-units", "16", "--ofenet-pretrain", "5"]) == 0
     cfg = json.loads((out / "config.json").read_text())
     assert (cfg["arch"], cfg["activation"], cfg["critic_loss"]) == ("densenet", "swish", "huber")
-    assert cfg["units"] == 16  # explicit flag beats the preset's 256
+    assert (cfg["ofenet_layers"], cfg["ofenet_pretrain"]) == (8, 5)
+    assert cfg["units"] == 16 and cfg["ofenet_units"] == 16  # flags beat the preset's 256
 
 
 def test_same_seed_same_metrics(tmp_path: Path) -> None:

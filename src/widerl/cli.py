@@ -185,10 +185,13 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
 @click.option("--peer/--no-peer", default=True, show_default=True,
               help="Also time Stable-Baselines3 in the same run.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Torch CPU threads for both sides [default: torch's]. 1 is steadier on a "
+                   "busy machine.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_cmd(algo: str, units: int, layers: int, arch: str, env: str, obs_dim: int | None,
               act_dim: int | None, batch_size: int, updates: int, rounds: int, peer: bool,
-              device: str, as_json: bool) -> None:
+              device: str, threads: int | None, as_json: bool) -> None:
     """Gradient updates/s of our update and, interleaved in the same run, of
     Stable-Baselines3's; FLOPs per update and the fraction of the matmul peak measured in
     the same run."""
@@ -213,7 +216,7 @@ def bench_cmd(algo: str, units: int, layers: int, arch: str, env: str, obs_dim: 
             raise ConfigError("--device cuda: no CUDA device is available; choose cpu")
     result = run_bench(algo=algo, units=units, layers=layers, arch=arch, obs_dim=obs_dim,
                        act_dim=act_dim, batch_size=batch_size, device=device, updates=updates,
-                       rounds=rounds, peer=peer)
+                       rounds=rounds, peer=peer, threads=threads)
     click.echo(json.dumps(result) if as_json else format_bench(result))
 
 
