@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+
 EVAL_SEED = 10_000
 
 
@@ -89,35 +91,25 @@ def run_sb3(env_id: str, seed: int, steps: int, warmup: int, eval_every: int, ep
     return run / "metrics.csv"
 
 
-def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with path.open() as f:
-        r = [x for x in csv.DictReader(f) if x["eval_return_mean"]]
-    return (np.array([int(x["grad_step"]) for x in r]),
-            np.array([float(x["eval_return_mean"]) for x in r]))
-
-
 def summarise(out: Path, env: str, seeds: list[int]) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from curves import plot_groups
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    groups = {"widerl SAC": [out / "widerl" / f"s{s}" for s in seeds],
+              "Stable-Baselines3 SAC": [out / "sb3" / f"s{s}" for s in seeds]}
+    curves = plot_groups(ax, groups, "eval_return_mean")
     summary = {}
     for side, label in (("widerl", "widerl SAC"), ("sb3", "Stable-Baselines3 SAC")):
-        curves = [load(out / side / f"s{s}" / "metrics.csv") for s in seeds]
-        n = min(len(c[0]) for c in curves)
-        steps = curves[0][0][:n]
-        ret = np.stack([c[1][:n] for c in curves])
-        ax.plot(steps, ret.mean(0), label=label)
-        ax.fill_between(steps, ret.mean(0) - ret.std(0), ret.mean(0) + ret.std(0), alpha=0.2)
+        ret = curves[label]
         summary[side] = {"final_mean": float(ret[:, -1].mean()),
                          "final_std": float(ret[:, -1].std()),
                          "best_mean": float(ret.max(1).mean()),
                          "per_seed_final": ret[:, -1].round(1).tolist()}
-    ax.set(xlabel="gradient steps", ylabel="average return", title=f"SAC paper-original, {env}")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    ax.set(ylabel="average return", title=f"SAC paper-original, {env}")
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=100)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
