@@ -202,3 +202,16 @@ def test_device_cuda_without_cuda_is_a_user_error() -> None:
         pytest.skip("this machine has CUDA")
     with pytest.raises(ConfigError, match="--device cuda"):
         resolve_device("cuda")
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_targets_stay_plain_leaves_after_soft_updates(algo: str) -> None:
+    """Soft updates must not be recorded by autograd: a recorded in-place lerp turns each
+    target tensor into a node with an ever-growing history (a leak, and a path for gradients)."""
+    agent = agent_for(algo, policy_delay=1)
+    for _ in range(3):
+        agent.update(fixed_batch())
+    targets = list(agent.critics_target.parameters())
+    if algo == "td3":
+        targets += list(agent.actor_target.parameters())
+    assert all(t.grad_fn is None and not t.requires_grad for t in targets)

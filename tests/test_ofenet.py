@@ -153,3 +153,20 @@ def test_train_and_resume_with_ofenet(tmp_path: Path) -> None:
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [int(r["grad_step"]) for r in rows] == [0, 20, 40, 60]
     assert main(["eval", str(out), "--episodes", "1"]) == 0
+
+
+def test_rl_gradients_never_reach_ofenet_while_it_trains() -> None:
+    """Interleave OFENet's own updates with RL updates, as the trainer does: the target copy
+    stays a set of plain leaves and the RL backward puts nothing into OFENet's gradients."""
+    torch.manual_seed(0)
+    cfg = resolve({"units": 16, "ofenet_units": 16, "ofenet_layers": 2})
+    agent = make_agent(cfg, 5, 2, torch.device("cpu"))
+    of = agent.features
+    batch = Batch(torch.randn(32, 5), torch.rand(32, 2) * 2 - 1, torch.randn(32),
+                  torch.randn(32, 5), torch.zeros(32), None, torch.arange(32))
+    for _ in range(3):
+        of.update(batch.obs, batch.act, batch.next_obs)
+        of.opt.zero_grad(set_to_none=True)
+        agent.update(batch)
+        assert all(p.grad is None for p in of.online.parameters())
+    assert all(t.grad_fn is None and not t.requires_grad for t in of.target.parameters())

@@ -128,8 +128,11 @@ class Agent(nn.Module, abc.ABC):
             p.requires_grad_(not frozen)
 
     @staticmethod
+    @torch.no_grad()
     def soft_update(target: list[torch.Tensor], online: list[torch.Tensor], tau: float) -> None:
-        """theta' <- tau * theta + (1 - tau) * theta', one fused call for all tensors."""
+        """theta' <- tau * theta + (1 - tau) * theta', one fused call for all tensors. Under
+        no_grad: otherwise autograd records each in-place lerp from parameters that require
+        grad, and every target tensor grows an ever longer history of them."""
         torch._foreach_lerp_(target, online, tau)
 
     @abc.abstractmethod

@@ -121,8 +121,9 @@ class OFENet(nn.Module):
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        torch._foreach_lerp_(self._target_params, self._online_params, self.tau)
-        torch._foreach_lerp_(self._target_stats, self._online_stats, self.tau)
+        with torch.no_grad():  # or autograd would chain every lerp into the target's history
+            torch._foreach_lerp_(self._target_params, self._online_params, self.tau)
+            torch._foreach_lerp_(self._target_stats, self._online_stats, self.tau)
         return loss.detach()
 
     @torch.no_grad()
