@@ -11,8 +11,10 @@ import numpy as np
 def load_column(run: Path, column: str) -> tuple[np.ndarray, np.ndarray]:
     with (run / "metrics.csv").open() as f:
         rows = [r for r in csv.DictReader(f) if r.get(column)]
-    return (np.array([int(r["grad_step"]) for r in rows]),
-            np.array([float(r[column]) for r in rows]))
+    return (
+        np.array([int(r["grad_step"]) for r in rows]),
+        np.array([float(r[column]) for r in rows]),
+    )
 
 
 def seed_curves(runs: list[Path], column: str) -> tuple[np.ndarray, np.ndarray]:

@@ -28,20 +28,45 @@ sys.path.insert(0, str(Path(__file__).parent))
 EVAL_SEED = 10_000
 
 
-def run_ours(env: str, seed: int, steps: int, warmup: int, eval_every: int, episodes: int,
-             out: Path) -> Path:
+def run_ours(
+    env: str, seed: int, steps: int, warmup: int, eval_every: int, episodes: int, out: Path
+) -> Path:
     run = out / "widerl" / f"s{seed}"
-    cmd = [sys.executable, "-m", "widerl.cli", "train", "--preset", "paper-original",
-           "--algo", "sac", "--env", env, "--seed", str(seed), "--steps", str(steps),
-           "--warmup", str(warmup), "--eval-every", str(eval_every),
-           "--eval-episodes", str(episodes), "--out", str(run), "--force", "--no-progress",
-           "--threads", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "widerl.cli",
+        "train",
+        "--preset",
+        "paper-original",
+        "--algo",
+        "sac",
+        "--env",
+        env,
+        "--seed",
+        str(seed),
+        "--steps",
+        str(steps),
+        "--warmup",
+        str(warmup),
+        "--eval-every",
+        str(eval_every),
+        "--eval-episodes",
+        str(episodes),
+        "--out",
+        str(run),
+        "--force",
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return run / "metrics.csv"
 
 
-def run_sb3(env_id: str, seed: int, steps: int, warmup: int, eval_every: int, episodes: int,
-            out: Path) -> Path:
+def run_sb3(
+    env_id: str, seed: int, steps: int, warmup: int, eval_every: int, episodes: int, out: Path
+) -> Path:
     import gymnasium as gym
     import torch
     from stable_baselines3 import SAC
@@ -65,10 +90,15 @@ def run_sb3(env_id: str, seed: int, steps: int, warmup: int, eval_every: int, ep
                 total += float(r)
                 done = term or trunc
             returns.append(total)
-        rows.append({"grad_step": grad_step, "env_step": env_step,
-                     "wall_time": round(time.perf_counter() - t0, 3),
-                     "eval_return_mean": float(np.mean(returns)),
-                     "eval_return_std": float(np.std(returns))})
+        rows.append(
+            {
+                "grad_step": grad_step,
+                "env_step": env_step,
+                "wall_time": round(time.perf_counter() - t0, 3),
+                "eval_return_mean": float(np.mean(returns)),
+                "eval_return_std": float(np.std(returns)),
+            }
+        )
 
     class EvalEvery(BaseCallback):
         def _on_step(self) -> bool:
@@ -79,9 +109,20 @@ def run_sb3(env_id: str, seed: int, steps: int, warmup: int, eval_every: int, ep
                 evaluate(self.model, grad_steps, self.num_timesteps)
             return True
 
-    model = SAC("MlpPolicy", gym.make(env_id), learning_starts=warmup, batch_size=256,
-                buffer_size=1_000_000, learning_rate=3e-4, train_freq=1, gradient_steps=1,
-                policy_kwargs={"net_arch": [256, 256]}, seed=seed, device="cpu", verbose=0)
+    model = SAC(
+        "MlpPolicy",
+        gym.make(env_id),
+        learning_starts=warmup,
+        batch_size=256,
+        buffer_size=1_000_000,
+        learning_rate=3e-4,
+        train_freq=1,
+        gradient_steps=1,
+        policy_kwargs={"net_arch": [256, 256]},
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
     # SB3 updates after the step that reaches learning_starts; run until `steps` updates.
     model.learn(total_timesteps=warmup + steps + 1, callback=EvalEvery())
     with (run / "metrics.csv").open("w", newline="") as f:
@@ -99,16 +140,20 @@ def summarise(out: Path, env: str, seeds: list[int]) -> dict:
     from curves import plot_groups
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    groups = {"widerl SAC": [out / "widerl" / f"s{s}" for s in seeds],
-              "Stable-Baselines3 SAC": [out / "sb3" / f"s{s}" for s in seeds]}
+    groups = {
+        "widerl SAC": [out / "widerl" / f"s{s}" for s in seeds],
+        "Stable-Baselines3 SAC": [out / "sb3" / f"s{s}" for s in seeds],
+    }
     curves = plot_groups(ax, groups, "eval_return_mean")
     summary = {}
     for side, label in (("widerl", "widerl SAC"), ("sb3", "Stable-Baselines3 SAC")):
         ret = curves[label]
-        summary[side] = {"final_mean": float(ret[:, -1].mean()),
-                         "final_std": float(ret[:, -1].std()),
-                         "best_mean": float(ret.max(1).mean()),
-                         "per_seed_final": ret[:, -1].round(1).tolist()}
+        summary[side] = {
+            "final_mean": float(ret[:, -1].mean()),
+            "final_std": float(ret[:, -1].std()),
+            "best_mean": float(ret.max(1).mean()),
+            "per_seed_final": ret[:, -1].round(1).tolist(),
+        }
     ax.set(ylabel="average return", title=f"SAC paper-original, {env}")
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=100)

@@ -22,8 +22,7 @@ from widerl.config import resolve
 from widerl.replay import ReplayBuffer
 
 
-def make_step(cfg_overrides: dict, preset: str, obs_dim: int, act_dim: int,
-              replay: ReplayBuffer):  # noqa: ANN201
+def make_step(cfg_overrides: dict, preset: str, obs_dim: int, act_dim: int, replay: ReplayBuffer):  # noqa: ANN201
     cfg = resolve(cfg_overrides, preset)
     agent = make_agent(cfg, obs_dim, act_dim, torch.device("cpu"))
     ofenet = agent.features if cfg.ofenet_units else None
@@ -59,11 +58,15 @@ def main() -> None:
     rng = np.random.default_rng(0)
     replay = ReplayBuffer(a.obs_dim, a.act_dim, 10_000)
     n = 10_000
-    replay.add(rng.standard_normal((n, a.obs_dim)), rng.uniform(-1, 1, (n, a.act_dim)),
-               rng.standard_normal(n), rng.standard_normal((n, a.obs_dim)), np.zeros(n))
+    replay.add(
+        rng.standard_normal((n, a.obs_dim)),
+        rng.uniform(-1, 1, (n, a.act_dim)),
+        rng.standard_normal(n),
+        rng.standard_normal((n, a.obs_dim)),
+        np.zeros(n),
+    )
     with_of = make_step({"algo": a.algo}, a.preset, a.obs_dim, a.act_dim, replay)
-    without = make_step({"algo": a.algo, "ofenet_units": 0}, a.preset, a.obs_dim, a.act_dim,
-                        replay)
+    without = make_step({"algo": a.algo, "ofenet_units": 0}, a.preset, a.obs_dim, a.act_dim, replay)
     for step in (with_of, without):
         timed(step, 10)
     rates: dict[str, list[float]] = {"with_ofenet": [], "without_ofenet": []}
@@ -73,8 +76,13 @@ def main() -> None:
             rates[name].append(timed(step, a.updates))
     ratios = [w / o for w, o in zip(rates["with_ofenet"], rates["without_ofenet"], strict=True)]
     result = {
-        "preset": a.preset, "algo": a.algo, "obs_dim": a.obs_dim, "act_dim": a.act_dim,
-        "threads": a.threads, "updates": a.updates, "rounds": a.rounds,
+        "preset": a.preset,
+        "algo": a.algo,
+        "obs_dim": a.obs_dim,
+        "act_dim": a.act_dim,
+        "threads": a.threads,
+        "updates": a.updates,
+        "rounds": a.rounds,
         "with_ofenet_updates_per_s": statistics.median(rates["with_ofenet"]),
         "without_ofenet_updates_per_s": statistics.median(rates["without_ofenet"]),
         "ratio_with_over_without": statistics.median(ratios),

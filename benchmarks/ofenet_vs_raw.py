@@ -28,9 +28,29 @@ VARIANTS = {"paper-S with OFENet": [], "paper-S without OFENet": ["--ofenet-unit
 
 
 def run(env: str, seed: int, steps: int, eval_every: int, extra: list[str], out: Path) -> None:
-    cmd = [sys.executable, "-m", "widerl.cli", "train", "--preset", "paper-S", "--env", env,
-           "--seed", str(seed), "--steps", str(steps), "--eval-every", str(eval_every),
-           "--out", str(out), "--force", "--no-progress", "--threads", "1", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "widerl.cli",
+        "train",
+        "--preset",
+        "paper-S",
+        "--env",
+        env,
+        "--seed",
+        str(seed),
+        "--steps",
+        str(steps),
+        "--eval-every",
+        str(eval_every),
+        "--out",
+        str(out),
+        "--force",
+        "--no-progress",
+        "--threads",
+        "1",
+        *extra,
+    ]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
 
@@ -42,12 +62,17 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
-    dirs = {label: [a.out / ("ofenet" if not extra else "raw") / f"s{s}" for s in a.seeds]
-            for label, extra in VARIANTS.items()}
+    dirs = {
+        label: [a.out / ("ofenet" if not extra else "raw") / f"s{s}" for s in a.seeds]
+        for label, extra in VARIANTS.items()
+    }
     with ThreadPoolExecutor(max_workers=2) as pool:
-        jobs = [pool.submit(run, a.env, s, a.steps, a.eval_every, extra, d)
-                for s_i, s in enumerate(a.seeds)
-                for (label, extra) in VARIANTS.items() for d in [dirs[label][s_i]]]
+        jobs = [
+            pool.submit(run, a.env, s, a.steps, a.eval_every, extra, d)
+            for s_i, s in enumerate(a.seeds)
+            for (label, extra) in VARIANTS.items()
+            for d in [dirs[label][s_i]]
+        ]
         for j in jobs:
             j.result()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
@@ -59,8 +84,14 @@ def main() -> None:
     ax2.set(ylabel="OFENet auxiliary loss (Eq. 1)", yscale="log", title="OFENet L_aux")
     fig.tight_layout()
     fig.savefig(a.out / "ofenet_vs_raw.png", dpi=100)
-    summary = {k: {"final_mean": float(v[:, -1].mean()), "final_std": float(v[:, -1].std()),
-                   "per_seed_final": v[:, -1].round(1).tolist()} for k, v in returns.items()}
+    summary = {
+        k: {
+            "final_mean": float(v[:, -1].mean()),
+            "final_std": float(v[:, -1].std()),
+            "per_seed_final": v[:, -1].round(1).tolist(),
+        }
+        for k, v in returns.items()
+    }
     (a.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2), f"\nplot: {a.out / 'ofenet_vs_raw.png'}")
 

@@ -14,9 +14,13 @@ OBS, ACT, B = 5, 2, 64
 def fixed_batch(term: float = 0.0, seed: int = 0) -> Batch:
     g = torch.Generator().manual_seed(seed)
     return Batch(
-        obs=torch.randn(B, OBS, generator=g), act=torch.rand(B, ACT, generator=g) * 2 - 1,
-        rew=torch.randn(B, generator=g), next_obs=torch.randn(B, OBS, generator=g),
-        term=torch.full((B,), term), weight=None, idx=torch.arange(B),
+        obs=torch.randn(B, OBS, generator=g),
+        act=torch.rand(B, ACT, generator=g) * 2 - 1,
+        rew=torch.randn(B, generator=g),
+        next_obs=torch.randn(B, OBS, generator=g),
+        term=torch.full((B,), term),
+        weight=None,
+        idx=torch.arange(B),
     )
 
 
@@ -87,7 +91,8 @@ def test_tanh_gaussian_log_prob_matches_torch_distributions() -> None:
     mean, log_std = agent.actor(z)
     dist = torch.distributions.TransformedDistribution(
         torch.distributions.Normal(mean, log_std.exp()),
-        [torch.distributions.TanhTransform(cache_size=1)])
+        [torch.distributions.TanhTransform(cache_size=1)],
+    )
     ref = dist.log_prob(a.clamp(-1 + 1e-6, 1 - 1e-6)).sum(-1)
     assert torch.allclose(logp, ref, atol=1e-3)
 
@@ -111,8 +116,9 @@ def test_sac_alpha_tunes_and_targets_track() -> None:
     a0 = agent.log_alpha.item()
     agent.update(fixed_batch())
     assert agent.log_alpha.item() != a0
-    for t_old, t, o in zip(t0, agent.critics_target.parameters(), agent.critics.parameters(),
-                           strict=True):
+    for t_old, t, o in zip(
+        t0, agent.critics_target.parameters(), agent.critics.parameters(), strict=True
+    ):
         assert torch.allclose(t, t_old + 0.5 * (o - t_old), atol=1e-6)
 
 
@@ -139,10 +145,12 @@ def test_batchnorm_eval_when_acting_train_when_updating() -> None:
 def _collect(env_id: str, steps: int) -> tuple[ReplayBuffer, Collector]:
     import gymnasium as gym
 
-    envs = gym.vector.SyncVectorEnv([lambda: make_env(env_id)],
-                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-    rb = ReplayBuffer(envs.single_observation_space.shape[0],
-                      envs.single_action_space.shape[0], 10_000)
+    envs = gym.vector.SyncVectorEnv(
+        [lambda: make_env(env_id)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
+    )
+    rb = ReplayBuffer(
+        envs.single_observation_space.shape[0], envs.single_action_space.shape[0], 10_000
+    )
     col = Collector(envs, seed=0, device=torch.device("cpu"))
     for _ in range(steps):
         col.step(None, rb)
@@ -167,8 +175,9 @@ def test_termination_is_stored_as_terminal() -> None:
     terms = rb.storage.term[:n].bool()
     assert col.episodes > 0 and terms.sum().item() == col.episodes
     ends = np.flatnonzero(terms.numpy())
-    assert all(not torch.allclose(rb.storage.next_obs[i], rb.storage.obs[i + 1])
-               for i in ends if i + 1 < n)
+    assert all(
+        not torch.allclose(rb.storage.next_obs[i], rb.storage.obs[i + 1]) for i in ends if i + 1 < n
+    )
 
 
 @pytest.mark.parametrize("algo", ["sac", "td3"])

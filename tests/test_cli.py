@@ -16,8 +16,17 @@ import torch
 from widerl.cli import main
 from widerl.logger import TIMING_COLUMNS
 
-TINY = ["--units", "16", "--layers", "2", "--batch-size", "32", "--eval-episodes", "2",
-        "--no-progress"]
+TINY = [
+    "--units",
+    "16",
+    "--layers",
+    "2",
+    "--batch-size",
+    "32",
+    "--eval-episodes",
+    "2",
+    "--no-progress",
+]
 
 
 def rows(run: Path) -> list[dict[str, str]]:
@@ -31,8 +40,10 @@ def train(out: Path, *args: str) -> int:
 
 def test_train_pendulum_sac_writes_a_complete_run(tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
-    assert train(out, "--env", "Pendulum-v1", "--steps", "120", "--warmup", "50",
-                 "--eval-every", "40") == 0
+    assert (
+        train(out, "--env", "Pendulum-v1", "--steps", "120", "--warmup", "50", "--eval-every", "40")
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "plot:" in printed and str(out) in printed
     for name in ("config.json", "metrics.csv", "checkpoint.pt", "learning_curve.png"):
@@ -43,17 +54,43 @@ def test_train_pendulum_sac_writes_a_complete_run(tmp_path: Path, capsys) -> Non
     r = rows(out)
     assert [int(x["grad_step"]) for x in r] == [0, 40, 80, 120]
     assert [int(x["env_step"]) for x in r] == [50, 90, 130, 170]  # warm-up, then 1:1
-    for col in ("wall_time", "eval_return_mean", "eval_return_std", "critic_loss",
-                "actor_loss", "alpha"):
+    for col in (
+        "wall_time",
+        "eval_return_mean",
+        "eval_return_std",
+        "critic_loss",
+        "actor_loss",
+        "alpha",
+    ):
         assert col in r[0]
     assert r[-1]["critic_loss"] != "" and float(r[-1]["alpha"]) > 0
 
 
 def test_train_mujoco_td3(tmp_path: Path) -> None:
     out = tmp_path / "td3"
-    assert train(out, "--algo", "td3", "--env", "Hopper-v5", "--steps", "60", "--warmup", "40",
-                 "--eval-every", "30", "--arch", "densenet", "--activation", "swish",
-                 "--critic-loss", "huber", "--prioritized") == 0
+    assert (
+        train(
+            out,
+            "--algo",
+            "td3",
+            "--env",
+            "Hopper-v5",
+            "--steps",
+            "60",
+            "--warmup",
+            "40",
+            "--eval-every",
+            "30",
+            "--arch",
+            "densenet",
+            "--activation",
+            "swish",
+            "--critic-loss",
+            "huber",
+            "--prioritized",
+        )
+        == 0
+    )
     r = rows(out)
     assert [int(x["grad_step"]) for x in r] == [0, 30, 60]
     assert "alpha" not in r[0] and r[-1]["actor_loss"] != ""
@@ -62,10 +99,37 @@ def test_train_mujoco_td3(tmp_path: Path) -> None:
 
 def test_preset_sets_defaults_and_flags_override(tmp_path: Path) -> None:
     out = tmp_path / "p"
-    assert main(["train", "--preset", "paper-S", "--env", "Pendulum-v1", "--out", str(out),
-                 "--units", "16", "--steps", "10", "--warmup", "40", "--batch-size", "16",
-                 "--eval-every", "10", "--eval-episodes", "1", "--no-progress",
-                 "--ofenet-units", "16", "--ofenet-pretrain", "5"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "paper-S",
+                "--env",
+                "Pendulum-v1",
+                "--out",
+                str(out),
+                "--units",
+                "16",
+                "--steps",
+                "10",
+                "--warmup",
+                "40",
+                "--batch-size",
+                "16",
+                "--eval-every",
+                "10",
+                "--eval-episodes",
+                "1",
+                "--no-progress",
+                "--ofenet-units",
+                "16",
+                "--ofenet-pretrain",
+                "5",
+            ]
+        )
+        == 0
+    )
     cfg = json.loads((out / "config.json").read_text())
     assert (cfg["arch"], cfg["activation"], cfg["critic_loss"]) == ("densenet", "swish", "huber")
     assert (cfg["ofenet_layers"], cfg["ofenet_pretrain"]) == (8, 5)
@@ -73,8 +137,17 @@ def test_preset_sets_defaults_and_flags_override(tmp_path: Path) -> None:
 
 
 def test_same_seed_same_metrics(tmp_path: Path) -> None:
-    args = ["--env", "Pendulum-v1", "--steps", "60", "--warmup", "40", "--eval-every", "30",
-            "--prioritized"]
+    args = [
+        "--env",
+        "Pendulum-v1",
+        "--steps",
+        "60",
+        "--warmup",
+        "40",
+        "--eval-every",
+        "30",
+        "--prioritized",
+    ]
     assert train(tmp_path / "a", *args, "--seed", "3") == 0
     assert train(tmp_path / "b", *args, "--seed", "3") == 0
     assert train(tmp_path / "c", *args, "--seed", "4") == 0
@@ -96,7 +169,7 @@ def test_resume_continues_where_it_stopped(tmp_path: Path) -> None:
     assert ckpt["grad_step"] == 40 and ckpt["replay"]["size"] == 80
     assert main(["train", "--resume", str(out), "--steps", "80", "--no-progress"]) == 0
     r = rows(out)
-    assert r[:len(first)] == first
+    assert r[: len(first)] == first
     assert [int(x["grad_step"]) for x in r] == [0, 20, 40, 60, 80]
     assert [int(x["env_step"]) for x in r] == [40, 60, 80, 100, 120]
     walls = [float(x["wall_time"]) for x in r]
@@ -106,8 +179,10 @@ def test_resume_continues_where_it_stopped(tmp_path: Path) -> None:
 
 def test_resume_without_stored_replay_refills_with_the_policy(tmp_path: Path) -> None:
     out = tmp_path / "r"
-    assert train(out, "--env", "Pendulum-v1", "--warmup", "40", "--eval-every", "20",
-                 "--steps", "20") == 0
+    assert (
+        train(out, "--env", "Pendulum-v1", "--warmup", "40", "--eval-every", "20", "--steps", "20")
+        == 0
+    )
     assert main(["train", "--resume", str(out), "--steps", "40", "--no-progress"]) == 0
     r = rows(out)
     assert [int(x["grad_step"]) for x in r] == [0, 20, 40]
@@ -117,8 +192,23 @@ def test_resume_without_stored_replay_refills_with_the_policy(tmp_path: Path) ->
 @pytest.mark.slow
 def test_sigint_saves_a_checkpoint_and_resume_completes(tmp_path: Path) -> None:
     out = tmp_path / "kill"
-    cmd = [sys.executable, "-m", "widerl.cli", "train", "--out", str(out), *TINY,
-           "--env", "Pendulum-v1", "--warmup", "40", "--eval-every", "50", "--steps", "100000"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "widerl.cli",
+        "train",
+        "--out",
+        str(out),
+        *TINY,
+        "--env",
+        "Pendulum-v1",
+        "--warmup",
+        "40",
+        "--eval-every",
+        "50",
+        "--steps",
+        "100000",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and len(rows(out) if (out / "metrics.csv").exists() else []) < 3:
@@ -129,22 +219,24 @@ def test_sigint_saves_a_checkpoint_and_resume_completes(tmp_path: Path) -> None:
     assert "Traceback" not in err and "--resume" in err
     stopped = torch.load(out / "checkpoint.pt", weights_only=True)["grad_step"]
     assert stopped >= 100
-    assert main(["train", "--resume", str(out), "--steps", str(stopped + 60),
-                 "--no-progress"]) == 0
+    assert main(["train", "--resume", str(out), "--steps", str(stopped + 60), "--no-progress"]) == 0
     steps = [int(x["grad_step"]) for x in rows(out)]
     assert steps == sorted(set(steps)) and steps[-1] == stopped + 60
 
 
 def test_eval_and_summary_commands(tmp_path: Path, capsys) -> None:
     out = tmp_path / "e"
-    assert train(out, "--env", "Pendulum-v1", "--steps", "10", "--warmup", "40",
-                 "--eval-every", "10") == 0
+    assert (
+        train(out, "--env", "Pendulum-v1", "--steps", "10", "--warmup", "40", "--eval-every", "10")
+        == 0
+    )
     capsys.readouterr()
     assert main(["eval", str(out), "--episodes", "2"]) == 0
     line = capsys.readouterr().out
     assert "mean" in line and "std" in line
-    assert main(["summary", "--preset", "paper-original", "--obs-dim", "111",
-                 "--act-dim", "8"]) == 0
+    assert (
+        main(["summary", "--preset", "paper-original", "--obs-dim", "111", "--act-dim", "8"]) == 0
+    )
     assert "96,520" in capsys.readouterr().out
 
 
@@ -174,8 +266,11 @@ def test_bad_input_is_one_line_exit_2(argv: list[str], named: str, capsys) -> No
 
 
 def test_bad_input_in_a_subprocess_has_no_traceback() -> None:
-    p = subprocess.run([sys.executable, "-m", "widerl.cli", "train", "--units", "0"],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "widerl.cli", "train", "--units", "0"],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
     assert "Traceback" not in p.stderr
 
@@ -183,8 +278,10 @@ def test_bad_input_in_a_subprocess_has_no_traceback() -> None:
 @pytest.fixture
 def finished(tmp_path: Path) -> Path:
     out = tmp_path / "done"
-    assert train(out, "--env", "Pendulum-v1", "--steps", "10", "--warmup", "40",
-                 "--eval-every", "10") == 0
+    assert (
+        train(out, "--env", "Pendulum-v1", "--steps", "10", "--warmup", "40", "--eval-every", "10")
+        == 0
+    )
     return out
 
 
@@ -197,8 +294,21 @@ def test_existing_run_is_not_overwritten(finished: Path, capsys) -> None:
     assert train(finished, "--env", "Pendulum-v1", "--steps", "10") == 2
     assert "--force" in capsys.readouterr().err
     assert snapshot(finished) == before
-    assert train(finished, "--env", "Pendulum-v1", "--steps", "10", "--warmup", "40",
-                 "--eval-every", "10", "--force") == 0
+    assert (
+        train(
+            finished,
+            "--env",
+            "Pendulum-v1",
+            "--steps",
+            "10",
+            "--warmup",
+            "40",
+            "--eval-every",
+            "10",
+            "--force",
+        )
+        == 0
+    )
 
 
 def test_resume_errors(finished: Path, tmp_path: Path, capsys) -> None:
@@ -258,8 +368,20 @@ def _can_render() -> bool:
 @pytest.mark.skipif(not _can_render(), reason="no offscreen OpenGL (MUJOCO_GL=egl) here")
 def test_eval_writes_a_video(tmp_path: Path, capsys) -> None:
     out = tmp_path / "v"
-    assert train(out, "--env", "InvertedPendulum-v5", "--steps", "10", "--warmup", "40",
-                 "--eval-every", "10") == 0
+    assert (
+        train(
+            out,
+            "--env",
+            "InvertedPendulum-v5",
+            "--steps",
+            "10",
+            "--warmup",
+            "40",
+            "--eval-every",
+            "10",
+        )
+        == 0
+    )
     video = tmp_path / "episode.gif"
     assert main(["eval", str(out), "--episodes", "1", "--video", str(video)]) == 0
     from PIL import Image
@@ -271,20 +393,62 @@ def test_eval_writes_a_video(tmp_path: Path, capsys) -> None:
 
 def test_bench_command_json(capsys) -> None:
     pytest.importorskip("stable_baselines3")
-    assert main(["bench", "--algo", "td3", "--units", "16", "--layers", "1", "--batch-size",
-                 "32", "--updates", "5", "--rounds", "2", "--obs-dim", "11", "--act-dim", "3",
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--algo",
+                "td3",
+                "--units",
+                "16",
+                "--layers",
+                "1",
+                "--batch-size",
+                "32",
+                "--updates",
+                "5",
+                "--rounds",
+                "2",
+                "--obs-dim",
+                "11",
+                "--act-dim",
+                "3",
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
-    for key in ("ours_updates_per_s", "peer_updates_per_s", "ratio", "flops_per_update",
-                "peak_flops_fraction"):
+    for key in (
+        "ours_updates_per_s",
+        "peer_updates_per_s",
+        "ratio",
+        "flops_per_update",
+        "peak_flops_fraction",
+    ):
         assert result[key] > 0, key
     assert result["algo"] == "td3" and result["units"] == 16
 
 
 def test_sigterm_during_warmup_stops_promptly(tmp_path: Path) -> None:
     out = tmp_path / "w"
-    cmd = [sys.executable, "-m", "widerl.cli", "train", "--out", str(out), *TINY,
-           "--algo", "td3", "--env", "Pendulum-v1", "--warmup", "10000000", "--steps", "10"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "widerl.cli",
+        "train",
+        "--out",
+        str(out),
+        *TINY,
+        "--algo",
+        "td3",
+        "--env",
+        "Pendulum-v1",
+        "--warmup",
+        "10000000",
+        "--steps",
+        "10",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while time.time() < deadline and not (out / "checkpoint.pt").exists():

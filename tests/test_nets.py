@@ -68,7 +68,10 @@ def test_table2_original_policy_96520() -> None:
     tables = network_tables(cfg, 111, 8)
     name, rows, total, extra = tables[0]
     assert [(r[1], r[2], r[3]) for r in rows] == [
-        (111, 256, 28_672), (256, 256, 65_792), (256, 8, 2_056)]
+        (111, 256, 28_672),
+        (256, 256, 65_792),
+        (256, 8, 2_056),
+    ]
     assert total == 96_520
     assert extra[0][3] == 2_056  # log-std head listed on its own
 
@@ -78,5 +81,8 @@ def test_table2_ours_sac_layers() -> None:
     cfg = resolve({"arch": "densenet", "units": 2048, "layers": 2})
     name, rows, total, _ = network_tables(cfg, 2_159, 8)[0]
     assert [(r[1], r[2], r[3]) for r in rows] == [
-        (2_159, 2_048, 4_423_680), (4_207, 2_048, 8_617_984), (6_255, 8, 50_048)]
+        (2_159, 2_048, 4_423_680),
+        (4_207, 2_048, 8_617_984),
+        (6_255, 8, 50_048),
+    ]
     assert total == 13_091_712

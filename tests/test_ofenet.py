@@ -24,7 +24,8 @@ def test_output_sizes(units: int, layers: int) -> None:
     assert z_s.shape == (5, net.s_dim) and z_sa.shape == (5, net.sa_dim)
     assert torch.equal(z_s[:, :11], obs)  # DenseNet carries the raw state through
     assert [layer.in_dim for layer in net.online.phi_s.layers] == [
-        11 + i * units // layers for i in range(layers)]
+        11 + i * units // layers for i in range(layers)
+    ]
 
 
 def test_units_must_split_evenly() -> None:
@@ -88,15 +89,30 @@ def test_batchnorm_train_for_updates_eval_for_features() -> None:
 @pytest.mark.parametrize("arch", ["mlp", "densenet", "resnet", "d2rl"])
 def test_rl_losses_never_reach_ofenet(algo: str, arch: str) -> None:
     torch.manual_seed(0)
-    cfg = resolve({"algo": algo, "arch": arch, "units": 16, "ofenet_units": 16,
-                   "ofenet_layers": 2, "policy_delay": 1})
+    cfg = resolve(
+        {
+            "algo": algo,
+            "arch": arch,
+            "units": 16,
+            "ofenet_units": 16,
+            "ofenet_layers": 2,
+            "policy_delay": 1,
+        }
+    )
     agent = make_agent(cfg, 5, 2, torch.device("cpu"))
     assert isinstance(agent.features, OFENet)
     assert agent.actor.body.in_dim == 5 + 16  # the actor sees z_s
     assert agent.critics[0].body.in_dim == 5 + 16 + 2 + 16  # the critics see z_sa
     of_before = {k: v.clone() for k, v in agent.features.state_dict().items()}
-    batch = Batch(torch.randn(32, 5), torch.rand(32, 2) * 2 - 1, torch.randn(32),
-                  torch.randn(32, 5), torch.zeros(32), None, torch.arange(32))
+    batch = Batch(
+        torch.randn(32, 5),
+        torch.rand(32, 2) * 2 - 1,
+        torch.randn(32),
+        torch.randn(32, 5),
+        torch.zeros(32),
+        None,
+        torch.arange(32),
+    )
     actor_before = [p.clone() for p in agent.actor.parameters()]
     for _ in range(3):
         agent.update(batch)
@@ -104,8 +120,9 @@ def test_rl_losses_never_reach_ofenet(algo: str, arch: str) -> None:
     assert all(torch.equal(of_before[k], after[k]) for k in of_before)
     assert all(p.grad is None for p in agent.features.parameters())
     # ...while the actor did learn through phi_sa's dependence on the action.
-    assert any(not torch.equal(a, b) for a, b in zip(actor_before, agent.actor.parameters(),
-                                                      strict=True))
+    assert any(
+        not torch.equal(a, b) for a, b in zip(actor_before, agent.actor.parameters(), strict=True)
+    )
 
 
 def test_table2_paper_l_rows() -> None:
@@ -113,30 +130,71 @@ def test_table2_paper_l_rows() -> None:
     tables = {name: (rows, total) for name, rows, total, _ in network_tables(cfg, 111, 8)}
     rows, total = tables["OFENet z_s = phi_s(s)"]
     assert [(r[1], r[3]) for r in rows] == [
-        (111, 29_696), (367, 95_232), (623, 160_768), (879, 226_304), (1_135, 291_840),
-        (1_391, 357_376), (1_647, 422_912), (1_903, 488_448)]
+        (111, 29_696),
+        (367, 95_232),
+        (623, 160_768),
+        (879, 226_304),
+        (1_135, 291_840),
+        (1_391, 357_376),
+        (1_647, 422_912),
+        (1_903, 488_448),
+    ]
     assert total == 2_072_576
     rows, total = tables["SAC policy"]
     assert [(r[1], r[2], r[3]) for r in rows] == [
-        (2_159, 2_048, 4_423_680), (4_207, 2_048, 8_617_984), (6_255, 8, 50_048)]
+        (2_159, 2_048, 4_423_680),
+        (4_207, 2_048, 8_617_984),
+        (6_255, 8, 50_048),
+    ]
     assert total == 13_091_712
 
 
 def test_summary_command_paper_l(capsys) -> None:
     assert main(["summary", "--obs-dim", "111", "--act-dim", "8", "--preset", "paper-L"]) == 0
     out = capsys.readouterr().out
-    for figure in ("29,696", "488,448", "2,072,576", "4,423,680", "8,617,984", "50,048",
-                   "13,091,712"):
+    for figure in (
+        "29,696",
+        "488,448",
+        "2,072,576",
+        "4,423,680",
+        "8,617,984",
+        "50,048",
+        "13,091,712",
+    ):
         assert figure in out
 
 
 def test_train_and_resume_with_ofenet(tmp_path: Path) -> None:
     out = tmp_path / "of"
-    args = ["train", "--out", str(out), "--env", "Pendulum-v1", "--preset", "paper-S",
-            "--units", "16", "--ofenet-units", "16", "--ofenet-layers", "2",
-            "--ofenet-pretrain", "20", "--batch-size", "32", "--warmup", "250",
-            "--eval-every", "20", "--eval-episodes", "1", "--steps", "40", "--no-progress",
-            "--checkpoint-replay"]
+    args = [
+        "train",
+        "--out",
+        str(out),
+        "--env",
+        "Pendulum-v1",
+        "--preset",
+        "paper-S",
+        "--units",
+        "16",
+        "--ofenet-units",
+        "16",
+        "--ofenet-layers",
+        "2",
+        "--ofenet-pretrain",
+        "20",
+        "--batch-size",
+        "32",
+        "--warmup",
+        "250",
+        "--eval-every",
+        "20",
+        "--eval-episodes",
+        "1",
+        "--steps",
+        "40",
+        "--no-progress",
+        "--checkpoint-replay",
+    ]
     assert main(args) == 0
     import csv
 
@@ -162,8 +220,15 @@ def test_rl_gradients_never_reach_ofenet_while_it_trains() -> None:
     cfg = resolve({"units": 16, "ofenet_units": 16, "ofenet_layers": 2})
     agent = make_agent(cfg, 5, 2, torch.device("cpu"))
     of = agent.features
-    batch = Batch(torch.randn(32, 5), torch.rand(32, 2) * 2 - 1, torch.randn(32),
-                  torch.randn(32, 5), torch.zeros(32), None, torch.arange(32))
+    batch = Batch(
+        torch.randn(32, 5),
+        torch.rand(32, 2) * 2 - 1,
+        torch.randn(32),
+        torch.randn(32, 5),
+        torch.zeros(32),
+        None,
+        torch.arange(32),
+    )
     for _ in range(3):
         of.update(batch.obs, batch.act, batch.next_obs)
         of.opt.zero_grad(set_to_none=True)

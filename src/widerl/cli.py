@@ -44,8 +44,13 @@ def config_options(only: tuple[str, ...] | None = None) -> Callable:
             elif f.metadata.get("nonneg"):
                 typ = click.IntRange(min=0)
             default = f.default if f.default != "" else "see help"
-            fn = click.option(decl, f.name, type=typ, default=None,
-                              help=f"{f.metadata['help']} [default: {default}]")(fn)
+            fn = click.option(
+                decl,
+                f.name,
+                type=typ,
+                default=None,
+                help=f"{f.metadata['help']} [default: {default}]",
+            )(fn)
         return fn
 
     return decorate
@@ -56,8 +61,11 @@ def _given(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 preset_option = click.option(
-    "--preset", type=click.Choice(list(PRESETS)), default=None,
-    help="Named defaults, overridden by explicit flags.")
+    "--preset",
+    type=click.Choice(list(PRESETS)),
+    default=None,
+    help="Named defaults, overridden by explicit flags.",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -68,8 +76,12 @@ def app() -> None:
 
 @app.command("train")
 @preset_option
-@click.option("--resume", type=click.Path(path_type=Path), default=None,
-              help="Continue the run in this folder from its last checkpoint.")
+@click.option(
+    "--resume",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Continue the run in this folder from its last checkpoint.",
+)
 @click.option("--force", is_flag=True, help="Replace a run already in --out.")
 @config_options()
 def train_cmd(preset: str | None, resume: Path | None, force: bool, **kwargs: Any) -> None:
@@ -83,16 +95,19 @@ def train_cmd(preset: str | None, resume: Path | None, force: bool, **kwargs: An
     given = _given(kwargs)
     if resume is not None:
         if preset is not None:
-            raise ConfigError("--preset cannot be combined with --resume (the run keeps its "
-                              "stored config)")
+            raise ConfigError(
+                "--preset cannot be combined with --resume (the run keeps its stored config)"
+            )
         run_dir = resume
         if not run_dir.is_dir():
             raise ConfigError(f"--resume {str(run_dir)!r} is not a folder")
         stored = load_config(run_dir)
         ckpt = load_checkpoint(run_dir)
         if ckpt.get("env") != stored.env:
-            raise ConfigError(f"checkpoint in {str(run_dir)!r} is for env {ckpt.get('env')!r}, "
-                              f"but its config.json says {stored.env!r}")
+            raise ConfigError(
+                f"checkpoint in {str(run_dir)!r} is for env {ckpt.get('env')!r}, "
+                f"but its config.json says {stored.env!r}"
+            )
         del ckpt
         cfg = merge_resume(stored, given, run_dir)
     else:
@@ -104,26 +119,41 @@ def train_cmd(preset: str | None, resume: Path | None, force: bool, **kwargs: An
         prepare_new(cfg, run_dir, force)
     result = Trainer(cfg, run_dir).run(resume=resume is not None)
     if result.interrupted:
-        click.echo(f"stopped at {result.grad_step} updates; checkpoint saved. Continue with: "
-                   f"widerl train --resume {run_dir}", err=True)
+        click.echo(
+            f"stopped at {result.grad_step} updates; checkpoint saved. Continue with: "
+            f"widerl train --resume {run_dir}",
+            err=True,
+        )
         sys.exit(130)
     last = "n/a" if result.last_eval is None else f"{result.last_eval:.1f}"
-    click.echo(f"done: {result.grad_step} updates, {result.env_step} env steps, "
-               f"last eval return {last}")
+    click.echo(
+        f"done: {result.grad_step} updates, {result.env_step} env steps, last eval return {last}"
+    )
     click.echo(f"results: {run_dir}/metrics.csv  {run_dir}/checkpoint.pt  {run_dir}/tb/")
     click.echo(f"plot: {result.curve}")
 
 
 @app.command("eval")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--episodes", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Episodes to run.")
-@click.option("--seed", type=int, default=12345, show_default=True,
-              help="Seed of the first episode (episode i uses seed + i).")
-@click.option("--video", type=click.Path(path_type=Path), default=None,
-              help="Write the first episode to this .gif or .mp4.")
-@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
-              help="Torch device.")
+@click.option(
+    "--episodes", type=click.IntRange(min=1), default=10, show_default=True, help="Episodes to run."
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=12345,
+    show_default=True,
+    help="Seed of the first episode (episode i uses seed + i).",
+)
+@click.option(
+    "--video",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the first episode to this .gif or .mp4.",
+)
+@click.option(
+    "--device", type=click.Choice(DEVICES), default="cpu", show_default=True, help="Torch device."
+)
 def eval_cmd(run_dir: Path, episodes: int, seed: int, video: Path | None, device: str) -> None:
     """Run a trained run's deterministic policy on a fresh env; print mean and std return."""
     from widerl.evaluate import evaluate_run
@@ -138,21 +168,33 @@ def eval_cmd(run_dir: Path, episodes: int, seed: int, video: Path | None, device
         # Headless machines have no window system; EGL renders MuJoCo offscreen.
         os.environ.setdefault("MUJOCO_GL", "egl")
     returns = evaluate_run(run_dir, episodes, seed, video, device)
-    click.echo(f"return over {episodes} episodes: mean {returns.mean():.2f} "
-               f"std {returns.std():.2f}")
+    click.echo(
+        f"return over {episodes} episodes: mean {returns.mean():.2f} std {returns.std():.2f}"
+    )
     if video is not None:
         click.echo(f"video: {video}")
 
 
-_NET_FIELDS = ("algo", "arch", "units", "layers", "activation", "batchnorm", "ofenet_units",
-               "ofenet_layers", "ofenet_target_dim")
+_NET_FIELDS = (
+    "algo",
+    "arch",
+    "units",
+    "layers",
+    "activation",
+    "batchnorm",
+    "ofenet_units",
+    "ofenet_layers",
+    "ofenet_target_dim",
+)
 
 
 @app.command("summary")
-@click.option("--obs-dim", type=click.IntRange(min=1), required=True,
-              help="Observation size (Ant-v2: 111).")
-@click.option("--act-dim", type=click.IntRange(min=1), required=True,
-              help="Action size (Ant-v2: 8).")
+@click.option(
+    "--obs-dim", type=click.IntRange(min=1), required=True, help="Observation size (Ant-v2: 111)."
+)
+@click.option(
+    "--act-dim", type=click.IntRange(min=1), required=True, help="Action size (Ant-v2: 8)."
+)
 @preset_option
 @config_options(only=_NET_FIELDS)
 def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -> None:
@@ -165,33 +207,83 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
 
 @app.command("bench")
 @click.option("--algo", type=click.Choice(ALGOS), default="sac", show_default=True)
-@click.option("--units", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Units per hidden layer.")
-@click.option("--layers", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Hidden layers.")
-@click.option("--arch", type=click.Choice(ARCHS), default="mlp", show_default=True,
-              help="Body of ours (SB3 is always an MLP).")
-@click.option("--env", default="Hopper-v5", show_default=True,
-              help="Take observation and action sizes from this env.")
-@click.option("--obs-dim", type=click.IntRange(min=1), default=None,
-              help="Observation size (overrides --env).")
-@click.option("--act-dim", type=click.IntRange(min=1), default=None,
-              help="Action size (overrides --env).")
+@click.option(
+    "--units",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Units per hidden layer.",
+)
+@click.option(
+    "--layers", type=click.IntRange(min=1), default=2, show_default=True, help="Hidden layers."
+)
+@click.option(
+    "--arch",
+    type=click.Choice(ARCHS),
+    default="mlp",
+    show_default=True,
+    help="Body of ours (SB3 is always an MLP).",
+)
+@click.option(
+    "--env",
+    default="Hopper-v5",
+    show_default=True,
+    help="Take observation and action sizes from this env.",
+)
+@click.option(
+    "--obs-dim",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Observation size (overrides --env).",
+)
+@click.option(
+    "--act-dim", type=click.IntRange(min=1), default=None, help="Action size (overrides --env)."
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--updates", type=click.IntRange(min=1), default=200, show_default=True,
-              help="Updates per timed round and side.")
-@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True,
-              help="Interleaved rounds (ours, SB3, SB3, ours, ...).")
-@click.option("--peer/--no-peer", default=True, show_default=True,
-              help="Also time Stable-Baselines3 in the same run.")
+@click.option(
+    "--updates",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="Updates per timed round and side.",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Interleaved rounds (ours, SB3, SB3, ours, ...).",
+)
+@click.option(
+    "--peer/--no-peer",
+    default=True,
+    show_default=True,
+    help="Also time Stable-Baselines3 in the same run.",
+)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Torch CPU threads for both sides [default: torch's]. 1 is steadier on a "
-                   "busy machine.")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Torch CPU threads for both sides [default: torch's]. 1 is steadier on a busy machine.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench_cmd(algo: str, units: int, layers: int, arch: str, env: str, obs_dim: int | None,
-              act_dim: int | None, batch_size: int, updates: int, rounds: int, peer: bool,
-              device: str, threads: int | None, as_json: bool) -> None:
+def bench_cmd(
+    algo: str,
+    units: int,
+    layers: int,
+    arch: str,
+    env: str,
+    obs_dim: int | None,
+    act_dim: int | None,
+    batch_size: int,
+    updates: int,
+    rounds: int,
+    peer: bool,
+    device: str,
+    threads: int | None,
+    as_json: bool,
+) -> None:
     """Gradient updates/s of our update and, interleaved in the same run, of
     Stable-Baselines3's; FLOPs per update and the fraction of the matmul peak measured in
     the same run."""
@@ -207,16 +299,28 @@ def bench_cmd(algo: str, units: int, layers: int, arch: str, env: str, obs_dim: 
         try:
             import stable_baselines3  # noqa: F401
         except ImportError:
-            raise ConfigError("--peer needs Stable-Baselines3: pip install 'widerl[bench]' "
-                              "(or pass --no-peer)") from None
+            raise ConfigError(
+                "--peer needs Stable-Baselines3: pip install 'widerl[bench]' (or pass --no-peer)"
+            ) from None
     if device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise ConfigError("--device cuda: no CUDA device is available; choose cpu")
-    result = run_bench(algo=algo, units=units, layers=layers, arch=arch, obs_dim=obs_dim,
-                       act_dim=act_dim, batch_size=batch_size, device=device, updates=updates,
-                       rounds=rounds, peer=peer, threads=threads)
+    result = run_bench(
+        algo=algo,
+        units=units,
+        layers=layers,
+        arch=arch,
+        obs_dim=obs_dim,
+        act_dim=act_dim,
+        batch_size=batch_size,
+        device=device,
+        updates=updates,
+        rounds=rounds,
+        peer=peer,
+        threads=threads,
+    )
     click.echo(json.dumps(result) if as_json else format_bench(result))
 
 

@@ -17,8 +17,13 @@ HOLDOUT_EVERY = 100
 
 
 class Collector:
-    def __init__(self, envs: gym.vector.VectorEnv, seed: int, device: torch.device,
-                 holdout: ReplayBuffer | None = None) -> None:
+    def __init__(
+        self,
+        envs: gym.vector.VectorEnv,
+        seed: int,
+        device: torch.device,
+        holdout: ReplayBuffer | None = None,
+    ) -> None:
         self.envs, self.device, self.holdout = envs, device, holdout
         self.num_envs = envs.num_envs
         self.act_shape = envs.single_action_space.shape
@@ -62,8 +67,12 @@ class Collector:
         self.env_steps += self.num_envs
 
     def state_dict(self) -> dict:
-        return {"rng": self.rng.bit_generator.state, "episodes": self.episodes,
-                "env_steps": self.env_steps, "recent_returns": list(self.recent_returns)}
+        return {
+            "rng": self.rng.bit_generator.state,
+            "episodes": self.episodes,
+            "env_steps": self.env_steps,
+            "recent_returns": list(self.recent_returns),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]

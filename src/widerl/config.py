@@ -43,8 +43,12 @@ class Config:
     eval_every: int = _f(5_000, "Evaluate every N gradient updates.", positive=True)
     eval_episodes: int = _f(10, "Episodes per evaluation (deterministic policy).", positive=True)
     device: str = _f("auto", "Torch device: auto picks cuda when available.", choices=DEVICES)
-    threads: int = _f(0, "Torch CPU threads; 0 keeps torch's default (all cores). Use 1 when "
-                         "several runs share the CPU: oversubscribed threads stall.", nonneg=True)
+    threads: int = _f(
+        0,
+        "Torch CPU threads; 0 keeps torch's default (all cores). Use 1 when "
+        "several runs share the CPU: oversubscribed threads stall.",
+        nonneg=True,
+    )
 
     # --- networks (Sec. 3.3, 4.1, 4.2): one body for actor and critics ---
     arch: str = _f("mlp", "Connectivity of actor and critic bodies.", choices=ARCHS)
@@ -54,23 +58,34 @@ class Config:
     batchnorm: bool = _f(False, "BatchNorm after each hidden Linear (train mode in updates).")
 
     # --- OFENet (Sec. 3.1, A.1, A.2) ---
-    ofenet_units: int = _f(0, "OFENet: features added by each of phi_s and phi_sa, split evenly "
-                              "across its layers (2048 = 8 x 256, Table 2); 0 disables OFENet.",
-                           nonneg=True)
-    ofenet_layers: int = _f(8, "OFENet: DenseNet blocks in each of phi_s and phi_sa.",
-                            positive=True)
-    ofenet_target_dim: int = _f(0, "OFENet: predict only the first N dims of s_{t+1} (e.g. "
-                                   "without contact forces); 0 = all.", nonneg=True)
-    ofenet_pretrain: int = _f(10_000, "OFENet: auxiliary updates on the warm-up data before "
-                                      "RL updates start.", nonneg=True)
+    ofenet_units: int = _f(
+        0,
+        "OFENet: features added by each of phi_s and phi_sa, split evenly "
+        "across its layers (2048 = 8 x 256, Table 2); 0 disables OFENet.",
+        nonneg=True,
+    )
+    ofenet_layers: int = _f(
+        8, "OFENet: DenseNet blocks in each of phi_s and phi_sa.", positive=True
+    )
+    ofenet_target_dim: int = _f(
+        0,
+        "OFENet: predict only the first N dims of s_{t+1} (e.g. without contact forces); 0 = all.",
+        nonneg=True,
+    )
+    ofenet_pretrain: int = _f(
+        10_000,
+        "OFENet: auxiliary updates on the warm-up data before RL updates start.",
+        nonneg=True,
+    )
 
     # --- shared agent hyperparameters (Sec. 4, A.4) ---
     gamma: float = _f(0.99, "Discount factor.")
     tau: float = _f(0.005, "Target network smoothing coefficient.")
     lr: float = _f(3e-4, "Adam learning rate of actor and critics: 3e-4 for sac, 1e-3 for td3.")
     batch_size: int = _f(256, "Minibatch size of each update.", positive=True)
-    critic_loss: str = _f("mse", "Critic loss; the paper's presets use huber (A.1).",
-                          choices=CRITIC_LOSSES)
+    critic_loss: str = _f(
+        "mse", "Critic loss; the paper's presets use huber (A.1).", choices=CRITIC_LOSSES
+    )
     buffer_size: int = _f(1_000_000, "Replay capacity in transitions.", positive=True)
 
     # --- SAC (Haarnoja et al. 2018) ---
@@ -105,18 +120,35 @@ ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 # The paper's agents (Sec. 4.2, Table 2). S/M/L widths; DenseNet, Swish, Huber (A.1, A.2).
-_PAPER = {"arch": "densenet", "layers": 2, "activation": "swish", "critic_loss": "huber",
-          "ofenet_layers": 8}
+_PAPER = {
+    "arch": "densenet",
+    "layers": 2,
+    "activation": "swish",
+    "critic_loss": "huber",
+    "ofenet_layers": 8,
+}
 PRESETS: dict[str, dict[str, Any]] = {
     # Plain SAC / TD3 of the original papers: 2 x 256 MLP, ReLU, MSE (Table 2 "Original").
-    "paper-original": {"arch": "mlp", "units": 256, "layers": 2, "activation": "relu",
-                       "critic_loss": "mse"},
+    "paper-original": {
+        "arch": "mlp",
+        "units": 256,
+        "layers": 2,
+        "activation": "relu",
+        "critic_loss": "mse",
+    },
     "paper-S": {**_PAPER, "units": 256, "ofenet_units": 256},
     "paper-M": {**_PAPER, "units": 1024, "ofenet_units": 1024},
     "paper-L": {**_PAPER, "units": 2048, "ofenet_units": 2048},
     # A small job for `make demo`: learns InvertedPendulum-v5 in a few minutes on 2 CPU cores.
-    "demo": {**_PAPER, "env": "InvertedPendulum-v5", "units": 256, "steps": 12_000,
-             "warmup": 2_000, "eval_every": 1_000, "eval_episodes": 5},
+    "demo": {
+        **_PAPER,
+        "env": "InvertedPendulum-v5",
+        "units": 256,
+        "steps": 12_000,
+        "warmup": 2_000,
+        "eval_every": 1_000,
+        "eval_episodes": 5,
+    },
 }
 
 
@@ -163,8 +195,10 @@ def validate(cfg: Config) -> None:
     if cfg.lr <= 0:
         raise ConfigError(f"--lr must be positive, got {cfg.lr}")
     if cfg.ofenet_units and cfg.ofenet_units % cfg.ofenet_layers:
-        raise ConfigError(f"--ofenet-units {cfg.ofenet_units} must split evenly across "
-                          f"--ofenet-layers {cfg.ofenet_layers}")
+        raise ConfigError(
+            f"--ofenet-units {cfg.ofenet_units} must split evenly across "
+            f"--ofenet-layers {cfg.ofenet_layers}"
+        )
 
 
 def default_out(cfg: Config) -> Path:

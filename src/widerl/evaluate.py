@@ -21,8 +21,9 @@ class Evaluator:
         self.seed, self.episodes = seed, episodes
 
     def __call__(self, agent: Agent) -> np.ndarray:
-        return np.array([run_episode(self.env, agent, self.seed + i)[0]
-                         for i in range(self.episodes)])
+        return np.array(
+            [run_episode(self.env, agent, self.seed + i)[0] for i in range(self.episodes)]
+        )
 
     def close(self) -> None:
         self.env.close()
@@ -57,8 +58,9 @@ def write_video(frames: list, path: Path, fps: int = 30) -> None:
         iio.imwrite(path, video, fps=fps)
 
 
-def evaluate_run(run_dir: Path, episodes: int, seed: int, video: Path | None,
-                 device: str = "cpu") -> np.ndarray:
+def evaluate_run(
+    run_dir: Path, episodes: int, seed: int, video: Path | None, device: str = "cpu"
+) -> np.ndarray:
     """Load a run's config and checkpoint, then run `episodes` deterministic episodes."""
     from widerl.agents import make_agent
     from widerl.checkpoint import load_checkpoint

@@ -15,8 +15,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 METRICS = "metrics.csv"
 BASE_COLUMNS = [
-    "grad_step", "env_step", "wall_time", "eval_return_mean", "eval_return_std",
-    "train_return_mean", "episodes", "updates_per_s", "env_steps_per_s",
+    "grad_step",
+    "env_step",
+    "wall_time",
+    "eval_return_mean",
+    "eval_return_std",
+    "train_return_mean",
+    "episodes",
+    "updates_per_s",
+    "env_steps_per_s",
 ]
 # Columns that depend on the clock; everything else is reproducible from the seed.
 TIMING_COLUMNS = ("wall_time", "updates_per_s", "env_steps_per_s")

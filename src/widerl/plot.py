@@ -21,9 +21,13 @@ def plot_learning_curve(run_dir: Path, title: str) -> Path:
     std = [float(r["eval_return_std"]) for r in rows]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(steps, mean, label="eval return (mean)")
-    ax.fill_between(steps, [m - s for m, s in zip(mean, std, strict=True)],
-                    [m + s for m, s in zip(mean, std, strict=True)], alpha=0.25,
-                    label="+-1 std over episodes")
+    ax.fill_between(
+        steps,
+        [m - s for m, s in zip(mean, std, strict=True)],
+        [m + s for m, s in zip(mean, std, strict=True)],
+        alpha=0.25,
+        label="+-1 std over episodes",
+    )
     ax.set_xlabel("gradient steps")
     ax.set_ylabel("average return")
     ax.set_title(title)

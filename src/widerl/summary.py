@@ -30,8 +30,10 @@ def count(module: nn.Module) -> int:
 
 
 def body_rows(body: Body) -> list[tuple[str, int, int, int]]:
-    return [(f"{_ORDINALS.get(i, f'{i}th')} layer", layer.in_dim, layer.out_dim, count(layer))
-            for i, layer in enumerate(body.layers, start=1)]
+    return [
+        (f"{_ORDINALS.get(i, f'{i}th')} layer", layer.in_dim, layer.out_dim, count(layer))
+        for i, layer in enumerate(body.layers, start=1)
+    ]
 
 
 def linear_row(name: str, linear: nn.Linear) -> tuple[str, int, int, int]:
@@ -48,10 +50,17 @@ def network_tables(cfg: Config, obs_dim: int, act_dim: int) -> list[tuple[str, l
         rows = body_rows(of.phi_s)
         tables.append(("OFENet z_s = phi_s(s)", rows, sum(r[3] for r in rows), []))
         rows = body_rows(of.phi_sa)
-        tables.append(("OFENet z_sa = phi_sa(z_s, a) (not in Table 2)", rows,
-                       sum(r[3] for r in rows),
-                       [linear_row("predictor f_pred(z_sa) -> s'", of.predictor),
-                        ("OFENet total (target copy not counted)", 0, 0, count(of))]))
+        tables.append(
+            (
+                "OFENet z_sa = phi_sa(z_s, a) (not in Table 2)",
+                rows,
+                sum(r[3] for r in rows),
+                [
+                    linear_row("predictor f_pred(z_sa) -> s'", of.predictor),
+                    ("OFENet total (target copy not counted)", 0, 0, count(of)),
+                ],
+            )
+        )
     actor = agent.actor
     rows = body_rows(actor.body) + [linear_row("output layer (mean)", actor.mean)]
     total = sum(r[3] for r in rows)
@@ -63,17 +72,28 @@ def network_tables(cfg: Config, obs_dim: int, act_dim: int) -> list[tuple[str, l
     critic = agent.critics[0]
     crows = body_rows(critic.body) + [linear_row("output layer (Q)", critic.out)]
     ctotal = sum(r[3] for r in crows)
-    tables.append(("critic (each of 2; targets are copies)", crows, ctotal,
-                   [("twin critics total", 0, 0, 2 * ctotal)]))
+    tables.append(
+        (
+            "critic (each of 2; targets are copies)",
+            crows,
+            ctotal,
+            [("twin critics total", 0, 0, 2 * ctotal)],
+        )
+    )
     return tables
 
 
 def render_summary(cfg: Config, obs_dim: int, act_dim: int) -> str:
     console = Console(file=io.StringIO(), width=100, force_terminal=False, color_system=None)
-    ofenet = (f", OFENet {cfg.ofenet_layers} x {cfg.ofenet_units // cfg.ofenet_layers}"
-              if cfg.ofenet_units else "")
-    console.print(f"{cfg.algo.upper()} {cfg.arch} {cfg.units}x{cfg.layers} {cfg.activation}"
-                  f"{' +BN' if cfg.batchnorm else ''}{ofenet}, obs {obs_dim}, act {act_dim}")
+    ofenet = (
+        f", OFENet {cfg.ofenet_layers} x {cfg.ofenet_units // cfg.ofenet_layers}"
+        if cfg.ofenet_units
+        else ""
+    )
+    console.print(
+        f"{cfg.algo.upper()} {cfg.arch} {cfg.units}x{cfg.layers} {cfg.activation}"
+        f"{' +BN' if cfg.batchnorm else ''}{ofenet}, obs {obs_dim}, act {act_dim}"
+    )
     for name, rows, total, extra in network_tables(cfg, obs_dim, act_dim):
         t = Table(title=name, title_justify="left")
         for col in ("layer", "input units", "output units", "parameters"):

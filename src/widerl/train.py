@@ -85,21 +85,38 @@ class Trainer:
         obs_dim = int(np.prod(self.envs.single_observation_space.shape))
         act_dim = int(np.prod(self.envs.single_action_space.shape))
         self.agent = make_agent(cfg, obs_dim, act_dim, self.device)
-        self.replay = ReplayBuffer(obs_dim, act_dim, cfg.buffer_size, self.device,
-                                   prioritized=cfg.prioritized, alpha=cfg.per_alpha,
-                                   seed=seeds["replay"])
+        self.replay = ReplayBuffer(
+            obs_dim,
+            act_dim,
+            cfg.buffer_size,
+            self.device,
+            prioritized=cfg.prioritized,
+            alpha=cfg.per_alpha,
+            seed=seeds["replay"],
+        )
         self.ofenet = self.agent.features if cfg.ofenet_units else None
         # Held-out transitions for OFENet's test loss: diverted from the replay, never trained on.
-        self.holdout = ReplayBuffer(obs_dim, act_dim, HOLDOUT_SIZE, self.device,
-                                    seed=seeds["replay"] + 1) if self.ofenet else None
+        self.holdout = (
+            ReplayBuffer(obs_dim, act_dim, HOLDOUT_SIZE, self.device, seed=seeds["replay"] + 1)
+            if self.ofenet
+            else None
+        )
         self.collector = Collector(self.envs, seeds["collect"], self.device, self.holdout)
         self.evaluator = Evaluator(cfg.env, seeds["eval"] % 2**31, cfg.eval_episodes)
-        self.means = MetricMeans(list(self.agent.metric_names)
-                                 + (["aux_loss"] if self.ofenet else []))
+        self.means = MetricMeans(
+            list(self.agent.metric_names) + (["aux_loss"] if self.ofenet else [])
+        )
         self.pretrained = False
-        write_config(self.run_dir, cfg, dims={
-            "obs_dim": obs_dim, "act_dim": act_dim,
-            "z_s_dim": self.agent.features.s_dim, "z_sa_dim": self.agent.features.sa_dim})
+        write_config(
+            self.run_dir,
+            cfg,
+            dims={
+                "obs_dim": obs_dim,
+                "act_dim": act_dim,
+                "z_s_dim": self.agent.features.s_dim,
+                "z_sa_dim": self.agent.features.sa_dim,
+            },
+        )
         self.grad_step = 0
         self.wall_offset = 0.0  # wall time of earlier parts of a resumed run
         self.last_eval: float | None = None
@@ -131,8 +148,7 @@ class Trainer:
             "collector": self.collector.state_dict(),
             "rng": {"torch": torch.get_rng_state()},
             "replay": self.replay.state_dict() if c.checkpoint_replay else None,
-            "holdout": self.holdout.state_dict() if c.checkpoint_replay and self.holdout
-            else None,
+            "holdout": self.holdout.state_dict() if c.checkpoint_replay and self.holdout else None,
             "pretrained": self.pretrained,
         }
         if self.device.type == "cuda":
@@ -194,8 +210,7 @@ class Trainer:
             "wall_time": round(self.wall_time(), 3),
             "eval_return_mean": self.last_eval,
             "eval_return_std": float(returns.std()),
-            "train_return_mean": float(np.mean(col.recent_returns)) if col.recent_returns
-            else None,
+            "train_return_mean": float(np.mean(col.recent_returns)) if col.recent_returns else None,
             "episodes": col.episodes,
             "updates_per_s": (self.grad_step - g) / dt if self.grad_step > g else None,
             "env_steps_per_s": (col.env_steps - e) / dt if col.env_steps > e else None,
@@ -213,16 +228,23 @@ class Trainer:
             self.restore()
         else:
             self.save()  # a run killed before its first evaluation still has a checkpoint
-        logger = RunLogger(self.run_dir, self.means.names
-                           + (["aux_loss_heldout"] if self.ofenet else []),
-                           resume_step=self.grad_step if resume else None)
+        logger = RunLogger(
+            self.run_dir,
+            self.means.names + (["aux_loss_heldout"] if self.ofenet else []),
+            resume_step=self.grad_step if resume else None,
+        )
         interrupted = False
         try:
             with _StopFlag() as flag, make_progress(c.progress) as progress:
                 self._flag = flag
-                task = progress.add_task(f"{c.algo} {c.env}", total=c.steps,
-                                         completed=self.grad_step, ups=0.0, env_step=0,
-                                         last_eval="-")
+                task = progress.add_task(
+                    f"{c.algo} {c.env}",
+                    total=c.steps,
+                    completed=self.grad_step,
+                    ups=0.0,
+                    env_step=0,
+                    last_eval="-",
+                )
                 self.fill()
                 if self.ofenet is not None and not self.pretrained:
                     progress.update(task, description="OFENet pre-training")
@@ -243,7 +265,8 @@ class Trainer:
                     if self.grad_step % PROGRESS_EVERY == 0:
                         now = time.perf_counter()
                         progress.update(
-                            task, completed=self.grad_step,
+                            task,
+                            completed=self.grad_step,
                             ups=(self.grad_step - bar_g) / max(now - bar_t, 1e-9),
                             env_step=self.collector.env_steps,
                             last_eval="-" if self.last_eval is None else f"{self.last_eval:.1f}",
@@ -256,8 +279,18 @@ class Trainer:
             logger.close()
             self.evaluator.close()
             self.envs.close()
-        curve = plot_learning_curve(
-            self.run_dir, f"{c.algo.upper()} {c.arch} {c.units}x{c.layers}, {c.env}") \
-            if not interrupted else None
-        return RunResult(self.run_dir, self.grad_step, self.collector.env_steps,
-                         self.last_eval, interrupted, curve)
+        curve = (
+            plot_learning_curve(
+                self.run_dir, f"{c.algo.upper()} {c.arch} {c.units}x{c.layers}, {c.env}"
+            )
+            if not interrupted
+            else None
+        )
+        return RunResult(
+            self.run_dir,
+            self.grad_step,
+            self.collector.env_steps,
+            self.last_eval,
+            interrupted,
+            curve,
+        )

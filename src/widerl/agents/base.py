@@ -55,8 +55,9 @@ class Agent(nn.Module, abc.ABC):
     ) -> None:
         super().__init__()
         self.cfg, self.obs_dim, self.act_dim, self.device = cfg, obs_dim, act_dim, device
-        self.features = features if features is not None else make_features(
-            cfg, obs_dim, act_dim, device)
+        self.features = (
+            features if features is not None else make_features(cfg, obs_dim, act_dim, device)
+        )
         self.critics = nn.ModuleList(Critic(self.body(self.features.sa_dim)) for _ in range(2))
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
         self.n_updates = 0
@@ -101,13 +102,15 @@ class Agent(nn.Module, abc.ABC):
         """Policy actions from state features."""
 
     # --- learning -----------------------------------------------------------------------
-    def critic_step(self, batch: Batch, z_s: torch.Tensor, target_q: torch.Tensor
-                    ) -> dict[str, torch.Tensor]:
+    def critic_step(
+        self, batch: Batch, z_s: torch.Tensor, target_q: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """One gradient step of both critics towards the same target (clipped double Q)."""
         z_sa = self.features.state_action(z_s, batch.act)
         q1, q2 = (critic(z_sa) for critic in self.critics)
-        per_sample = (elementwise_critic_loss(self.cfg.critic_loss, q1, target_q)
-                      + elementwise_critic_loss(self.cfg.critic_loss, q2, target_q))
+        per_sample = elementwise_critic_loss(
+            self.cfg.critic_loss, q1, target_q
+        ) + elementwise_critic_loss(self.cfg.critic_loss, q2, target_q)
         if batch.weight is not None:  # prioritized replay's importance weights
             per_sample = per_sample * batch.weight
         loss = per_sample.mean()

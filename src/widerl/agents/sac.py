@@ -20,7 +20,8 @@ class SAC(Agent):
         # Target entropy -|A| (SAC v2, Sec. 5).
         self.target_entropy = -float(self.act_dim)
         self.metric_names = ("critic_loss", "q_mean", "actor_loss", "alpha", "entropy") + (
-            ("alpha_loss",) if self.cfg.autotune else ())
+            ("alpha_loss",) if self.cfg.autotune else ()
+        )
 
     def _build_optimizers(self) -> None:
         self.actor_opt = make_adam(self.actor.parameters(), self.cfg.lr, self.device)

@@ -37,5 +37,11 @@ def make_features(cfg: Config, obs_dim: int, act_dim: int, device: torch.device)
         return RawFeatures(obs_dim, act_dim).to(device)
     from widerl.nets.ofenet import OFENet
 
-    return OFENet(obs_dim, act_dim, units=cfg.ofenet_units, layers=cfg.ofenet_layers,
-                  target_dim=cfg.ofenet_target_dim, device=device)
+    return OFENet(
+        obs_dim,
+        act_dim,
+        units=cfg.ofenet_units,
+        layers=cfg.ofenet_layers,
+        target_dim=cfg.ofenet_target_dim,
+        device=device,
+    )

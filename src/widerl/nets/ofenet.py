@@ -49,8 +49,9 @@ def _dense(in_dim: int, total_units: int, layers: int) -> Body:
 class OFENetNets(nn.Module):
     """phi_s, phi_sa and the linear predictor; one instance is online, one the target."""
 
-    def __init__(self, obs_dim: int, act_dim: int, units: int, layers: int,
-                 target_dim: int) -> None:
+    def __init__(
+        self, obs_dim: int, act_dim: int, units: int, layers: int, target_dim: int
+    ) -> None:
         super().__init__()
         self.phi_s = _dense(obs_dim, units, layers)
         self.phi_sa = _dense(self.phi_s.out_dim + act_dim, units, layers)
@@ -68,9 +69,17 @@ class OFENet(nn.Module):
     """The features object the agents receive (`s_dim`, `sa_dim`, `state`, `state_action`),
     plus the auxiliary update. See the module docstring for which copy feeds what."""
 
-    def __init__(self, obs_dim: int, act_dim: int, units: int = 2048, layers: int = 8,
-                 target_dim: int = 0, lr: float = 3e-4, tau: float = 0.005,
-                 device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        units: int = 2048,
+        layers: int = 8,
+        target_dim: int = 0,
+        lr: float = 3e-4,
+        tau: float = 0.005,
+        device: torch.device | str = "cpu",
+    ) -> None:
         super().__init__()
         if units % layers:
             raise ValueError(f"OFENet units {units} must split evenly across {layers} layers")
@@ -107,14 +116,18 @@ class OFENet(nn.Module):
         return self.target.state_action(z_s, act)
 
     # --- the auxiliary task ---------------------------------------------------------------
-    def aux_loss(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor,
-                 net: OFENetNets | None = None) -> torch.Tensor:
+    def aux_loss(
+        self,
+        obs: torch.Tensor,
+        act: torch.Tensor,
+        next_obs: torch.Tensor,
+        net: OFENetNets | None = None,
+    ) -> torch.Tensor:
         """Eq. 1: mean squared error of the predicted next state (first target_dim dims)."""
         pred = (net or self.online).predict(obs, act)
         return F.mse_loss(pred, next_obs[..., : self.target_dim])
 
-    def update(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor
-               ) -> torch.Tensor:
+    def update(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """One Adam step on L_aux (BatchNorm in train mode), then the target moves by tau."""
         self.online.train()
         loss = self.aux_loss(obs, act, next_obs)
@@ -127,8 +140,9 @@ class OFENet(nn.Module):
         return loss.detach()
 
     @torch.no_grad()
-    def eval_loss(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor
-                  ) -> torch.Tensor:
+    def eval_loss(
+        self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor
+    ) -> torch.Tensor:
         """L_aux of the online copy in eval mode, e.g. on a held-out batch."""
         self.online.eval()
         loss = self.aux_loss(obs, act, next_obs)
