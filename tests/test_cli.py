@@ -29,6 +29,11 @@ TINY = [
 ]
 
 
+def train_cmd(out: Path, *args: str) -> list[str]:
+    """`widerl train` as a subprocess command line (for signal tests)."""
+    return [sys.executable, "-m", "widerl.cli", "train", "--out", str(out), *TINY, *args]
+
+
 def rows(run: Path) -> list[dict[str, str]]:
     with (run / "metrics.csv").open() as f:
         return list(csv.DictReader(f))
@@ -192,23 +197,9 @@ def test_resume_without_stored_replay_refills_with_the_policy(tmp_path: Path) ->
 @pytest.mark.slow
 def test_sigint_saves_a_checkpoint_and_resume_completes(tmp_path: Path) -> None:
     out = tmp_path / "kill"
-    cmd = [
-        sys.executable,
-        "-m",
-        "widerl.cli",
-        "train",
-        "--out",
-        str(out),
-        *TINY,
-        "--env",
-        "Pendulum-v1",
-        "--warmup",
-        "40",
-        "--eval-every",
-        "50",
-        "--steps",
-        "100000",
-    ]
+    cmd = train_cmd(
+        out, "--env", "Pendulum-v1", "--warmup", "40", "--eval-every", "50", "--steps", "100000"
+    )
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and len(rows(out) if (out / "metrics.csv").exists() else []) < 3:
@@ -432,23 +423,9 @@ def test_bench_command_json(capsys) -> None:
 
 def test_sigterm_during_warmup_stops_promptly(tmp_path: Path) -> None:
     out = tmp_path / "w"
-    cmd = [
-        sys.executable,
-        "-m",
-        "widerl.cli",
-        "train",
-        "--out",
-        str(out),
-        *TINY,
-        "--algo",
-        "td3",
-        "--env",
-        "Pendulum-v1",
-        "--warmup",
-        "10000000",
-        "--steps",
-        "10",
-    ]
+    cmd = train_cmd(
+        out, "--algo", "td3", "--env", "Pendulum-v1", "--warmup", "10000000", "--steps", "10"
+    )
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while time.time() < deadline and not (out / "checkpoint.pt").exists():

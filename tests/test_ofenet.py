@@ -14,6 +14,18 @@ from widerl.replay import Batch
 from widerl.summary import network_tables
 
 
+def random_batch(n: int = 32, obs_dim: int = 5, act_dim: int = 2) -> Batch:
+    return Batch(
+        torch.randn(n, obs_dim),
+        torch.rand(n, act_dim) * 2 - 1,
+        torch.randn(n),
+        torch.randn(n, obs_dim),
+        torch.zeros(n),
+        None,
+        torch.arange(n),
+    )
+
+
 @pytest.mark.parametrize(("units", "layers"), [(64, 8), (32, 4), (30, 3), (8, 1)])
 def test_output_sizes(units: int, layers: int) -> None:
     net = OFENet(11, 3, units=units, layers=layers)
@@ -104,15 +116,7 @@ def test_rl_losses_never_reach_ofenet(algo: str, arch: str) -> None:
     assert agent.actor.body.in_dim == 5 + 16  # the actor sees z_s
     assert agent.critics[0].body.in_dim == 5 + 16 + 2 + 16  # the critics see z_sa
     of_before = {k: v.clone() for k, v in agent.features.state_dict().items()}
-    batch = Batch(
-        torch.randn(32, 5),
-        torch.rand(32, 2) * 2 - 1,
-        torch.randn(32),
-        torch.randn(32, 5),
-        torch.zeros(32),
-        None,
-        torch.arange(32),
-    )
+    batch = random_batch()
     actor_before = [p.clone() for p in agent.actor.parameters()]
     for _ in range(3):
         agent.update(batch)
@@ -220,15 +224,7 @@ def test_rl_gradients_never_reach_ofenet_while_it_trains() -> None:
     cfg = resolve({"units": 16, "ofenet_units": 16, "ofenet_layers": 2})
     agent = make_agent(cfg, 5, 2, torch.device("cpu"))
     of = agent.features
-    batch = Batch(
-        torch.randn(32, 5),
-        torch.rand(32, 2) * 2 - 1,
-        torch.randn(32),
-        torch.randn(32, 5),
-        torch.zeros(32),
-        None,
-        torch.arange(32),
-    )
+    batch = random_batch()
     for _ in range(3):
         of.update(batch.obs, batch.act, batch.next_obs)
         of.opt.zero_grad(set_to_none=True)
