@@ -1,11 +1,33 @@
-"""Mean +- std over seeds of one metrics.csv column, for groups of run folders."""
+"""Helpers shared by the benchmark scripts: running `widerl train` as a side-by-side job, and
+mean +- std over seeds of one metrics.csv column for groups of run folders."""
 
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+
+
+def run_widerl_train(out: Path, *flags: str) -> None:
+    """`widerl train --out OUT FLAGS` in a subprocess, one torch thread (runs go two at a
+    time on a 2-core machine), replacing an earlier run in OUT, without a progress bar."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "widerl.cli",
+        "train",
+        "--out",
+        str(out),
+        "--force",
+        "--no-progress",
+        "--threads",
+        "1",
+        *flags,
+    ]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
 
 def load_column(run: Path, column: str) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from curves import run_widerl_train  # noqa: E402
 
 EVAL_SEED = 10_000
 
@@ -32,11 +32,8 @@ def run_ours(
     env: str, seed: int, steps: int, warmup: int, eval_every: int, episodes: int, out: Path
 ) -> Path:
     run = out / "widerl" / f"s{seed}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "widerl.cli",
-        "train",
+    run_widerl_train(
+        run,
         "--preset",
         "paper-original",
         "--algo",
@@ -53,14 +50,7 @@ def run_ours(
         str(eval_every),
         "--eval-episodes",
         str(episodes),
-        "--out",
-        str(run),
-        "--force",
-        "--no-progress",
-        "--threads",
-        "1",
-    ]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    )
     return run / "metrics.csv"
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,17 +21,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from curves import plot_groups  # noqa: E402
+from curves import plot_groups, run_widerl_train  # noqa: E402
 
 VARIANTS = {"paper-S with OFENet": [], "paper-S without OFENet": ["--ofenet-units", "0"]}
 
 
 def run(env: str, seed: int, steps: int, eval_every: int, extra: list[str], out: Path) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "widerl.cli",
-        "train",
+    run_widerl_train(
+        out,
         "--preset",
         "paper-S",
         "--env",
@@ -43,15 +39,8 @@ def run(env: str, seed: int, steps: int, eval_every: int, extra: list[str], out:
         str(steps),
         "--eval-every",
         str(eval_every),
-        "--out",
-        str(out),
-        "--force",
-        "--no-progress",
-        "--threads",
-        "1",
         *extra,
-    ]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    )
 
 
 def main() -> None:

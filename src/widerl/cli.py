@@ -93,6 +93,7 @@ def train_cmd(preset: str | None, resume: Path | None, force: bool, **kwargs: An
     from widerl.train import Trainer, resolve_device
 
     given = _given(kwargs)
+    ckpt = None
     if resume is not None:
         if preset is not None:
             raise ConfigError(
@@ -108,7 +109,6 @@ def train_cmd(preset: str | None, resume: Path | None, force: bool, **kwargs: An
                 f"checkpoint in {str(run_dir)!r} is for env {ckpt.get('env')!r}, "
                 f"but its config.json says {stored.env!r}"
             )
-        del ckpt
         cfg = merge_resume(stored, given, run_dir)
     else:
         cfg = resolve(given, preset)
@@ -117,7 +117,7 @@ def train_cmd(preset: str | None, resume: Path | None, force: bool, **kwargs: An
         run_dir = Path(cfg.out) if cfg.out else default_out(cfg)
         cfg.out = str(run_dir)
         prepare_new(cfg, run_dir, force)
-    result = Trainer(cfg, run_dir).run(resume=resume is not None)
+    result = Trainer(cfg, run_dir).run(resume=resume is not None, state=ckpt)
     if result.interrupted:
         click.echo(
             f"stopped at {result.grad_step} updates; checkpoint saved. Continue with: "

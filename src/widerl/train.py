@@ -155,8 +155,10 @@ class Trainer:
             state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
         save_atomic(state, self.run_dir / CHECKPOINT)
 
-    def restore(self) -> None:
-        state = load_checkpoint(self.run_dir, map_location=self.device)
+    def restore(self, state: dict | None = None) -> None:
+        """Continue from `state` (an already loaded checkpoint) or from the run's checkpoint."""
+        if state is None:
+            state = load_checkpoint(self.run_dir, map_location=self.device)
         self.agent.load_checkpoint_state(state["agent"])
         self.collector.load_state_dict(state["collector"])
         self.collector.reset()
@@ -221,11 +223,11 @@ class Trainer:
             row["aux_loss_heldout"] = float(self.ofenet.eval_loss(h.obs, h.act, h.next_obs))
         logger.write(row)
 
-    def run(self, resume: bool = False) -> RunResult:
+    def run(self, resume: bool = False, state: dict | None = None) -> RunResult:
         c = self.cfg
         self._t0 = time.perf_counter()
         if resume:
-            self.restore()
+            self.restore(state)
         else:
             self.save()  # a run killed before its first evaluation still has a checkpoint
         logger = RunLogger(
