@@ -324,6 +324,10 @@ def bench_cmd(
     click.echo(json.dumps(result) if as_json else format_bench(result))
 
 
+# --- commands defined in their own modules: one import and one add_command each ----------
+# (keep this block; add new commands below it)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and exit status 2."""
     try:
