@@ -1,36 +1,60 @@
-"""The env loop that fills the replay buffer: steps a vector of envs with random actions
-(warm-up, A.4) or the agent's current policy. Used inline by the learner (`--actors 0`)."""
+"""The env loop that produces transitions: steps a vector of envs with random actions
+(warm-up, A.4) or the agent's current policy, and hands back chunks of transitions.
+
+The same `Collector` runs inline in the learner (`--actors 0`, the paper's "w/o Ape-X") and
+inside every Ray collector process (`--actors N`, Sec. 3.2); where its chunks go is the
+learner's business (`Trainer.ingest`), so both paths fill the replay the same way.
+"""
 
 from __future__ import annotations
 
-from collections import deque
+from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from widerl.agents.base import Agent
-from widerl.replay import ReplayBuffer
 
-# With a held-out buffer, one transition in this many goes there instead of the replay.
-HOLDOUT_EVERY = 100
+
+@dataclass
+class Chunk:
+    """Consecutive steps of a collector's envs, flattened to rows (one per transition)."""
+
+    obs: np.ndarray
+    act: np.ndarray
+    rew: np.ndarray
+    next_obs: np.ndarray
+    term: np.ndarray
+    returns: list[float] = field(default_factory=list)  # episodes that ended in this chunk
+    version: int = 0  # gradient updates of the weights that chose the actions
+    priority: np.ndarray | None = None  # Ape-X actor-side initial priorities (|TD error|)
+    source: int = 0  # which collector produced it
+
+    def __len__(self) -> int:
+        return len(self.rew)
+
+    @staticmethod
+    def concat(chunks: list[Chunk]) -> Chunk:
+        if len(chunks) == 1:
+            return chunks[0]
+        return Chunk(
+            *(np.concatenate([getattr(c, k) for c in chunks]) for k in _ARRAYS),
+            returns=[r for c in chunks for r in c.returns],
+            version=chunks[-1].version,
+            source=chunks[-1].source,
+        )
+
+
+_ARRAYS = ("obs", "act", "rew", "next_obs", "term")
 
 
 class Collector:
-    def __init__(
-        self,
-        envs: gym.vector.VectorEnv,
-        seed: int,
-        device: torch.device,
-        holdout: ReplayBuffer | None = None,
-    ) -> None:
-        self.envs, self.device, self.holdout = envs, device, holdout
+    def __init__(self, envs: gym.vector.VectorEnv, seed: int, device: torch.device) -> None:
+        self.envs, self.device = envs, device
         self.num_envs = envs.num_envs
         self.act_shape = envs.single_action_space.shape
         self.rng = np.random.default_rng(seed)
-        self.recent_returns: deque[float] = deque(maxlen=10)
-        self.episodes = 0
-        self.env_steps = 0
         self.reset()
 
     def reset(self) -> None:
@@ -44,38 +68,37 @@ class Collector:
         obs = torch.as_tensor(self.obs, dtype=torch.float32, device=self.device)
         return agent.act(obs, deterministic=False).cpu().numpy()
 
-    def step(self, agent: Agent | None, replay: ReplayBuffer) -> None:
-        """One step of every env; the transitions go to `replay`."""
+    def step(self, agent: Agent | None) -> Chunk:
+        """One step of every env (actions from one batched forward pass)."""
         act = self.policy_actions(agent)
         next_obs, rew, term, trunc, info = self.envs.step(act)
         done = term | trunc
         real_next = next_obs
         if done.any():
+            # SAME_STEP autoreset: the true last state of an ending episode is in info.
             real_next = next_obs.copy()
             mask = info["_final_obs"]
             real_next[mask] = np.stack(info["final_obs"][mask])
-        dest = replay
-        if self.holdout is not None and (self.env_steps // self.num_envs) % HOLDOUT_EVERY == 0:
-            dest = self.holdout
-        dest.add(self.obs, act, rew.astype(np.float32), real_next, term)
+        chunk = Chunk(
+            self.obs.astype(np.float32, copy=False),
+            act,
+            rew.astype(np.float32),
+            real_next.astype(np.float32, copy=False),
+            term.astype(bool),
+        )
         self.ep_return += rew
         for i in np.flatnonzero(done):
-            self.recent_returns.append(float(self.ep_return[i]))
-            self.episodes += 1
+            chunk.returns.append(float(self.ep_return[i]))
             self.ep_return[i] = 0.0
         self.obs = next_obs
-        self.env_steps += self.num_envs
+        return chunk
+
+    def collect(self, agent: Agent | None, steps: int) -> Chunk:
+        """`steps` steps of every env as one chunk of `steps * num_envs` transitions."""
+        return Chunk.concat([self.step(agent) for _ in range(steps)])
 
     def state_dict(self) -> dict:
-        return {
-            "rng": self.rng.bit_generator.state,
-            "episodes": self.episodes,
-            "env_steps": self.env_steps,
-            "recent_returns": list(self.recent_returns),
-        }
+        return {"rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
-        self.episodes = int(state["episodes"])
-        self.env_steps = int(state["env_steps"])
-        self.recent_returns.extend(state["recent_returns"])

@@ -20,6 +20,7 @@ from typing import Any
 ALGOS = ("sac", "td3")
 ARCHS = ("mlp", "resnet", "d2rl", "densenet")
 ACTIVATIONS = ("swish", "relu")
+INITIAL_PRIORITIES = ("td", "max")
 CRITIC_LOSSES = ("mse", "huber")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -102,6 +103,34 @@ class Config:
     prioritized: bool = _f(False, "Proportional prioritized replay instead of uniform.")
     per_alpha: float = _f(0.6, "Prioritized replay: priority exponent alpha.")
     per_beta: float = _f(0.4, "Prioritized replay: initial IS exponent, annealed to 1.")
+
+    # --- Ape-X-like distributed collection (Sec. 3.2, A.1, Fig. 11) ---
+    actors: int = _f(
+        0,
+        "Collector processes on Ray, each stepping --envs-per-actor envs with the latest "
+        "weights (paper: 2); 0 collects inline in the learner (the paper's w/o Ape-X).",
+        nonneg=True,
+    )
+    envs_per_actor: int = _f(32, "Envs stepped by each collector (paper: 32).", positive=True)
+    sync_every: int = _f(
+        100, "Publish the learner's weights to the collectors every N updates.", positive=True
+    )
+    initial_priority: str = _f(
+        "td",
+        "Priority of new transitions with --prioritized and --actors > 0: td = the collector's "
+        "own |TD error| (Ape-X), max = the replay's running max.",
+        choices=INITIAL_PRIORITIES,
+    )
+    max_env_per_update: float = _f(
+        0.0,
+        "Bound on collection running ahead: at most warm-up + N * updates env steps are "
+        "requested; 0 = unbounded.",
+    )
+    ray_address: str = _f(
+        "",
+        "Ray cluster to join (auto, or HOST:PORT of `ray start --head`); empty starts Ray "
+        "on this machine and shuts it down at the end.",
+    )
 
     # --- output ---
     out: str = _f("", "Run folder (default: runs/<env>-<algo>-<arch>-<units>x<layers>-s<seed>).")
@@ -194,6 +223,12 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"--gamma must be in [0, 1], got {cfg.gamma}")
     if cfg.lr <= 0:
         raise ConfigError(f"--lr must be positive, got {cfg.lr}")
+    if cfg.max_env_per_update < 0:
+        raise ConfigError(f"--max-env-per-update must be >= 0, got {cfg.max_env_per_update}")
+    if cfg.ray_address and not cfg.actors:
+        raise ConfigError(
+            f"--ray-address {cfg.ray_address!r} needs --actors > 0 (collectors run on Ray)"
+        )
     if cfg.ofenet_units and cfg.ofenet_units % cfg.ofenet_layers:
         raise ConfigError(
             f"--ofenet-units {cfg.ofenet_units} must split evenly across "

@@ -1,11 +1,17 @@
-"""The learner loop (`--actors 0`, the paper's "w/o Ape-X"): random warm-up (A.4), then one
-env step and one gradient update at a time, evaluating and checkpointing every
-`eval_every` updates. Ctrl-C or SIGTERM saves a checkpoint and stops cleanly."""
+"""The learner loop: random warm-up (A.4), OFENet pre-training, then gradient updates,
+evaluating and checkpointing every `eval_every` updates. Ctrl-C or SIGTERM saves a
+checkpoint and stops cleanly.
+
+Transitions come from one of two sources, behind the same `ingest` and `learn_step`:
+`--actors 0` steps one env inline, one env step per update (the paper's "w/o Ape-X");
+`--actors N` keeps N Ray collector processes busy and ingests their chunks as they arrive,
+learning without waiting for them (Ape-X-like, Sec. 3.2; distributed.py)."""
 
 from __future__ import annotations
 
 import signal
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +20,9 @@ import torch
 
 from widerl.agents import make_agent
 from widerl.checkpoint import CHECKPOINT, FORMAT_VERSION, load_checkpoint, save_atomic
-from widerl.collect import Collector
+from widerl.collect import Chunk, Collector
 from widerl.config import Config, ConfigError
-from widerl.envs import make_vec_env
+from widerl.envs import env_dims, make_vec_env
 from widerl.evaluate import Evaluator
 from widerl.logger import MetricMeans, RunLogger, make_progress
 from widerl.plot import plot_learning_curve
@@ -26,6 +32,12 @@ from widerl.rundir import write_config
 PROGRESS_EVERY = 100  # updates between progress-bar refreshes
 HOLDOUT_SIZE = 10_000  # held-out transitions kept for OFENet's test loss
 HOLDOUT_BATCH = 1_024
+HOLDOUT_EVERY = 100  # with OFENet, one transition in this many goes to the held-out buffer
+PROBE_SIZE = 2_048  # fixed replay transitions for the critic's srank and loss landscapes
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -38,7 +50,7 @@ def resolve_device(name: str) -> torch.device:
 
 def derive_seeds(seed: int) -> dict[str, int]:
     """Independent seeds for each consumer of randomness, from one root (SeedSequence.spawn)."""
-    names = ("torch", "collect", "eval", "replay")
+    names = ("torch", "collect", "eval", "replay", "actors")
     children = np.random.SeedSequence(seed).spawn(len(names))
     return {n: int(c.generate_state(1)[0]) for n, c in zip(names, children, strict=True)}
 
@@ -79,11 +91,9 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        seeds = derive_seeds(cfg.seed)
+        self.seeds = seeds = derive_seeds(cfg.seed)
         torch.manual_seed(seeds["torch"])
-        self.envs = make_vec_env(cfg.env, 1)
-        obs_dim = int(np.prod(self.envs.single_observation_space.shape))
-        act_dim = int(np.prod(self.envs.single_action_space.shape))
+        obs_dim, act_dim = env_dims(cfg.env)
         self.agent = make_agent(cfg, obs_dim, act_dim, self.device)
         self.replay = ReplayBuffer(
             obs_dim,
@@ -94,6 +104,8 @@ class Trainer:
             alpha=cfg.per_alpha,
             seed=seeds["replay"],
         )
+        # Updates of the weights that produced each stored transition (for `weight_age`).
+        self.versions = np.zeros(cfg.buffer_size, dtype=np.int32)
         self.ofenet = self.agent.features if cfg.ofenet_units else None
         # Held-out transitions for OFENet's test loss: diverted from the replay, never trained on.
         self.holdout = (
@@ -101,7 +113,12 @@ class Trainer:
             if self.ofenet
             else None
         )
-        self.collector = Collector(self.envs, seeds["collect"], self.device, self.holdout)
+        self.inline = (
+            Collector(make_vec_env(cfg.env, 1), seeds["collect"], self.device)
+            if cfg.actors == 0
+            else None
+        )
+        self.remote = None  # RayCollectors, started in run()
         self.evaluator = Evaluator(cfg.env, seeds["eval"] % 2**31, cfg.eval_episodes)
         self.means = MetricMeans(
             list(self.agent.metric_names) + (["aux_loss"] if self.ofenet else [])
@@ -118,8 +135,45 @@ class Trainer:
             },
         )
         self.grad_step = 0
+        self.env_steps = 0
+        self.episodes = 0
+        self.rows_seen = 0  # transitions ingested, for the held-out split
+        self.recent_returns: deque[float] = deque(maxlen=10)
+        self.source_returns: dict[int, deque[float]] = {}
+        self.sync_lags: list[int] = []
+        self.last_idx: torch.Tensor | None = None
+        self.probe: dict[str, torch.Tensor] | None = None
         self.wall_offset = 0.0  # wall time of earlier parts of a resumed run
         self.last_eval: float | None = None
+
+    # --- transitions in: the same whichever collector produced them ------------------------
+    def ingest(self, chunk: Chunk) -> None:
+        n = len(chunk)
+        rows = {k: getattr(chunk, k) for k in ("obs", "act", "rew", "next_obs", "term")}
+        priority = chunk.priority
+        if self.holdout is not None:
+            held = (self.rows_seen + np.arange(n)) % HOLDOUT_EVERY == 0
+            if held.any():
+                self.holdout.add(*(v[held] for v in rows.values()))
+                keep = ~held
+                rows = {k: v[keep] for k, v in rows.items()}
+                priority = None if priority is None else priority[keep]
+        self.rows_seen += n
+        k = len(rows["rew"])
+        if k:
+            slots = (self.replay.pos + np.arange(k)) % self.replay.capacity
+            self.versions[slots] = chunk.version
+            self.replay.add(*rows.values(), priority=priority)
+        self.env_steps += n
+        self.episodes += len(chunk.returns)
+        self.recent_returns.extend(chunk.returns)
+        self.source_returns.setdefault(chunk.source, deque(maxlen=10)).extend(chunk.returns)
+        self.sync_lags.append(self.grad_step - chunk.version)
+
+    def collect_inline(self, random: bool) -> None:
+        chunk = self.inline.step(None if random else self.agent)
+        chunk.version = self.grad_step
+        self.ingest(chunk)
 
     # --- one step of learning: the same whichever collector fills the replay ------------
     def learn_step(self) -> None:
@@ -133,6 +187,7 @@ class Trainer:
         if self.replay.prioritized:
             self.replay.update_priorities(batch.idx, metrics["td_abs"])
         self.means.add(metrics)
+        self.last_idx = batch.idx
         self.grad_step += 1
 
     # --- checkpoints ----------------------------------------------------------------------
@@ -145,10 +200,18 @@ class Trainer:
             "grad_step": self.grad_step,
             "wall_time": self.wall_time(),
             "agent": self.agent.checkpoint_state(),
-            "collector": self.collector.state_dict(),
+            "collector": {
+                "env_steps": self.env_steps,
+                "episodes": self.episodes,
+                "rows_seen": self.rows_seen,
+                "recent_returns": list(self.recent_returns),
+                "inline": self.inline.state_dict() if self.inline else None,
+            },
             "rng": {"torch": torch.get_rng_state()},
             "replay": self.replay.state_dict() if c.checkpoint_replay else None,
+            "versions": torch.from_numpy(self.versions) if c.checkpoint_replay else None,
             "holdout": self.holdout.state_dict() if c.checkpoint_replay and self.holdout else None,
+            "probe": self.probe,
             "pretrained": self.pretrained,
         }
         if self.device.type == "cuda":
@@ -160,15 +223,25 @@ class Trainer:
         if state is None:
             state = load_checkpoint(self.run_dir, map_location=self.device)
         self.agent.load_checkpoint_state(state["agent"])
-        self.collector.load_state_dict(state["collector"])
-        self.collector.reset()
+        col = state["collector"]
+        self.env_steps, self.episodes = int(col["env_steps"]), int(col["episodes"])
+        self.rows_seen = int(col.get("rows_seen", 0))
+        self.recent_returns.extend(col["recent_returns"])
+        if self.inline is not None:
+            if col.get("inline"):
+                self.inline.load_state_dict(col["inline"])
+            self.inline.reset()
         torch.set_rng_state(state["rng"]["torch"].cpu())
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.device)
         if state.get("replay") is not None:
             self.replay.load_state_dict(state["replay"])
+            if state.get("versions") is not None:
+                self.versions[:] = state["versions"].numpy()
         if state.get("holdout") is not None and self.holdout is not None:
             self.holdout.load_state_dict(state["holdout"])
+        if state.get("probe") is not None:
+            self.probe = {k: v.to(self.device) for k, v in state["probe"].items()}
         self.pretrained = bool(state.get("pretrained", False))
         self.grad_step = int(state["grad_step"])
         self.wall_offset = float(state["wall_time"])
@@ -181,14 +254,45 @@ class Trainer:
         """Random warm-up (A.4). A run resumed without its stored buffer refills it with
         `warmup` steps of the current policy instead. Either way one batch must be there."""
         c, flag = self.cfg, self._flag
-        if self.grad_step == 0:
-            while self.collector.env_steps < c.warmup and not flag.stop:
-                self.collector.step(None, self.replay)
-        elif self.replay.size == 0:
-            while self.replay.size < min(c.warmup, c.buffer_size) and not flag.stop:
-                self.collector.step(self.agent, self.replay)
-        while self.replay.size < c.batch_size and not flag.stop:
-            self.collector.step(self.agent, self.replay)
+        fresh = self.grad_step == 0
+        refill = not fresh and self.replay.size == 0
+
+        def enough() -> bool:
+            if fresh and self.env_steps < c.warmup:
+                return False
+            if refill and self.replay.size < min(c.warmup, c.buffer_size):
+                return False
+            return self.replay.size >= c.batch_size
+
+        while not enough() and not flag.stop:
+            random = fresh and self.env_steps < c.warmup
+            if self.remote is None:
+                self.collect_inline(random)
+            else:
+                left = c.warmup - self.env_steps - self._inflight_steps() if random else None
+                self.remote.fill_pipeline(
+                    random,
+                    max_new=None
+                    if left is None
+                    else _ceil_div(max(left, 0), self.remote.per_request),
+                )
+                for chunk in self.remote.poll(timeout=0.2):
+                    self.ingest(chunk)
+
+    def draw_probe(self) -> None:
+        """A fixed set of replay transitions, drawn once after warm-up (evenly spaced, no
+        RNG): the states on which the critic's effective rank is tracked (A.4) and the
+        transitions `widerl landscape` evaluates the TD loss on (A.3)."""
+        n = min(PROBE_SIZE, self.replay.size)
+        idx = torch.linspace(0, self.replay.size - 1, n).long().to(self.replay.device)
+        obs, act, rew, next_obs, term = self.replay.storage.gather(idx)
+        self.probe = {
+            "obs": obs.float(),
+            "act": act.float(),
+            "rew": rew.float(),
+            "next_obs": next_obs.float(),
+            "term": term.float(),
+        }
 
     def pretrain_ofenet(self) -> None:
         """OFENet's updates on the warm-up data before RL starts (10k in Ota et al. 2020)."""
@@ -205,23 +309,60 @@ class Trainer:
         self.last_eval = float(returns.mean())
         t, g, e = since
         dt = max(time.perf_counter() - t, 1e-9)
-        col = self.collector
+        weight_age = None
+        if self.last_idx is not None:
+            idx = self.last_idx.cpu().numpy()
+            weight_age = float(np.mean(self.grad_step - self.versions[idx]))
         row: dict[str, object] = {
             "grad_step": self.grad_step,
-            "env_step": col.env_steps,
+            "env_step": self.env_steps,
             "wall_time": round(self.wall_time(), 3),
             "eval_return_mean": self.last_eval,
             "eval_return_std": float(returns.std()),
-            "train_return_mean": float(np.mean(col.recent_returns)) if col.recent_returns else None,
-            "episodes": col.episodes,
+            "train_return_mean": float(np.mean(self.recent_returns))
+            if self.recent_returns
+            else None,
+            "episodes": self.episodes,
             "updates_per_s": (self.grad_step - g) / dt if self.grad_step > g else None,
-            "env_steps_per_s": (col.env_steps - e) / dt if col.env_steps > e else None,
+            "env_steps_per_s": (self.env_steps - e) / dt if self.env_steps > e else None,
+            "replay_size": self.replay.size,
+            "weight_age": weight_age,
+            "sync_lag": float(np.mean(self.sync_lags)) if self.sync_lags else None,
+            "collector_returns": ";".join(
+                f"{np.mean(self.source_returns[i]):.6g}" if self.source_returns.get(i) else ""
+                for i in range(max(self.cfg.actors, 1))
+            ),
+            "restarts": self.remote.restarts if self.remote else 0,
             **self.means.pop(),
         }
+        self.sync_lags = []
         if self.ofenet is not None and self.holdout.size:
             h = self.holdout.sample(min(HOLDOUT_BATCH, self.holdout.size))
             row["aux_loss_heldout"] = float(self.ofenet.eval_loss(h.obs, h.act, h.next_obs))
         logger.write(row)
+        for i, rets in self.source_returns.items():
+            if rets:
+                logger.tb.add_scalar(f"collector/{i}/return", float(np.mean(rets)), self.grad_step)
+
+    def _pump(self) -> None:
+        """Ape-X path: take in every chunk that has arrived, keep the collectors busy
+        (within --max-env-per-update), publish weights every --sync-every updates."""
+        c, remote = self.cfg, self.remote
+        if self.grad_step % c.sync_every == 0:
+            remote.publish(self.agent, self.grad_step)
+        for chunk in remote.poll(timeout=0.0):
+            self.ingest(chunk)
+        max_new = None
+        if c.max_env_per_update > 0:
+            # Collected plus requested env steps may run at most this far ahead of learning.
+            bound = self._loop_env_start + c.max_env_per_update * (self.grad_step + 1)
+            left = bound - self.env_steps - self._inflight_steps()
+            max_new = _ceil_div(max(int(left), 0), remote.per_request)
+        remote.fill_pipeline(random=False, max_new=max_new)
+        remote.maybe_inject_fault(self.grad_step)
+
+    def _inflight_steps(self) -> int:
+        return len(self.remote.inflight) * self.remote.per_request if self.remote else 0
 
     def run(self, resume: bool = False, state: dict | None = None) -> RunResult:
         c = self.cfg
@@ -244,33 +385,45 @@ class Trainer:
                     total=c.steps,
                     completed=self.grad_step,
                     ups=0.0,
-                    env_step=0,
+                    env_step=self.env_steps,
                     last_eval="-",
                 )
+                if c.actors and not flag.stop:
+                    from widerl.distributed import RayCollectors
+
+                    progress.update(task, description=f"starting {c.actors} collectors")
+                    self.remote = RayCollectors(c, self.seeds["actors"], self.agent)
+                    progress.update(task, description="warm-up")
                 self.fill()
+                if self.probe is None and self.replay.size:
+                    self.draw_probe()
                 if self.ofenet is not None and not self.pretrained:
                     progress.update(task, description="OFENet pre-training")
                     self.pretrain_ofenet()
-                    progress.update(task, description=f"{c.algo} {c.env}")
-                since = (time.perf_counter(), self.grad_step, self.collector.env_steps)
+                progress.update(task, description=f"{c.algo} {c.env}")
+                since = (time.perf_counter(), self.grad_step, self.env_steps)
                 if self.grad_step == 0 and not flag.stop:
                     self.evaluate_and_log(logger, since)
-                    since = (time.perf_counter(), self.grad_step, self.collector.env_steps)
+                    since = (time.perf_counter(), self.grad_step, self.env_steps)
                 bar_t, bar_g = since[0], since[1]
+                self._loop_env_start = self.env_steps
                 while self.grad_step < c.steps and not flag.stop:
-                    self.collector.step(self.agent, self.replay)
+                    if self.remote is None:
+                        self.collect_inline(random=False)
+                    else:
+                        self._pump()
                     self.learn_step()
                     if self.grad_step % c.eval_every == 0 or self.grad_step == c.steps:
                         self.evaluate_and_log(logger, since)
                         self.save()
-                        since = (time.perf_counter(), self.grad_step, self.collector.env_steps)
+                        since = (time.perf_counter(), self.grad_step, self.env_steps)
                     if self.grad_step % PROGRESS_EVERY == 0:
                         now = time.perf_counter()
                         progress.update(
                             task,
                             completed=self.grad_step,
                             ups=(self.grad_step - bar_g) / max(now - bar_t, 1e-9),
-                            env_step=self.collector.env_steps,
+                            env_step=self.env_steps,
                             last_eval="-" if self.last_eval is None else f"{self.last_eval:.1f}",
                         )
                         bar_t, bar_g = now, self.grad_step
@@ -278,9 +431,12 @@ class Trainer:
                 if interrupted:
                     self.save()
         finally:
+            if self.remote is not None:
+                self.remote.close()
             logger.close()
             self.evaluator.close()
-            self.envs.close()
+            if self.inline is not None:
+                self.inline.envs.close()
         curve = (
             plot_learning_curve(
                 self.run_dir, f"{c.algo.upper()} {c.arch} {c.units}x{c.layers}, {c.env}"
@@ -291,7 +447,7 @@ class Trainer:
         return RunResult(
             self.run_dir,
             self.grad_step,
-            self.collector.env_steps,
+            self.env_steps,
             self.last_eval,
             interrupted,
             curve,

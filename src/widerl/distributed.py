@@ -1,0 +1,250 @@
+"""Ape-X-like collection on Ray (paper Sec. 3.2, A.1, Fig. 11; Horgan et al. 2018).
+
+`--actors N` starts N collector processes. Each steps `--envs-per-actor` envs, choosing all
+their actions in one batched forward pass of its copy of the policy (through OFENet's target
+copy when OFENet is on), and returns chunks of transitions, with Ape-X's actor-side initial
+priorities when asked. The learner keeps `PIPELINE` requests queued at every collector, so a
+collector starts its next chunk as soon as it finishes one and never waits for the learner;
+between chunks it picks up the newest weights the learner published (every `--sync-every`
+updates) without stopping. A collector that dies is replaced and collection goes on.
+
+Pull, not push: the learner owns the replay and asks for chunks. That keeps one process in
+charge of the replay (no locks, exact priorities) and makes `--max-env-per-update` a simple
+rule about how many requests may be outstanding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import signal
+from typing import Any
+
+import numpy as np
+import torch
+
+from widerl.agents import make_agent
+from widerl.agents.base import Agent
+from widerl.collect import Chunk, Collector
+from widerl.config import Config, ConfigError, from_dict
+from widerl.envs import env_dims, make_vec_env
+from widerl.replay import Batch
+
+log = logging.getLogger("widerl")
+
+CHUNK_TRANSITIONS = 256  # transitions per request: big enough to amortise a round trip
+PIPELINE = 2  # requests queued per collector, so it never idles waiting for the learner
+OBJECT_STORE_BYTES = 512 * 2**20  # bounded local object store (REFERENCE.md: ~7 s start)
+# Test hook: SIGKILL collector 0's process once the learner reaches this many updates.
+FAULT_ENV = "WIDERL_FAULT_KILL_COLLECTOR_AT"
+
+
+def weight_keys(agent: Agent, with_critics: bool) -> list[str]:
+    """What a collector needs: the policy and OFENet to act; the critics too (and SAC's
+    temperature) to compute initial priorities itself."""
+    keys = []
+    for k in agent.state_dict():
+        if k.startswith(("actor.", "features.")) or (
+            with_critics and (k.startswith(("critics", "actor_target.")) or k == "log_alpha")
+        ):
+            keys.append(k)
+    return keys
+
+
+def export_weights(agent: Agent, keys: list[str]) -> dict[str, np.ndarray]:
+    """CPU numpy copies: Ray ships numpy arrays through shared memory without pickling."""
+    state = agent.state_dict()
+    return {k: state[k].detach().cpu().numpy().copy() for k in keys}
+
+
+@torch.no_grad()
+def td_priorities(agent: Agent, chunk: Chunk) -> np.ndarray:
+    """Ape-X's actor-side initial priority: |TD error| of the new transitions under the
+    collector's copy of the critics, the same quantity the learner writes back (max over
+    the twin critics' errors)."""
+    f = torch.as_tensor
+    batch = Batch(
+        f(chunk.obs),
+        f(chunk.act),
+        f(chunk.rew),
+        f(chunk.next_obs),
+        f(chunk.term).float(),
+        None,
+        torch.empty(0),
+    )
+    if hasattr(agent, "log_alpha"):
+        target = agent.td_target(batch, agent.log_alpha.exp())
+    else:
+        target = agent.td_target(batch)
+    z_sa = agent.features.state_action(agent.features.state(batch.obs), batch.act)
+    q1, q2 = (c(z_sa) for c in agent.critics)
+    return torch.maximum((q1 - target).abs(), (q2 - target).abs()).numpy()
+
+
+class CollectorWorker:
+    """One collector: its envs, its policy copy, its RNG. Runs inside a Ray actor process
+    (and in-process in tests)."""
+
+    def __init__(self, cfg_values: dict, index: int, seed: int) -> None:
+        torch.set_num_threads(1)  # many small forward passes; leave the cores to the envs
+        torch.manual_seed(seed)
+        cfg: Config = from_dict(cfg_values)
+        self.cfg, self.index = cfg, index
+        obs_dim, act_dim = env_dims(cfg.env)
+        cpu = torch.device("cpu")
+        self.agent = make_agent(dataclasses.replace(cfg, device="cpu"), obs_dim, act_dim, cpu)
+        self.agent.requires_grad_(False)
+        self.envs = make_vec_env(cfg.env, cfg.envs_per_actor)
+        self.collector = Collector(self.envs, seed, cpu)
+        self.steps = max(1, math.ceil(CHUNK_TRANSITIONS / cfg.envs_per_actor))
+        self.td = cfg.prioritized and cfg.initial_priority == "td"
+        self.version = -1
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def collect(self, box: list, version: int, random: bool) -> Chunk:
+        """A chunk of `steps x envs` transitions. `box` holds the newest published weights
+        (an ObjectRef inside a list, so Ray does not fetch it unless it is new to us)."""
+        if not random and version > self.version and box:
+            weights = box[0]
+            if not isinstance(weights, dict):
+                import ray
+
+                weights = ray.get(weights)
+            self.agent.load_state_dict(
+                {k: torch.from_numpy(np.array(v)) for k, v in weights.items()}, strict=False
+            )
+            self.version = version
+        chunk = self.collector.collect(None if random else self.agent, self.steps)
+        chunk.version = max(self.version, 0)
+        chunk.source = self.index
+        if self.td and not random:
+            chunk.priority = td_priorities(self.agent, chunk)
+        return chunk
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+def init_ray(address: str, num_actors: int) -> bool:
+    """Join the cluster at `address`, or start Ray on this machine with light settings
+    (no dashboard, bounded object store). Returns True when we started it (and must stop it)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    quiet = {"log_to_driver": False, "configure_logging": False}
+    if address:
+        try:
+            ray.init(address=address, **quiet)
+        except (ConnectionError, ValueError, RuntimeError) as e:
+            raise ConfigError(
+                f"--ray-address {address!r}: cannot join a Ray cluster there ({e}); start one "
+                "with `ray start --head` or leave --ray-address empty to run locally"
+            ) from None
+        return True
+    ray.init(
+        include_dashboard=False,
+        num_cpus=max(os.cpu_count() or 1, num_actors),
+        object_store_memory=OBJECT_STORE_BYTES,
+        **quiet,
+    )
+    return True
+
+
+class RayCollectors:
+    """The learner's handle on N collector processes: requests, chunks, weights, restarts."""
+
+    def __init__(self, cfg: Config, seed: int, agent: Agent) -> None:
+        import ray
+
+        self.ray = ray
+        self.cfg, self.seed = cfg, seed
+        self.started = init_ray(cfg.ray_address, cfg.actors)
+        # Collectors use CPU torch whatever the learner's device (one batched forward each).
+        self._remote = ray.remote(num_cpus=1, max_restarts=0)(CollectorWorker)
+        self._values = dataclasses.asdict(cfg)
+        self.keys = weight_keys(agent, cfg.prioritized and cfg.initial_priority == "td")
+        self.box: list = []
+        self.version = 0
+        self.restarts = 0
+        self.inflight: dict[Any, int] = {}
+        self.handles = [self._spawn(i) for i in range(cfg.actors)]
+        self.pids = ray.get([h.pid.remote() for h in self.handles])
+        self.per_request = (
+            max(1, math.ceil(CHUNK_TRANSITIONS / cfg.envs_per_actor)) * cfg.envs_per_actor
+        )
+        self.publish(agent, 0)
+        self._fault_at = int(os.environ.get(FAULT_ENV, "0") or 0)
+
+    def _spawn(self, i: int) -> Any:
+        # A fresh seed for each incarnation of collector i, derived from the run's seed.
+        seed = int(np.random.SeedSequence([self.seed, i, self.restarts]).generate_state(1)[0])
+        return self._remote.options(name=None).remote(self._values, i, seed)
+
+    def publish(self, agent: Agent, version: int) -> None:
+        """Put the learner's current weights in the object store for the collectors."""
+        self.box = [self.ray.put(export_weights(agent, self.keys))]
+        self.version = version
+
+    def request(self, i: int, random: bool) -> None:
+        ref = self.handles[i].collect.remote(self.box, self.version, random)
+        self.inflight[ref] = i
+
+    def fill_pipeline(self, random: bool, max_new: int | None = None) -> None:
+        """Queue requests until each collector has PIPELINE of them, or `max_new` more."""
+        for i in range(len(self.handles)):
+            while sum(1 for j in self.inflight.values() if j == i) < PIPELINE:
+                if max_new is not None:
+                    if max_new <= 0:
+                        return
+                    max_new -= 1
+                self.request(i, random)
+
+    def poll(self, timeout: float = 0.0) -> list[Chunk]:
+        """Chunks that are ready (waiting up to `timeout` s for the first). A collector that
+        died is replaced; its lost requests are simply not counted."""
+        if not self.inflight:
+            return []
+        ready, _ = self.ray.wait(
+            list(self.inflight), num_returns=len(self.inflight), timeout=timeout
+        )
+        if not ready and timeout > 0:
+            ready, _ = self.ray.wait(list(self.inflight), num_returns=1, timeout=timeout)
+        chunks = []
+        for ref in ready:
+            i = self.inflight.pop(ref, None)
+            if i is None:
+                continue
+            try:
+                chunks.append(self.ray.get(ref))
+            except self.ray.exceptions.RayActorError:
+                self._replace(i)
+        return chunks
+
+    def _replace(self, i: int) -> None:
+        """Collector i is gone: drop its requests, start a new one in its place."""
+        for ref in [r for r, j in self.inflight.items() if j == i]:
+            del self.inflight[ref]
+        self.restarts += 1
+        log.warning("collector %d died; starting a replacement (restart %d)", i, self.restarts)
+        self.handles[i] = self._spawn(i)
+        self.pids[i] = self.ray.get(self.handles[i].pid.remote())
+
+    def maybe_inject_fault(self, grad_step: int) -> None:
+        if self._fault_at and grad_step >= self._fault_at:
+            self._fault_at = 0
+            os.kill(self.pids[0], signal.SIGKILL)
+
+    def close(self) -> None:
+        """Stop every collector; shut Ray down if this run started it."""
+        for h in self.handles:
+            with contextlib.suppress(Exception):  # already dead
+                self.ray.kill(h)
+        self.handles, self.inflight = [], {}
+        if self.started:
+            self.ray.shutdown()
