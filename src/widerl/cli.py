@@ -326,6 +326,9 @@ def bench_cmd(
 
 # --- commands defined in their own modules: one import and one add_command each ----------
 # (keep this block; add new commands below it)
+from widerl.analysis.cli import landscape_cmd  # noqa: E402
+
+app.add_command(landscape_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:

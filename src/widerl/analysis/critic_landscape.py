@@ -1,0 +1,66 @@
+"""The loss the paper draws (A.3): both critics' TD loss on stored transitions, with targets
+computed once from the trained agent and then held fixed (Eq. 2-3), perturbed along two
+filter-normalized directions of the critics' parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from widerl.agents.base import Agent, elementwise_critic_loss
+from widerl.agents.sac import SAC
+from widerl.analysis.landscape import filter_normalized_direction, loss_surface
+from widerl.analysis.srank import eval_mode
+from widerl.replay import Batch
+
+
+@torch.no_grad()
+def fixed_td_targets(agent: Agent, batch: Batch, seed: int) -> torch.Tensor:
+    """Q-hat(s, a) = r + gamma * E[V(s')] of the trained agent (Eq. 3), through the agent's own
+    td_target. SAC samples a' ~ pi(s'): seeded here, without touching the global RNG."""
+    devices = [agent.device] if agent.device.type == "cuda" else []
+    with eval_mode(agent), torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        if isinstance(agent, SAC):
+            return agent.td_target(batch, agent.log_alpha.detach().exp())
+        return agent.td_target(batch)
+
+
+def critic_td_loss(agent: Agent, batch: Batch, target: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """J_Q of Eq. 2 with the run's critic loss (0.5 delta^2 or Huber, A.1), summed over both
+    critics and averaged over the batch, as the critic step minimises it (uniform weights).
+    Only the critics move along the directions, so z_sa is computed once. Call it with the
+    agent in eval mode (see critic_landscape)."""
+    with torch.no_grad(), eval_mode(agent):
+        z_sa = agent.features.state_action(agent.features.state(batch.obs), batch.act)
+    kind = agent.cfg.critic_loss
+
+    def loss() -> torch.Tensor:
+        q1, q2 = (critic(z_sa) for critic in agent.critics)
+        per_sample = elementwise_critic_loss(kind, q1, target) + elementwise_critic_loss(
+            kind, q2, target
+        )
+        return per_sample.mean()
+
+    return loss
+
+
+def critic_landscape(
+    agent: Agent,
+    batch: Batch,
+    span: float,
+    grid: int,
+    seed: int,
+    on_point: Callable[[], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(alphas, betas, losses) of the critics' TD loss around the trained weights. BatchNorm
+    (if any) uses its running statistics, so the loss depends on the weights alone."""
+    target = fixed_td_targets(agent, batch, seed)
+    loss = critic_td_loss(agent, batch, target)
+    params = list(agent.critics.parameters())
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    d1 = filter_normalized_direction(params, generator)
+    d2 = filter_normalized_direction(params, generator)
+    with eval_mode(agent):
+        return loss_surface(params, loss, d1, d2, span, grid, on_point)

@@ -1,0 +1,62 @@
+"""A finished run folder as the analysis tools need it: the trained agent and a fixed batch
+of the transitions it was trained on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from widerl.agents.base import Agent
+from widerl.config import Config, ConfigError
+from widerl.replay import Batch
+
+# Transitions drawn from a stored replay buffer when the checkpoint has no probe batch.
+REPLAY_SAMPLES = 4096
+_FIELDS = ("obs", "act", "rew", "next_obs", "term")
+
+
+def load_run(run_dir: Path, device: torch.device) -> tuple[Config, Agent, dict]:
+    """Config, trained agent and the raw checkpoint of `run_dir` (as evaluate_run loads it)."""
+    from widerl.agents import make_agent
+    from widerl.checkpoint import load_checkpoint
+    from widerl.envs import env_dims
+    from widerl.rundir import CONFIG, load_config
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"run folder {str(run_dir)!r} is not a folder")
+    if not (run_dir / CONFIG).is_file():
+        raise ConfigError(f"{str(run_dir)!r} holds no run (no {CONFIG})")
+    cfg = load_config(run_dir)
+    state = load_checkpoint(run_dir, map_location=device)
+    obs_dim, act_dim = env_dims(cfg.env)
+    agent = make_agent(cfg, obs_dim, act_dim, device)
+    agent.load_checkpoint_state(state["agent"])
+    return cfg, agent, state
+
+
+def stored_transitions(state: dict, run_dir: Path, seed: int, device: torch.device) -> Batch:
+    """The checkpoint's probe batch; failing that, REPLAY_SAMPLES transitions drawn without
+    replacement from its stored replay buffer (seeded); failing that, a ConfigError."""
+    rows = state.get("probe")
+    if rows is None and state.get("replay") is not None:
+        replay = state["replay"]
+        size = int(replay["size"])
+        if size > 0:
+            g = torch.Generator(device="cpu").manual_seed(seed)
+            idx = torch.randperm(size, generator=g)[: min(size, REPLAY_SAMPLES)]
+            rows = {k: replay[k][:size].cpu()[idx] for k in _FIELDS}
+    if rows is None:
+        raise ConfigError(
+            f"run {str(run_dir)!r} has no stored transitions (its checkpoint holds neither a "
+            "probe batch nor a replay buffer)"
+        )
+    missing = [k for k in _FIELDS if k not in rows]
+    if missing:
+        raise ConfigError(f"the probe batch of {str(run_dir)!r} lacks {', '.join(missing)}")
+    t = {k: rows[k].to(device=device, dtype=torch.float32) for k in _FIELDS}
+    n = t["obs"].shape[0]
+    return Batch(
+        t["obs"], t["act"], t["rew"], t["next_obs"], t["term"], None, torch.arange(n, device=device)
+    )

@@ -1,0 +1,62 @@
+"""Effective rank srank_delta of the critics' penultimate-layer features (A.4; Kumar et al.
+2021, "Implicit Under-Parameterization").
+
+srank_delta(Phi) = min{k : sum_{i<=k} sigma_i / sum_i sigma_i >= 1 - delta}, singular values
+sorted in decreasing order; delta = 0.01 as in the paper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from widerl.agents.base import Agent
+
+
+def srank(features: torch.Tensor, delta: float = 0.01) -> int:
+    """Effective rank of a (batch x features) matrix; 0 for an all-zero matrix."""
+    if features.dim() != 2:
+        raise ValueError(
+            f"features must be a 2-D (batch x features) matrix, got {features.dim()}-D"
+        )
+    if not 0.0 <= delta < 1.0:
+        raise ValueError(f"delta must be in [0, 1), got {delta}")
+    # float64: the cumulative ratio is compared against 1 - delta, and in float32 the tail of
+    # a wide matrix's spectrum sums to visible rounding error.
+    sigma = torch.linalg.svdvals(features.detach().to(torch.float64))
+    cumulative = torch.cumsum(sigma, 0)
+    total = cumulative[-1]
+    if total <= 0:
+        return 0
+    # The last ratio is exactly 1, so some k always qualifies.
+    reached = (cumulative / total) >= 1.0 - delta
+    return int(torch.nonzero(reached)[0, 0].item()) + 1
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Every submodule in eval mode (BatchNorm uses its running statistics, so the features of
+    a sample do not depend on the rest of the batch); each module's own flag is restored."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def critic_penultimate_features(agent: Agent, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    """Phi of the first critic on a batch: its body's output on z_sa (A.4)."""
+    with torch.no_grad(), eval_mode(agent):
+        z_s = agent.features.state(obs)
+        z_sa = agent.features.state_action(z_s, act)
+        return agent.critics[0].features(z_sa)
+
+
+def critic_srank(agent: Agent, obs: torch.Tensor, act: torch.Tensor, delta: float = 0.01) -> int:
+    """srank_delta of the first critic's penultimate features on a fixed batch (Fig. 5b, 6b)."""
+    return srank(critic_penultimate_features(agent, obs, act), delta)
