@@ -329,6 +329,9 @@ def bench_cmd(
 from widerl.analysis.cli import landscape_cmd  # noqa: E402
 
 app.add_command(landscape_cmd)
+from widerl.experiments.report_cli import report_cmd  # noqa: E402
+
+app.add_command(report_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:
