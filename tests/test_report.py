@@ -286,6 +286,8 @@ def test_cli_refuses_non_empty_out_without_force(runs: Path, tmp_path: Path, cap
 
 def test_cli_bad_inputs_exit_2_naming_the_path(tmp_path: Path, capsys) -> None:
     out = str(tmp_path / "out")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "x").write_text("")  # a full OUT: the bad DIR is named first
     assert "nowhere" in error_of(["report", str(tmp_path / "nowhere"), "--out", out], capsys)
     (tmp_path / "empty").mkdir()
     assert "no run folder" in error_of(["report", str(tmp_path / "empty"), "--out", out], capsys)
@@ -294,15 +296,16 @@ def test_cli_bad_inputs_exit_2_naming_the_path(tmp_path: Path, capsys) -> None:
     bad = write_run(tmp_path / "bad" / "s0", [1.0, 2.0])
     text = (bad / "metrics.csv").read_text().replace(",2.0,", ",oops,")
     (bad / "metrics.csv").write_text(text)
-    err = error_of(["report", str(tmp_path / "bad"), "--out", out], capsys)
+    err = error_of(["report", str(tmp_path / "bad"), "--out", out, "--force"], capsys)
     assert str(bad / "metrics.csv") in err and "'oops'" in err
 
     (bad / "metrics.csv").write_text("grad_step,env_step\n0,0\n")
-    assert "eval_return_mean" in error_of(["report", str(bad), "--out", out], capsys)
+    assert "eval_return_mean" in error_of(["report", str(bad), "--out", out, "--force"], capsys)
 
     (bad / "config.json").write_text("{not json")
-    assert str(bad / "config.json") in error_of(["report", str(bad), "--out", out], capsys)
-    assert not Path(out).exists()
+    err = error_of(["report", str(bad), "--out", out, "--force"], capsys)
+    assert str(bad / "config.json") in err
+    assert [p.name for p in Path(out).iterdir()] == ["x"]
 
 
 def test_same_configuration_and_seed_twice_is_an_error(tmp_path: Path, capsys) -> None:

@@ -24,8 +24,10 @@ from widerl.experiments.runs import (
     SRANK,
     Group,
     differing_fields,
+    find_run_dirs,
+    group_runs,
     label_of,
-    load_groups,
+    load_run,
 )
 
 REPORT = "report.md"
@@ -296,8 +298,9 @@ def write_report(
 ) -> tuple[Path, int, int]:
     """Write OUT/report.md with its figures and results.csv; return (page, runs, groups)."""
     assert score in SCORES, score
+    found = find_run_dirs(dirs)  # a wrong DIR is reported before a full OUT
     check_out(out, force)
-    groups = load_groups(dirs)
+    groups = group_runs([load_run(d) for d in found])
     sums, empty = summarize(groups)
     if not sums:
         raise ConfigError("no run has an evaluation yet (metrics.csv has no eval_return_mean)")
