@@ -220,10 +220,13 @@ def read_grid(path: Path) -> list[dict[str, str]]:
 
 def test_landscape_cli_writes_plots_and_grid(finished_run: Path, tmp_path: Path, capsys) -> None:
     run = copy_run(finished_run, tmp_path / "run")
-    probe_size = load_checkpoint(run)["probe"]["obs"].shape[0]  # drawn by the trainer
+    state = load_checkpoint(run)
+    # The trainer stores transitions spread over the whole replay at each save (A.3).
+    sample_size = state["sample"]["obs"].shape[0]
+    assert sample_size == min(state["replay"]["size"], 2048)
     assert main(["landscape", str(run), "--grid", "3", "--span", "0.5"]) == 0
     printed = capsys.readouterr().out
-    assert f"over {probe_size} transitions" in printed
+    assert f"over {sample_size} transitions" in printed
     for name in ("landscape_contour.png", "landscape_surface.png", "landscape.csv"):
         assert (run / name).stat().st_size > 0
         assert str(run / name) in printed
@@ -241,11 +244,12 @@ def test_landscape_cli_writes_plots_and_grid(finished_run: Path, tmp_path: Path,
     assert read_grid(run / "landscape.csv") == rows  # same seed, same grid
 
 
-def test_landscape_uses_the_probe_batch_when_the_checkpoint_has_one(
+def test_landscape_falls_back_to_the_probe_batch(
     finished_run: Path, tmp_path: Path, capsys
 ) -> None:
     run = copy_run(finished_run, tmp_path / "run")
     state = load_checkpoint(run)
+    state.pop("sample")
     replay = state["replay"]
     state["probe"] = {k: replay[k][:24].float() for k in ("obs", "act", "rew", "next_obs", "term")}
     state["replay"] = None
@@ -263,6 +267,7 @@ def test_landscape_falls_back_to_the_stored_replay(
     run = copy_run(finished_run, tmp_path / "run")
     state = load_checkpoint(run)
     state.pop("probe", None)
+    state.pop("sample", None)
     size = int(state["replay"]["size"])
     save_atomic(state, run / "checkpoint.pt")
     assert main(["landscape", str(run), "--grid", "3"]) == 0
@@ -276,6 +281,7 @@ def test_landscape_refuses_a_run_without_transitions(
     run = copy_run(finished_run, tmp_path / "run")
     state = load_checkpoint(run)
     state.pop("probe", None)
+    state.pop("sample", None)
     state["replay"] = None
     save_atomic(state, run / "checkpoint.pt")
     assert main(["landscape", str(run), "--grid", "3"]) == 2

@@ -69,6 +69,10 @@ def test_train_pendulum_sac_writes_a_complete_run(tmp_path: Path, capsys) -> Non
     ):
         assert col in r[0]
     assert r[-1]["critic_loss"] != "" and float(r[-1]["alpha"]) > 0
+    # Effective rank of the critic's 16 penultimate features on the fixed probe states (A.4).
+    assert all(1 <= int(x["srank"]) <= 16 for x in r)
+    assert int(r[-1]["replay_size"]) == 170 and r[-1]["restarts"] == "0"
+    assert 0 <= float(r[-1]["weight_age"]) <= 120
 
 
 def test_train_mujoco_td3(tmp_path: Path) -> None:

@@ -221,9 +221,17 @@ class RayCollectors:
             if i is None:
                 continue
             try:
-                chunks.append(self.ray.get(ref))
+                chunk = self.ray.get(ref)
             except self.ray.exceptions.RayActorError:
                 self._replace(i)
+                continue
+            # Ray hands back read-only views of its shared memory; the replay copies anyway,
+            # but torch warns about wrapping read-only arrays.
+            for k in ("obs", "act", "rew", "next_obs", "term", "priority"):
+                v = getattr(chunk, k)
+                if v is not None and not v.flags.writeable:
+                    setattr(chunk, k, v.copy())
+            chunks.append(chunk)
         return chunks
 
     def _replace(self, i: int) -> None:

@@ -24,6 +24,13 @@ BASE_COLUMNS = [
     "episodes",
     "updates_per_s",
     "env_steps_per_s",
+    # Where transitions come from (the same columns with --actors 0 and --actors N):
+    "replay_size",
+    "weight_age",  # mean updates between the weights that acted and now, last sampled batch
+    "sync_lag",  # mean updates the collectors' weights were behind when chunks arrived
+    "collector_returns",  # recent episode return per collector, ';'-separated
+    "restarts",  # collectors replaced after dying
+    "srank",  # effective rank (delta 0.01) of the critic's features on the probe states (A.4)
 ]
 # Columns that depend on the clock; everything else is reproducible from the seed.
 TIMING_COLUMNS = ("wall_time", "updates_per_s", "env_steps_per_s")

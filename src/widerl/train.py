@@ -36,6 +36,10 @@ HOLDOUT_EVERY = 100  # with OFENet, one transition in this many goes to the held
 PROBE_SIZE = 2_048  # fixed replay transitions for the critic's srank and loss landscapes
 
 
+def _to_cpu(d: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
+    return None if d is None else {k: v.cpu() for k, v in d.items()}
+
+
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -140,6 +144,8 @@ class Trainer:
         self.rows_seen = 0  # transitions ingested, for the held-out split
         self.recent_returns: deque[float] = deque(maxlen=10)
         self.source_returns: dict[int, deque[float]] = {}
+        self.source_rows: dict[int, int] = {}  # transitions received from each collector
+        self.source_version: dict[int, int] = {}  # newest weights each collector acted with
         self.sync_lags: list[int] = []
         self.last_idx: torch.Tensor | None = None
         self.probe: dict[str, torch.Tensor] | None = None
@@ -168,6 +174,10 @@ class Trainer:
         self.episodes += len(chunk.returns)
         self.recent_returns.extend(chunk.returns)
         self.source_returns.setdefault(chunk.source, deque(maxlen=10)).extend(chunk.returns)
+        self.source_rows[chunk.source] = self.source_rows.get(chunk.source, 0) + n
+        self.source_version[chunk.source] = max(
+            self.source_version.get(chunk.source, 0), chunk.version
+        )
         self.sync_lags.append(self.grad_step - chunk.version)
 
     def collect_inline(self, random: bool) -> None:
@@ -211,7 +221,9 @@ class Trainer:
             "replay": self.replay.state_dict() if c.checkpoint_replay else None,
             "versions": torch.from_numpy(self.versions) if c.checkpoint_replay else None,
             "holdout": self.holdout.state_dict() if c.checkpoint_replay and self.holdout else None,
-            "probe": self.probe,
+            "probe": _to_cpu(self.probe),
+            # What the run trained on, for `widerl landscape` (A.3): refreshed at each save.
+            "sample": _to_cpu(self.spread_sample()),
             "pretrained": self.pretrained,
         }
         if self.device.type == "cuda":
@@ -279,20 +291,27 @@ class Trainer:
                 for chunk in self.remote.poll(timeout=0.2):
                     self.ingest(chunk)
 
-    def draw_probe(self) -> None:
-        """A fixed set of replay transitions, drawn once after warm-up (evenly spaced, no
-        RNG): the states on which the critic's effective rank is tracked (A.4) and the
-        transitions `widerl landscape` evaluates the TD loss on (A.3)."""
+    def spread_sample(self) -> dict[str, torch.Tensor] | None:
+        """PROBE_SIZE transitions spread evenly over the replay's contents (no RNG used)."""
+        if self.replay.size == 0:
+            return None
         n = min(PROBE_SIZE, self.replay.size)
         idx = torch.linspace(0, self.replay.size - 1, n).long().to(self.replay.device)
-        obs, act, rew, next_obs, term = self.replay.storage.gather(idx)
-        self.probe = {
-            "obs": obs.float(),
-            "act": act.float(),
-            "rew": rew.float(),
-            "next_obs": next_obs.float(),
-            "term": term.float(),
-        }
+        values = self.replay.storage.gather(idx)
+        names = ("obs", "act", "rew", "next_obs", "term")
+        return {k: v.float() for k, v in zip(names, values, strict=True)}
+
+    def draw_probe(self) -> None:
+        """The fixed batch of replay states on which the critic's effective rank is tracked
+        at every evaluation (A.4), drawn once after warm-up and kept in checkpoints."""
+        self.probe = self.spread_sample()
+
+    def critic_srank(self) -> int | None:
+        if self.probe is None:
+            return None
+        from widerl.analysis.srank import critic_srank
+
+        return critic_srank(self.agent, self.probe["obs"], self.probe["act"])
 
     def pretrain_ofenet(self) -> None:
         """OFENet's updates on the warm-up data before RL starts (10k in Ota et al. 2020)."""
@@ -333,6 +352,7 @@ class Trainer:
                 for i in range(max(self.cfg.actors, 1))
             ),
             "restarts": self.remote.restarts if self.remote else 0,
+            "srank": self.critic_srank(),
             **self.means.pop(),
         }
         self.sync_lags = []

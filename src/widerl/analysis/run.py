@@ -37,9 +37,11 @@ def load_run(run_dir: Path, device: torch.device) -> tuple[Config, Agent, dict]:
 
 
 def stored_transitions(state: dict, run_dir: Path, seed: int, device: torch.device) -> Batch:
-    """The checkpoint's probe batch; failing that, REPLAY_SAMPLES transitions drawn without
-    replacement from its stored replay buffer (seeded); failing that, a ConfigError."""
-    rows = state.get("probe")
+    """Transitions the run trained on (A.3): the checkpoint's `sample` (spread evenly over the
+    whole replay when the checkpoint was written); failing that, REPLAY_SAMPLES transitions
+    drawn without replacement from a stored replay buffer (seeded); failing that, the probe
+    batch drawn after warm-up; failing that, a ConfigError."""
+    rows = state.get("sample")
     if rows is None and state.get("replay") is not None:
         replay = state["replay"]
         size = int(replay["size"])
@@ -47,6 +49,8 @@ def stored_transitions(state: dict, run_dir: Path, seed: int, device: torch.devi
             g = torch.Generator(device="cpu").manual_seed(seed)
             idx = torch.randperm(size, generator=g)[: min(size, REPLAY_SAMPLES)]
             rows = {k: replay[k][:size].cpu()[idx] for k in _FIELDS}
+    if rows is None:
+        rows = state.get("probe")
     if rows is None:
         raise ConfigError(
             f"run {str(run_dir)!r} has no stored transitions (its checkpoint holds neither a "

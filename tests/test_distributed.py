@@ -1,0 +1,178 @@
+"""Ape-X-like collection on Ray (paper Sec. 3.2): 2 collectors x 2 envs at a tiny budget.
+
+Each test starts Ray on this machine in a private temp folder and shuts it down; the checks
+at the end make sure no Ray process outlives the run."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from widerl.agents import make_agent
+from widerl.collect import Chunk
+from widerl.config import resolve
+from widerl.distributed import FAULT_ENV, CollectorWorker, export_weights, weight_keys
+from widerl.train import Trainer
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "env": "Pendulum-v1",
+    "units": 16,
+    "batch_size": 32,
+    "buffer_size": 20_000,
+    "warmup": 300,
+    "eval_every": 100,
+    "eval_episodes": 1,
+    "threads": 1,
+    "progress": False,
+}
+
+
+def ray_pids(tmp: str) -> set[int]:
+    """Processes started by a Ray session living under `tmp` (Ray's daemons carry the
+    session folder on their command line; workers are children of the raylet)."""
+    pids = set()
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            env = (d / "environ").read_bytes()
+        except OSError:
+            continue
+        if tmp in cmd or tmp.encode() in env:
+            pids.add(int(d.name))
+    pids.discard(os.getpid())
+    return pids
+
+
+@pytest.fixture
+def ray_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    # Short path: Ray's unix sockets live under it (108-byte limit).
+    tmp = tempfile.mkdtemp(prefix="wrray", dir="/tmp")
+    monkeypatch.setenv("RAY_TMPDIR", tmp)
+    yield tmp
+    deadline = time.time() + 20
+    while ray_pids(tmp) and time.time() < deadline:
+        time.sleep(0.5)
+    left = ray_pids(tmp)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(tmp, ignore_errors=True)
+    assert not left, f"Ray processes left behind: {left}"
+
+
+def header(run: Path) -> list[str]:
+    with (run / "metrics.csv").open() as f:
+        return next(csv.reader(f))
+
+
+def rows(run: Path) -> list[dict[str, str]]:
+    with (run / "metrics.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_collector_worker_acts_with_published_weights() -> None:
+    """In-process: a worker loads the learner's weights and returns chunks with priorities."""
+    cfg = resolve({**TINY, "actors": 1, "envs_per_actor": 3, "prioritized": True})
+    learner = SimpleNamespace(agent=make_agent(cfg, 3, 1, torch.device("cpu")))
+    w = CollectorWorker(dataclasses.asdict(cfg), index=1, seed=0)
+    keys = weight_keys(learner.agent, with_critics=True)
+    assert any(k.startswith("critics.") for k in keys) and any(k.startswith("actor.") for k in keys)
+    chunk = w.collect([export_weights(learner.agent, keys)], version=7, random=False)
+    assert isinstance(chunk, Chunk) and len(chunk) % 3 == 0 and chunk.source == 1
+    assert chunk.version == 7 and chunk.priority is not None and (chunk.priority >= 0).all()
+    mine, theirs = learner.agent.state_dict(), w.agent.state_dict()
+    assert all(torch.equal(theirs[k], mine[k]) for k in keys)
+    random_chunk = w.collect([], version=0, random=True)
+    assert random_chunk.priority is None
+    w.close()
+
+
+def test_two_collectors_fill_the_replay_and_survive_a_crash(
+    tmp_path: Path, ray_tmp: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(FAULT_ENV, "150")  # SIGKILL collector 0's process at update 150
+    cfg = resolve(
+        {
+            **TINY,
+            "actors": 2,
+            "envs_per_actor": 2,
+            "steps": 400,
+            "sync_every": 20,
+            "prioritized": True,
+        }
+    )
+    run = tmp_path / "apex"
+    run.mkdir()
+    trainer = Trainer(cfg, run)
+    result = trainer.run()
+    assert not result.interrupted and result.grad_step == 400
+    # Transitions from both collectors reached the replay; collection ran ahead of learning.
+    assert set(trainer.source_rows) == {0, 1} and min(trainer.source_rows.values()) > 0
+    assert result.env_step > result.grad_step
+    assert trainer.replay.size > 0
+    # Collectors acted with newer and newer weights (published every 20 updates).
+    assert min(trainer.source_version.values()) >= 20
+    # The killed collector was replaced and the run completed.
+    last = rows(run)[-1]
+    assert int(last["restarts"]) >= 1
+    assert float(last["weight_age"]) >= 0 and int(last["replay_size"]) == trainer.replay.size
+    assert len(last["collector_returns"].split(";")) == 2
+
+    # The same metric schema as the single-process path.
+    inline = tmp_path / "inline"
+    inline.mkdir()
+    Trainer(resolve({**TINY, "steps": 20, "prioritized": True}), inline).run()
+    assert header(run) == header(inline)
+
+
+def train_cmd(out: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "widerl.cli", "train", "--out", str(out), *args]
+
+
+def test_ctrl_c_stops_collectors_and_resume_completes(tmp_path: Path, ray_tmp: str) -> None:
+    out = tmp_path / "run"
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items() if k != "progress"]
+    cmd = train_cmd(out, *flags, "--no-progress", "--actors=2", "--envs-per-actor=2")
+    cmd += ["--steps=100000", "--eval-every=50"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(rows(out) if (out / "metrics.csv").exists() else []) < 3:
+        time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "widerl train --resume" in err and "Traceback" not in err
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    stopped = ckpt["grad_step"]
+    assert stopped >= 100
+    # No process of that Ray session is left once the command has returned.
+    deadline = time.time() + 20
+    while ray_pids(ray_tmp) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not ray_pids(ray_tmp)
+
+    done = subprocess.run(
+        [*train_cmd(out), "--resume", str(out), f"--steps={stopped + 60}"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    steps = [int(r["grad_step"]) for r in rows(out)]
+    assert steps == sorted(set(steps)) and steps[-1] == stopped + 60
