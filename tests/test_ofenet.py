@@ -231,3 +231,16 @@ def test_rl_gradients_never_reach_ofenet_while_it_trains() -> None:
         agent.update(batch)
         assert all(p.grad is None for p in of.online.parameters())
     assert all(t.grad_fn is None and not t.requires_grad for t in of.target.parameters())
+
+
+def test_paper_ofenet_preset_follows_the_ofenet_paper_per_task() -> None:
+    from widerl.config import resolve
+
+    hopper = resolve({"env": "Hopper-v5"}, "paper-ofenet")
+    assert (hopper.arch, hopper.units, hopper.layers, hopper.activation) == ("mlp", 256, 2, "relu")
+    assert (hopper.ofenet_units, hopper.ofenet_layers, hopper.ofenet_target_dim) == (240, 6, 0)
+    human = resolve({"env": "Humanoid-v5"}, "paper-ofenet")
+    assert (human.ofenet_layers, human.ofenet_target_dim) == (8, 270)  # no contact forces
+    assert resolve({"env": "Ant-v5"}, "paper-L").ofenet_target_dim == 27
+    # An explicit flag still wins over the per-task value.
+    assert resolve({"env": "Ant-v5", "ofenet_target_dim": 5}, "paper-L").ofenet_target_dim == 5
