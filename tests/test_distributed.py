@@ -176,3 +176,26 @@ def test_ctrl_c_stops_collectors_and_resume_completes(tmp_path: Path, ray_tmp: s
     assert done.returncode == 0, done.stderr
     steps = [int(r["grad_step"]) for r in rows(out)]
     assert steps == sorted(set(steps)) and steps[-1] == stopped + 60
+
+
+def test_requests_are_shared_fairly_under_a_budget() -> None:
+    """With --max-env-per-update only a few requests may go out at a time: they must go to
+    the collector with the fewest outstanding ones, not always to collector 0."""
+    from widerl.distributed import PIPELINE, RayCollectors
+
+    class Handle:
+        def __init__(self) -> None:
+            self.collect = SimpleNamespace(remote=lambda *a: object())
+
+    rc = RayCollectors.__new__(RayCollectors)
+    rc.handles = [Handle(), Handle(), Handle()]
+    rc.inflight, rc.box, rc.version, rc.per_request = {}, [], 0, 8
+    rc._requests, rc._last_request = 0, [0, 0, 0]
+    counts = [0, 0, 0]
+    for _ in range(30):
+        rc.fill_pipeline(random=False, max_new=1)
+        ref = next(iter(rc.inflight))  # the oldest request completes
+        counts[rc.inflight.pop(ref)] += 1
+    assert max(counts) - min(counts) <= 1
+    rc.fill_pipeline(random=False)
+    assert sorted(rc.inflight.values()) == sorted(list(range(3)) * PIPELINE)

@@ -173,6 +173,8 @@ class RayCollectors:
         self.version = 0
         self.restarts = 0
         self.inflight: dict[Any, int] = {}
+        self._requests = 0
+        self._last_request = [0] * cfg.actors
         self.handles = [self._spawn(i) for i in range(cfg.actors)]
         self.pids = ray.get([h.pid.remote() for h in self.handles])
         self.per_request = (
@@ -194,16 +196,24 @@ class RayCollectors:
     def request(self, i: int, random: bool) -> None:
         ref = self.handles[i].collect.remote(self.box, self.version, random)
         self.inflight[ref] = i
+        self._requests += 1
+        self._last_request[i] = self._requests
 
     def fill_pipeline(self, random: bool, max_new: int | None = None) -> None:
-        """Queue requests until each collector has PIPELINE of them, or `max_new` more."""
-        for i in range(len(self.handles)):
-            while sum(1 for j in self.inflight.values() if j == i) < PIPELINE:
-                if max_new is not None:
-                    if max_new <= 0:
-                        return
-                    max_new -= 1
-                self.request(i, random)
+        """Queue requests until each collector has PIPELINE of them, or `max_new` more,
+        always topping up the collector with the fewest outstanding requests first so that
+        under a --max-env-per-update budget every collector gets its share."""
+        pending = [0] * len(self.handles)
+        for j in self.inflight.values():
+            pending[j] += 1
+        while max_new is None or max_new > 0:
+            i = min(range(len(pending)), key=lambda k: (pending[k], self._last_request[k]))
+            if pending[i] >= PIPELINE:
+                return
+            self.request(i, random)
+            pending[i] += 1
+            if max_new is not None:
+                max_new -= 1
 
     def poll(self, timeout: float = 0.0) -> list[Chunk]:
         """Chunks that are ready (waiting up to `timeout` s for the first). A collector that
