@@ -184,10 +184,12 @@ def test_termination_is_stored_as_terminal() -> None:
 
 
 @pytest.mark.parametrize("algo", ["sac", "td3"])
-def test_update_forces_no_host_sync(algo: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("arch", ["densenet", "mlp"])  # autograd path, hand-written path
+def test_update_forces_no_host_sync(algo: str, arch: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """CPU stand-in for CUDA's sync debug mode: every way of reading a tensor's value on the
     host raises while `update` runs (a GPU would stall on each of them)."""
-    agent = agent_for(algo, arch="densenet", prioritized=True)
+    agent = agent_for(algo, arch=arch, prioritized=True, policy_delay=1)
+    assert agent.fast_path is (arch == "mlp")
     rb = ReplayBuffer(OBS, ACT, 1_000, prioritized=True)
     b = fixed_batch()
     rb.add(b.obs, b.act, b.rew, b.next_obs, b.term)
@@ -227,3 +229,80 @@ def test_targets_stay_plain_leaves_after_soft_updates(algo: str) -> None:
     if algo == "td3":
         targets += list(agent.actor_target.parameters())
     assert all(t.grad_fn is None and not t.requires_grad for t in targets)
+
+
+# --- the hand-written fast path (nets/manual.py) against autograd -----------------------------
+def _run_updates(algo: str, fast: bool, n: int = 4, **kw: object) -> tuple[list[dict], dict]:
+    agent = agent_for(algo, policy_delay=2, **kw)
+    assert agent.fast_path  # plain MLP on raw states: the fast path applies
+    agent.fast_path = fast
+    torch.manual_seed(1)  # the same policy and target-smoothing noise on both paths
+    metrics = []
+    for i in range(n):
+        b = fixed_batch(term=float(i % 2), seed=i)
+        b = b._replace(weight=torch.rand(B, generator=torch.Generator().manual_seed(i)))
+        metrics.append(agent.update(b))
+    return metrics, agent.checkpoint_state()
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+@pytest.mark.parametrize(("activation", "critic_loss"), [("relu", "mse"), ("swish", "huber")])
+def test_fast_path_matches_autograd(algo: str, activation: str, critic_loss: str) -> None:
+    """Same parameters, targets, optimizer moments, alpha and metrics after 4 updates (2 actor
+    steps for TD3) on fixed batches with importance weights and terminations."""
+    kw = {"activation": activation, "critic_loss": critic_loss, "lr": 1e-3}
+    m_ref, s_ref = _run_updates(algo, fast=False, **kw)
+    m_fast, s_fast = _run_updates(algo, fast=True, **kw)
+    for k, v in s_ref["modules"].items():
+        assert torch.allclose(s_fast["modules"][k], v, rtol=1e-5, atol=1e-6), k
+    for name, opt in s_ref["optimizers"].items():
+        for p, st in opt["state"].items():
+            for k in ("exp_avg", "exp_avg_sq", "step"):
+                fast_st = s_fast["optimizers"][name]["state"][p][k]
+                assert torch.allclose(fast_st, st[k], rtol=1e-4, atol=1e-9), (name, p, k)
+    for ref, fast in zip(m_ref, m_fast, strict=True):
+        assert ref.keys() == fast.keys()
+        for k in ref:
+            assert not fast[k].requires_grad
+            assert torch.allclose(fast[k], ref[k], rtol=1e-5, atol=1e-6), k
+    # Parameters moved: the comparison above is not between two untouched networks.
+    agent = agent_for(algo)
+    assert not torch.allclose(s_fast["modules"]["actor.mean.weight"], agent.actor.mean.weight)
+
+
+@pytest.mark.parametrize(
+    ("kw", "fast"),
+    [
+        ({}, True),
+        ({"activation": "swish"}, True),
+        ({"arch": "densenet"}, False),
+        ({"arch": "resnet"}, False),
+        ({"arch": "d2rl"}, False),
+        ({"batchnorm": True}, False),
+        ({"ofenet_units": 8, "ofenet_layers": 1}, False),  # dQ/da must flow through phi_sa
+    ],
+)
+def test_fast_path_only_where_it_applies(kw: dict, fast: bool) -> None:
+    for algo in ("sac", "td3"):
+        agent = agent_for(algo, **kw)
+        assert agent.fast_path is fast
+        agent.update(fixed_batch())  # either path runs
+
+
+def test_adam_step_matches_optimizer_step() -> None:
+    """The direct fused call equals torch's Adam, also for a transposed gradient (the fused
+    kernel would silently misread one that is not made contiguous)."""
+    from widerl.agents.base import adam_step, make_adam
+
+    torch.manual_seed(0)
+    w1 = torch.randn(6, 4, requires_grad=True)
+    w2 = w1.detach().clone().requires_grad_(True)
+    opt1 = make_adam([w1], 1e-2, torch.device("cpu"))
+    opt2 = make_adam([w2], 1e-2, torch.device("cpu"))
+    for _ in range(3):
+        g = torch.randn(4, 6).t()  # not contiguous
+        w1.grad = g.contiguous()
+        opt1.step()
+        adam_step(opt2, [g])
+    assert torch.equal(w1, w2)
+    assert torch.equal(opt1.state[w1]["step"], opt2.state[w2]["step"])

@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from widerl.config import Config
+from widerl.nets import manual
 from widerl.nets.blocks import Body
-from widerl.nets.features import make_features
+from widerl.nets.features import RawFeatures, make_features
 from widerl.nets.heads import Critic
 from widerl.replay import Batch
 
@@ -34,12 +35,79 @@ def make_adam(params: Iterable[torch.Tensor], lr: float, device: torch.device) -
     return torch.optim.Adam(params, lr=lr)
 
 
+def adam_step(opt: torch.optim.Adam, grads: list[torch.Tensor | None]) -> None:
+    """`opt.step()` with `grads` as the parameters' gradients, calling the fused kernel directly.
+
+    `Optimizer.step` spends about 0.1-0.3 ms per call in Python (hooks, grouping tensors by
+    device, state look-ups) around one fused kernel, which is a few % of a 256x2 update. The
+    first step (it creates the state) and any setting the direct call does not cover go through
+    `opt.step()` itself; the state it creates is the one checkpoints save.
+    """
+    # The fused kernel walks each tensor's memory in order: a transposed gradient would
+    # silently update the wrong elements (contiguous() returns the others as they are).
+    grads = [g if g is None else g.contiguous() for g in grads]
+    group = opt.param_groups[0]
+    params = group["params"]
+    direct = (
+        len(opt.param_groups) == 1
+        and group.get("fused")
+        and not (group["amsgrad"] or group["maximize"] or group["weight_decay"])
+        and not group.get("decoupled_weight_decay", False)
+        and all(g is not None for g in grads)
+        and all(p in opt.state for p in params)
+    )
+    if not direct:
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g
+        opt.step()
+        for p in params:
+            p.grad = None
+        return
+    states = [opt.state[p] for p in params]
+    steps = [s["step"] for s in states]
+    beta1, beta2 = group["betas"]
+    torch._foreach_add_(steps, 1)  # as torch.optim.adam._fused_adam does before the kernel
+    torch._fused_adam_(
+        params,
+        grads,
+        [s["exp_avg"] for s in states],
+        [s["exp_avg_sq"] for s in states],
+        [],
+        steps,
+        amsgrad=False,
+        lr=group["lr"],
+        beta1=beta1,
+        beta2=beta2,
+        weight_decay=0.0,
+        eps=group["eps"],
+        maximize=False,
+        grad_scale=None,
+        found_inf=None,
+    )
+
+
+def minimum_backward(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shares of d min(a, b) going to a and to b: 1/0, 0/1, or 1/2 each on a tie, as autograd
+    splits the gradient of torch.minimum."""
+    to_a = 0.5 + 0.5 * torch.sign(b - a)
+    return to_a, 1.0 - to_a
+
+
 def elementwise_critic_loss(kind: str, q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-sample loss: 0.5 * delta^2 (SAC Eq. 2 / paper Eq. 2) or Huber with delta 1 (A.1),
     which equals the former for |delta| < 1 and grows linearly beyond."""
     if kind == "huber":
         return F.huber_loss(q, target, reduction="none", delta=1.0)
     return 0.5 * (q - target).square()
+
+
+def elementwise_critic_loss_grad(
+    kind: str, q: torch.Tensor, target: torch.Tensor, g: torch.Tensor
+) -> torch.Tensor:
+    """d loss / d q of `elementwise_critic_loss` times the upstream gradient `g`."""
+    if kind == "huber":
+        return torch.ops.aten.huber_loss_backward(g, q, target, 0, 1.0)  # 0: reduction none
+    return (q - target) * g
 
 
 class Agent(nn.Module, abc.ABC):
@@ -68,6 +136,13 @@ class Agent(nn.Module, abc.ABC):
         self._critic_target_params = list(self.critics_target.parameters())
         self.critic_opt = make_adam(self.critic_params, cfg.lr, device)
         self._build_optimizers()
+        # The hand-written update (nets/manual.py) covers plain MLPs on raw features; anything
+        # else (other archs, BatchNorm, OFENet's z_sa, through which dQ/da must flow) uses
+        # autograd. Tests switch it off to compare both paths on the same batch.
+        bodies = [c.body for c in self.critics] + [self.actor.body]
+        self.fast_path = isinstance(self.features, RawFeatures) and all(
+            manual.fast_body_ok(b) for b in bodies
+        )
 
     @abc.abstractmethod
     def _build_networks(self) -> None:
@@ -114,12 +189,70 @@ class Agent(nn.Module, abc.ABC):
         if batch.weight is not None:  # prioritized replay's importance weights
             per_sample = per_sample * batch.weight
         loss = per_sample.mean()
-        self.critic_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.critic_opt.step()
+        grads = torch.autograd.grad(loss, self.critic_params)
+        adam_step(self.critic_opt, list(grads))
         with torch.no_grad():
             td_abs = torch.maximum((q1 - target_q).abs(), (q2 - target_q).abs())
         return {"critic_loss": loss.detach(), "q_mean": q1.detach().mean(), "td_abs": td_abs}
+
+    # --- the hand-written path (plain MLP bodies on raw features) -----------------------------
+    def critic_forward(
+        self, critic: Critic, z_sa: torch.Tensor
+    ) -> tuple[torch.Tensor, manual.Tape, torch.Tensor]:
+        """Q(z_sa) of shape (B, 1), the body's tape and its output Phi, without autograd."""
+        layers = manual.linears(critic.body)
+        phi, tape = manual.forward(layers, self.cfg.activation, z_sa)
+        return torch.addmm(critic.out.bias, phi, critic.out.weight.t()), tape, phi
+
+    def critic_backward(
+        self,
+        critic: Critic,
+        tape: manual.Tape,
+        phi: torch.Tensor,
+        g_q: torch.Tensor,
+        weight_grads: bool,
+    ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """Gradients of Q's parameters for d loss / dQ = `g_q` (B, 1), or (weight_grads False)
+        only d loss / da: the actor step's critics are frozen and need no weight gradients."""
+        layers = manual.linears(critic.body)
+        g_phi = g_q * critic.out.weight  # (B, 1) x (1, U): an outer product, as a broadcast
+        cols = None if weight_grads else slice(self.features.s_dim, None)
+        grads, g_act = manual.backward(
+            layers, self.cfg.activation, tape, phi, g_phi, weight_grads, cols
+        )
+        if weight_grads:
+            grads += [g_q.t().mm(phi), g_q.sum(0)]
+        return grads, g_act
+
+    @torch.no_grad()
+    def min_target_q(self, z_sa: torch.Tensor) -> torch.Tensor:
+        """min of the twin target critics (clipped double Q), without autograd."""
+        q1, q2 = (self.critic_forward(c, z_sa)[0] for c in self.critics_target)
+        return torch.minimum(q1, q2).squeeze(-1)
+
+    @torch.no_grad()
+    def fast_critic_step(self, batch: Batch, target_q: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`critic_step` with the backward written out: per-sample d loss / dQ_k, then each
+        critic's weight gradients; one fused Adam step for both."""
+        z_sa = self.features.state_action(batch.obs, batch.act)
+        outs = [self.critic_forward(c, z_sa) for c in self.critics]
+        q1, q2 = (o[0].squeeze(-1) for o in outs)
+        per_sample = elementwise_critic_loss(
+            self.cfg.critic_loss, q1, target_q
+        ) + elementwise_critic_loss(self.cfg.critic_loss, q2, target_q)
+        # d mean / d per_sample = 1/B, times the importance weight under prioritized replay.
+        g = torch.full_like(q1, 1.0 / q1.shape[0])
+        if batch.weight is not None:
+            per_sample = per_sample * batch.weight
+            g = g * batch.weight
+        loss = per_sample.mean()
+        grads: list[torch.Tensor] = []
+        for critic, (q, tape, phi) in zip(self.critics, outs, strict=True):
+            g_q = elementwise_critic_loss_grad(self.cfg.critic_loss, q.squeeze(-1), target_q, g)
+            grads += self.critic_backward(critic, tape, phi, g_q.unsqueeze(-1), True)[0]
+        adam_step(self.critic_opt, grads)
+        td_abs = torch.maximum((q1 - target_q).abs(), (q2 - target_q).abs())
+        return {"critic_loss": loss, "q_mean": q1.mean(), "td_abs": td_abs}
 
     def min_q(self, critics: nn.ModuleList, z_sa: torch.Tensor) -> torch.Tensor:
         return torch.minimum(critics[0](z_sa), critics[1](z_sa))

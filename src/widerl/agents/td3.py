@@ -7,7 +7,8 @@ import copy
 
 import torch
 
-from widerl.agents.base import Agent, make_adam
+from widerl.agents.base import Agent, adam_step, make_adam
+from widerl.nets import manual
 from widerl.nets.heads import DeterministicActor
 from widerl.replay import Batch
 
@@ -19,10 +20,11 @@ class TD3(Agent):
         self.metric_names = ("critic_loss", "q_mean", "actor_loss")
 
     def _build_optimizers(self) -> None:
-        self.actor_opt = make_adam(self.actor.parameters(), self.cfg.lr, self.device)
+        self.actor_params = list(self.actor.parameters())
+        self.actor_opt = make_adam(self.actor_params, self.cfg.lr, self.device)
         # Targets of actor and critics move together, every `policy_delay` updates.
         self._target_params = self._critic_target_params + list(self.actor_target.parameters())
-        self._online_params = self.critic_params + list(self.actor.parameters())
+        self._online_params = self.critic_params + self.actor_params
         self._last_actor_loss = torch.zeros((), device=self.device)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -41,8 +43,13 @@ class TD3(Agent):
         c = self.cfg
         z_s_next = self.features.state(batch.next_obs)
         noise = (torch.randn_like(batch.act) * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
-        a_next = (self.actor_target(z_s_next) + noise).clamp(-1.0, 1.0)
-        q_next = self.min_q(self.critics_target, self.features.state_action(z_s_next, a_next))
+        if self.fast_path:
+            a_next = self._actor_forward(self.actor_target, z_s_next)[0]
+            a_next = (a_next + noise).clamp(-1.0, 1.0)
+            q_next = self.min_target_q(self.features.state_action(z_s_next, a_next))
+        else:
+            a_next = (self.actor_target(z_s_next) + noise).clamp(-1.0, 1.0)
+            q_next = self.min_q(self.critics_target, self.features.state_action(z_s_next, a_next))
         return batch.rew + c.gamma * (1.0 - batch.term) * q_next
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -50,17 +57,46 @@ class TD3(Agent):
         with torch.no_grad():
             z_s = self.features.state(batch.obs)
         target_q = self.td_target(batch)
-        metrics = self.critic_step(batch, z_s, target_q)
+        if self.fast_path:
+            metrics = self.fast_critic_step(batch, target_q)
+        else:
+            metrics = self.critic_step(batch, z_s, target_q)
 
         self.n_updates += 1
-        if self.n_updates % c.policy_delay == 0:
-            self.freeze_critics(True)
-            actor_loss = -self.critics[0](self.features.state_action(z_s, self.actor(z_s))).mean()
-            self.actor_opt.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            self.actor_opt.step()
-            self.freeze_critics(False)
+        if self.n_updates % c.policy_delay == 0:  # delayed policy update (TD3 Sec. 5.2)
+            step = self._fast_actor_step if self.fast_path else self._autograd_actor_step
+            self._last_actor_loss = step(z_s)
             self.soft_update(self._target_params, self._online_params, c.tau)
-            self._last_actor_loss = actor_loss.detach()
         metrics["actor_loss"] = self._last_actor_loss
         return metrics
+
+    def _autograd_actor_step(self, z_s: torch.Tensor) -> torch.Tensor:
+        """Deterministic policy gradient through Q_1 (TD3 Eq. 6), critics frozen."""
+        self.freeze_critics(True)
+        actor_loss = -self.critics[0](self.features.state_action(z_s, self.actor(z_s))).mean()
+        adam_step(self.actor_opt, list(torch.autograd.grad(actor_loss, self.actor_params)))
+        self.freeze_critics(False)
+        return actor_loss.detach()
+
+    def _actor_forward(
+        self, actor: DeterministicActor, z_s: torch.Tensor
+    ) -> tuple[torch.Tensor, manual.Tape, torch.Tensor]:
+        """tanh(Linear(body(z_s))), the body's tape and output, without autograd."""
+        h, tape = manual.forward(manual.linears(actor.body), self.cfg.activation, z_s)
+        return torch.tanh(torch.addmm(actor.mean.bias, h, actor.mean.weight.t())), tape, h
+
+    @torch.no_grad()
+    def _fast_actor_step(self, z_s: torch.Tensor) -> torch.Tensor:
+        """`_autograd_actor_step` with the backward written out (nets/manual.py)."""
+        a, tape, h = self._actor_forward(self.actor, z_s)
+        q, tape_q, phi = self.critic_forward(self.critics[0], self.features.state_action(z_s, a))
+        actor_loss = -q.mean()
+        g_q = torch.full_like(q, -1.0 / q.shape[0])  # d (-mean Q) / dQ
+        g_a = self.critic_backward(self.critics[0], tape_q, phi, g_q, False)[1]
+        g_pre = torch.ops.aten.tanh_backward(g_a, a)
+        layers = manual.linears(self.actor.body)
+        grads, _ = manual.backward(
+            layers, self.cfg.activation, tape, h, g_pre.mm(self.actor.mean.weight)
+        )
+        adam_step(self.actor_opt, grads + [g_pre.t().mm(h), g_pre.sum(0)])
+        return actor_loss

@@ -21,6 +21,21 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _LOG2 = math.log(2.0)
 
 
+def squashed_sample(
+    mean: torch.Tensor, log_std: torch.Tensor, eps: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """a = tanh(u), u = mean + std * eps, its log-probability, and std (the hand-written
+    backward of agents/sac.py reuses it)."""
+    std = log_std.exp()
+    u = mean + std * eps
+    # log N(u; mean, std) written with eps = (u - mean) / std, saving a division.
+    log_prob = (-0.5 * eps.square() - log_std - _HALF_LOG_2PI).sum(-1)
+    # Change of variables for tanh (SAC Eq. 21), in the stable form
+    # log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u)).
+    log_prob = log_prob - (2.0 * (_LOG2 - u - F.softplus(-2.0 * u))).sum(-1)
+    return torch.tanh(u), log_prob, std
+
+
 class GaussianActor(nn.Module):
     """SAC policy: tanh-squashed diagonal Gaussian (Haarnoja et al. 2018, Appendix C)."""
 
@@ -37,14 +52,8 @@ class GaussianActor(nn.Module):
     def sample(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterised action in (-1, 1) and its log-probability under the squashed policy."""
         mean, log_std = self(z)
-        eps = torch.randn_like(mean)
-        u = mean + log_std.exp() * eps
-        # log N(u; mean, std) written with eps = (u - mean) / std, saving a division.
-        log_prob = (-0.5 * eps.square() - log_std - _HALF_LOG_2PI).sum(-1)
-        # Change of variables for tanh (SAC Eq. 21), in the stable form
-        # log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u)).
-        log_prob = log_prob - (2.0 * (_LOG2 - u - F.softplus(-2.0 * u))).sum(-1)
-        return torch.tanh(u), log_prob
+        a, log_prob, _ = squashed_sample(mean, log_std, torch.randn_like(mean))
+        return a, log_prob
 
     def act(self, z: torch.Tensor, deterministic: bool) -> torch.Tensor:
         if deterministic:
