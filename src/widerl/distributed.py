@@ -36,6 +36,7 @@ from widerl.replay import Batch
 log = logging.getLogger("widerl")
 
 CHUNK_TRANSITIONS = 256  # transitions per request: big enough to amortise a round trip
+MAX_RESTARTS_PER_COLLECTOR = 10  # a collector that keeps dying points at a bug, not bad luck
 PIPELINE = 2  # requests queued per collector, so it never idles waiting for the learner
 OBJECT_STORE_BYTES = 512 * 2**20  # bounded local object store (REFERENCE.md: ~7 s start)
 # Test hook: SIGKILL collector 0's process once the learner reaches this many updates.
@@ -249,6 +250,11 @@ class RayCollectors:
         for ref in [r for r, j in self.inflight.items() if j == i]:
             del self.inflight[ref]
         self.restarts += 1
+        if self.restarts > MAX_RESTARTS_PER_COLLECTOR * len(self.handles):
+            raise RuntimeError(
+                f"collectors died {self.restarts} times; giving up (see the Ray logs under "
+                "RAY_TMPDIR or /tmp/ray/session_latest/logs)"
+            )
         log.warning("collector %d died; starting a replacement (restart %d)", i, self.restarts)
         self.handles[i] = self._spawn(i)
         self.pids[i] = self.ray.get(self.handles[i].pid.remote())
