@@ -332,6 +332,9 @@ app.add_command(landscape_cmd)
 from widerl.experiments.report_cli import report_cmd  # noqa: E402
 
 app.add_command(report_cmd)
+from widerl.experiments.experiment_cli import experiment_cmd  # noqa: E402
+
+app.add_command(experiment_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,178 @@
+"""An experiment scaled to the user's --seeds/--steps/--envs, as concrete `widerl train` jobs.
+
+Each job is one (run, seed) with its folder OUT/<experiment>/<env>-<run>/s<seed>, and the
+state of that folder decides what a (re)run does: start it, continue it with --resume, or
+skip it because it already reached its budget.
+"""
+
+from __future__ import annotations
+
+import csv
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from widerl.config import ConfigError
+from widerl.experiments.registry import EXPERIMENTS, Experiment
+
+# The files a run folder holds (widerl.logger.METRICS, widerl.checkpoint.CHECKPOINT,
+# widerl.rundir.CONFIG), named here so planning does not import torch.
+METRICS = "metrics.csv"
+CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"
+LOG = "train.log"
+
+PAPER_EVAL_EVERY = 5_000  # Ota et al. (2020)'s protocol; the Config default
+MIN_CURVE_POINTS = 20  # a scaled-down run still evaluates at least this often
+# Settings the experiment owns; --train-args may not set them.
+OWNED = ("seed", "out", "steps", "env", "threads", "progress")
+# Not passed on --resume: given separately, or scaled with --steps (eval_every), which a
+# resumed run could not change (rundir.RESUMABLE_OVERRIDES).
+NOT_COMPARED_ON_RESUME = ("out", "steps", "threads", "progress", "eval_every")
+
+NEW, RESUME, RESTART, DONE = "new", "resume", "restart", "done"
+
+
+@dataclass(frozen=True)
+class Job:
+    experiment: str
+    run: str  # <env>-<run name>
+    seed: int
+    run_dir: Path
+    steps: int
+    settings: dict[str, Any]  # every flag passed to `widerl train` except preset and owned ones
+    preset: str | None
+    threads: int
+
+    def state(self) -> str:
+        return run_state(self.run_dir, self.steps)
+
+    def train_args(self, state: str | None = None) -> list[str]:
+        """`widerl train` arguments for this job in the folder's current `state`."""
+        state = state or self.state()
+        common = ["--steps", str(self.steps), "--threads", str(self.threads), "--no-progress"]
+        if state == RESUME:
+            # The stored config decides; the run's own flags go along so that `train`
+            # refuses a folder that holds a different run (rundir.merge_resume).
+            same = {k: v for k, v in self.settings.items() if k not in NOT_COMPARED_ON_RESUME}
+            return ["train", "--resume", str(self.run_dir), *common, *to_flags(same)]
+        preset = ["--preset", self.preset] if self.preset else []
+        force = ["--force"] if state == RESTART else []
+        out = ["--seed", str(self.seed), "--out", str(self.run_dir)]
+        return ["train", *preset, *to_flags(self.settings), *out, *common, *force]
+
+    def argv(self, state: str | None = None) -> list[str]:
+        return [sys.executable, "-m", "widerl.cli", *self.train_args(state)]
+
+    def display(self, state: str | None = None) -> str:
+        return shlex.join(["widerl", *self.train_args(state)])
+
+
+def to_flags(settings: dict[str, Any]) -> list[str]:
+    """Config field values as `widerl train` flags (field names with dashes)."""
+    flags: list[str] = []
+    for key, value in settings.items():
+        name = key.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(f"--{name}" if value else f"--no-{name}")
+        else:
+            flags += [f"--{name}", str(value)]
+    return flags
+
+
+def last_grad_step(run_dir: Path) -> int | None:
+    """The grad_step of metrics.csv's last row, or None without a readable row."""
+    path = run_dir / METRICS
+    if not path.is_file():
+        return None
+    try:
+        with path.open(newline="") as f:
+            steps = [row.get("grad_step") for row in csv.DictReader(f)]
+        return int(steps[-1]) if steps and steps[-1] else None
+    except (OSError, ValueError, csv.Error):
+        return None
+
+
+def run_state(run_dir: Path, steps: int) -> str:
+    """done: its metrics reached `steps` (the trainer logs the last update, train.py);
+    resume: a checkpoint to continue from; restart: a folder a crash left without a
+    checkpoint (nothing learned to lose); new: nothing there yet."""
+    last = last_grad_step(run_dir)
+    if last is not None and last >= steps:
+        return DONE
+    if (run_dir / CHECKPOINT).is_file():
+        return RESUME
+    if any((run_dir / name).exists() for name in (CONFIG, METRICS)):
+        return RESTART
+    return NEW
+
+
+def get_experiment(name: str) -> Experiment:
+    if name not in EXPERIMENTS:
+        raise ConfigError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
+    return EXPERIMENTS[name]
+
+
+def eval_every_for(steps: int) -> int:
+    """The paper protocol's 5000, or less so a scaled-down run still gives a curve."""
+    return max(1, min(PAPER_EVAL_EVERY, steps // MIN_CURVE_POINTS))
+
+
+def plan(
+    exp: Experiment,
+    out: Path,
+    seeds: int | None = None,
+    steps: int | None = None,
+    envs: tuple[str, ...] | None = None,
+    threads: int = 1,
+    train_overrides: dict[str, Any] | None = None,
+) -> list[Job]:
+    """Every (run, seed) job of `exp`, seed by seed (a first complete picture comes early).
+    `envs` replaces the experiment's tasks; `train_overrides` apply to every run."""
+    for label, value in (("--seeds", seeds), ("--steps", steps), ("--threads", threads)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{label} must be a positive integer, got {value}")
+    overrides = dict(train_overrides or {})
+    owned = sorted(set(overrides) & set(OWNED))
+    if owned:
+        flags = ", ".join("--" + k.replace("_", "-") for k in owned)
+        raise ConfigError(f"--train-args may not set {flags}; the experiment sets them")
+    n_steps = steps or exp.steps
+    scale = {"eval_every": eval_every_for(n_steps)} if steps else {}
+    jobs = []
+    for seed in range(seeds or exp.seeds):
+        for env in envs or exp.envs:
+            for spec in exp.runs:
+                name = f"{env}-{spec.name}"
+                jobs.append(
+                    Job(
+                        experiment=exp.name,
+                        run=name,
+                        seed=seed,
+                        run_dir=out / exp.name / name / f"s{seed}",
+                        steps=n_steps,
+                        settings={"env": env, **spec.settings, **scale, **overrides},
+                        preset=spec.preset,
+                        threads=threads,
+                    )
+                )
+    return jobs
+
+
+def parse_envs(text: str | None) -> tuple[str, ...] | None:
+    """--envs A,B: checked ids, in order, each once."""
+    if text is None:
+        return None
+    ids = [s.strip() for s in text.split(",")]
+    if not all(ids):
+        raise ConfigError(f"--envs {text!r} has an empty entry; give ids like Ant-v5,Hopper-v5")
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ConfigError(f"--envs lists {', '.join(dup)} more than once")
+    from widerl.envs import check_env_id  # imports gymnasium
+
+    for env_id in ids:
+        check_env_id(env_id)
+    return tuple(ids)

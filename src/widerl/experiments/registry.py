@@ -1,0 +1,209 @@
+"""The paper's figures and tables as lists of training runs (`widerl experiment NAME`).
+
+Each experiment names the task(s), the gradient-step budget, the number of seeds and, per
+run, only the training settings that differ from the `Config` defaults (plus a preset).
+Everything is read from the paper (Sec. 4, App. A, B); where the paper leaves a value out,
+the comment next to it says so and which documented value was taken instead.
+
+Shared choices (comments below refer to them):
+- Tasks: the paper's -v2 tasks run as Gymnasium -v5 (mujoco-py cannot be installed).
+- Seeds: "We run all each experiment independently with five seeds" (Sec. 4).
+- Budget: 1M gradient steps. The paper states it only for Fig. 4 ("maximum average return
+  at one-million training steps") and Fig. 14 ("one million steps"); every other figure
+  leaves it out, so they use the same, the only budget the paper documents.
+- Critic loss: Huber for all of the paper's own agents (A.1); the "Original" baselines
+  are the algorithms of their papers (preset paper-original: MLP 2 x 256, ReLU, MSE).
+- Activation: Swish for MLP-ResNet and MLP-DenseNet (A.2); the plain MLP and MLP-D2RL keep
+  the ReLU of their original papers (A.2 names Swish for ResNet and DenseNet only).
+- Ape-X-like distributed training: N_core = 2 collector processes x N_env = 32 envs each,
+  one learner on proportional prioritized replay (Sec. 3.2, 4.2, A.1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+PAPER_SEEDS = 5  # Sec. 4, "Experimental settings"
+PAPER_STEPS = 1_000_000  # Fig. 4 and Fig. 14; see the module docstring for the others
+ANT = ("Ant-v5",)  # Figs. 1, 3-8, 10, 12: Ant-v2
+TABLE1_ENVS = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5")
+
+GRID_UNITS = (128, 256, 512, 1024, 2048)  # Sec. 4.1, Fig. 4
+GRID_LAYERS = (1, 2, 4, 8, 16)  # Sec. 4.1, Fig. 4
+SIZES = {"S": 256, "M": 1024, "L": 2048}  # Sec. 4.2 "Decoupling ...", App. B.1
+ARCH_SIZES = {"S": 128, "L": 2048}  # Sec. 4.2 "Connectivity architecture" (S is 128 here)
+
+APEX: dict[str, Any] = {"actors": 2, "envs_per_actor": 32, "prioritized": True}
+# The plain MLP of Sec. 4.1 with the paper's Huber critic loss (A.1).
+MLP_RELU: dict[str, Any] = {"arch": "mlp", "activation": "relu", "critic_loss": "huber"}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One curve of a figure: a name (unique in its experiment) and its training settings:
+    Config field names and values that differ from the defaults, on top of `preset`."""
+
+    name: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    preset: str | None = None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    figure: str
+    title: str
+    envs: tuple[str, ...]
+    runs: tuple[RunSpec, ...]
+    steps: int = PAPER_STEPS
+    seeds: int = PAPER_SEEDS
+
+
+def _depth() -> Experiment:
+    # Fig. 1a: units fixed to 256, layers increased; the layer counts are the grid's (Fig. 4),
+    # the deepest being the 16-layer network of Fig. 1b.
+    runs = tuple(
+        RunSpec(f"mlp-256x{n}", {**MLP_RELU, "units": 256, "layers": n}) for n in GRID_LAYERS
+    )
+    return Experiment("depth", "Fig. 1a", "SAC, MLP 256 units, deeper", ANT, runs)
+
+
+def _width() -> Experiment:
+    # Fig. 3a: layers fixed to 2, units increased; the unit counts are the grid's (Fig. 4),
+    # the widest being the 2048-unit network of Fig. 3b.
+    runs = tuple(RunSpec(f"mlp-{u}x2", {**MLP_RELU, "units": u, "layers": 2}) for u in GRID_UNITS)
+    return Experiment("width", "Fig. 3a", "SAC, MLP 2 layers, wider", ANT, runs)
+
+
+def _grid() -> Experiment:
+    runs = tuple(
+        RunSpec(f"mlp-{u}x{n}", {**MLP_RELU, "units": u, "layers": n})
+        for u in GRID_UNITS
+        for n in GRID_LAYERS
+    )
+    return Experiment("grid", "Fig. 4", "SAC, MLP units x layers grid", ANT, runs)
+
+
+def _arch() -> Experiment:
+    # Fig. 5: four connectivities at S = 128 and L = 2048 units, 2 layers (fixed from Sec. 4.1
+    # on), no OFENet, no Ape-X (both are introduced after this comparison).
+    activation = {"mlp": "relu", "resnet": "swish", "d2rl": "relu", "densenet": "swish"}
+    runs = tuple(
+        RunSpec(
+            f"{arch}-{size}",
+            {
+                "arch": arch,
+                "activation": act,
+                "critic_loss": "huber",
+                "units": units,
+                "layers": 2,
+            },
+        )
+        for arch, act in activation.items()
+        for size, units in ARCH_SIZES.items()
+    )
+    return Experiment("arch", "Fig. 5", "SAC, MLP vs ResNet vs D2RL vs DenseNet, S/L", ANT, runs)
+
+
+def _ofenet() -> Experiment:
+    # Fig. 6: DenseNet SAC at S/M/L with OFENet of the same size (presets paper-S/M/L) and
+    # without it ("identical to the DenseNet architecture of the previous ... experiment").
+    runs = tuple(
+        RunSpec(f"{size}-{tag}", {} if ofe else {"ofenet_units": 0}, preset=f"paper-{size}")
+        for size in SIZES
+        for tag, ofe in (("ofenet", True), ("no-ofenet", False))
+    )
+    return Experiment("ofenet", "Fig. 6", "SAC DenseNet S/M/L, with vs without OFENet", ANT, runs)
+
+
+def _ofenet_grid_runs(extra: dict[str, Any]) -> tuple[RunSpec, ...]:
+    # Figs. 7, 8: SAC units x OFENet units. The paper does not list the grid's values; these
+    # are its documented sizes S/M/L = 256/1024/2048 (Sec. 4.2), and OFENet 0 is the
+    # baseline without OFENet ("see leftmost column").
+    ofenet_units = (0, *SIZES.values())
+    return tuple(
+        RunSpec(f"sac{u}-ofenet{o}", {"units": u, "ofenet_units": o, **extra}, preset="paper-L")
+        for u in SIZES.values()
+        for o in ofenet_units
+    )
+
+
+def _ofenet_grid() -> Experiment:
+    runs = _ofenet_grid_runs({})
+    return Experiment("ofenet-grid", "Fig. 7", "SAC units x OFENet units", ANT, runs)
+
+
+def _ofenet_grid_apex() -> Experiment:
+    runs = _ofenet_grid_runs(APEX)
+    title = "SAC units x OFENet units, Ape-X"
+    return Experiment("ofenet-grid-apex", "Fig. 8", title, ANT, runs)
+
+
+def _table1() -> Experiment:
+    # Fig. 9 and Table 1. Ours: OFENet and agent both L = 2048 with Ape-X (Sec. 4.2); TD3
+    # (Ours) also uses BatchNorm in its networks (A.1). OFENet: Ota et al. (2020)'s setting,
+    # preset paper-ofenet. Original: the algorithm of its paper, preset paper-original.
+    runs: list[RunSpec] = []
+    for algo in ("sac", "td3"):
+        ours = {"algo": algo, **APEX, **({"batchnorm": True} if algo == "td3" else {})}
+        runs += [
+            RunSpec(f"{algo}-ours", ours, preset="paper-L"),
+            RunSpec(f"{algo}-ofenet", {"algo": algo}, preset="paper-ofenet"),
+            RunSpec(f"{algo}-original", {"algo": algo}, preset="paper-original"),
+        ]
+    title = "5 tasks x SAC/TD3 x Ours/OFENet/Original"
+    return Experiment("table1", "Fig. 9, Table 1", title, TABLE1_ENVS, tuple(runs))
+
+
+def _ablation() -> Experiment:
+    # Fig. 10 (SAC, Ant): Full = OFENet + DenseNet + Ape-X at 2048 x 2; each variant removes one.
+    runs = (
+        RunSpec("full", dict(APEX), preset="paper-L"),
+        RunSpec("sac", {}, preset="paper-original"),
+        RunSpec("wo-apex", {}, preset="paper-L"),
+        RunSpec("wo-ofenet", {**APEX, "ofenet_units": 0}, preset="paper-L"),
+        # "reduces the number of units from 2048 to 256 for both OFENet and SAC"
+        RunSpec("wo-larger-nn", dict(APEX), preset="paper-S"),
+        # "replaces MLP-DenseNet ... with standard MLP"; everything else as Full.
+        RunSpec("wo-densenet", {**APEX, "arch": "mlp"}, preset="paper-L"),
+    )
+    return Experiment("ablation", "Fig. 10", "SAC ablation of Ours", ANT, runs)
+
+
+def _apex() -> Experiment:
+    # Fig. 12 (App. B.1): S/M/L with and without Ape-X; "w/o Ape-X" equals "w/ OFENet" of Fig. 6.
+    runs = tuple(
+        RunSpec(f"{size}-{tag}", dict(APEX) if on else {}, preset=f"paper-{size}")
+        for size in SIZES
+        for tag, on in (("apex", True), ("no-apex", False))
+    )
+    return Experiment("apex", "Fig. 12", "SAC S/M/L with vs without Ape-X", ANT, runs)
+
+
+def _activation() -> Experiment:
+    # Fig. 13 (App. B.1): SAC (Ours) with Swish vs ReLU in the policy and value networks
+    # (OFENet keeps Swish). The figure's task is not stated in the text; Ant is the task of
+    # every other ablation in the paper.
+    runs = tuple(
+        RunSpec(act, {**APEX, "activation": act}, preset="paper-L") for act in ("swish", "relu")
+    )
+    return Experiment("activation", "Fig. 13", "SAC (Ours), Swish vs ReLU", ANT, runs)
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e
+    for e in (
+        _depth(),
+        _width(),
+        _grid(),
+        _arch(),
+        _ofenet(),
+        _ofenet_grid(),
+        _ofenet_grid_apex(),
+        _table1(),
+        _ablation(),
+        _apex(),
+        _activation(),
+    )
+}
