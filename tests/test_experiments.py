@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from widerl.cli import main
-from widerl.config import PRESETS, Config, resolve
+from widerl.config import PRESETS, Config, ConfigError, resolve
 from widerl.experiments import plan as plan_mod
 from widerl.experiments.plan import (
     DONE,
@@ -198,6 +198,30 @@ def test_scaling_replaces_tasks_steps_and_seeds(tmp_path: Path) -> None:
     assert eval_every_for(1_000_000) == 5_000 and eval_every_for(7) == 1
     # Without --steps the paper's budget and evaluation interval stay.
     assert all("eval_every" not in j.settings for j in plan(exp, tmp_path, seeds=1))
+
+
+def test_unit_scale_shrinks_every_network_for_a_cpu(tmp_path: Path) -> None:
+    jobs = plan(EXPERIMENTS["ofenet"], tmp_path, seeds=1, unit_scale=0.25)
+    sizes = {
+        j.run.split("-", 2)[-1]: (
+            resolve(j.settings, j.preset).units,
+            j.settings.get("ofenet_units"),
+        )
+        for j in jobs
+    }
+    # paper-S/M/L: 256/1024/2048 units for the agent and OFENet, a quarter of each.
+    assert sizes["S-ofenet"] == (64, 64) and sizes["L-ofenet"] == (512, 512)
+    assert sizes["M-no-ofenet"] == (256, 0)  # OFENet stays off
+    arch = {
+        j.run: j.settings["units"] for j in plan(EXPERIMENTS["arch"], tmp_path, 1, unit_scale=0.25)
+    }
+    assert sorted(set(arch.values())) == [32, 512]  # S = 128, L = 2048 in Fig. 5
+    # OFENet's width stays a multiple of its layers so it splits evenly (8 layers here).
+    odd = plan(EXPERIMENTS["ofenet"], tmp_path, seeds=1, unit_scale=0.1)
+    assert all(j.settings.get("ofenet_units", 0) % 8 == 0 for j in odd)
+    assert plan(EXPERIMENTS["arch"], tmp_path, seeds=1)[0].settings.get("units") == 128
+    with pytest.raises(ConfigError):
+        plan(EXPERIMENTS["arch"], tmp_path, seeds=1, unit_scale=0)
 
 
 def test_new_resume_and_restart_commands(tmp_path: Path) -> None:

@@ -267,6 +267,26 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
     default=None,
     help="Torch CPU threads for both sides [default: torch's]. 1 is steadier on a busy machine.",
 )
+@click.option(
+    "--distributed",
+    is_flag=True,
+    help="Instead: env steps/s that 1 and 2 Ray collectors deliver while a learner trains "
+    "--preset on --env, against the raw step rate of the same envs (same run).",
+)
+@click.option(
+    "--envs-per-actor",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="With --distributed: envs per collector.",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(list(PRESETS)),
+    default="paper-S",
+    show_default=True,
+    help="With --distributed: the learner's configuration.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_cmd(
     algo: str,
@@ -282,6 +302,9 @@ def bench_cmd(
     peer: bool,
     device: str,
     threads: int | None,
+    distributed: bool,
+    envs_per_actor: int,
+    preset: str,
     as_json: bool,
 ) -> None:
     """Gradient updates/s of our update and, interleaved in the same run, of
@@ -289,6 +312,20 @@ def bench_cmd(
     the same run."""
     from widerl.bench import format_bench, run_bench
 
+    if distributed:
+        from widerl.bench_distributed import format_distributed, run_distributed_bench
+        from widerl.envs import check_env_id
+
+        check_env_id(env)
+        result = run_distributed_bench(
+            env=env,
+            preset=preset,
+            envs_per_actor=envs_per_actor,
+            updates=updates,
+            threads=threads or 1,
+        )
+        click.echo(json.dumps(result) if as_json else format_distributed(result))
+        return
     if obs_dim is None or act_dim is None:
         from widerl.envs import check_env_id, env_dims
 

@@ -73,7 +73,7 @@ def merge_resume(stored: Config, overrides: dict, run_dir: Path) -> Config:
             raise ConfigError(
                 f"{flag} {value!r} differs from the run in {str(run_dir)!r} "
                 f"({values.get(key)!r}); on --resume only "
-                f"{', '.join('--' + k for k in RESUMABLE_OVERRIDES)} may change"
+                f"{', '.join('--' + k.replace('_', '-') for k in RESUMABLE_OVERRIDES)} may change"
             )
     cfg = from_dict(values)
     write_config(run_dir, cfg)

@@ -95,6 +95,14 @@ def _fail(message: str) -> None:
     default=None,
     help="Extra `widerl train` flags for every run, e.g. '--warmup 1000 --eval-episodes 3'.",
 )
+@click.option(
+    "--unit-scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Multiply every network's width (agent and OFENet) by this, e.g. 0.25 turns the "
+    "paper's 2048/128 units into 512/32 for a CPU.",
+)
 @click.option("--dry-run", is_flag=True, help="Print the runs' commands; run nothing.")
 @click.pass_context
 def experiment_cmd(
@@ -107,6 +115,7 @@ def experiment_cmd(
     envs: str | None,
     threads: int,
     train_args: str | None,
+    unit_scale: float,
     dry_run: bool,
 ) -> None:
     exp = get_experiment(name)
@@ -122,6 +131,7 @@ def experiment_cmd(
         envs=parse_envs(envs),
         threads=threads,
         train_overrides=parse_train_args(train_args),
+        unit_scale=unit_scale,
     )
     check_jobs(job_list)
     n_runs = len(job_list) // (seeds or exp.seeds)

@@ -128,9 +128,13 @@ def plan(
     envs: tuple[str, ...] | None = None,
     threads: int = 1,
     train_overrides: dict[str, Any] | None = None,
+    unit_scale: float = 1.0,
 ) -> list[Job]:
     """Every (run, seed) job of `exp`, seed by seed (a first complete picture comes early).
-    `envs` replaces the experiment's tasks; `train_overrides` apply to every run."""
+    `envs` replaces the experiment's tasks; `train_overrides` apply to every run;
+    `unit_scale` multiplies every network's width (agent and OFENet) for a smaller machine."""
+    if not unit_scale > 0:
+        raise ConfigError(f"--unit-scale must be positive, got {unit_scale}")
     for label, value in (("--seeds", seeds), ("--steps", steps), ("--threads", threads)):
         if value is not None and value < 1:
             raise ConfigError(f"{label} must be a positive integer, got {value}")
@@ -146,6 +150,7 @@ def plan(
         for env in envs or exp.envs:
             for spec in exp.runs:
                 name = f"{env}-{spec.name}"
+                sizes = scaled_units(spec.settings, spec.preset, env, unit_scale)
                 jobs.append(
                     Job(
                         experiment=exp.name,
@@ -153,12 +158,29 @@ def plan(
                         seed=seed,
                         run_dir=out / exp.name / name / f"s{seed}",
                         steps=n_steps,
-                        settings={"env": env, **spec.settings, **scale, **overrides},
+                        settings={"env": env, **spec.settings, **sizes, **scale, **overrides},
                         preset=spec.preset,
                         threads=threads,
                     )
                 )
     return jobs
+
+
+def scaled_units(
+    settings: dict[str, Any], preset: str | None, env: str, factor: float
+) -> dict[str, int]:
+    """--units and --ofenet-units times `factor` (OFENet's kept a multiple of its layers, so
+    it still splits evenly); nothing when the factor is 1."""
+    if factor == 1.0:
+        return {}
+    from widerl.config import resolve
+
+    cfg = resolve({"env": env, **settings}, preset)
+    out = {"units": max(1, round(cfg.units * factor))}
+    if cfg.ofenet_units:
+        per_layer = max(1, round(cfg.ofenet_units * factor / cfg.ofenet_layers))
+        out["ofenet_units"] = per_layer * cfg.ofenet_layers
+    return out
 
 
 def parse_envs(text: str | None) -> tuple[str, ...] | None:
