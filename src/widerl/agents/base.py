@@ -116,13 +116,10 @@ def elementwise_critic_loss(kind: str, q: torch.Tensor, target: torch.Tensor) ->
     return 0.5 * (q - target).square()
 
 
-def elementwise_critic_loss_grad(
-    kind: str, q: torch.Tensor, target: torch.Tensor, g: torch.Tensor
-) -> torch.Tensor:
-    """d loss / d q of `elementwise_critic_loss` times the upstream gradient `g`."""
-    if kind == "huber":
-        return torch.ops.aten.huber_loss_backward(g, q, target, 0, 1.0)  # 0: reduction none
-    return (q - target) * g
+def critic_loss_grad(kind: str, delta: torch.Tensor) -> torch.Tensor:
+    """d `elementwise_critic_loss` / d q for the TD error delta = q - target: delta, or for
+    Huber delta clipped to [-1, 1] (what autograd's huber_loss_backward computes)."""
+    return delta.clamp(-1.0, 1.0) if kind == "huber" else delta
 
 
 class Agent(nn.Module, abc.ABC):
@@ -211,6 +208,7 @@ class Agent(nn.Module, abc.ABC):
         return {"critic_loss": loss.detach(), "q_mean": q1.detach().mean(), "td_abs": td_abs}
 
     # --- the hand-written path (plain MLP bodies on raw features) -----------------------------
+    # These run under the caller's torch.no_grad(): one context per update, not one per call.
     def critic_forward(
         self, critic: Critic, z_sa: torch.Tensor
     ) -> tuple[torch.Tensor, manual.Tape, torch.Tensor]:
@@ -239,34 +237,34 @@ class Agent(nn.Module, abc.ABC):
             grads += [g_q.t().mm(phi), g_q.sum(0)]
         return grads, g_act
 
-    @torch.no_grad()
     def min_target_q(self, z_sa: torch.Tensor) -> torch.Tensor:
         """min of the twin target critics (clipped double Q), without autograd."""
         q1, q2 = (self.critic_forward(c, z_sa)[0] for c in self.critics_target)
         return torch.minimum(q1, q2).squeeze(-1)
 
-    @torch.no_grad()
     def fast_critic_step(self, batch: Batch, target_q: torch.Tensor) -> dict[str, torch.Tensor]:
         """`critic_step` with the backward written out: per-sample d loss / dQ_k, then each
         critic's weight gradients; one fused Adam step for both."""
         z_sa = self.features.state_action(batch.obs, batch.act)
         outs = [self.critic_forward(c, z_sa) for c in self.critics]
         q1, q2 = (o[0].squeeze(-1) for o in outs)
-        per_sample = elementwise_critic_loss(
-            self.cfg.critic_loss, q1, target_q
-        ) + elementwise_critic_loss(self.cfg.critic_loss, q2, target_q)
+        kind = self.cfg.critic_loss
+        per_sample = elementwise_critic_loss(kind, q1, target_q) + elementwise_critic_loss(
+            kind, q2, target_q
+        )
         # d mean / d per_sample = 1/B, times the importance weight under prioritized replay.
-        g = torch.full_like(q1, 1.0 / q1.shape[0])
+        g: float | torch.Tensor = 1.0 / q1.shape[0]
         if batch.weight is not None:
             per_sample = per_sample * batch.weight
-            g = g * batch.weight
+            g = batch.weight * g
         loss = per_sample.mean()
+        deltas = (q1 - target_q, q2 - target_q)
         grads: list[torch.Tensor] = []
-        for critic, (q, tape, phi) in zip(self.critics, outs, strict=True):
-            g_q = elementwise_critic_loss_grad(self.cfg.critic_loss, q.squeeze(-1), target_q, g)
-            grads += self.critic_backward(critic, tape, phi, g_q.unsqueeze(-1), True)[0]
+        for critic, (_, tape, phi), delta in zip(self.critics, outs, deltas, strict=True):
+            g_q = (critic_loss_grad(kind, delta) * g).unsqueeze(-1)
+            grads += self.critic_backward(critic, tape, phi, g_q, True)[0]
         adam_step(self.critic_opt, grads)
-        td_abs = torch.maximum((q1 - target_q).abs(), (q2 - target_q).abs())
+        td_abs = torch.maximum(deltas[0].abs(), deltas[1].abs())
         return {"critic_loss": loss, "q_mean": q1.mean(), "td_abs": td_abs}
 
     def min_q(self, critics: nn.ModuleList, z_sa: torch.Tensor) -> torch.Tensor:

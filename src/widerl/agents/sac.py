@@ -61,7 +61,8 @@ class SAC(Agent):
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         if self.fast_path:
-            metrics, logp = self._fast_update(batch)
+            with torch.no_grad():  # the hand-written path needs no autograd anywhere
+                metrics, logp = self._fast_update(batch)
         else:
             metrics, logp = self._autograd_update(batch)
         self._alpha_step(logp, metrics)
@@ -88,7 +89,6 @@ class SAC(Agent):
         metrics.update(actor_loss=actor_loss.detach(), alpha=alpha, entropy=-logp.mean())
         return metrics, logp
 
-    @torch.no_grad()
     def _fast_update(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """`_autograd_update` with the backward written out (nets/manual.py): same equations,
         same random draws, fewer ops. Plain MLP bodies on raw states only (see Agent)."""

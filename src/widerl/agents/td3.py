@@ -53,6 +53,12 @@ class TD3(Agent):
         return batch.rew + c.gamma * (1.0 - batch.term) * q_next
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        if self.fast_path:
+            with torch.no_grad():  # the hand-written path needs no autograd anywhere
+                return self._update(batch)
+        return self._update(batch)
+
+    def _update(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.cfg
         with torch.no_grad():
             z_s = self.features.state(batch.obs)
@@ -85,7 +91,6 @@ class TD3(Agent):
         h, tape = manual.forward(manual.linears(actor.body), self.cfg.activation, z_s)
         return torch.tanh(torch.addmm(actor.mean.bias, h, actor.mean.weight.t())), tape, h
 
-    @torch.no_grad()
     def _fast_actor_step(self, z_s: torch.Tensor) -> torch.Tensor:
         """`_autograd_actor_step` with the backward written out (nets/manual.py)."""
         a, tape, h = self._actor_forward(self.actor, z_s)
