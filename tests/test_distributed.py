@@ -150,11 +150,15 @@ def test_ctrl_c_stops_collectors_and_resume_completes(tmp_path: Path, ray_tmp: s
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items() if k != "progress"]
     cmd = train_cmd(out, *flags, "--no-progress", "--actors=2", "--envs-per-actor=2")
     cmd += ["--steps=100000", "--eval-every=50"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Its own process group, so that Ctrl-C can be sent as a terminal sends it: to every
+    # process of the group (the learner and the Ray processes it started).
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     deadline = time.time() + 120
     while time.time() < deadline and len(rows(out) if (out / "metrics.csv").exists() else []) < 3:
         time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "widerl train --resume" in err and "Traceback" not in err

@@ -236,6 +236,11 @@ class RayCollectors:
             except self.ray.exceptions.RayActorError:
                 self._replace(i)
                 continue
+            except self.ray.exceptions.RayTaskError as e:
+                # The collector's code raised (a signal, an env that crashed): replace it;
+                # a collector that keeps failing ends the run with this error (_replace).
+                self._replace(i, cause=str(e).strip().splitlines()[-1][:300])
+                continue
             # Ray hands back read-only views of its shared memory; the replay copies anyway,
             # but torch warns about wrapping read-only arrays.
             for k in ("obs", "act", "rew", "next_obs", "term", "priority"):
@@ -245,17 +250,21 @@ class RayCollectors:
             chunks.append(chunk)
         return chunks
 
-    def _replace(self, i: int) -> None:
+    def _replace(self, i: int, cause: str = "its process died") -> None:
         """Collector i is gone: drop its requests, start a new one in its place."""
+        with contextlib.suppress(Exception):
+            self.ray.kill(self.handles[i])
         for ref in [r for r, j in self.inflight.items() if j == i]:
             del self.inflight[ref]
         self.restarts += 1
         if self.restarts > MAX_RESTARTS_PER_COLLECTOR * len(self.handles):
             raise RuntimeError(
-                f"collectors died {self.restarts} times; giving up (see the Ray logs under "
-                "RAY_TMPDIR or /tmp/ray/session_latest/logs)"
+                f"collectors failed {self.restarts} times, last: {cause}; giving up (see the "
+                "Ray logs under RAY_TMPDIR or /tmp/ray/session_latest/logs)"
             )
-        log.warning("collector %d died; starting a replacement (restart %d)", i, self.restarts)
+        log.warning(
+            "collector %d failed (%s); starting a replacement (restart %d)", i, cause, self.restarts
+        )
         self.handles[i] = self._spawn(i)
         self.pids[i] = self.ray.get(self.handles[i].pid.remote())
 
