@@ -465,3 +465,12 @@ def test_cuda_add_sample_update_without_sync(prioritized: bool) -> None:
     other = ReplayBuffer(OBS, ACT, capacity=1000, device="cuda", prioritized=prioritized)
     other.load_state_dict(state)
     assert torch.equal(rb.sample(64).idx, other.sample(64).idx)
+
+
+def test_humanoid_million_transitions_fit_in_3_gb() -> None:
+    """Issue budget: 1M Humanoid-v5 transitions (obs 348, act 17) in at most 3 GB, counting
+    the prioritized tree and the learner's per-transition weight version (int32)."""
+    cap = 50_000  # measured at 1/20 of the size; every part grows linearly with capacity
+    rb = ReplayBuffer(348, 17, cap, prioritized=True)
+    per_transition = rb.nbytes() / cap + np.dtype(np.int32).itemsize
+    assert per_transition * 1_000_000 <= 3e9
