@@ -9,7 +9,8 @@
    ratios, which cancels slow drifts better than a ratio of two medians.
 2. What fraction of the device's matmul peak does our update reach? FLOPs of one update come from
    ``torch.utils.flop_counter.FlopCounterMode`` (matmul-family ops only, forward and backward,
-   exactly the matmuls autograd runs), and the peak is measured in the same run with the same
+   exactly the matmuls the update runs, by autograd or by the hand-written path of plain MLPs),
+   and the peak is measured in the same run with the same
    thread count, on matmul shapes of the network's widest layers and a large square one.
 
 The environment never steps: replay buffers are filled with random transitions, which is all an

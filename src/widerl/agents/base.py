@@ -215,7 +215,7 @@ class Agent(nn.Module, abc.ABC):
         """Q(z_sa) of shape (B, 1), the body's tape and its output Phi, without autograd."""
         layers = manual.linears(critic.body)
         phi, tape = manual.forward(layers, self.cfg.activation, z_sa)
-        return torch.addmm(critic.out.bias, phi, critic.out.weight.t()), tape, phi
+        return F.linear(phi, critic.out.weight, critic.out.bias), tape, phi
 
     def critic_backward(
         self,

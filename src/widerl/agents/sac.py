@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from widerl.agents.base import Agent, adam_step, make_adam, minimum_backward
@@ -98,8 +99,8 @@ class SAC(Agent):
         # pi(.|s) for the actor loss come from one forward pass over [s'; s] (2B rows).
         layers = manual.linears(actor.body)
         h, tape = manual.forward(layers, c.activation, torch.cat([batch.next_obs, batch.obs]))
-        mean = torch.addmm(actor.mean.bias, h, actor.mean.weight.t())
-        log_std_raw = torch.addmm(actor.log_std.bias, h, actor.log_std.weight.t())
+        mean = F.linear(h, actor.mean.weight, actor.mean.bias)
+        log_std_raw = F.linear(h, actor.log_std.weight, actor.log_std.bias)
         log_std = log_std_raw.clamp(LOG_STD_MIN, LOG_STD_MAX)
         # Noise in the generic path's order: s' (TD target) first, then s (actor loss).
         eps = torch.cat([torch.randn_like(mean[:n]), torch.randn_like(mean[n:])])

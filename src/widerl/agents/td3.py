@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 
 from widerl.agents.base import Agent, adam_step, make_adam
 from widerl.nets import manual
@@ -89,7 +90,7 @@ class TD3(Agent):
     ) -> tuple[torch.Tensor, manual.Tape, torch.Tensor]:
         """tanh(Linear(body(z_s))), the body's tape and output, without autograd."""
         h, tape = manual.forward(manual.linears(actor.body), self.cfg.activation, z_s)
-        return torch.tanh(torch.addmm(actor.mean.bias, h, actor.mean.weight.t())), tape, h
+        return torch.tanh(F.linear(h, actor.mean.weight, actor.mean.bias)), tape, h
 
     def _fast_actor_step(self, z_s: torch.Tensor) -> torch.Tensor:
         """`_autograd_actor_step` with the backward written out (nets/manual.py)."""

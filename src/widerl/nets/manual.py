@@ -51,7 +51,7 @@ def forward(layers: list[nn.Linear], activation: str, x: torch.Tensor) -> tuple[
     pre: list[torch.Tensor] = []
     for lin in layers:
         inputs.append(x)
-        h = torch.addmm(lin.bias, x, lin.weight.t())
+        h = F.linear(x, lin.weight, lin.bias)  # addmm(b, x, W^T), as nn.Linear
         if activation == "relu":
             x = h.relu_()  # in place: ReLU's backward only needs its output
         else:
