@@ -89,7 +89,7 @@ class CollectorWorker:
     """One collector: its envs, its policy copy, its RNG. Runs inside a Ray actor process
     (and in-process in tests)."""
 
-    def __init__(self, cfg_values: dict, index: int, seed: int) -> None:
+    def __init__(self, cfg_values: dict, index: int, seed: int, store: Any = None) -> None:
         torch.set_num_threads(1)  # many small forward passes; leave the cores to the envs
         torch.manual_seed(seed)
         cfg: Config = from_dict(cfg_values)
@@ -103,13 +103,20 @@ class CollectorWorker:
         self.steps = max(1, math.ceil(CHUNK_TRANSITIONS / cfg.envs_per_actor))
         self.td = cfg.prioritized and cfg.initial_priority == "td"
         self.version = -1
+        self.store = store  # the learner's WeightStore (Ray); None when driven in-process
 
     def pid(self) -> int:
         return os.getpid()
 
-    def collect(self, box: list, version: int, random: bool) -> Chunk:
-        """A chunk of `steps x envs` transitions. `box` holds the newest published weights
-        (an ObjectRef inside a list, so Ray does not fetch it unless it is new to us)."""
+    def collect(self, random: bool, box: list | None = None, version: int = -1) -> Chunk:
+        """A chunk of `steps x envs` transitions, acted with the newest published weights:
+        asked from the WeightStore as the chunk starts (not when it was requested), or given
+        as `box`/`version` in-process. `box` holds an ObjectRef inside a list, so Ray does not
+        fetch the weights unless they are new to this collector."""
+        if self.store is not None and not random:
+            import ray
+
+            version, box = ray.get(self.store.get.remote())
         if not random and version > self.version and box:
             weights = box[0]
             if not isinstance(weights, dict):
@@ -157,6 +164,21 @@ def init_ray(address: str, num_actors: int) -> bool:
     return True
 
 
+class WeightStore:
+    """Holds the newest published weights (a reference to them in the object store) and
+    their version. Collectors ask it at the start of every chunk, so a chunk is acted with
+    the weights current when it starts, however long its request was queued."""
+
+    def __init__(self) -> None:
+        self.version, self.box = -1, []
+
+    def set(self, version: int, box: list) -> None:
+        self.version, self.box = version, box
+
+    def get(self) -> tuple[int, list]:
+        return self.version, self.box
+
+
 class RayCollectors:
     """The learner's handle on N collector processes: requests, chunks, weights, restarts."""
 
@@ -168,6 +190,7 @@ class RayCollectors:
         self.started = init_ray(cfg.ray_address, cfg.actors)
         # Collectors use CPU torch whatever the learner's device (one batched forward each).
         self._remote = ray.remote(num_cpus=1, max_restarts=0)(CollectorWorker)
+        self.store = ray.remote(num_cpus=0)(WeightStore).remote()
         self._values = dataclasses.asdict(cfg)
         self.keys = weight_keys(agent, cfg.prioritized and cfg.initial_priority == "td")
         self.box: list = []
@@ -187,15 +210,16 @@ class RayCollectors:
     def _spawn(self, i: int) -> Any:
         # A fresh seed for each incarnation of collector i, derived from the run's seed.
         seed = int(np.random.SeedSequence([self.seed, i, self.restarts]).generate_state(1)[0])
-        return self._remote.options(name=None).remote(self._values, i, seed)
+        return self._remote.remote(self._values, i, seed, self.store)
 
     def publish(self, agent: Agent, version: int) -> None:
         """Put the learner's current weights in the object store for the collectors."""
         self.box = [self.ray.put(export_weights(agent, self.keys))]
         self.version = version
+        self.store.set.remote(version, self.box)
 
     def request(self, i: int, random: bool) -> None:
-        ref = self.handles[i].collect.remote(self.box, self.version, random)
+        ref = self.handles[i].collect.remote(random)
         self.inflight[ref] = i
         self._requests += 1
         self._last_request[i] = self._requests
@@ -278,6 +302,8 @@ class RayCollectors:
         for h in self.handles:
             with contextlib.suppress(Exception):  # already dead
                 self.ray.kill(h)
+        with contextlib.suppress(Exception):
+            self.ray.kill(self.store)
         self.handles, self.inflight = [], {}
         if self.started:
             self.ray.shutdown()
