@@ -65,6 +65,9 @@ class Body(nn.Module):
         self.arch, self.in_dim, self.units, self.n_layers = arch, in_dim, units, layers
         dims = self._input_dims(arch, in_dim, units, layers)
         self.layers = nn.ModuleList(Layer(d, units, activation, batchnorm) for d in dims)
+        # The hand-written update (nets/manual.py) walks these on every call: a plain list in
+        # __dict__ (not registered twice) skips ModuleList iteration and attribute look-ups.
+        self.linears: list[nn.Linear] = [layer.linear for layer in self.layers]
         self.out_dim = in_dim + layers * units if arch == "densenet" else units
 
     @staticmethod

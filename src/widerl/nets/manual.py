@@ -42,7 +42,7 @@ def fast_body_ok(body: Body) -> bool:
 
 
 def linears(body: Body) -> list[nn.Linear]:
-    return [layer.linear for layer in body.layers]
+    return body.linears
 
 
 def forward(layers: list[nn.Linear], activation: str, x: torch.Tensor) -> tuple[torch.Tensor, Tape]:
