@@ -9,7 +9,6 @@ learning without waiting for them (Ape-X-like, Sec. 3.2; distributed.py)."""
 
 from __future__ import annotations
 
-import signal
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from widerl.logger import MetricMeans, RunLogger, make_progress
 from widerl.plot import plot_learning_curve
 from widerl.replay import ReplayBuffer
 from widerl.rundir import write_config
+from widerl.signals import StopSignals
 
 PROGRESS_EVERY = 100  # updates between progress-bar refreshes
 HOLDOUT_SIZE = 10_000  # held-out transitions kept for OFENet's test loss
@@ -67,26 +67,6 @@ class RunResult:
     last_eval: float | None
     interrupted: bool
     curve: Path | None
-
-
-class _StopFlag:
-    """Turns SIGINT/SIGTERM into a flag the loop checks, so a stop is a clean save."""
-
-    def __init__(self) -> None:
-        self.stop = False
-        self._old: dict[int, object] = {}
-
-    def __enter__(self) -> _StopFlag:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.stop = True
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
 class Trainer:
@@ -398,7 +378,7 @@ class Trainer:
         )
         interrupted = False
         try:
-            with _StopFlag() as flag, make_progress(c.progress) as progress:
+            with StopSignals() as flag, make_progress(c.progress) as progress:
                 self._flag = flag
                 task = progress.add_task(
                     f"{c.algo} {c.env}",

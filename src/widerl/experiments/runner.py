@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from widerl.experiments.plan import DONE, LOG, Job
+from widerl.signals import StopSignals
 
 POLL_S = 0.2
 # Exit statuses of a child we stopped: `widerl train` exits 130 after a clean stop; a
@@ -47,26 +48,6 @@ class Outcome:
     not_started: int = 0
     skipped: int = 0  # already finished before this invocation
     interrupted: bool = False
-
-
-class _Signals:
-    """Counts SIGINT/SIGTERM received while the pool runs."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._old: dict[int, object] = {}
-
-    def __enter__(self) -> _Signals:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.count += 1
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
 def _start(task: Task) -> tuple[subprocess.Popen, IO[str]]:
@@ -99,7 +80,7 @@ def run_tasks(
     running: dict[int, tuple[Task, subprocess.Popen, IO[str], float]] = {}
     outcome = Outcome()
     forwarded = 0
-    with _Signals() as signals:
+    with StopSignals() as signals:
         while running or (pending and not outcome.interrupted):
             if signals.count > forwarded:
                 forwarded = signals.count
