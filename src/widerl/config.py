@@ -123,8 +123,8 @@ class Config:
     )
     max_env_per_update: float = _f(
         0.0,
-        "Bound on collection running ahead: at most warm-up + N * updates env steps are "
-        "requested; 0 = unbounded.",
+        "Bound on collection running ahead of learning: after the warm-up, collected plus "
+        "requested env steps stay within N per update; 0 = unbounded.",
     )
     ray_address: str = _f(
         "",
