@@ -264,10 +264,28 @@ def test_fast_path_matches_autograd(algo: str, activation: str, critic_loss: str
         assert ref.keys() == fast.keys()
         for k in ref:
             assert not fast[k].requires_grad
+            assert not fast[k].is_inference()  # the fast path runs under inference_mode
             assert torch.allclose(fast[k], ref[k], rtol=1e-5, atol=1e-6), k
     # Parameters moved: the comparison above is not between two untouched networks.
     agent = agent_for(algo)
     assert not torch.allclose(s_fast["modules"]["actor.mean.weight"], agent.actor.mean.weight)
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_fast_path_leaves_no_inference_tensors(algo: str) -> None:
+    """The fast update runs under inference_mode, but what outlives it (metrics, optimizer
+    state, parameters, targets) must be ordinary tensors: usable in place and by autograd."""
+    agent = agent_for(algo, policy_delay=2)
+    assert agent.fast_path
+    for i in range(3):
+        metrics = agent.update(fixed_batch(seed=i))
+    metrics["td_abs"].add_(1.0)  # in place outside inference_mode: fails on an inference tensor
+    for opt in agent.all_optimizers().values():
+        for state in opt.state.values():
+            assert not any(t.is_inference() for t in state.values())
+    assert not any(t.is_inference() for t in agent.state_dict().values())
+    agent.fast_path = False  # the autograd path can continue from this state
+    agent.update(fixed_batch(seed=3))
 
 
 @pytest.mark.parametrize(

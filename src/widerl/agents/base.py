@@ -57,9 +57,12 @@ def adam_step(opt: torch.optim.Adam, grads: list[torch.Tensor | None]) -> None:
         and all(p in opt.state for p in params)
     )
     if not direct:
-        for p, g in zip(params, grads, strict=True):
-            p.grad = g
-        opt.step()
+        # Outside inference mode even when the fast update runs in it: the state that the
+        # first step creates must be ordinary tensors, usable in place by any later caller.
+        with torch.inference_mode(False):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g.clone() if g.is_inference() else g
+            opt.step()
         for p in params:
             p.grad = None
         return
@@ -94,7 +97,8 @@ def _shared_steps(opt: torch.optim.Adam, states: list[dict]) -> list[torch.Tenso
     steps = [s["step"] for s in states]
     base = steps[0]._base
     if base is None or base.shape != (len(steps),) or any(t._base is not base for t in steps):
-        shared = torch.stack(steps)
+        with torch.inference_mode(False):  # ordinary tensors, as opt.step() would make
+            shared = torch.stack(steps)
         steps = list(shared.unbind(0))
         for state, step in zip(states, steps, strict=True):
             state["step"] = step

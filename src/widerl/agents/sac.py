@@ -62,10 +62,14 @@ class SAC(Agent):
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         if self.fast_path:
-            with torch.no_grad():  # the hand-written path needs no autograd anywhere
-                metrics, logp = self._fast_update(batch)
-        else:
-            metrics, logp = self._autograd_update(batch)
+            # No autograd anywhere; inference_mode as in TD3.update (metrics leave as clones).
+            with torch.inference_mode():
+                metrics = self._steps(*self._fast_update(batch))
+            return {k: v.clone() for k, v in metrics.items()}
+        return self._steps(*self._autograd_update(batch))
+
+    def _steps(self, metrics: dict[str, torch.Tensor], logp: torch.Tensor) -> dict:
+        """What follows the critic and actor steps on either path: alpha, targets, counter."""
         self._alpha_step(logp, metrics)
         self.soft_update(self._critic_target_params, self.critic_params, self.cfg.tau)
         self.n_updates += 1
