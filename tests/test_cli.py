@@ -253,6 +253,27 @@ BAD = [
 ]
 
 
+@pytest.mark.parametrize(
+    ("address", "named"),
+    [
+        ("127.0.0.1:1", "nothing answers there"),  # nothing listens on port 1
+        ("no-port-here", "is not auto or HOST:PORT"),
+    ],
+)
+def test_bad_ray_address_fails_fast_and_writes_nothing(
+    address: str, named: str, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "never"
+    argv = ["train", "--env", "Pendulum-v1", "--actors", "1", "--ray-address", address]
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and address in err and named in err
+    assert not out.exists()
+    # --ray-address means nothing without collectors.
+    assert main(["train", "--ray-address", address, "--out", str(out)]) == 2
+    assert "--actors" in capsys.readouterr().err and not out.exists()
+
+
 @pytest.mark.parametrize(("argv", "named"), BAD)
 def test_bad_input_is_one_line_exit_2(argv: list[str], named: str, capsys) -> None:
     assert main(argv) == 2

@@ -109,6 +109,10 @@ def train_cmd(preset: str | None, resume: Path | None, force: bool, **kwargs: An
                 f"checkpoint in {str(run_dir)!r} is for env {ckpt.get('env')!r}, "
                 f"but its config.json says {stored.env!r}"
             )
+        if given.get("ray_address", stored.ray_address):
+            from widerl.distributed import check_ray_address
+
+            check_ray_address(given.get("ray_address", stored.ray_address))  # before writing
         cfg = merge_resume(stored, given, run_dir)
     else:
         cfg = resolve(given, preset)
@@ -116,6 +120,10 @@ def train_cmd(preset: str | None, resume: Path | None, force: bool, **kwargs: An
         resolve_device(cfg.device)
         run_dir = Path(cfg.out) if cfg.out else default_out(cfg)
         cfg.out = str(run_dir)
+        if cfg.ray_address:
+            from widerl.distributed import check_ray_address
+
+            check_ray_address(cfg.ray_address)  # before the run folder is touched
         prepare_new(cfg, run_dir, force)
     result = Trainer(cfg, run_dir).run(resume=resume is not None, state=ckpt)
     if result.interrupted:

@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import signal
+import socket
 from typing import Any
 
 import numpy as np
@@ -138,6 +139,30 @@ class CollectorWorker:
         self.envs.close()
 
 
+_AUTH_HINT = (
+    "; a cluster with token authentication (Ray's default since 2.59) also needs "
+    "RAY_AUTH_MODE=token and its token (~/.ray/auth_token or RAY_AUTH_TOKEN) here"
+)
+
+
+def check_ray_address(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not minutes, when nothing listens at HOST:PORT (Ray itself keeps
+    retrying a dead address for a long time). `auto` is left to Ray to resolve."""
+    if address == "auto" or address.startswith("ray://"):
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"--ray-address {address!r} is not auto or HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConfigError(
+            f"--ray-address {address!r}: nothing answers there ({e.strerror or e}); start a "
+            "cluster with `ray start --head --port=PORT`, or leave --ray-address empty to "
+            "run locally"
+        ) from None
+
+
 def init_ray(address: str, num_actors: int) -> bool:
     """Join the cluster at `address`, or start Ray on this machine with light settings
     (no dashboard, bounded object store). Returns True when we started it (and must stop it)."""
@@ -147,12 +172,14 @@ def init_ray(address: str, num_actors: int) -> bool:
         return False
     quiet = {"log_to_driver": False, "configure_logging": False}
     if address:
+        check_ray_address(address)
         try:
             ray.init(address=address, **quiet)
         except (ConnectionError, ValueError, RuntimeError) as e:
             raise ConfigError(
                 f"--ray-address {address!r}: cannot join a Ray cluster there ({e}); start one "
-                "with `ray start --head` or leave --ray-address empty to run locally"
+                "with `ray start --head`, or leave --ray-address empty to run locally"
+                f"{_AUTH_HINT}"
             ) from None
         return True
     ray.init(
