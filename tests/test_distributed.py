@@ -205,3 +205,31 @@ def test_requests_are_shared_fairly_under_a_budget() -> None:
     assert max(counts) - min(counts) <= 1
     rc.fill_pipeline(random=False)
     assert sorted(rc.inflight.values()) == sorted(list(range(3)) * PIPELINE)
+
+
+def test_joins_a_cluster_started_with_ray_start(
+    tmp_path: Path, ray_tmp: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--ray-address HOST:PORT joins a `ray start --head` cluster, which outlives the run."""
+    import socket
+
+    with socket.socket() as s:  # a free port for the head
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # what the README tells cluster users
+    ray = str(Path(sys.executable).parent / "ray")
+    head = [ray, "start", "--head", f"--port={port}", "--num-cpus=2"]
+    head += ["--include-dashboard=false", "--disable-usage-stats"]
+    subprocess.run(head, check=True, capture_output=True, timeout=120)
+    try:
+        out = tmp_path / "joined"
+        flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items() if k != "progress"]
+        cmd = train_cmd(out, *flags, "--no-progress", "--actors=1", "--envs-per-actor=2")
+        cmd += ["--steps=60", f"--ray-address=127.0.0.1:{port}"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr
+        assert int(rows(out)[-1]["grad_step"]) == 60
+        status = subprocess.run([ray, "status"], capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0 and "node_" in status.stdout  # the cluster is still up
+    finally:
+        subprocess.run([ray, "stop"], capture_output=True, timeout=120)
