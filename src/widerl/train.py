@@ -126,7 +126,7 @@ class Trainer:
         self.source_returns: dict[int, deque[float]] = {}
         self.source_rows: dict[int, int] = {}  # transitions received from each collector
         self.source_version: dict[int, int] = {}  # newest weights each collector acted with
-        self.sync_lags: list[int] = []
+        self.lag_sum, self.lag_count = 0, 0  # sync lag of the chunks since the last row
         self.last_idx: torch.Tensor | None = None
         self.probe: dict[str, torch.Tensor] | None = None
         self.wall_offset = 0.0  # wall time of earlier parts of a resumed run
@@ -158,7 +158,8 @@ class Trainer:
         self.source_version[chunk.source] = max(
             self.source_version.get(chunk.source, 0), chunk.version
         )
-        self.sync_lags.append(self.grad_step - chunk.version)
+        self.lag_sum += self.grad_step - chunk.version
+        self.lag_count += 1
 
     def collect_inline(self, random: bool) -> None:
         chunk = self.inline.step(None if random else self.agent)
@@ -326,7 +327,7 @@ class Trainer:
             "env_steps_per_s": (self.env_steps - e) / dt if self.env_steps > e else None,
             "replay_size": self.replay.size,
             "weight_age": weight_age,
-            "sync_lag": float(np.mean(self.sync_lags)) if self.sync_lags else None,
+            "sync_lag": self.lag_sum / self.lag_count if self.lag_count else None,
             "collector_returns": ";".join(
                 f"{np.mean(self.source_returns[i]):.6g}" if self.source_returns.get(i) else ""
                 for i in range(max(self.cfg.actors, 1))
@@ -335,7 +336,7 @@ class Trainer:
             "srank": self.critic_srank(),
             **self.means.pop(),
         }
-        self.sync_lags = []
+        self.lag_sum, self.lag_count = 0, 0
         if self.ofenet is not None and self.holdout.size:
             h = self.holdout.sample(min(HOLDOUT_BATCH, self.holdout.size))
             row["aux_loss_heldout"] = float(self.ofenet.eval_loss(h.obs, h.act, h.next_obs))
