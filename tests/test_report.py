@@ -235,6 +235,31 @@ def test_report_iqm_of_final_scores(runs: Path, tmp_path: Path) -> None:
     assert f"| units=1024 layers=2 | 2 | 6 | {137 / 148:.3f} |" in page
 
 
+def test_iqm_ignores_configurations_missing_from_an_env(runs: Path, tmp_path: Path) -> None:
+    """A configuration that ran in only one env is not listed, and must not stretch that env's
+    normalization range for the listed ones."""
+    write_report([runs], tmp_path / "base", force=False, score="final", reps=100)
+    for seed in range(3):
+        write_run(
+            runs / "Hopper-v5" / "u2048-l2" / f"s{seed}",
+            [0, 1000, 2000, 5000],  # far above everything else, Hopper only
+            env="Hopper-v5",
+            units=2048,
+            layers=2,
+            seed=seed,
+        )
+    write_report([runs], tmp_path / "more", force=False, score="final", reps=100)
+
+    def iqm_rows(out: Path) -> list[str]:
+        page = (out / "report.md").read_text()
+        return [
+            line for line in page.splitlines() if re.match(r"\| units=\d+ layers=\d \| 2 \|", line)
+        ]
+
+    assert iqm_rows(tmp_path / "base") == iqm_rows(tmp_path / "more")
+    assert not any("units=2048" in row for row in iqm_rows(tmp_path / "more"))
+
+
 # --- the command line --------------------------------------------------------------------------
 
 

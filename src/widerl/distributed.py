@@ -209,40 +209,52 @@ class WeightStore:
 class RayCollectors:
     """The learner's handle on N collector processes: requests, chunks, weights, restarts."""
 
-    def __init__(self, cfg: Config, seed: int, agent: Agent) -> None:
+    def __init__(self, cfg: Config, seed: int, agent: Agent, version: int = 0) -> None:
+        """`version`: the learner's update count now (not 0 when a run is resumed); it
+        labels the first published weights and varies the collectors' seeds per session."""
         import ray
 
         self.ray = ray
-        self.cfg, self.seed = cfg, seed
+        self.cfg, self.seed, self.session = cfg, seed, version
         self.started = init_ray(cfg.ray_address, cfg.actors)
+        self.handles: list = []
+        self.store = None
+        try:
+            self._start(cfg, agent, version)
+        except BaseException:
+            self.close()  # no collector or Ray instance outlives a failed start
+            raise
+
+    def _start(self, cfg: Config, agent: Agent, version: int) -> None:
+        ray = self.ray
         # Collectors use CPU torch whatever the learner's device (one batched forward each).
         self._remote = ray.remote(num_cpus=1, max_restarts=0)(CollectorWorker)
         self.store = ray.remote(num_cpus=0)(WeightStore).remote()
         self._values = dataclasses.asdict(cfg)
         self.keys = weight_keys(agent, cfg.prioritized and cfg.initial_priority == "td")
         self.box: list = []
-        self.version = 0
         self.restarts = 0
         self.inflight: dict[Any, int] = {}
         self._requests = 0
         self._last_request = [0] * cfg.actors
-        self.handles = [self._spawn(i) for i in range(cfg.actors)]
+        for i in range(cfg.actors):
+            self.handles.append(self._spawn(i))  # kept one by one, for close() on failure
         self.pids = ray.get([h.pid.remote() for h in self.handles])
         self.per_request = (
             max(1, math.ceil(CHUNK_TRANSITIONS / cfg.envs_per_actor)) * cfg.envs_per_actor
         )
-        self.publish(agent, 0)
+        self.publish(agent, version)
         self._fault_at = int(os.environ.get(FAULT_ENV, "0") or 0)
 
     def _spawn(self, i: int) -> Any:
         # A fresh seed for each incarnation of collector i, derived from the run's seed.
-        seed = int(np.random.SeedSequence([self.seed, i, self.restarts]).generate_state(1)[0])
+        key = [self.seed, i, self.restarts, self.session]  # session: a resume gets new seeds
+        seed = int(np.random.SeedSequence(key).generate_state(1)[0])
         return self._remote.remote(self._values, i, seed, self.store)
 
     def publish(self, agent: Agent, version: int) -> None:
         """Put the learner's current weights in the object store for the collectors."""
         self.box = [self.ray.put(export_weights(agent, self.keys))]
-        self.version = version
         self.store.set.remote(version, self.box)
 
     def request(self, i: int, random: bool) -> None:
@@ -329,8 +341,9 @@ class RayCollectors:
         for h in self.handles:
             with contextlib.suppress(Exception):  # already dead
                 self.ray.kill(h)
-        with contextlib.suppress(Exception):
-            self.ray.kill(self.store)
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                self.ray.kill(self.store)
         self.handles, self.inflight = [], {}
         if self.started:
             self.ray.shutdown()

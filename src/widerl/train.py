@@ -356,7 +356,8 @@ class Trainer:
         max_new = None
         if c.max_env_per_update > 0:
             # Collected plus requested env steps may run at most this far ahead of learning.
-            bound = self._loop_env_start + c.max_env_per_update * (self.grad_step + 1)
+            done = self.grad_step - self._loop_grad_start + 1  # updates of this session
+            bound = self._loop_env_start + c.max_env_per_update * done
             left = bound - self.env_steps - self._inflight_steps()
             max_new = _ceil_div(max(int(left), 0), remote.per_request)
         remote.fill_pipeline(random=False, max_new=max_new)
@@ -393,7 +394,9 @@ class Trainer:
                     from widerl.distributed import RayCollectors
 
                     progress.update(task, description=f"starting {c.actors} collectors")
-                    self.remote = RayCollectors(c, self.seeds["actors"], self.agent)
+                    self.remote = RayCollectors(
+                        c, self.seeds["actors"], self.agent, version=self.grad_step
+                    )
                     progress.update(task, description="warm-up")
                 self.fill()
                 if self.probe is None and self.replay.size:
@@ -407,7 +410,7 @@ class Trainer:
                     self.evaluate_and_log(logger, since)
                     since = (time.perf_counter(), self.grad_step, self.env_steps)
                 bar_t, bar_g = since[0], since[1]
-                self._loop_env_start = self.env_steps
+                self._loop_env_start, self._loop_grad_start = self.env_steps, self.grad_step
                 while self.grad_step < c.steps and not flag.stop:
                     if self.remote is None:
                         self.collect_inline(random=False)

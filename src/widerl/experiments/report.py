@@ -139,11 +139,13 @@ def iqm_table(sums: list[Summary], score: str, reps: int, seed: int) -> list[Iqm
     for s in sums:
         per_env[s.group.env][_config_key(s.group)] = s.scores(score)
         labels[_config_key(s.group)] = s.group.label
-    normalized = {e: stats.minmax_per_task(per_env[e]) for e in envs}
+    # Only configurations present in every env are listed, and only they set each env's
+    # normalization range (so the table does not depend on runs it does not show).
+    shared = [k for k in labels if all(k in per_env[e] for e in envs)]
+    normalized = {e: stats.minmax_per_task({k: per_env[e][k] for k in shared}) for e in envs}
     rows = []
-    for key, label in labels.items():
-        if not all(key in normalized[e] for e in envs):
-            continue
+    for key in shared:
+        label = labels[key]
         tasks = [normalized[e][key] for e in envs]
         point = stats.iqm(np.concatenate(tasks))
         ci = stats.stratified_bootstrap_ci(tasks, reps=reps, seed=seed)

@@ -57,14 +57,18 @@ def _start(task: Task) -> tuple[subprocess.Popen, IO[str]]:
     log.write(f"=== {stamp}: {' '.join(task.argv)}\n")
     log.flush()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        task.argv,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        env=env,
-    )
+    try:
+        proc = subprocess.Popen(
+            task.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
+    except BaseException:
+        log.close()
+        raise
     return proc, log
 
 
