@@ -233,3 +233,27 @@ def test_joins_a_cluster_started_with_ray_start(
         assert status.returncode == 0 and "node_" in status.stdout  # the cluster is still up
     finally:
         subprocess.run([ray, "stop"], capture_output=True, timeout=120)
+
+
+def test_collection_budget_counts_only_this_sessions_updates() -> None:
+    """--max-env-per-update after a resume: a run resumed at update 1000 may not request
+    1000 updates' worth of env steps at once."""
+    asked: list[int | None] = []
+    remote = SimpleNamespace(
+        per_request=256,
+        inflight={},
+        restarts=0,
+        publish=lambda *a: None,
+        poll=lambda timeout=0.0: [],
+        fill_pipeline=lambda random, max_new=None: asked.append(max_new),
+        maybe_inject_fault=lambda step: None,
+    )
+    t = Trainer.__new__(Trainer)
+    t.cfg = resolve({**TINY, "actors": 2, "max_env_per_update": 256.0, "sync_every": 10_000})
+    t.remote, t.grad_step, t.env_steps = remote, 1_000, 50_000  # resumed at update 1000
+    t._loop_env_start, t._loop_grad_start = t.env_steps, t.grad_step
+    t._pump()
+    assert asked == [1]  # one update's worth: 256 env steps, one request
+    t.grad_step += 3
+    t._pump()
+    assert asked[-1] == 4  # four updates of this session, nothing collected yet
