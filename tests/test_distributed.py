@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -217,6 +218,9 @@ def test_joins_a_cluster_started_with_ray_start(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     monkeypatch.setenv("RAY_AUTH_MODE", "token")  # what the README tells cluster users
+    # A token of this test's own (Ray's highest-precedence source), so it does not depend on
+    # ~/.ray/auth_token existing on the machine.
+    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
     ray = str(Path(sys.executable).parent / "ray")
     head = [ray, "start", "--head", f"--port={port}", "--num-cpus=2"]
     head += ["--include-dashboard=false", "--disable-usage-stats"]
