@@ -353,3 +353,14 @@ def test_checkpoint_round_trip_continues_identically(algo: str) -> None:
         torch.equal(opt_a.state[p]["step"], opt_b.state[q]["step"])
         for p, q in zip(a.actor_params, b.actor_params, strict=True)
     )
+
+
+@pytest.mark.parametrize("arch", ["mlp", "densenet"])  # the hand-written and autograd paths
+def test_td_abs_outside_the_update_equals_what_the_update_writes_back(arch: str) -> None:
+    """Ape-X collectors' initial priorities (Agent.td_abs) are the learner's quantity: with a
+    deterministic target (TD3 without smoothing noise), exactly the update's `td_abs`."""
+    agent = agent_for("td3", arch=arch, policy_noise=0.0)
+    batch = fixed_batch()
+    before = agent.td_abs(batch)
+    assert torch.allclose(before, agent.update(batch)["td_abs"], atol=1e-5)
+    assert not torch.allclose(agent.td_abs(batch), before)  # the critics moved

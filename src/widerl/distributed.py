@@ -77,13 +77,7 @@ def td_priorities(agent: Agent, chunk: Chunk) -> np.ndarray:
         None,
         torch.empty(0),
     )
-    if hasattr(agent, "log_alpha"):
-        target = agent.td_target(batch, agent.log_alpha.exp())
-    else:
-        target = agent.td_target(batch)
-    z_sa = agent.features.state_action(agent.features.state(batch.obs), batch.act)
-    q1, q2 = (c(z_sa) for c in agent.critics)
-    return torch.maximum((q1 - target).abs(), (q2 - target).abs()).numpy()
+    return agent.td_abs(batch).numpy()
 
 
 class CollectorWorker:

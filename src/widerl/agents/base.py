@@ -271,6 +271,20 @@ class Agent(nn.Module, abc.ABC):
         td_abs = torch.maximum(deltas[0].abs(), deltas[1].abs())
         return {"critic_loss": loss, "q_mean": q1.mean(), "td_abs": td_abs}
 
+    @abc.abstractmethod
+    def current_td_target(self, batch: Batch) -> torch.Tensor:
+        """The TD target with the agent's current settings (SAC: its current alpha); for
+        callers outside the update: Ape-X priorities, loss landscapes."""
+
+    @torch.no_grad()
+    def td_abs(self, batch: Batch) -> torch.Tensor:
+        """|TD error| per transition, max over the twin critics: what the learner writes back
+        as priority, and what an Ape-X collector uses as initial priority."""
+        target = self.current_td_target(batch)
+        z_sa = self.features.state_action(self.features.state(batch.obs), batch.act)
+        q1, q2 = (c(z_sa) for c in self.critics)
+        return torch.maximum((q1 - target).abs(), (q2 - target).abs())
+
     def min_q(self, critics: nn.ModuleList, z_sa: torch.Tensor) -> torch.Tensor:
         return torch.minimum(critics[0](z_sa), critics[1](z_sa))
 

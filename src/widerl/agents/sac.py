@@ -45,6 +45,9 @@ class SAC(Agent):
         q_next = self.min_q(self.critics_target, self.features.state_action(z_s_next, a_next))
         return self._bootstrap(batch, q_next, alpha, logp_next)
 
+    def current_td_target(self, batch: Batch) -> torch.Tensor:
+        return self.td_target(batch, self.log_alpha.detach().exp())
+
     def _bootstrap(
         self, batch: Batch, q_next: torch.Tensor, alpha: torch.Tensor, logp_next: torch.Tensor
     ) -> torch.Tensor:

@@ -37,6 +37,9 @@ class TD3(Agent):
             return a
         return (a + self.cfg.expl_noise * torch.randn_like(a)).clamp(-1.0, 1.0)
 
+    def current_td_target(self, batch: Batch) -> torch.Tensor:
+        return self.td_target(batch)
+
     @torch.no_grad()
     def td_target(self, batch: Batch) -> torch.Tensor:
         """r + gamma * (1 - terminated) * min target Q(s', pi'(s') + clipped noise) (TD3 Eq. 15,

@@ -9,7 +9,6 @@ from collections.abc import Callable
 import torch
 
 from widerl.agents.base import Agent, elementwise_critic_loss
-from widerl.agents.sac import SAC
 from widerl.analysis.landscape import filter_normalized_direction, loss_surface
 from widerl.analysis.srank import eval_mode
 from widerl.replay import Batch
@@ -22,9 +21,7 @@ def fixed_td_targets(agent: Agent, batch: Batch, seed: int) -> torch.Tensor:
     devices = [agent.device] if agent.device.type == "cuda" else []
     with eval_mode(agent), torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        if isinstance(agent, SAC):
-            return agent.td_target(batch, agent.log_alpha.detach().exp())
-        return agent.td_target(batch)
+        return agent.current_td_target(batch)
 
 
 def critic_td_loss(agent: Agent, batch: Batch, target: torch.Tensor) -> Callable[[], torch.Tensor]:
