@@ -11,3 +11,37 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 @pytest.fixture
 def tiny_overrides() -> dict:
     return {"units": 16, "layers": 2, "batch_size": 32, "buffer_size": 5_000}
+
+
+# Every way of reading a tensor's value on the host. On a GPU each of them waits for the
+# stream; on a CPU, patching them to raise is the stand-in for CUDA's sync debug mode.
+HOST_READS = ("item", "cpu", "tolist", "numpy", "__bool__", "__float__", "__int__")
+
+
+@pytest.fixture
+def forbid_host_sync(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    """A context-manager factory: inside `with forbid_host_sync(device):` any host
+    synchronisation raises (CUDA: `torch.cuda.set_sync_debug_mode("error")`; CPU: the reads
+    above are patched to raise)."""
+    import contextlib
+
+    def boom(*_: object, **__: object) -> None:
+        raise AssertionError("host synchronisation")
+
+    @contextlib.contextmanager
+    def forbid(device: str | torch.device):  # noqa: ANN202
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                yield
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+            return
+        with monkeypatch.context() as m:
+            for name in HOST_READS:
+                m.setattr(torch.Tensor, name, boom)
+            m.setattr(torch, "nonzero", boom)
+            yield
+
+    return forbid

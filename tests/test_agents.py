@@ -185,7 +185,7 @@ def test_termination_is_stored_as_terminal() -> None:
 
 @pytest.mark.parametrize("algo", ["sac", "td3"])
 @pytest.mark.parametrize("arch", ["densenet", "mlp"])  # autograd path, hand-written path
-def test_update_forces_no_host_sync(algo: str, arch: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_update_forces_no_host_sync(algo: str, arch: str, forbid_host_sync) -> None:  # noqa: ANN001
     """CPU stand-in for CUDA's sync debug mode: every way of reading a tensor's value on the
     host raises while `update` runs (a GPU would stall on each of them)."""
     agent = agent_for(algo, arch=arch, prioritized=True, policy_delay=1)
@@ -193,18 +193,11 @@ def test_update_forces_no_host_sync(algo: str, arch: str, monkeypatch: pytest.Mo
     rb = ReplayBuffer(OBS, ACT, 1_000, prioritized=True)
     b = fixed_batch()
     rb.add(b.obs, b.act, b.rew, b.next_obs, b.term)
-
-    def boom(*_: object, **__: object) -> None:
-        raise AssertionError("host synchronisation in the update step")
-
-    for name in ("item", "cpu", "tolist", "numpy", "__bool__", "__float__", "__int__"):
-        monkeypatch.setattr(torch.Tensor, name, boom)
-    monkeypatch.setattr(torch, "nonzero", boom)
-    for _ in range(3):
-        batch = rb.sample(32, beta=0.5)
-        metrics = agent.update(batch)
-        rb.update_priorities(batch.idx, metrics["td_abs"])
-    monkeypatch.undo()
+    with forbid_host_sync("cpu"):
+        for _ in range(3):
+            batch = rb.sample(32, beta=0.5)
+            metrics = agent.update(batch)
+            rb.update_priorities(batch.idx, metrics["td_abs"])
     assert metrics["critic_loss"].item() > 0
 
 

@@ -164,3 +164,26 @@ def test_peak_of_known_shapes() -> None:
                                        min_seconds=0.005)  # fmt: skip
     assert [(s["m"], s["k"], s["n"]) for s in shapes] == [(64, 64, 64), (128, 128, 128)]
     assert peak == max(s["flops"] for s in shapes) > 0
+
+
+def test_update_anatomy_benchmark_splits_an_update() -> None:
+    """benchmarks/update_anatomy.py at a tiny size: both sides' updates split into matmul
+    kernels, other kernels and the rest, with SB3 running more ops per update than ours."""
+    pytest.importorskip("stable_baselines3")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "update_anatomy.py"
+    spec = importlib.util.spec_from_file_location("update_anatomy", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.anatomy("td3", 16, 2, batch_size=B, updates=4, rounds=1)
+    for side in ("ours", "sb3"):
+        r = res[side]
+        assert r["ms_per_update"] > 0 and r["matmul_ms"] > 0 and r["other_kernels_ms"] > 0
+        # At least the forward products of the target actor, both target critics and both
+        # critics: 3 layers each.
+        assert r["matmul_ops"] >= 15
+    assert res["sb3"]["other_ops"] > res["ours"]["other_ops"]
+    assert res["ceiling"] == pytest.approx(res["sb3"]["ms_per_update"] / res["ours"]["matmul_ms"])
+    assert "ceiling" in mod.format_anatomy(res)
