@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from widerl.agents import make_agent
+from widerl.cli import main
 from widerl.collect import Chunk
 from widerl.config import resolve
 from widerl.distributed import FAULT_ENV, CollectorWorker, export_weights, weight_keys
@@ -183,6 +184,29 @@ def test_ctrl_c_stops_collectors_and_resume_completes(tmp_path: Path, ray_tmp: s
     assert done.returncode == 0, done.stderr
     steps = [int(r["grad_step"]) for r in rows(out)]
     assert steps == sorted(set(steps)) and steps[-1] == stopped + 60
+
+
+def test_collectors_failing_past_the_limit_end_the_run_with_one_line_and_a_checkpoint(
+    tmp_path: Path, ray_tmp: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """With no restarts allowed, the first collector death ends the run: exit 1, one line that
+    says how to resume, no traceback, and a checkpoint of the updates done so far."""
+    import widerl.distributed
+
+    monkeypatch.setattr(widerl.distributed, "MAX_RESTARTS_PER_COLLECTOR", 0)
+    monkeypatch.setenv(FAULT_ENV, "60")
+    out = tmp_path / "run"
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items() if k != "progress"]
+    args = ["train", "--out", str(out), *flags, "--no-progress", "--actors=1"]
+    rc = main([*args, "--envs-per-actor=2", "--steps=100000", "--eval-every=1000"])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    line = [x for x in err.splitlines() if x.startswith("widerl: error:")]
+    assert len(line) == 1 and "collectors failed 1 times" in line[0], err
+    assert f"widerl train --resume {out}" in line[0] and "Traceback" not in err
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    # Saved when the run gave up, after the kill at update 60, not only the step-0 checkpoint.
+    assert ckpt["grad_step"] >= 60
 
 
 def test_requests_are_shared_fairly_under_a_budget() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from widerl.config import ALGOS, ARCHS, DEVICES, PRESETS, Config, ConfigError, default_out, resolve
+from widerl.errors import CollectorsFailed
 
 _CLICK_TYPES = {bool: bool, int: int, float: float, str: str}
 
@@ -394,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"widerl: error: {e}", file=sys.stderr)
         return 2
+    except CollectorsFailed as e:  # not bad input (exit 1), but no traceback either
+        print(f"widerl: error: {e}", file=sys.stderr)
+        return 1
     except click.exceptions.Abort:
         print("widerl: aborted", file=sys.stderr)
         return 130

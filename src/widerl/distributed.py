@@ -32,6 +32,7 @@ from widerl.agents.base import Agent
 from widerl.collect import Chunk, Collector
 from widerl.config import Config, ConfigError, from_dict
 from widerl.envs import env_dims, make_vec_env
+from widerl.errors import CollectorsFailed
 from widerl.replay import Batch
 
 log = logging.getLogger("widerl")
@@ -315,9 +316,10 @@ class RayCollectors:
             del self.inflight[ref]
         self.restarts += 1
         if self.restarts > MAX_RESTARTS_PER_COLLECTOR * len(self.handles):
-            raise RuntimeError(
-                f"collectors failed {self.restarts} times, last: {cause}; giving up (see the "
-                "Ray logs under RAY_TMPDIR or /tmp/ray/session_latest/logs)"
+            raise CollectorsFailed(
+                f"collectors failed {self.restarts} times (at most {MAX_RESTARTS_PER_COLLECTOR} "
+                f"per collector), last: {cause}; see the Ray logs under RAY_TMPDIR or "
+                "/tmp/ray/session_latest/logs"
             )
         log.warning(
             "collector %d failed (%s); starting a replacement (restart %d)", i, cause, self.restarts

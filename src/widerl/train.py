@@ -22,6 +22,7 @@ from widerl.checkpoint import CHECKPOINT, FORMAT_VERSION, load_checkpoint, save_
 from widerl.collect import Chunk, Collector
 from widerl.config import Config, ConfigError
 from widerl.envs import env_dims, make_vec_env
+from widerl.errors import CollectorsFailed
 from widerl.evaluate import Evaluator
 from widerl.logger import MetricMeans, RunLogger, make_progress
 from widerl.plot import plot_learning_curve
@@ -434,6 +435,14 @@ class Trainer:
                 interrupted = flag.stop
                 if interrupted:
                     self.save()
+        except CollectorsFailed as e:
+            # Keep what was learned since the last evaluation: the run resumes once the
+            # cause (an env or collector bug) is fixed.
+            self.save()
+            raise CollectorsFailed(
+                f"{e}; checkpoint saved at update {self.grad_step}, continue with "
+                f"`widerl train --resume {self.run_dir}`"
+            ) from e
         finally:
             if self.remote is not None:
                 self.remote.close()
