@@ -75,6 +75,15 @@ def app() -> None:
     """Training larger networks for off-policy deep RL (Ota, Jha & Kanezaki 2021)."""
 
 
+def _refuse_unreachable_ray(address: str) -> None:
+    """--ray-address where nothing answers: a one-line error within seconds (Ray itself would
+    retry for minutes). Nothing to check without an address."""
+    if address:
+        from widerl.distributed import check_ray_address
+
+        check_ray_address(address)
+
+
 @app.command("train")
 @preset_option
 @click.option(
@@ -110,10 +119,7 @@ def train_cmd(preset: str | None, resume: Path | None, force: bool, **kwargs: An
                 f"checkpoint in {str(run_dir)!r} is for env {ckpt.get('env')!r}, "
                 f"but its config.json says {stored.env!r}"
             )
-        if given.get("ray_address", stored.ray_address):
-            from widerl.distributed import check_ray_address
-
-            check_ray_address(given.get("ray_address", stored.ray_address))  # before writing
+        _refuse_unreachable_ray(given.get("ray_address", stored.ray_address))  # before writing
         cfg = merge_resume(stored, given, run_dir)
     else:
         cfg = resolve(given, preset)
@@ -121,10 +127,7 @@ def train_cmd(preset: str | None, resume: Path | None, force: bool, **kwargs: An
         resolve_device(cfg.device)
         run_dir = Path(cfg.out) if cfg.out else default_out(cfg)
         cfg.out = str(run_dir)
-        if cfg.ray_address:
-            from widerl.distributed import check_ray_address
-
-            check_ray_address(cfg.ray_address)  # before the run folder is touched
+        _refuse_unreachable_ray(cfg.ray_address)  # before the run folder is touched
         prepare_new(cfg, run_dir, force)
     result = Trainer(cfg, run_dir).run(resume=resume is not None, state=ckpt)
     if result.interrupted:

@@ -302,9 +302,22 @@ class Agent(nn.Module, abc.ABC):
         grad, and every target tensor grows an ever longer history of them."""
         torch._foreach_lerp_(target, online, tau)
 
-    @abc.abstractmethod
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One learning step on a batch; returns detached metric tensors and `td_abs`."""
+        if self.fast_path:
+            # The hand-written path needs no autograd anywhere. inference_mode skips more
+            # per-op bookkeeping than no_grad (version counters of new tensors, autograd
+            # dispatch keys); the tensors it creates cannot be modified in place or enter
+            # autograd outside it, so the metrics leave as clones, and adam_step creates
+            # optimizer state outside it.
+            with torch.inference_mode():
+                metrics = self._update(batch)
+            return {k: v.clone() for k, v in metrics.items()}
+        return self._update(batch)
+
+    @abc.abstractmethod
+    def _update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The learning step itself, on the hand-written path or autograd (`fast_path`)."""
 
     # --- checkpointing ------------------------------------------------------------------
     def all_optimizers(self) -> dict[str, torch.optim.Optimizer]:

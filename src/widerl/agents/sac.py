@@ -63,16 +63,10 @@ class SAC(Agent):
         metrics["alpha_loss"] = self.log_alpha * grad  # J at the alpha this update used
         adam_step(self.alpha_opt, [grad])
 
-    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        if self.fast_path:
-            # No autograd anywhere; inference_mode as in TD3.update (metrics leave as clones).
-            with torch.inference_mode():
-                metrics = self._steps(*self._fast_update(batch))
-            return {k: v.clone() for k, v in metrics.items()}
-        return self._steps(*self._autograd_update(batch))
-
-    def _steps(self, metrics: dict[str, torch.Tensor], logp: torch.Tensor) -> dict:
-        """What follows the critic and actor steps on either path: alpha, targets, counter."""
+    def _update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Critic and actor steps on either path, then alpha (Eq. 18), targets, counter."""
+        step = self._fast_update if self.fast_path else self._autograd_update
+        metrics, logp = step(batch)
         self._alpha_step(logp, metrics)
         self.soft_update(self._critic_target_params, self.critic_params, self.cfg.tau)
         self.n_updates += 1

@@ -56,18 +56,6 @@ class TD3(Agent):
             q_next = self.min_q(self.critics_target, self.features.state_action(z_s_next, a_next))
         return batch.rew + c.gamma * (1.0 - batch.term) * q_next
 
-    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        if self.fast_path:
-            # The hand-written path needs no autograd anywhere. inference_mode skips more
-            # per-op bookkeeping than no_grad (version counters of new tensors, autograd
-            # dispatch keys); the tensors it creates cannot be modified in place or enter
-            # autograd outside it, so the metrics leave as clones, and adam_step creates
-            # optimizer state outside it.
-            with torch.inference_mode():
-                metrics = self._update(batch)
-            return {k: v.clone() for k, v in metrics.items()}
-        return self._update(batch)
-
     def _update(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.cfg
         with torch.no_grad():
