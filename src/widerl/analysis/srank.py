@@ -27,6 +27,12 @@ def srank(features: torch.Tensor, delta: float = 0.01) -> int:
     # float64: the cumulative ratio is compared against 1 - delta, and in float32 the tail of
     # a wide matrix's spectrum sums to visible rounding error.
     sigma = torch.linalg.svdvals(features.detach().to(torch.float64))
+    # Singular values below the numerical-rank tolerance (as torch.linalg.matrix_rank uses)
+    # are rounding noise of zeros; left in, they keep delta = 0 from ever counting a rank-one
+    # matrix as rank one, depending on the BLAS.
+    if sigma.numel():
+        tol = sigma[0] * max(features.shape) * torch.finfo(torch.float64).eps
+        sigma = torch.where(sigma > tol, sigma, torch.zeros_like(sigma))
     cumulative = torch.cumsum(sigma, 0)
     total = cumulative[-1]
     if total <= 0:
