@@ -40,23 +40,18 @@ def f(n_in: int, n_out: int) -> int:
     return 2 * B * n_in * n_out
 
 
-def hand_count(algo: str, fast: bool = True) -> float:
+def hand_count(algo: str) -> float:
     """Matmul FLOPs of one update of a one-hidden-layer MLP agent, counted by hand.
 
     ``*_fwd``: all Linear layers of one network forward (the bias add is not a matmul FLOP).
     Backward costs one product per weight gradient and one per input gradient; autograd skips
     the input gradient of a first layer whose input (raw obs/actions) needs no gradient, so
-    ``*_in`` is ``*_fwd`` without the first layer. The hand-written path (``fast``, what an MLP
-    agent on raw states runs) computes the critics' output-layer input gradient, an outer
-    product, as a broadcast multiply (no matmul), and in the actor step backpropagates through
-    a critic's first layer only to the action columns of its input.
+    ``*_in`` is ``*_fwd`` without the first layer. The critic ensemble's products count what
+    the same products of separate critics would.
     """
     critic = [f(OBS + ACT, UNITS), f(UNITS, 1)]
     c_fwd, c_in = sum(critic), sum(critic[1:])
-    if fast:
-        c_in, c_to_action = 0, f(ACT, UNITS)
-    else:
-        c_to_action = c_fwd  # the whole input gradient, and the output layer's as a matmul
+    c_to_action = c_fwd  # the whole input gradient, and the output layer's as a matmul
     if algo == "sac":
         actor = [f(OBS, UNITS), f(UNITS, ACT), f(UNITS, ACT)]  # body, mean and log-std heads
         a_fwd, a_in = sum(actor), sum(actor[1:])
@@ -76,7 +71,7 @@ def hand_count(algo: str, fast: bool = True) -> float:
 
 
 @pytest.mark.parametrize("algo", ["sac", "td3"])
-def test_autograd_path_flops_match_hand_count(algo: str) -> None:
+def test_update_flops_match_hand_count(algo: str) -> None:
     from widerl.agents import make_agent
     from widerl.bench import update_flops
     from widerl.config import resolve
@@ -85,12 +80,11 @@ def test_autograd_path_flops_match_hand_count(algo: str) -> None:
     agent = make_agent(
         resolve({"algo": algo, "units": UNITS, "layers": 1}), OBS, ACT, torch.device("cpu")
     )
-    agent.fast_path = False
     rb = ReplayBuffer(OBS, ACT, 100)
     rb.add(torch.randn(100, OBS), torch.rand(100, ACT), torch.randn(100), torch.randn(100, OBS),
            torch.zeros(100))  # fmt: skip
     flops = update_flops(agent, rb, B, 2 if algo == "td3" else 1)
-    assert flops == pytest.approx(hand_count(algo, fast=False), rel=1e-9)
+    assert flops == pytest.approx(hand_count(algo), rel=1e-9)
 
 
 def test_keys_and_positive(result: dict[str, Any]) -> None:

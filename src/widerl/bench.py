@@ -31,8 +31,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from widerl.agents import Agent, make_agent
+from widerl.agents import make_agent
+from widerl.agents.base import Agent
 from widerl.config import resolve
+from widerl.nets.ensemble import EnsembleLinear
 from widerl.replay import ReplayBuffer
 
 __all__ = ["format_bench", "measure_matmul_peak", "run_bench", "update_flops"]
@@ -108,8 +110,8 @@ def update_flops(agent: Agent, replay: ReplayBuffer, batch_size: int, n_updates:
 
 # --- peak ---------------------------------------------------------------------------------
 def _linear_shapes(module: nn.Module) -> list[tuple[int, int]]:
-    """(in_features, out_features) of every Linear, widest (most weights) first, deduplicated."""
-    shapes = {(m.in_features, m.out_features) for m in module.modules() if isinstance(m, nn.Linear)}
+    """(in, out) of every Linear layer, widest (most weights) first, deduplicated."""
+    shapes = {(m.in_dim, m.out_dim) for m in module.modules() if isinstance(m, EnsembleLinear)}
     return sorted(shapes, key=lambda s: s[0] * s[1], reverse=True)
 
 

@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ALGOS = ("sac", "td3")
-ARCHS = ("mlp", "resnet", "d2rl", "densenet")
+from widerl.agents import ALGORITHMS
+from widerl.nets.bodies import BODIES
+
+ALGOS = tuple(ALGORITHMS)
+ARCHS = tuple(BODIES)
 ACTIVATIONS = ("swish", "relu")
 INITIAL_PRIORITIES = ("td", "max")
 CRITIC_LOSSES = ("mse", "huber")
@@ -44,6 +47,11 @@ class Config:
     eval_every: int = _f(5_000, "Evaluate every N gradient updates.", positive=True)
     eval_episodes: int = _f(10, "Episodes per evaluation (deterministic policy).", positive=True)
     device: str = _f("auto", "Torch device: auto picks cuda when available.", choices=DEVICES)
+    compile: bool = _f(
+        False,
+        "torch.compile the whole update into one graph (a CUDA graph on a GPU); the first "
+        "updates wait for compilation (about 20-60 s).",
+    )
     threads: int = _f(
         0,
         "Torch CPU threads; 0 keeps torch's default (all cores). Use 1 when "
@@ -57,6 +65,13 @@ class Config:
     layers: int = _f(2, "Hidden layers per body.", positive=True)
     activation: str = _f("relu", "Hidden activation (swish = x * sigmoid(x)).", choices=ACTIVATIONS)
     batchnorm: bool = _f(False, "BatchNorm after each hidden Linear (train mode in updates).")
+    critics: int = _f(
+        2,
+        "Critics per agent, one ensemble evaluated in one pass (2 = the twin critics of "
+        "SAC/TD3); with N > 2 the TD target takes the minimum of a random pair and the actor "
+        "their mean (REDQ).",
+        positive=True,
+    )
 
     # --- OFENet (Sec. 3.1, A.1, A.2) ---
     ofenet_units: int = _f(

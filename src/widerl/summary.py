@@ -17,27 +17,33 @@ from torch import nn
 
 from widerl.agents import make_agent
 from widerl.config import Config
-from widerl.nets.blocks import Body
+from widerl.nets.bodies.base import Body
+from widerl.nets.ensemble import EnsembleLinear
 
 _ORDINALS = {1: "1st", 2: "2nd", 3: "3rd"}
 
 
-def count(module: nn.Module) -> int:
-    """Parameters plus BatchNorm running statistics (not its integer batch counter)."""
+def count(module: nn.Module, members: int = 1) -> int:
+    """Parameters plus BatchNorm running statistics of one of `members` ensemble members."""
     n = sum(p.numel() for p in module.parameters())
     n += sum(b.numel() for b in module.buffers() if b.is_floating_point())
-    return n
+    return n // members
 
 
 def body_rows(body: Body) -> list[tuple[str, int, int, int]]:
     return [
-        (f"{_ORDINALS.get(i, f'{i}th')} layer", layer.in_dim, layer.out_dim, count(layer))
+        (
+            f"{_ORDINALS.get(i, f'{i}th')} layer",
+            layer.in_dim,
+            layer.out_dim,
+            count(layer, body.members),
+        )
         for i, layer in enumerate(body.layers, start=1)
     ]
 
 
-def linear_row(name: str, linear: nn.Linear) -> tuple[str, int, int, int]:
-    return (name, linear.in_features, linear.out_features, count(linear))
+def linear_row(name: str, linear: EnsembleLinear) -> tuple[str, int, int, int]:
+    return (name, linear.in_dim, linear.out_dim, count(linear, linear.members))
 
 
 def network_tables(cfg: Config, obs_dim: int, act_dim: int) -> list[tuple[str, list, int, list]]:
@@ -57,7 +63,7 @@ def network_tables(cfg: Config, obs_dim: int, act_dim: int) -> list[tuple[str, l
                 sum(r[3] for r in rows),
                 [
                     linear_row("predictor f_pred(z_sa) -> s'", of.predictor),
-                    ("OFENet total (target copy not counted)", 0, 0, count(of)),
+                    ("OFENet total (target copy not counted)", 0, 0, count(of, 1)),
                 ],
             )
         )
@@ -69,15 +75,16 @@ def network_tables(cfg: Config, obs_dim: int, act_dim: int) -> list[tuple[str, l
         extra.append(linear_row("log-std head (not in Table 2)", actor.log_std))
         extra.append(("policy total incl. log-std head", 0, 0, count(actor)))
     tables.append((f"{cfg.algo.upper()} policy", rows, total, extra))
-    critic = agent.critics[0]
-    crows = body_rows(critic.body) + [linear_row("output layer (Q)", critic.out)]
+    critics = agent.critics
+    crows = body_rows(critics.body) + [linear_row("output layer (Q)", critics.out)]
     ctotal = sum(r[3] for r in crows)
+    n = critics.n
     tables.append(
         (
-            "critic (each of 2; targets are copies)",
+            f"critic (each of {n}; targets are copies)",
             crows,
             ctotal,
-            [("twin critics total", 0, 0, 2 * ctotal)],
+            [(f"{'twin' if n == 2 else n} critics total", 0, 0, n * ctotal)],
         )
     )
     return tables

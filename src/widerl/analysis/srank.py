@@ -7,13 +7,9 @@ sorted in decreasing order; delta = 0.01 as in the paper.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
-from torch import nn
 
-from widerl.agents.base import Agent
+from widerl.agents.base import Agent, eval_mode
 
 
 def srank(features: torch.Tensor, delta: float = 0.01) -> int:
@@ -42,25 +38,13 @@ def srank(features: torch.Tensor, delta: float = 0.01) -> int:
     return int(torch.nonzero(reached)[0, 0].item()) + 1
 
 
-@contextmanager
-def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
-    """Every submodule in eval mode (BatchNorm uses its running statistics, so the features of
-    a sample do not depend on the rest of the batch); each module's own flag is restored."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield module
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
 def critic_penultimate_features(agent: Agent, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-    """Phi of the first critic on a batch: its body's output on z_sa (A.4)."""
+    """Phi of the first critic (of the first seed) on a batch `[B, obs_dim]`: its body's
+    output on z_sa (A.4), with every network in eval mode."""
     with torch.no_grad(), eval_mode(agent):
-        z_s = agent.features.state(obs)
-        z_sa = agent.features.state_action(z_s, act)
-        return agent.critics[0].features(z_sa)
+        z_s = agent.features.state(obs.unsqueeze(0))
+        z_sa = agent.features.state_action(z_s, act.unsqueeze(0))
+        return agent.critics.features(z_sa)[0, 0]
 
 
 def critic_srank(agent: Agent, obs: torch.Tensor, act: torch.Tensor, delta: float = 0.01) -> int:
