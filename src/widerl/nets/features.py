@@ -13,6 +13,7 @@ Shapes carry the seeds dimension: obs `[K, B, obs_dim]` -> z_s `[K, B, s_dim]`.
 from __future__ import annotations
 
 import abc
+
 import torch
 from torch import nn
 
@@ -67,4 +68,3 @@ class RawFeatures(FeatureLearner):
 
     def state_action(self, z_s: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         return torch.cat([z_s, act], dim=-1)
-
