@@ -253,32 +253,40 @@ def test_redq_target_takes_the_minimum_of_a_random_pair() -> None:
     assert agent_for("td3").random_pair(agent.update_gens) is None
 
 
-# --- one update, eager or compiled ------------------------------------------------------------
-def _run_updates(algo: str, compiled: bool, n: int = 4, **kw: object) -> tuple[list[dict], dict]:
-    agent = agent_for(algo, policy_delay=2, compile=compiled, **kw)
-    metrics = []
-    for i in range(n):
+# --- one learning step, eager or compiled ----------------------------------------------------
+def _run_steps(algo: str, compiled: bool, n: int = 4, **kw: object) -> tuple[list[dict], dict]:
+    """n learning steps (sample, OFENet, agent, priorities) on a fixed prioritized replay."""
+    from widerl.learner import LearnStep
+
+    agent = agent_for(algo, policy_delay=2, **kw)
+    rb = ReplayBuffer(OBS, ACT, 1_000, prioritized=True, seed=3)
+    for i in range(4):
         b = fixed_batch(term=float(i % 2), seed=i)
-        b = b._replace(weight=torch.rand(B, generator=torch.Generator().manual_seed(i)))
-        metrics.append(agent.update(b))
-    return metrics, agent.checkpoint_state()
+        rb.add(b.obs, b.act, b.rew, b.next_obs, b.term)
+    step = LearnStep(rb, agent.features, agent, 32, compiled=compiled)
+    metrics = [step(i, n) for i in range(n)]
+    return metrics, {**agent.checkpoint_state(), "replay": rb.state_dict()}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("algo", "kw"),
     [
-        ("td3", {"activation": "swish", "critic_loss": "huber", "arch": "densenet"}),
-        ("sac", {"batchnorm": True, "critics": 3, "arch": "d2rl"}),
+        ("td3", {"activation": "swish", "critic_loss": "huber", "arch": "densenet",
+                 "batchnorm": True}),
+        ("sac", {"critics": 3, "arch": "d2rl", "ofenet_units": 8, "ofenet_layers": 2}),
     ],
-)
-def test_compiled_update_matches_eager(algo: str, kw: dict) -> None:
-    """torch.compile of the update (one graph: forward, backward, Adam, targets) gives the
-    eager update's parameters, targets, optimizer moments, alpha and metrics to 1e-5 after 4
-    updates (2 actor steps for TD3) on batches with importance weights and terminations."""
+)  # fmt: skip
+def test_compiled_learning_step_matches_eager(algo: str, kw: dict) -> None:
+    """torch.compile of the whole learning step (one graph: sampling, OFENet's update, the
+    agent's forward, backward, Adam and targets, priorities) gives the eager step's
+    parameters, targets, optimizer moments, priorities and metrics to 1e-5 after 4 steps (2
+    actor steps for TD3), with importance weights and terminations. (BatchNorm after DenseNet
+    features that OFENet's own BatchNorm already normalised is ill-conditioned enough for
+    float rounding to grow past 1e-5 in Adam's first steps, so no case combines the two.)"""
     kw = {**kw, "lr": 1e-3}
-    m_ref, s_ref = _run_updates(algo, compiled=False, **kw)
-    m_c, s_c = _run_updates(algo, compiled=True, **kw)
+    m_ref, s_ref = _run_steps(algo, compiled=False, **kw)
+    m_c, s_c = _run_steps(algo, compiled=True, **kw)
     for k, v in s_ref["modules"].items():
         torch.testing.assert_close(s_c["modules"][k], v, rtol=1e-5, atol=1e-5, msg=k)
     for name, opt in s_ref["optimizers"].items():
@@ -287,6 +295,7 @@ def test_compiled_update_matches_eager(algo: str, kw: dict) -> None:
         for key in ("exp_avg", "exp_avg_sq"):
             for x, y in zip(got[key], opt[key], strict=True):
                 torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-9, msg=(name, key))
+    torch.testing.assert_close(s_c["replay"]["priorities"], s_ref["replay"]["priorities"])
     for ref, got in zip(m_ref, m_c, strict=True):
         assert ref.keys() == got.keys()
         for k in ref:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import abc
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -97,9 +97,6 @@ class Agent(nn.Module, abc.ABC):
         self._build_optimizers()
         self._critic_target_params = matching(self.critics_target, self.critic_params, "critics.")
         self._critic_stats = _float_buffers(self.critics), _float_buffers(self.critics_target)
-        self._step: Callable[..., dict[str, torch.Tensor]] = self._update
-        if getattr(cfg, "compile", False) and self.device.type != "meta":
-            self._step = compile_step(self._update, self.device)
 
     # --- construction, per algorithm --------------------------------------------------------
     def body(self, members: int, in_dim: int) -> nn.Module:
@@ -206,7 +203,7 @@ class Agent(nn.Module, abc.ABC):
         """The TD target with the agent's current settings, for callers outside the update
         (loss landscapes): with `seed`, its noise comes from generators seeded with it, and
         the agent's own random streams are left untouched."""
-        batch, single = _by_seed(batch)
+        batch, single = by_seed(batch)
         gens = None
         if seed is not None:
             gens = [torch.Generator(g.device).manual_seed(seed + i)
@@ -220,7 +217,7 @@ class Agent(nn.Module, abc.ABC):
         """|TD error| per transition, max over the critics, with the agent's current settings
         and every network in eval mode (BatchNorm on its running statistics): what an Ape-X
         collector uses as initial priority, and what a loss landscape holds fixed."""
-        batch, single = _by_seed(batch)
+        batch, single = by_seed(batch)
         with eval_mode(self):
             noise = self.draw_noise(batch.obs.shape[1])
             target = self.td_target(batch, self.features.state(batch.next_obs), noise)
@@ -251,10 +248,12 @@ class Agent(nn.Module, abc.ABC):
         return True
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One learning step on a batch: noise drawn, the (compiled) update run, counter."""
-        batch, single = _by_seed(batch)
+        """One update on a given batch: noise drawn, `_update` run, counter advanced. (The
+        trainer runs the whole learning step, sampling included: learner.LearnStep.)"""
+        batch, single = by_seed(batch)
         noise = self.draw_noise(batch.obs.shape[1])
-        metrics = self._step(batch, noise, self.actor_step_due())
+        with torch.no_grad():
+            metrics = self._update(batch, noise, self.actor_step_due())
         self.n_updates += 1
         return {k: v[0] for k, v in metrics.items()} if single else metrics
 
@@ -306,7 +305,7 @@ def _float_buffers(module: nn.Module) -> list[torch.Tensor]:
     return [b for b in module.buffers() if b.is_floating_point()]
 
 
-def _by_seed(batch: Batch) -> tuple[Batch, bool]:
+def by_seed(batch: Batch) -> tuple[Batch, bool]:
     """A single-seed batch (`obs [B, obs_dim]`) as K = 1."""
     if batch.obs.dim() == 3:
         return batch, False
@@ -339,12 +338,3 @@ class eval_mode:  # noqa: N801 - used as a context manager, like torch.no_grad
     def __exit__(self, *exc: object) -> None:
         for m, training in self.modes:
             m.training = training
-
-
-def compile_step(fn: Callable[..., Any], device: torch.device) -> Callable[..., Any]:
-    """torch.compile of a whole learning step as one graph. On CPU, inductor's C++ wrapper
-    removes the Python call of every kernel (measured faster, benchmarks/README.md); on CUDA
-    the graph is captured as a CUDA graph ("reduce-overhead")."""
-    if device.type == "cuda":
-        return torch.compile(fn, fullgraph=True, dynamic=False, mode="reduce-overhead")
-    return torch.compile(fn, fullgraph=True, dynamic=False, options={"cpp_wrapper": True})
