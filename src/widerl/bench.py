@@ -34,6 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from widerl.agents import make_agent
 from widerl.agents.base import Agent
 from widerl.config import resolve
+from widerl.learner import LearnStep
 from widerl.nets.ensemble import EnsembleLinear
 from widerl.replay import ReplayBuffer
 
@@ -83,28 +84,28 @@ def _random_transitions(n: int, obs_dim: int, act_dim: int, seed: int) -> dict[s
 
 
 # --- ours ---------------------------------------------------------------------------------
-def _time_ours(
-    agent: Agent, replay: ReplayBuffer, batch_size: int, n: int, sync: Callable[[], None]
-) -> float:
-    """Updates per second over ``n`` updates, sampling included (it is part of every step)."""
+def _time_ours(step: LearnStep, n: int, sync: Callable[[], None]) -> float:
+    """Learning steps per second over ``n`` steps: what `widerl train` runs per update
+    (sampling, the feature learner's update, the agent's update, priorities)."""
     sync()
     t0 = time.perf_counter()
-    for _ in range(n):
-        agent.update(replay.sample(batch_size))
+    for i in range(n):
+        step(i, n)
     sync()
     return n / (time.perf_counter() - t0)
 
 
 def update_flops(agent: Agent, replay: ReplayBuffer, batch_size: int, n_updates: int = 1) -> float:
-    """Matmul FLOPs of one ``agent.update``, averaged over ``n_updates`` consecutive updates.
+    """Matmul FLOPs of one learning step, averaged over ``n_updates`` consecutive steps (run
+    eagerly: the counter sees eager ops; a compiled step runs the same products or fewer).
 
     TD3 runs its actor step only every ``policy_delay`` updates, so one update alone would count
     either with or without it; averaging over a full delay cycle gives the per-update mean.
     """
-    batches = [replay.sample(batch_size) for _ in range(n_updates)]
+    step = LearnStep(replay, agent.features, agent, batch_size)
     with FlopCounterMode(display=False) as counter:
-        for batch in batches:
-            agent.update(batch)
+        for i in range(n_updates):
+            step(i, n_updates)
     return counter.get_total_flops() / n_updates
 
 
@@ -291,6 +292,9 @@ def run_bench(
     seed: int = 0,
     threads: int | None = None,
     peak_square: int = PEAK_SQUARE,
+    compiled: bool = False,
+    preset: str | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Measure update throughput (ours and SB3's), FLOPs per update and the matmul peak.
 
@@ -301,6 +305,8 @@ def run_bench(
     ``threads`` sets torch's intra-op thread count for the whole run (both sides and the peak
     share one process, so they share it) and restores it afterwards; None keeps torch's setting.
     ``peak_square`` is the side of the square matmul among the peak shapes (tests shrink it).
+    ``preset`` and ``settings`` (Config fields, e.g. OFENet's) shape our side beyond the
+    network size; ``compiled`` times the torch.compile'd learning step (after its compilation).
     """
     if updates < 1 or rounds < 1 or warmup_updates < 0 or fill < 1:
         raise ValueError(
@@ -322,13 +328,17 @@ def run_bench(
                 "arch": arch,
                 "batch_size": batch_size,
                 "seed": seed,
-            }
+                **(settings or {}),
+            },
+            preset,
         )
+        units, layers = cfg.units, cfg.layers  # a preset may set them; the peer follows
         data = _random_transitions(fill, obs_dim, act_dim, seed)
 
         agent = make_agent(cfg, obs_dim, act_dim, dev)
         replay = ReplayBuffer(obs_dim, act_dim, fill, dev, seed=seed)
         replay.add(data["obs"], data["act"], data["rew"], data["next_obs"], data["term"])
+        step = LearnStep(replay, agent.features, agent, batch_size, compiled=compiled)
         model = (
             _make_peer(algo, units, layers, obs_dim, act_dim, batch_size, dev, data, seed)
             if peer
@@ -340,7 +350,7 @@ def run_bench(
 
         # Burn-in: first calls allocate optimizer state and warm allocators and BLAS code paths.
         if warmup_updates:
-            _time_ours(agent, replay, batch_size, warmup_updates, sync)
+            _time_ours(step, warmup_updates, sync)
             if model is not None:
                 _time_peer(model, batch_size, warmup_updates, sync)
 
@@ -351,9 +361,9 @@ def run_bench(
             # (possibly cache- or frequency-affecting) burst.
             if model is not None and r % 2 == 1:
                 peer_rounds.append(_time_peer(model, batch_size, updates, sync))
-                ours_rounds.append(_time_ours(agent, replay, batch_size, updates, sync))
+                ours_rounds.append(_time_ours(step, updates, sync))
             else:
-                ours_rounds.append(_time_ours(agent, replay, batch_size, updates, sync))
+                ours_rounds.append(_time_ours(step, updates, sync))
                 if model is not None:
                     peer_rounds.append(_time_peer(model, batch_size, updates, sync))
 
@@ -367,10 +377,13 @@ def run_bench(
         achieved = flops * ours
 
         result: dict[str, Any] = {
-            "algo": algo,
-            "arch": arch,
+            "algo": cfg.algo,
+            "arch": cfg.arch,
             "units": units,
             "layers": layers,
+            "preset": preset,
+            "ofenet_units": cfg.ofenet_units,
+            "compiled": compiled,
             "obs_dim": obs_dim,
             "act_dim": act_dim,
             "batch_size": batch_size,
@@ -411,9 +424,11 @@ def format_bench(result: dict[str, Any]) -> str:
         # Three significant digits read well from 2 updates/s (2048 units) to 2000 (tiny nets).
         return ", ".join(f"{x:.3g}" for x in xs) if xs else ""
 
+    ofenet = f" + OFENet {r['ofenet_units']}" if r.get("ofenet_units") else ""
     lines = [
-        f"{r['algo']} {r['arch']} {r['units']}x{r['layers']}  obs {r['obs_dim']} act "
+        f"{r['algo']} {r['arch']} {r['units']}x{r['layers']}{ofenet}  obs {r['obs_dim']} act "
         f"{r['act_dim']}  batch {r['batch_size']}  {r['device']} ({r['torch_threads']} threads)  "
+        f"{'compiled' if r.get('compiled') else 'eager'}  "
         f"{r['rounds']} rounds x {r['updates']} updates",
         f"  {'widerl updates/s':<22}{r['ours_updates_per_s']:>12.1f}   "
         f"rounds: {rounds(r['ours_per_round'])}",
