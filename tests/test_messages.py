@@ -12,7 +12,7 @@ import click
 import pytest
 import torch
 
-from widerl.cli import app, bench_cmd, main, train_cmd
+from widerl.cli import bench_cmd, main, train_cmd
 from widerl.config import Config, default_out
 
 TINY = ["--units", "16", "--batch-size", "16", "--eval-episodes", "1", "--no-progress"]
@@ -279,7 +279,3 @@ def test_learning_curve_legend_stays_off_the_curve_and_the_std_shows(
     # A std too small for the band to show at this scale still gets its caps.
     caps = [c for c in ax.containers if hasattr(c, "has_yerr") and c.has_yerr]
     assert caps and len(caps[0].lines[1][0].get_xdata()) == len(mean)
-
-
-def test_app_lists_every_command() -> None:
-    assert set(app.commands) >= {"train", "eval", "landscape", "report", "experiment", "bench"}

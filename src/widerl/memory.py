@@ -121,6 +121,8 @@ def _round_down(n: float) -> int:
 
 def check_memory(cfg: Config, obs_dim: int, act_dim: int, device: torch.device) -> None:
     """Raise ConfigError naming the figure a run would need when it does not fit."""
+    if device.type == "cuda" and device.index is None:  # "cuda" means the current one
+        device = torch.device("cuda", torch.cuda.current_device())
     parts = run_parts(cfg, obs_dim, act_dim)
     pools = [("host", False, host_available())]
     if device.type != "cpu":

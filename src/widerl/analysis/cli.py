@@ -63,20 +63,19 @@ def landscape_cmd(
         raise ConfigError(
             f"{str(out)!r} already holds {', '.join(existing)}; use --force to replace them"
         )
-    from widerl.paths import check_writable
-
-    check_writable(out, "--out")  # now, not after the grid has been computed
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from widerl.analysis.critic_landscape import critic_landscape
     from widerl.analysis.run import load_run, stored_transitions
+    from widerl.paths import check_writable
     from widerl.train import resolve_device
 
     dev = resolve_device(device)
     cfg, agent, state = load_run(run_dir, dev, "widerl landscape RUN_DIR")
     batch = stored_transitions(state, run_dir, seed, dev)
+    check_writable(out, "--out")  # now, not after the grid has been computed
     progress = Progress(
         "[bold]loss landscape",
         BarColumn(),
