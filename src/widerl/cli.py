@@ -44,7 +44,7 @@ def config_options(only: tuple[str, ...] | None = None) -> Callable:
                 typ = click.IntRange(min=1)
             elif f.metadata.get("nonneg"):
                 typ = click.IntRange(min=0)
-            default = f.default if f.default != "" else "see help"
+            default = f.metadata.get("default_text", f.default)
             fn = click.option(
                 decl,
                 f.name,
@@ -98,9 +98,10 @@ def train_cmd(preset: str | None, resume: Path | None, force: bool, **kwargs: An
     """Train SAC or TD3. --steps counts gradient updates. The run folder (--out) gets
     config.json, metrics.csv, tb/, checkpoint.pt and learning_curve.png."""
     from widerl.checkpoint import load_checkpoint
-    from widerl.envs import check_env_id
+    from widerl.paths import check_writable
+    from widerl.preflight import preflight
     from widerl.rundir import load_config, merge_resume, prepare_new
-    from widerl.train import Trainer, resolve_device
+    from widerl.train import Trainer
 
     given = _given(kwargs)
     ckpt = None
@@ -110,21 +111,20 @@ def train_cmd(preset: str | None, resume: Path | None, force: bool, **kwargs: An
                 "--preset cannot be combined with --resume (the run keeps its stored config)"
             )
         run_dir = resume
-        if not run_dir.is_dir():
-            raise ConfigError(f"--resume {str(run_dir)!r} is not a folder")
-        stored = load_config(run_dir)
+        stored = load_config(run_dir, "--resume")
+        cfg = merge_resume(stored, given, run_dir)
+        preflight(cfg)  # before the checkpoint takes its share of the memory
         ckpt = load_checkpoint(run_dir)
         if ckpt.get("env") != stored.env:
             raise ConfigError(
                 f"checkpoint in {str(run_dir)!r} is for env {ckpt.get('env')!r}, "
                 f"but its config.json says {stored.env!r}"
             )
-        _refuse_unreachable_ray(given.get("ray_address", stored.ray_address))  # before writing
-        cfg = merge_resume(stored, given, run_dir)
+        _refuse_unreachable_ray(cfg.ray_address)  # before writing
+        check_writable(run_dir, "--resume")
     else:
         cfg = resolve(given, preset)
-        check_env_id(cfg.env)
-        resolve_device(cfg.device)
+        preflight(cfg)  # env sizes, threads, device, memory: before the folder is touched
         run_dir = Path(cfg.out) if cfg.out else default_out(cfg)
         cfg.out = str(run_dir)
         _refuse_unreachable_ray(cfg.ray_address)  # before the run folder is touched
@@ -177,6 +177,9 @@ def eval_cmd(run_dir: Path, episodes: int, seed: int, video: Path | None, device
     if video is not None:
         import os
 
+        from widerl.paths import check_writable
+
+        check_writable(video.parent, "--video")  # before the episodes run
         # Headless machines have no window system; EGL renders MuJoCo offscreen.
         os.environ.setdefault("MUJOCO_GL", "egl")
     returns = evaluate_run(run_dir, episodes, seed, video, device)
@@ -218,7 +221,13 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
 
 
 @app.command("bench")
-@click.option("--algo", type=click.Choice(ALGOS), default="sac", show_default=True)
+@click.option(
+    "--algo",
+    type=click.Choice(ALGOS),
+    default="sac",
+    show_default=True,
+    help="Algorithm whose update is timed (SB3's same algorithm on the peer side).",
+)
 @click.option(
     "--units",
     type=click.IntRange(min=1),
@@ -251,7 +260,13 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
 @click.option(
     "--act-dim", type=click.IntRange(min=1), default=None, help="Action size (overrides --env)."
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Minibatch size of each timed update (both sides).",
+)
 @click.option(
     "--updates",
     type=click.IntRange(min=1),
@@ -272,7 +287,13 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
     show_default=True,
     help="Also time Stable-Baselines3 in the same run.",
 )
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default="cpu",
+    show_default=True,
+    help="Torch device of networks and replay, for both sides.",
+)
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
@@ -386,12 +407,19 @@ from widerl.experiments.experiment_cli import experiment_cmd  # noqa: E402
 app.add_command(experiment_cmd)
 
 
+# click >= 8.2 raises this for a group called without a command (8.1 prints help and exits 0).
+_NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and exit status 2."""
     try:
         rv = app.main(args=argv, prog_name="widerl", standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code
+    except _NO_ARGS as e:  # bare `widerl`: the whole help, as written, and a usage error's 2
+        print(e.ctx.get_help(), file=sys.stderr)
+        return 2
     except click.ClickException as e:  # usage errors, bad values, unknown options
         print(f"widerl: error: {e.format_message()}".replace("\n", " "), file=sys.stderr)
         return 2

@@ -35,6 +35,31 @@ BASE_COLUMNS = [
 # Columns that depend on the clock; everything else is reproducible from the seed.
 TIMING_COLUMNS = ("wall_time", "updates_per_s", "env_steps_per_s")
 
+# TensorBoard tags, grouped as SB3 and CleanRL users expect: eval/ (deterministic policy),
+# train/ (the learning run), losses/, charts/ (speed), replay/, collector/ (Ape-X; the trainer
+# adds collector/<i>/return). Columns not named here: losses/ if a loss, else train/.
+TB_TAGS = {
+    "eval_return_mean": "eval/return_mean",
+    "eval_return_std": "eval/return_std",
+    "train_return_mean": "train/episode_return",
+    "episodes": "train/episodes",
+    "env_step": "train/env_step",
+    "wall_time": "charts/wall_time",
+    "updates_per_s": "charts/updates_per_s",
+    "env_steps_per_s": "charts/env_steps_per_s",
+    "replay_size": "replay/size",
+    "weight_age": "replay/weight_age",
+    "sync_lag": "collector/sync_lag",
+    "restarts": "collector/restarts",
+}
+
+
+def tb_tag(column: str) -> str:
+    """The TensorBoard tag of a metrics.csv column (the CSV keeps its flat names)."""
+    if column in TB_TAGS:
+        return TB_TAGS[column]
+    return f"losses/{column}" if "loss" in column else f"train/{column}"
+
 
 class MetricMeans:
     """Running sums of an update's metric tensors, kept on the device."""
@@ -100,7 +125,7 @@ class RunLogger:
         step = int(row["grad_step"])  # type: ignore[arg-type]
         for k, v in row.items():
             if k != "grad_step" and isinstance(v, (int, float)) and not math.isnan(v):
-                self.tb.add_scalar(k, v, step)
+                self.tb.add_scalar(tb_tag(k), v, step)
         self.tb.flush()
 
     def close(self) -> None:

@@ -7,8 +7,9 @@ import shutil
 from pathlib import Path
 
 from widerl.checkpoint import CHECKPOINT
-from widerl.config import Config, ConfigError, from_dict
+from widerl.config import Config, ConfigError, from_dict, validate
 from widerl.logger import METRICS
+from widerl.paths import check_writable, os_message
 
 CONFIG = "config.json"
 # Everything a run writes; --force removes exactly these and nothing else.
@@ -22,20 +23,22 @@ def holds_run(path: Path) -> bool:
 def prepare_new(cfg: Config, out: Path, force: bool) -> Path:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} exists and is not a folder")
-    if out.is_dir() and holds_run(out):
-        if not force:
-            raise ConfigError(
-                f"--out {str(out)!r} already holds a run; use --resume {out} to continue it "
-                "or --force to replace it"
-            )
-        for name in RUN_FILES:
+    if out.is_dir() and holds_run(out) and not force:
+        raise ConfigError(
+            f"--out {str(out)!r} already holds a run; use --resume {out} to continue it "
+            "or --force to replace it"
+        )
+    check_writable(out, "--out")  # before --force removes anything
+    try:
+        for name in RUN_FILES if force else ():
             p = out / name
             if p.is_dir():
                 shutil.rmtree(p)
             elif p.exists():
                 p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    write_config(out, cfg)
+        write_config(out, cfg)
+    except OSError as e:
+        raise ConfigError(os_message("--out", out, e)) from None
     return out
 
 
@@ -47,10 +50,14 @@ def write_config(run_dir: Path, cfg: Config, dims: dict[str, int] | None = None)
     (run_dir / CONFIG).write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
 
 
-def load_config(run_dir: Path) -> Config:
+def load_config(run_dir: Path, arg: str = "--resume") -> Config:
+    """The run's config.json; `arg` names where the folder came from in messages (the flag or
+    argument the user typed, e.g. `--resume` or `widerl eval RUN_DIR`)."""
     path = run_dir / CONFIG
+    if not run_dir.is_dir():
+        raise ConfigError(f"{arg} {str(run_dir)!r} is not a folder")
     if not path.is_file():
-        raise ConfigError(f"--resume {str(run_dir)!r} holds no run (no {CONFIG})")
+        raise ConfigError(f"{arg} {str(run_dir)!r} holds no run (no {CONFIG})")
     try:
         return from_dict(json.loads(path.read_text()))
     except (json.JSONDecodeError, TypeError) as e:
@@ -63,7 +70,8 @@ RESUMABLE_OVERRIDES = ("steps", "device", "progress", "threads", "ray_address")
 
 def merge_resume(stored: Config, overrides: dict, run_dir: Path) -> Config:
     """The stored config with the few allowed overrides; any other differing flag is an error
-    (e.g. resuming a Hopper run with --env Walker2d-v5)."""
+    (e.g. resuming a Hopper run with --env Walker2d-v5). Validated, not written: the Trainer
+    rewrites config.json once every check has passed."""
     values = json.loads(stored.to_json())
     for key, value in overrides.items():
         if key in RESUMABLE_OVERRIDES:
@@ -76,5 +84,5 @@ def merge_resume(stored: Config, overrides: dict, run_dir: Path) -> Config:
                 f"{', '.join('--' + k.replace('_', '-') for k in RESUMABLE_OVERRIDES)} may change"
             )
     cfg = from_dict(values)
-    write_config(run_dir, cfg)
+    validate(cfg)
     return cfg

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from widerl.config import Config
+from widerl.checkpoint import check_fits
+from widerl.config import Config, ConfigError
 from widerl.nets import manual
 from widerl.nets.blocks import Body
 from widerl.nets.features import RawFeatures, make_features
@@ -333,7 +334,16 @@ class Agent(nn.Module, abc.ABC):
             "n_updates": self.n_updates,
         }
 
-    def load_checkpoint_state(self, state: dict) -> None:
+    def load_checkpoint_state(self, state: dict, where: str = "the checkpoint") -> None:
+        """Restore `checkpoint_state()`; ConfigError (one line, naming the first tensor that
+        differs) when it was written by networks other than these."""
+        check_fits(self.state_dict(), state["modules"], where)
+        missing = [k for k in self.all_optimizers() if k not in state["optimizers"]]
+        if missing:
+            raise ConfigError(
+                f"{where} does not fit its config.json: it has no state for the {missing[0]} "
+                "optimizer; the config and the checkpoint do not belong together"
+            )
         self.load_state_dict(state["modules"])
         for k, opt in self.all_optimizers().items():
             opt.load_state_dict(state["optimizers"][k])
