@@ -67,10 +67,11 @@ class MetricMeans:
 
     @torch.no_grad()
     def add(self, metrics: dict[str, torch.Tensor]) -> None:
-        values = torch.stack([metrics[n] for n in self.names]).to(torch.float64)
+        values = torch.stack([metrics[n] for n in self.names])
         if self.sums is None:
-            self.sums, self.finite = values, torch.isfinite(values).long()
-        else:
+            self.sums = values.to(torch.float64)
+            self.finite = torch.isfinite(values).long()
+        else:  # float64 += float32 in place: no separate conversion op
             self.sums.add_(values)
             self.finite.add_(torch.isfinite(self.sums))
         self.count += 1
