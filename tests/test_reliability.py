@@ -212,6 +212,26 @@ def test_a_folder_with_only_config_json_resumes_from_scratch(
     assert rows(out) == reference
 
 
+def test_a_kill_while_config_json_is_written_leaves_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from widerl.rundir import load_config, write_config
+
+    cfg = resolve({"env": "Pendulum-v1", "units": 16})
+    write_config(tmp_path, cfg)
+
+    def torn(self: Path, text: str, *a: object, **k: object) -> None:
+        with self.open("w") as f:
+            f.write(text[:10])
+        raise SystemExit(-9)  # the process dies half-way through the write
+
+    with monkeypatch.context() as m:
+        m.setattr(Path, "write_text", torn)
+        with pytest.raises(SystemExit):
+            write_config(tmp_path, resolve({"env": "Pendulum-v1", "units": 32}))
+    assert load_config(tmp_path).units == 16
+
+
 # --- divergence --------------------------------------------------------------------------------
 def _finite_checkpoint(out: Path) -> dict:
     state = torch.load(out / "checkpoint.pt", weights_only=True)

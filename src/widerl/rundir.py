@@ -20,8 +20,8 @@ LOCK = "run.lock"  # holds the pid of the run using the folder; flock'ed while i
 # Everything a run writes; --force removes exactly these and nothing else. The lock file is
 # not among them: removing it while locked would let a second run lock a new file.
 RUN_FILES = (CONFIG, METRICS, CHECKPOINT, "learning_curve.png", "tb", DIVERGED)
-# Temporary files of writes a kill interrupted (checkpoint.save_atomic, RunLogger).
-_TEMP_GLOBS = (f".{CHECKPOINT}.*.tmp", f"{METRICS}.tmp")
+# Temporary files of writes a kill interrupted (checkpoint.save_atomic, RunLogger, _write).
+_TEMP_GLOBS = (f".{CHECKPOINT}.*.tmp", *(f"{n}.tmp" for n in (METRICS, CONFIG, DIVERGED)))
 
 
 def holds_run(path: Path) -> bool:
@@ -70,7 +70,10 @@ class RunLock:
 
 
 def _remove(run_dir: Path, names: tuple[str, ...]) -> None:
-    for name in names:
+    # The checkpoint first and the config last: a kill part-way leaves a folder that
+    # `--resume` starts again from its config (no checkpoint: nothing learned).
+    order = {CHECKPOINT: 0, CONFIG: 2}
+    for name in sorted(names, key=lambda n: order.get(n, 1)):
         p = run_dir / name
         if p.is_dir():
             shutil.rmtree(p)
@@ -116,7 +119,7 @@ def prepare_new(cfg: Config, out: Path, force: bool) -> Path:
 
 
 def write_divergence(run_dir: Path, record: dict) -> None:
-    (Path(run_dir) / DIVERGED).write_text(json.dumps(record, sort_keys=True) + "\n")
+    _write(Path(run_dir) / DIVERGED, json.dumps(record, sort_keys=True) + "\n")
 
 
 def read_divergence(run_dir: Path) -> dict | None:
@@ -135,7 +138,14 @@ def write_config(run_dir: Path, cfg: Config, dims: dict[str, int] | None = None)
     values = json.loads(cfg.to_json())
     if dims:
         values["dims"] = dims
-    (run_dir / CONFIG).write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+    _write(run_dir / CONFIG, json.dumps(values, indent=2, sort_keys=True) + "\n")
+
+
+def _write(path: Path, text: str) -> None:
+    """Write-and-rename, so that a kill mid-write never leaves a torn file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def load_config(run_dir: Path) -> Config:

@@ -204,9 +204,10 @@ class Trainer:
         c = self.cfg
         self.check_finite(self.means.read())
         inline = self.inline.state_dict() if self.inline else None
-        lost = inline is not None and (None in (inline["envs"] or [None]))
-        if c.checkpoint_replay and lost and not self._warned_capture:
-            self._warn_capture()
+        if c.checkpoint_replay and inline is not None and not self._warned_capture:
+            envs = inline["envs"]
+            if envs is None or any(e is None for e in envs):
+                self._warn_capture()
         state = {
             "format": FORMAT_VERSION,
             "env": c.env,
