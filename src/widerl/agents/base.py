@@ -8,9 +8,10 @@ detached 0-dim tensors; the caller decides when to read them (only when logging)
 from __future__ import annotations
 
 import abc
+import contextlib
 import copy
 import inspect
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -106,6 +107,20 @@ def _shared_steps(opt: torch.optim.Adam, states: list[dict]) -> list[torch.Tenso
     return steps
 
 
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Every submodule in eval mode (BatchNorm uses its running statistics, so the output for
+    a sample does not depend on the rest of the batch and running statistics stay as they
+    are); each module's own flag is restored."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
 def minimum_backward(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Shares of d min(a, b) going to a and to b: 1/0, 0/1, or 1/2 each on a tie, as autograd
     splits the gradient of torch.minimum."""
@@ -151,6 +166,11 @@ class Agent(nn.Module, abc.ABC):
         self.to(device)
         self.critic_params = list(self.critics.parameters())
         self._critic_target_params = list(self.critics_target.parameters())
+        # BatchNorm running statistics: the targets take the online ones at each target
+        # update (as Stable-Baselines3 copies them), so eval-mode targets (loss landscapes)
+        # normalise as the online critics do. Empty without BatchNorm.
+        self._critic_stats = float_buffers(self.critics)
+        self._critic_target_stats = float_buffers(self.critics_target)
         self.critic_opt = make_adam(self.critic_params, cfg.lr, device)
         self._build_optimizers()
         # The hand-written update (nets/manual.py) covers plain MLPs on raw features; anything
@@ -181,13 +201,10 @@ class Agent(nn.Module, abc.ABC):
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         """Actions in [-1, 1] for a batch of raw observations (BatchNorm in eval mode)."""
-        if self._has_bn:
-            self.eval()
-        try:
+        if not self._has_bn:
             return self._act(self.features.state(obs), deterministic)
-        finally:
-            if self._has_bn:
-                self.train()
+        with eval_mode(self):
+            return self._act(self.features.state(obs), deterministic)
 
     @abc.abstractmethod
     def _act(self, z_s: torch.Tensor, deterministic: bool) -> torch.Tensor:
@@ -280,11 +297,14 @@ class Agent(nn.Module, abc.ABC):
     @torch.no_grad()
     def td_abs(self, batch: Batch) -> torch.Tensor:
         """|TD error| per transition, max over the twin critics: what the learner writes back
-        as priority, and what an Ape-X collector uses as initial priority."""
-        target = self.current_td_target(batch)
-        z_sa = self.features.state_action(self.features.state(batch.obs), batch.act)
-        q1, q2 = (c(z_sa) for c in self.critics)
-        return torch.maximum((q1 - target).abs(), (q2 - target).abs())
+        as priority, and what an Ape-X collector uses as initial priority. BatchNorm in eval
+        mode: priorities of one chunk must not depend on the rest of it, nor move the running
+        statistics of the networks (modes restored after)."""
+        with eval_mode(self):
+            target = self.current_td_target(batch)
+            z_sa = self.features.state_action(self.features.state(batch.obs), batch.act)
+            q1, q2 = (c(z_sa) for c in self.critics)
+            return torch.maximum((q1 - target).abs(), (q2 - target).abs())
 
     def min_q(self, critics: nn.ModuleList, z_sa: torch.Tensor) -> torch.Tensor:
         return torch.minimum(critics[0](z_sa), critics[1](z_sa))
@@ -302,6 +322,13 @@ class Agent(nn.Module, abc.ABC):
         no_grad: otherwise autograd records each in-place lerp from parameters that require
         grad, and every target tensor grows an ever longer history of them."""
         torch._foreach_lerp_(target, online, tau)
+
+    @staticmethod
+    @torch.no_grad()
+    def copy_stats(target: list[torch.Tensor], online: list[torch.Tensor]) -> None:
+        """BatchNorm running statistics into a target copy (no-op without BatchNorm)."""
+        if target:
+            torch._foreach_copy_(target, online)
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One learning step on a batch; returns detached metric tensors and `td_abs`."""
@@ -325,6 +352,13 @@ class Agent(nn.Module, abc.ABC):
         """The agent's optimizers and those of its features (OFENet's own Adam)."""
         return {**self.optimizers(), **self.features.optimizers()}
 
+    def _extra_state(self) -> dict:
+        """Training state outside modules and optimizers (TD3: the last actor loss)."""
+        return {}
+
+    def _load_extra_state(self, state: dict) -> None:
+        pass
+
     def checkpoint_state(self) -> dict:
         """Everything trained: networks, targets, features (OFENet and its target copy),
         BatchNorm statistics, optimizers and the update counter."""
@@ -332,6 +366,7 @@ class Agent(nn.Module, abc.ABC):
             "modules": self.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.all_optimizers().items()},
             "n_updates": self.n_updates,
+            "extra": self._extra_state(),
         }
 
     def load_checkpoint_state(self, state: dict, where: str = "the checkpoint") -> None:
@@ -348,3 +383,8 @@ class Agent(nn.Module, abc.ABC):
         for k, opt in self.all_optimizers().items():
             opt.load_state_dict(state["optimizers"][k])
         self.n_updates = int(state["n_updates"])
+        self._load_extra_state(state.get("extra", {}))
+
+
+def float_buffers(module: nn.Module) -> list[torch.Tensor]:
+    return [b for b in module.buffers() if b.is_floating_point()]

@@ -69,6 +69,7 @@ class SAC(Agent):
         metrics, logp = step(batch)
         self._alpha_step(logp, metrics)
         self.soft_update(self._critic_target_params, self.critic_params, self.cfg.tau)
+        self.copy_stats(self._critic_target_stats, self._critic_stats)
         self.n_updates += 1
         return metrics
 

@@ -8,7 +8,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from widerl.agents.base import Agent, adam_step, make_adam
+from widerl.agents.base import Agent, adam_step, float_buffers, make_adam
 from widerl.nets import manual
 from widerl.nets.heads import DeterministicActor
 from widerl.replay import Batch
@@ -26,6 +26,8 @@ class TD3(Agent):
         # Targets of actor and critics move together, every `policy_delay` updates.
         self._target_params = self._critic_target_params + list(self.actor_target.parameters())
         self._online_params = self.critic_params + self.actor_params
+        self._target_stats = self._critic_target_stats + float_buffers(self.actor_target)
+        self._online_stats = self._critic_stats + float_buffers(self.actor)
         self._last_actor_loss = torch.zeros((), device=self.device)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -71,6 +73,7 @@ class TD3(Agent):
             step = self._fast_actor_step if self.fast_path else self._autograd_actor_step
             self._last_actor_loss = step(z_s)
             self.soft_update(self._target_params, self._online_params, c.tau)
+            self.copy_stats(self._target_stats, self._online_stats)
         metrics["actor_loss"] = self._last_actor_loss
         return metrics
 
@@ -81,6 +84,15 @@ class TD3(Agent):
         adam_step(self.actor_opt, list(torch.autograd.grad(actor_loss, self.actor_params)))
         self.freeze_critics(False)
         return actor_loss.detach()
+
+    def _extra_state(self) -> dict:
+        # Reported by the updates between two delayed actor steps; a resumed run's first
+        # rows need it.
+        return {"last_actor_loss": self._last_actor_loss.detach().cpu()}
+
+    def _load_extra_state(self, state: dict) -> None:
+        if "last_actor_loss" in state:
+            self._last_actor_loss = state["last_actor_loss"].to(self.device)
 
     def _actor_forward(
         self, actor: DeterministicActor, z_s: torch.Tensor

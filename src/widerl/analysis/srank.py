@@ -7,13 +7,11 @@ sorted in decreasing order; delta = 0.01 as in the paper.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
-from torch import nn
 
-from widerl.agents.base import Agent
+from widerl.agents.base import Agent, eval_mode
+
+__all__ = ["critic_penultimate_features", "critic_srank", "eval_mode", "srank"]
 
 
 def srank(features: torch.Tensor, delta: float = 0.01) -> int:
@@ -40,19 +38,6 @@ def srank(features: torch.Tensor, delta: float = 0.01) -> int:
     # The last ratio is exactly 1, so some k always qualifies.
     reached = (cumulative / total) >= 1.0 - delta
     return int(torch.nonzero(reached)[0, 0].item()) + 1
-
-
-@contextmanager
-def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
-    """Every submodule in eval mode (BatchNorm uses its running statistics, so the features of
-    a sample do not depend on the rest of the batch); each module's own flag is restored."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield module
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def critic_penultimate_features(agent: Agent, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
