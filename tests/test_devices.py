@@ -143,3 +143,22 @@ def test_bench_runs_on_cuda() -> None:
     )
     assert res["ours_updates_per_s"] > 0 and res["peer_updates_per_s"] > 0
     assert res["peak_flops_fraction"] > 0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_replay_beyond_the_devices_memory_is_refused(device: str, tmp_path: Path, capsys):
+    """The memory check compares what lives on the device with its free memory (the GPU's on
+    CUDA), before anything is allocated or the run folder exists."""
+    from widerl import memory
+
+    dev = torch.device(device, 0) if device == "cuda" else torch.device(device)
+    free = memory.device_available(dev) if device == "cuda" else memory.host_available()
+    assert free and free > 0
+    capacity = 2 * free // 33  # Pendulum-v1: 33 bytes a transition in the replay
+    out = tmp_path / "run"
+    argv = ["train", "--env", "Pendulum-v1", "--device", device, "--out", str(out)]
+    assert main([*argv, "--buffer-size", str(capacity)]) == 2
+    err = capsys.readouterr().err
+    where = "cuda:0 has" if device == "cuda" else "this machine has"
+    assert f"--buffer-size {capacity} needs" in err and where in err, err
+    assert not out.exists()

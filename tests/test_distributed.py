@@ -141,7 +141,8 @@ def test_two_collectors_fill_the_replay_and_survive_a_crash(
     # The same metric schema as the single-process path.
     inline = tmp_path / "inline"
     inline.mkdir()
-    Trainer(resolve({**TINY, "steps": 20, "prioritized": True}), inline).run()
+    # (an explicit --eval-every may not exceed --steps; 20 evaluates at 0 and 20 as 100 did)
+    Trainer(resolve({**TINY, "steps": 20, "eval_every": 20, "prioritized": True}), inline).run()
     assert header(run) == header(inline)
 
 
@@ -253,7 +254,7 @@ def test_joins_a_cluster_started_with_ray_start(
         out = tmp_path / "joined"
         flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items() if k != "progress"]
         cmd = train_cmd(out, *flags, "--no-progress", "--actors=1", "--envs-per-actor=2")
-        cmd += ["--steps=60", f"--ray-address=127.0.0.1:{port}"]
+        cmd += ["--steps=60", "--eval-every=60", f"--ray-address=127.0.0.1:{port}"]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
         assert done.returncode == 0, done.stderr
         assert int(rows(out)[-1]["grad_step"]) == 60

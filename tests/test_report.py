@@ -340,3 +340,32 @@ def test_same_configuration_and_seed_twice_is_an_error(tmp_path: Path, capsys) -
     assert "same configuration and seed 0" in err
     with pytest.raises(ConfigError):
         load_groups([tmp_path])
+
+
+def test_iqm_needs_several_runs(tmp_path: Path) -> None:
+    """One run drew an IQM of 1.000 [1.000, 1.000]: below 4 runs of a configuration (or with a
+    single seed in an env) the page says why there is no IQM and draws no figure."""
+    write_run(tmp_path / "one" / "s0", [1.0, 5.0], env="Hopper-v5")
+    write_report([tmp_path / "one"], tmp_path / "r1", force=False, reps=100)
+    page = (tmp_path / "r1" / "report.md").read_text()
+    iqm = page.split("## IQM across envs", 1)[1].split("\n## ", 1)[0]
+    assert "An IQM needs at least 4 runs" in iqm and "at least 2 seeds in every env" in iqm
+    assert "- algo=sac: 1 run(s); fewest seeds in one env: 1" in iqm
+    assert "No configuration has enough runs for one." in iqm
+    assert "1.000" not in iqm and not (tmp_path / "r1" / "iqm.png").exists()
+
+    # 4 envs x 1 seed: 4 runs, but a stratified bootstrap of one run per env is a point.
+    for env in ("Hopper-v5", "Walker2d-v5", "Ant-v5", "Humanoid-v5"):
+        write_run(tmp_path / "four" / env, [1.0, 5.0], env=env)
+    write_report([tmp_path / "four"], tmp_path / "r4", force=False, reps=100)
+    iqm = (tmp_path / "r4" / "report.md").read_text().split("## IQM across envs", 1)[1]
+    assert "- algo=sac: 4 run(s); fewest seeds in one env: 1" in iqm
+
+    # 2 seeds in each of 2 envs: enough.
+    for env in ("Hopper-v5", "Walker2d-v5"):
+        for seed in range(2):
+            write_run(tmp_path / "ok" / env / f"s{seed}", [1.0, 5.0 + seed], env=env, seed=seed)
+    write_report([tmp_path / "ok"], tmp_path / "ok-r", force=False, reps=100)
+    iqm = (tmp_path / "ok-r" / "report.md").read_text().split("## IQM across envs", 1)[1]
+    assert "| algo=sac | 2 | 4 |" in iqm and "Left out" not in iqm
+    assert (tmp_path / "ok-r" / "iqm.png").is_file()

@@ -327,6 +327,7 @@ def run_bench(
                 "layers": layers,
                 "arch": arch,
                 "batch_size": batch_size,
+                "buffer_size": max(batch_size, fill),  # unused here: the bench has its own
                 "seed": seed,
                 **(settings or {}),
             },

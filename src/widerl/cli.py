@@ -7,17 +7,21 @@ line naming the value and what is allowed, and exit with status 2 (no traceback)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from widerl.config import ALGOS, ARCHS, DEVICES, PRESETS, Config, ConfigError, default_out, resolve
-from widerl.errors import CollectorsFailed
+from widerl.errors import CollectorsFailed, Diverged
+
+if TYPE_CHECKING:
+    from widerl.signals import StopSignals
 
 _CLICK_TYPES = {bool: bool, int: int, float: float, str: str}
 
@@ -44,7 +48,7 @@ def config_options(only: tuple[str, ...] | None = None) -> Callable:
                 typ = click.IntRange(min=1)
             elif f.metadata.get("nonneg"):
                 typ = click.IntRange(min=0)
-            default = f.default if f.default != "" else "see help"
+            default = f.metadata.get("default_text", f.default)
             fn = click.option(
                 decl,
                 f.name,
@@ -94,15 +98,48 @@ def _refuse_unreachable_ray(address: str) -> None:
 )
 @click.option("--force", is_flag=True, help="Replace a run already in --out.")
 @config_options()
-def train_cmd(preset: str | None, resume: Path | None, force: bool, **kwargs: Any) -> None:
+def train_cmd(preset: str | None, resume: Path | None, force: bool, **kwargs: Any) -> int:
     """Train SAC or TD3. --steps counts gradient updates. The run folder (--out) gets
     config.json, metrics.csv, tb/, checkpoint.pt and learning_curve.png."""
-    from widerl.checkpoint import load_checkpoint
-    from widerl.envs import check_env_id
-    from widerl.rundir import load_config, merge_resume, prepare_new
-    from widerl.train import Trainer, resolve_device
+    from widerl.signals import StopSignals
 
-    given = _given(kwargs)
+    # First of all (before torch is imported): from here on SIGINT/SIGTERM only ask the run
+    # to stop at a clean point. The run folder's lock is held until the command ends.
+    with StopSignals() as stop, contextlib.ExitStack() as held:
+
+        def lock(run_dir: Path, flag: str) -> None:
+            from widerl.rundir import RunLock
+
+            held.enter_context(RunLock(run_dir, flag))
+
+        return _train(preset, resume, force, _given(kwargs), stop, lock)
+
+
+def _train(
+    preset: str | None,
+    resume: Path | None,
+    force: bool,
+    given: dict[str, Any],
+    stop: StopSignals,
+    lock: Callable[[Path, str], None],
+) -> int:
+    """`train` under the caller's StopSignals and lock; the exit status (128 + the signal's
+    number when a signal stopped it, as a shell reports it)."""
+    import signal
+
+    from widerl.checkpoint import CHECKPOINT, load_checkpoint
+    from widerl.paths import check_writable
+    from widerl.preflight import preflight
+    from widerl.rundir import (
+        clear_outputs,
+        load_config,
+        merge_resume,
+        prepare_new,
+        read_divergence,
+        remove_temp_files,
+    )
+    from widerl.train import Trainer
+
     ckpt = None
     if resume is not None:
         if preset is not None:
@@ -110,39 +147,67 @@ def train_cmd(preset: str | None, resume: Path | None, force: bool, **kwargs: An
                 "--preset cannot be combined with --resume (the run keeps its stored config)"
             )
         run_dir = resume
-        if not run_dir.is_dir():
-            raise ConfigError(f"--resume {str(run_dir)!r} is not a folder")
-        stored = load_config(run_dir)
-        ckpt = load_checkpoint(run_dir)
-        if ckpt.get("env") != stored.env:
+        stored = load_config(run_dir, "--resume")
+        check_writable(run_dir, "--resume")
+        lock(run_dir, "--resume")  # before anything in the folder is touched
+        diverged = read_divergence(run_dir)
+        if diverged is not None:
+            what = diverged.get("quantity", "a value")
+            when = f" {'by' if diverged.get('by') else 'at'} update {diverged.get('update', '?')}"
             raise ConfigError(
-                f"checkpoint in {str(run_dir)!r} is for env {ckpt.get('env')!r}, "
-                f"but its config.json says {stored.env!r}"
+                f"--resume {str(run_dir)!r}: this run diverged ({what} became non-finite{when}); "
+                "its last finite checkpoint would only repeat that: start a new run instead "
+                "(--force, e.g. with a lower --lr)"
             )
-        _refuse_unreachable_ray(given.get("ray_address", stored.ray_address))  # before writing
         cfg = merge_resume(stored, given, run_dir)
+        preflight(cfg)  # before the checkpoint takes its share of the memory
+        _refuse_unreachable_ray(cfg.ray_address)  # before writing
+        remove_temp_files(run_dir)
+        if (run_dir / CHECKPOINT).is_file():
+            ckpt = load_checkpoint(run_dir)
+            if ckpt.get("env") != stored.env:
+                raise ConfigError(
+                    f"checkpoint in {str(run_dir)!r} is for env {ckpt.get('env')!r}, "
+                    f"but its config.json says {stored.env!r}"
+                )
+        # Nothing learned yet (stopped or crashed before its first checkpoint, or a checkpoint
+        # from before learning without the warm-up data): start it afresh from its config.
+        if ckpt is None or (int(ckpt["grad_step"]) == 0 and ckpt.get("replay") is None):
+            clear_outputs(run_dir)
+            ckpt = None
     else:
         cfg = resolve(given, preset)
-        check_env_id(cfg.env)
-        resolve_device(cfg.device)
+        preflight(cfg)  # env sizes, threads, device, memory: before the folder is touched
         run_dir = Path(cfg.out) if cfg.out else default_out(cfg)
         cfg.out = str(run_dir)
         _refuse_unreachable_ray(cfg.ray_address)  # before the run folder is touched
+        if stop.stop:
+            click.echo("stopped before the run started; nothing was written", err=True)
+            return 128 + stop.signum
+        check_writable(run_dir, "--out")  # a read-only filesystem: one line, before the lock
+        lock(run_dir, "--out")
         prepare_new(cfg, run_dir, force)
-    result = Trainer(cfg, run_dir).run(resume=resume is not None, state=ckpt)
-    if result.interrupted:
+    if stop.stop:  # the folder holds a config (and maybe a checkpoint): --resume continues
+        step = int(ckpt["grad_step"]) if ckpt else 0
+        click.echo(
+            f"stopped at {step} updates. Continue with: widerl train --resume {run_dir}", err=True
+        )
+        return 128 + stop.signum
+    result = Trainer(cfg, run_dir).run(resume=ckpt is not None, state=ckpt, stop=stop)
+    if result.interrupted or stop.stop:
         click.echo(
             f"stopped at {result.grad_step} updates; checkpoint saved. Continue with: "
             f"widerl train --resume {run_dir}",
             err=True,
         )
-        sys.exit(130)
+        return 128 + (stop.signum or signal.SIGINT)
     last = "n/a" if result.last_eval is None else f"{result.last_eval:.1f}"
     click.echo(
         f"done: {result.grad_step} updates, {result.env_step} env steps, last eval return {last}"
     )
     click.echo(f"results: {run_dir}/metrics.csv  {run_dir}/checkpoint.pt  {run_dir}/tb/")
     click.echo(f"plot: {result.curve}")
+    return 0
 
 
 @app.command("eval")
@@ -177,6 +242,9 @@ def eval_cmd(run_dir: Path, episodes: int, seed: int, video: Path | None, device
     if video is not None:
         import os
 
+        from widerl.paths import check_writable
+
+        check_writable(video.parent, "--video")  # before the episodes run
         # Headless machines have no window system; EGL renders MuJoCo offscreen.
         os.environ.setdefault("MUJOCO_GL", "egl")
     returns = evaluate_run(run_dir, episodes, seed, video, device)
@@ -218,7 +286,13 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
 
 
 @app.command("bench")
-@click.option("--algo", type=click.Choice(ALGOS), default="sac", show_default=True)
+@click.option(
+    "--algo",
+    type=click.Choice(ALGOS),
+    default="sac",
+    show_default=True,
+    help="Algorithm whose update is timed (SB3's same algorithm on the peer side).",
+)
 @click.option(
     "--units",
     type=click.IntRange(min=1),
@@ -251,7 +325,13 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
 @click.option(
     "--act-dim", type=click.IntRange(min=1), default=None, help="Action size (overrides --env)."
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Minibatch size of each timed update (both sides).",
+)
 @click.option(
     "--updates",
     type=click.IntRange(min=1),
@@ -272,7 +352,13 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
     show_default=True,
     help="Also time Stable-Baselines3 in the same run.",
 )
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default="cpu",
+    show_default=True,
+    help="Torch device of networks and replay, for both sides.",
+)
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
@@ -386,19 +472,26 @@ from widerl.experiments.experiment_cli import experiment_cmd  # noqa: E402
 app.add_command(experiment_cmd)
 
 
+# click >= 8.2 raises this for a group called without a command (8.1 prints help and exits 0).
+_NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and exit status 2."""
     try:
         rv = app.main(args=argv, prog_name="widerl", standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code
+    except _NO_ARGS as e:  # bare `widerl`: the whole help, as written, and a usage error's 2
+        print(e.ctx.get_help(), file=sys.stderr)
+        return 2
     except click.ClickException as e:  # usage errors, bad values, unknown options
         print(f"widerl: error: {e.format_message()}".replace("\n", " "), file=sys.stderr)
         return 2
     except ConfigError as e:
         print(f"widerl: error: {e}", file=sys.stderr)
         return 2
-    except CollectorsFailed as e:  # not bad input (exit 1), but no traceback either
+    except (CollectorsFailed, Diverged) as e:  # not bad input (exit 1), no traceback either
         print(f"widerl: error: {e}", file=sys.stderr)
         return 1
     except click.exceptions.Abort:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from widerl.agents.base import Agent
+from widerl.envs import env_state, set_env_state
 
 
 @dataclass
@@ -98,7 +99,29 @@ class Collector:
         return Chunk.concat([self.step(agent) for _ in range(steps)])
 
     def state_dict(self) -> dict:
-        return {"rng": self.rng.bit_generator.state}
+        """The RNG, and (for exact resume) the running episodes: each env's state (None where
+        it cannot be captured, see envs.env_state), the current observations and returns."""
+        sub = getattr(self.envs, "envs", None)  # a SyncVectorEnv's own envs
+        return {
+            "rng": self.rng.bit_generator.state,
+            "obs": torch.from_numpy(np.array(self.obs)),
+            "ep_return": torch.from_numpy(self.ep_return.copy()),
+            "envs": None if sub is None else [env_state(e) for e in sub],
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
+
+    def restore_episodes(self, state: dict) -> bool:
+        """Continue the episodes that ran when `state` was saved; False, changing nothing, if
+        `state` lacks any env's state (then the caller starts fresh episodes)."""
+        sub, states = getattr(self.envs, "envs", None), state.get("envs")
+        if sub is None or states is None or len(states) != len(sub):
+            return False
+        if any(s is None for s in states):
+            return False
+        for env, s in zip(sub, states, strict=True):
+            set_env_state(env, s)
+        self.obs = state["obs"].numpy().copy()
+        self.ep_return = state["ep_return"].numpy().copy()
+        return True

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,14 +39,23 @@ class Config:
     # --- run ---
     algo: str = _f("sac", "RL algorithm.", choices=ALGOS)
     env: str = _f("Hopper-v5", "Gymnasium environment id (continuous actions).")
-    seed: int = _f(0, "Root seed; every env, network and sampler seed derives from it.")
+    seed: int = _f(
+        0, "Root seed; every env, network and sampler seed derives from it.", nonneg=True
+    )
     steps: int = _f(1_000_000, "Gradient updates to run (the paper's x-axis).", positive=True)
     warmup: int = _f(
         10_000,
-        "Env steps of random actions before learning (A.4): 10000 for sac, 100000 for td3.",
+        "Env steps of random actions before learning (A.4).",
         nonneg=True,
+        default_text="10000 for sac, 100000 for td3",
     )
-    eval_every: int = _f(5_000, "Evaluate every N gradient updates.", positive=True)
+    eval_every: int = _f(
+        5_000,
+        "Evaluate every N gradient updates (and after the last). Given explicitly it must not "
+        "exceed --steps; a default or preset value above --steps leaves the evaluations at "
+        "update 0 and the last update.",
+        positive=True,
+    )
     eval_episodes: int = _f(10, "Episodes per evaluation (deterministic policy).", positive=True)
     device: str = _f("auto", "Torch device: auto picks cuda when available.", choices=DEVICES)
     compile: bool = _f(
@@ -54,8 +65,8 @@ class Config:
     )
     threads: int = _f(
         0,
-        "Torch CPU threads; 0 keeps torch's default (all cores). Use 1 when "
-        "several runs share the CPU: oversubscribed threads stall.",
+        "Torch CPU threads, at most this machine's CPU count; 0 keeps torch's default (all "
+        "cores). Use 1 when several runs share the CPU: oversubscribed threads stall.",
         nonneg=True,
     )
 
@@ -95,29 +106,44 @@ class Config:
     )
 
     # --- shared agent hyperparameters (Sec. 4, A.4) ---
-    gamma: float = _f(0.99, "Discount factor.")
-    tau: float = _f(0.005, "Target network smoothing coefficient.")
-    lr: float = _f(3e-4, "Adam learning rate of actor and critics: 3e-4 for sac, 1e-3 for td3.")
+    gamma: float = _f(0.99, "Discount factor, in [0, 1].", low=0.0, high=1.0)
+    tau: float = _f(
+        0.005, "Target network smoothing coefficient, in (0, 1].", low=0.0, high=1.0, open_low=True
+    )
+    lr: float = _f(
+        3e-4,
+        "Adam learning rate of actor and critics (> 0).",
+        low=0.0,
+        open_low=True,
+        default_text="0.0003 for sac, 0.001 for td3",
+    )
     batch_size: int = _f(256, "Minibatch size of each update.", positive=True)
     critic_loss: str = _f(
         "mse", "Critic loss; the paper's presets use huber (A.1).", choices=CRITIC_LOSSES
     )
-    buffer_size: int = _f(1_000_000, "Replay capacity in transitions.", positive=True)
+    buffer_size: int = _f(
+        1_000_000, "Replay capacity in transitions (at least --batch-size).", positive=True
+    )
 
     # --- SAC (Haarnoja et al. 2018) ---
-    alpha_init: float = _f(1.0, "SAC: initial entropy temperature.")
+    alpha_init: float = _f(1.0, "SAC: initial entropy temperature (> 0).", low=0.0, open_low=True)
     autotune: bool = _f(True, "SAC: tune alpha towards target entropy -|A|.")
 
     # --- TD3 (Fujimoto et al. 2018) ---
-    policy_noise: float = _f(0.2, "TD3: std of target policy smoothing noise.")
-    noise_clip: float = _f(0.5, "TD3: clip of target policy smoothing noise.")
+    policy_noise: float = _f(0.2, "TD3: std of target policy smoothing noise (>= 0).", low=0.0)
+    noise_clip: float = _f(0.5, "TD3: clip of target policy smoothing noise (>= 0).", low=0.0)
     policy_delay: int = _f(2, "TD3: critic updates per actor/target update.", positive=True)
-    expl_noise: float = _f(0.1, "TD3: std of Gaussian exploration noise.")
+    expl_noise: float = _f(0.1, "TD3: std of Gaussian exploration noise (>= 0).", low=0.0)
 
     # --- prioritized replay (Schaul et al. 2016) ---
     prioritized: bool = _f(False, "Proportional prioritized replay instead of uniform.")
-    per_alpha: float = _f(0.6, "Prioritized replay: priority exponent alpha.")
-    per_beta: float = _f(0.4, "Prioritized replay: initial IS exponent, annealed to 1.")
+    per_alpha: float = _f(0.6, "Prioritized replay: priority exponent alpha (>= 0).", low=0.0)
+    per_beta: float = _f(
+        0.4,
+        "Prioritized replay: initial IS exponent, in [0, 1], annealed to 1.",
+        low=0.0,
+        high=1.0,
+    )
 
     # --- Ape-X-like distributed collection (Sec. 3.2, A.1, Fig. 11) ---
     actors: int = _f(
@@ -140,15 +166,22 @@ class Config:
         0.0,
         "Bound on collection running ahead of learning: after the warm-up, collected plus "
         "requested env steps stay within N per update; 0 = unbounded.",
+        low=0.0,
     )
     ray_address: str = _f(
         "",
         "Ray cluster to join (auto, or HOST:PORT of `ray start --head`); empty starts Ray "
         "on this machine and shuts it down at the end.",
+        default_text="none (a private Ray on this machine)",
     )
 
     # --- output ---
-    out: str = _f("", "Run folder (default: runs/<env>-<algo>-<arch>-<units>x<layers>-s<seed>).")
+    out: str = _f(
+        "",
+        "Run folder.",
+        default_text="a folder under runs/ named by env, algo, arch, units x layers and seed, "
+        "e.g. runs/Hopper-v5-sac-mlp-256x2-s0",
+    )
     checkpoint_replay: bool = _f(False, "Store the replay buffer in checkpoints (exact resume).")
     progress: bool = _f(True, "Show a progress bar.")
 
@@ -265,12 +298,21 @@ def resolve(overrides: dict[str, Any], preset: str | None = None) -> Config:
     per_task = PRESET_TASK_DEFAULTS.get(preset or "", {}).get(task_name(env), {})
     values = {**ALGO_DEFAULTS[algo], **layered, **per_task, **overrides}
     cfg = Config(**values)
-    validate(cfg)
+    validate(cfg, given=overrides)
     return cfg
 
 
-def validate(cfg: Config) -> None:
-    """Check choices and ranges; raise ConfigError naming the value and what is allowed."""
+def _range_text(low: float | None, high: float | None, open_low: bool) -> str:
+    if high is None:
+        return f"{'>' if open_low else '>='} {low:g}"
+    return f"in {'(' if open_low else '['}{low:g}, {high:g}]"
+
+
+def validate(cfg: Config, given: Collection[str] = ()) -> None:
+    """Refuse every setting that cannot work, before anything is allocated or written: a
+    ConfigError naming the value and what is allowed. `given` are the fields the user set
+    explicitly (some relations only bind those; see --eval-every). Checks that need the
+    env's sizes or this machine are in `preflight.py`."""
     for f in dataclasses.fields(Config):
         value = getattr(cfg, f.name)
         flag = "--" + f.name.replace("_", "-")
@@ -281,14 +323,32 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{flag} must be a positive integer, got {value}")
         if f.metadata.get("nonneg") and value < 0:
             raise ConfigError(f"{flag} must be >= 0, got {value}")
-    if not 0.0 < cfg.tau <= 1.0:
-        raise ConfigError(f"--tau must be in (0, 1], got {cfg.tau}")
-    if not 0.0 <= cfg.gamma <= 1.0:
-        raise ConfigError(f"--gamma must be in [0, 1], got {cfg.gamma}")
-    if cfg.lr <= 0:
-        raise ConfigError(f"--lr must be positive, got {cfg.lr}")
-    if cfg.max_env_per_update < 0:
-        raise ConfigError(f"--max-env-per-update must be >= 0, got {cfg.max_env_per_update}")
+        if isinstance(f.default, float):
+            low, high = f.metadata.get("low"), f.metadata.get("high")
+            open_low = bool(f.metadata.get("open_low"))
+            allowed = "a finite number" if low is None else _range_text(low, high, open_low)
+            if not math.isfinite(value):
+                also = "" if low is None else f" {allowed}"
+                raise ConfigError(f"{flag} must be a finite number{also}, got {value}")
+            too_low = low is not None and (value <= low if open_low else value < low)
+            if too_low or (high is not None and value > high):
+                raise ConfigError(f"{flag} must be {allowed}, got {value}")
+    if cfg.buffer_size < cfg.batch_size:
+        # The warm-up waits for one batch in the replay: it would wait forever.
+        raise ConfigError(
+            f"--buffer-size {cfg.buffer_size} is smaller than --batch-size {cfg.batch_size}: "
+            f"the replay could never hold one batch; use --buffer-size >= {cfg.batch_size}"
+        )
+    if cfg.batch_size < 2 and (cfg.batchnorm or cfg.ofenet_units):
+        # BatchNorm in train mode needs two samples per feature (OFENet always has it, A.1).
+        what = "--batchnorm" if cfg.batchnorm else "OFENet (--ofenet-units > 0, BatchNorm)"
+        raise ConfigError(f"--batch-size {cfg.batch_size} is too small for {what}; use >= 2")
+    if "eval_every" in given and cfg.eval_every > cfg.steps:
+        raise ConfigError(
+            f"--eval-every {cfg.eval_every} is larger than --steps {cfg.steps}, so its period "
+            f"never comes round (only updates 0 and {cfg.steps} would be evaluated); use "
+            f"--eval-every <= {cfg.steps}"
+        )
     if cfg.ray_address and not cfg.actors:
         raise ConfigError(
             f"--ray-address {cfg.ray_address!r} needs --actors > 0 (collectors run on Ray)"

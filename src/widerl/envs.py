@@ -59,3 +59,128 @@ def env_dims(env_id: str) -> tuple[int, int]:
         return int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
     finally:
         env.close()
+
+
+# --- an env's state as plain tensors and ints, for exact resume (--checkpoint-replay) --------
+# torch is imported where used: check_env_id callers (`experiment --dry-run`) need no torch.
+def _plain(value: object) -> object:
+    """numpy arrays and scalars (in RNG states) as tensors and Python numbers: checkpoints are
+    loaded with weights_only=True, which rebuilds nothing else."""
+    import torch
+
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _numpy(value: object) -> object:
+    import torch
+
+    if isinstance(value, dict):
+        return {k: _numpy(v) for k, v in value.items()}
+    if isinstance(value, torch.Tensor):
+        return value.numpy().copy()
+    return value
+
+
+def _is_mujoco(env: gym.Env) -> bool:
+    if not (hasattr(env, "model") and hasattr(env, "data")):
+        return False
+    import mujoco
+
+    return isinstance(env.model, mujoco.MjModel) and isinstance(env.data, mujoco.MjData)
+
+
+def _mujoco_state(env: gym.Env) -> dict:
+    """The full integration state (qpos, qvel, act, warm-start, time, controls, applied forces:
+    mjSTATE_INTEGRATION), plus every float array of mjData whose size the model fixes. The
+    latter matter because mj_step leaves kinematic quantities (xpos, xipos, ...) at the state
+    before its last substep, and some envs read them before stepping (Ant-v5, Humanoid-v5 take
+    the position before an action from xpos / xipos): mj_forward would recompute them at the
+    current state instead. Arrays sized by the contacts of a step are recomputed by every step
+    and left out."""
+    import mujoco
+    import torch
+
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    model, data = env.model, env.data
+    state = np.empty(mujoco.mj_stateSize(model, spec))
+    mujoco.mj_getState(model, data, state, spec)
+    fresh = mujoco.MjData(model)
+    arrays = {}
+    for name in dir(data):
+        value = getattr(data, name, None) if not name.startswith("_") else None
+        if (
+            isinstance(value, np.ndarray)
+            and value.dtype == np.float64
+            and value.size
+            and getattr(fresh, name).shape == value.shape
+        ):
+            arrays[name] = torch.from_numpy(value.copy())
+    return {"integration": torch.from_numpy(state), "arrays": arrays}
+
+
+def _set_mujoco_state(env: gym.Env, sim: dict) -> None:
+    import mujoco
+
+    for name, value in sim["arrays"].items():
+        dst = getattr(env.data, name, None)
+        if isinstance(dst, np.ndarray) and dst.shape == tuple(value.shape):
+            dst[...] = value.numpy()
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    mujoco.mj_setState(env.model, env.data, sim["integration"].numpy(), spec)
+
+
+def _is_classic(env: gym.Env) -> bool:
+    # Classic-control envs keep their whole simulator state in `state` (Pendulum: angle and
+    # angular velocity); others with a `state` attribute need not (CarRacing: an image).
+    return type(env).__module__.startswith("gymnasium.envs.classic_control") and hasattr(
+        env, "state"
+    )
+
+
+def _time_limit(env: gym.Env) -> gym.Env | None:
+    while env is not None:
+        if hasattr(env, "_elapsed_steps"):
+            return env
+        env = getattr(env, "env", None)
+    return None
+
+
+def env_state(env: gym.Env) -> dict | None:
+    """What the env's next steps depend on, as tensors and ints: the simulator state, the
+    time limit's step counter and the env's RNG (episode resets draw from it). None where the
+    simulator state cannot be captured (only MuJoCo and classic-control envs are covered)."""
+    base = env.unwrapped
+    if _is_mujoco(base):
+        sim = {"mujoco": _mujoco_state(base)}
+    elif _is_classic(base) and base.state is not None:
+        sim = {"classic": _plain(np.array(base.state))}
+    else:
+        return None
+    limit = _time_limit(env)
+    return {
+        "sim": sim,
+        "elapsed": None if limit is None else limit._elapsed_steps,
+        "rng": _plain(base.np_random.bit_generator.state),
+    }
+
+
+def set_env_state(env: gym.Env, state: dict) -> None:
+    """Put an env (already reset once) back into the state `env_state` captured."""
+    base = env.unwrapped
+    if "mujoco" in state["sim"]:
+        _set_mujoco_state(base, state["sim"]["mujoco"])
+    else:
+        base.state = state["sim"]["classic"].numpy().copy()
+    limit = _time_limit(env)
+    if limit is not None:
+        limit._elapsed_steps = state["elapsed"]
+    rng = _numpy(state["rng"])
+    bit_generator = getattr(np.random, rng["bit_generator"])()
+    bit_generator.state = rng
+    base.np_random = np.random.Generator(bit_generator)

@@ -1,6 +1,6 @@
 """Errors that reach the command line as one line (without importing torch or Ray for it).
 
-Bad input is `widerl.config.ConfigError` (exit 2); these are failures of a run itself.
+Bad input is `widerl.config.ConfigError` (exit 2); these are failures of a run itself (exit 1).
 """
 
 
@@ -8,3 +8,15 @@ class CollectorsFailed(RuntimeError):
     """Ape-X collectors died more often than `distributed.MAX_RESTARTS_PER_COLLECTOR` allows:
     a bug in the env or the collector, not bad luck. The trainer saves a checkpoint before this
     reaches the user (exit 1)."""
+
+
+class Diverged(RuntimeError):
+    """A loss, Q value or parameter became non-finite (inf or NaN). The trainer keeps the last
+    finite checkpoint, records the divergence in the run folder (`--resume` then says so) and
+    stops (exit 1). `update` is the update at which `quantity` first was non-finite, or with
+    `by` the update by which it was found to be (parameters are checked at rows)."""
+
+    def __init__(self, quantity: str, update: int, by: bool = False, detail: str = "") -> None:
+        self.quantity, self.update, self.by = quantity, update, by
+        when = "by" if by else "at"
+        super().__init__(f"diverged: {quantity} became non-finite {when} update {update}{detail}")

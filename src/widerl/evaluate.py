@@ -62,18 +62,10 @@ def evaluate_run(
     run_dir: Path, episodes: int, seed: int, video: Path | None, device: str = "cpu"
 ) -> np.ndarray:
     """Load a run's config and checkpoint, then run `episodes` deterministic episodes."""
-    from widerl.agents import make_agent
-    from widerl.checkpoint import load_checkpoint
-    from widerl.envs import env_dims
-    from widerl.rundir import load_config
+    from widerl.analysis.run import load_run
     from widerl.train import resolve_device
 
-    cfg = load_config(Path(run_dir))
-    dev = resolve_device(device)
-    state = load_checkpoint(Path(run_dir), map_location=dev)
-    obs_dim, act_dim = env_dims(cfg.env)
-    agent = make_agent(cfg, obs_dim, act_dim, dev)
-    agent.load_checkpoint_state(state["agent"])
+    cfg, agent, _ = load_run(Path(run_dir), resolve_device(device), "widerl eval RUN_DIR")
     env = make_env(cfg.env, render_mode="rgb_array" if video is not None else None)
     try:
         returns = []

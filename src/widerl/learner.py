@@ -63,6 +63,7 @@ class LearnStep:
             metrics[self.features.metric_name] = aux
         metrics = {k: v[0] for k, v in metrics.items()}  # one seed
         self.replay.update_priorities(sampled.idx, metrics["td_abs"])
+        metrics["idx"] = sampled.idx  # which rows were learned from (weight_age)
         return metrics
 
 

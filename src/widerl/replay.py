@@ -22,13 +22,28 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from .sumtree import SumTree
+from .sumtree import SumTree, tree_nbytes
 
-__all__ = ["Batch", "PrioritizedSampler", "ReplayBuffer", "TensorStorage", "UniformSampler"]
+__all__ = [
+    "Batch",
+    "PrioritizedSampler",
+    "ReplayBuffer",
+    "TensorStorage",
+    "UniformSampler",
+    "replay_nbytes",
+]
 
 TensorLike = torch.Tensor | np.ndarray
 
 _STATE_VERSION = 1
+
+
+def replay_nbytes(obs_dim: int, act_dim: int, capacity: int, prioritized: bool) -> int:
+    """What a ``ReplayBuffer`` of these sizes allocates (``TensorStorage`` rows plus the
+    sampler's sum tree), computed without allocating it: the check before a run starts."""
+    row = 4 * (2 * obs_dim + act_dim + 1) + 1  # float32 obs, next_obs, act, rew; bool term
+    tree = tree_nbytes(capacity) + 4 if prioritized else 0  # + the running max priority
+    return capacity * row + tree
 
 
 class Batch(NamedTuple):

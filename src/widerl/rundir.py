@@ -1,42 +1,140 @@
-"""Run folders: refuse to clobber a finished or running run, write the resolved config."""
+"""Run folders: refuse to clobber a finished or running run, write the resolved config, lock
+a folder for the lifetime of the run that uses it, record a divergence."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import os
 import shutil
 from pathlib import Path
 
 from widerl.checkpoint import CHECKPOINT
-from widerl.config import Config, ConfigError, from_dict
+from widerl.config import Config, ConfigError, from_dict, validate
 from widerl.logger import METRICS
+from widerl.paths import check_writable, os_message
 
 CONFIG = "config.json"
-# Everything a run writes; --force removes exactly these and nothing else.
-RUN_FILES = (CONFIG, METRICS, CHECKPOINT, "learning_curve.png", "tb")
+DIVERGED = "diverged.json"  # written when a run stops on a non-finite value (train.py)
+LOCK = "run.lock"  # holds the pid of the run using the folder; flock'ed while it runs
+# Everything a run writes; --force removes exactly these and nothing else. The lock file is
+# not among them: removing it while locked would let a second run lock a new file.
+RUN_FILES = (CONFIG, METRICS, CHECKPOINT, "learning_curve.png", "tb", DIVERGED)
+# Temporary files of writes a kill interrupted (checkpoint.save_atomic, RunLogger, _write).
+_TEMP_GLOBS = (f".{CHECKPOINT}.*.tmp", *(f"{n}.tmp" for n in (METRICS, CONFIG, DIVERGED)))
 
 
 def holds_run(path: Path) -> bool:
     return any((path / name).exists() for name in RUN_FILES)
 
 
+class RunLock:
+    """An exclusive flock on `run_dir/run.lock`, with the holder's pid written in it, held
+    until `release` or the process ends: the kernel drops it on any exit, SIGKILL included, so
+    it is never stale. `flag` names the option that chose the folder, for the refusal."""
+
+    def __init__(self, run_dir: Path, flag: str) -> None:
+        run_dir = Path(run_dir)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise ConfigError(f"{flag} {str(run_dir)!r} exists and is not a folder")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / LOCK
+        # os.open's descriptors are not inherited by child processes (PEP 446), so the lock
+        # ends with this process, not with collectors it started.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise ConfigError(f"{flag} {str(run_dir)!r}: cannot lock {LOCK}: {e}") from None
+            raise ConfigError(
+                f"{flag} {str(run_dir)!r} is in use by another widerl run (pid {holder}); "
+                "wait for it to end or stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd: int | None = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the flock
+            self.fd = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _remove(run_dir: Path, names: tuple[str, ...]) -> None:
+    # The checkpoint first and the config last: a kill part-way leaves a folder that
+    # `--resume` starts again from its config (no checkpoint: nothing learned).
+    order = {CHECKPOINT: 0, CONFIG: 2}
+    for name in sorted(names, key=lambda n: order.get(n, 1)):
+        p = run_dir / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    for pattern in _TEMP_GLOBS:
+        for p in run_dir.glob(pattern):
+            p.unlink()
+
+
+def remove_temp_files(run_dir: Path) -> None:
+    """Temporary files a killed write left behind (call with the folder locked)."""
+    _remove(run_dir, ())
+
+
+def clear_outputs(run_dir: Path) -> None:
+    """Everything a run wrote except its config, for a run that starts again from nothing."""
+    _remove(run_dir, tuple(n for n in RUN_FILES if n != CONFIG))
+
+
 def prepare_new(cfg: Config, out: Path, force: bool) -> Path:
+    """Check and clear `out` for a new run, then write its config. Call with `out` locked
+    (RunLock), so that no running run's files are touched."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} exists and is not a folder")
-    if out.is_dir() and holds_run(out):
-        if not force:
+    if out.is_dir() and holds_run(out) and not force:
+        if not (out / CHECKPOINT).exists():
             raise ConfigError(
-                f"--out {str(out)!r} already holds a run; use --resume {out} to continue it "
-                "or --force to replace it"
+                f"--out {str(out)!r} holds a run that stopped before its first checkpoint; "
+                f"use --resume {out} to start it with its stored settings or --force to "
+                "replace it"
             )
-        for name in RUN_FILES:
-            p = out / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    write_config(out, cfg)
+        raise ConfigError(
+            f"--out {str(out)!r} already holds a run; use --resume {out} to continue it "
+            "or --force to replace it"
+        )
+    check_writable(out, "--out")  # before --force removes anything
+    try:
+        if force:
+            _remove(out, RUN_FILES)
+        remove_temp_files(out)
+        write_config(out, cfg)
+    except OSError as e:
+        raise ConfigError(os_message("--out", out, e)) from None
     return out
+
+
+def write_divergence(run_dir: Path, record: dict) -> None:
+    _write(Path(run_dir) / DIVERGED, json.dumps(record, sort_keys=True) + "\n")
+
+
+def read_divergence(run_dir: Path) -> dict | None:
+    path = Path(run_dir) / DIVERGED
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        record = {}
+    return record if isinstance(record, dict) else {}
 
 
 def write_config(run_dir: Path, cfg: Config, dims: dict[str, int] | None = None) -> None:
@@ -44,13 +142,24 @@ def write_config(run_dir: Path, cfg: Config, dims: dict[str, int] | None = None)
     values = json.loads(cfg.to_json())
     if dims:
         values["dims"] = dims
-    (run_dir / CONFIG).write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+    _write(run_dir / CONFIG, json.dumps(values, indent=2, sort_keys=True) + "\n")
 
 
-def load_config(run_dir: Path) -> Config:
+def _write(path: Path, text: str) -> None:
+    """Write-and-rename, so that a kill mid-write never leaves a torn file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def load_config(run_dir: Path, arg: str = "--resume") -> Config:
+    """The run's config.json; `arg` names where the folder came from in messages (the flag or
+    argument the user typed, e.g. `--resume` or `widerl eval RUN_DIR`)."""
     path = run_dir / CONFIG
+    if not run_dir.is_dir():
+        raise ConfigError(f"{arg} {str(run_dir)!r} is not a folder")
     if not path.is_file():
-        raise ConfigError(f"--resume {str(run_dir)!r} holds no run (no {CONFIG})")
+        raise ConfigError(f"{arg} {str(run_dir)!r} holds no run (no {CONFIG})")
     try:
         return from_dict(json.loads(path.read_text()))
     except (json.JSONDecodeError, TypeError) as e:
@@ -63,7 +172,8 @@ RESUMABLE_OVERRIDES = ("steps", "device", "progress", "threads", "ray_address")
 
 def merge_resume(stored: Config, overrides: dict, run_dir: Path) -> Config:
     """The stored config with the few allowed overrides; any other differing flag is an error
-    (e.g. resuming a Hopper run with --env Walker2d-v5)."""
+    (e.g. resuming a Hopper run with --env Walker2d-v5). Validated, not written: the Trainer
+    rewrites config.json once every check has passed."""
     values = json.loads(stored.to_json())
     for key, value in overrides.items():
         if key in RESUMABLE_OVERRIDES:
@@ -76,5 +186,5 @@ def merge_resume(stored: Config, overrides: dict, run_dir: Path) -> Config:
                 f"{', '.join('--' + k.replace('_', '-') for k in RESUMABLE_OVERRIDES)} may change"
             )
     cfg = from_dict(values)
-    write_config(run_dir, cfg)
+    validate(cfg)
     return cfg

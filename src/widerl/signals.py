@@ -7,10 +7,12 @@ import signal
 
 
 class StopSignals:
-    """Inside `with StopSignals() as s:`, SIGINT/SIGTERM only increment `s.count`."""
+    """Inside `with StopSignals() as s:`, SIGINT/SIGTERM only increment `s.count`; `s.signum`
+    is the first one received (the command exits with 128 + it, as a shell reports a signal)."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.signum: int | None = None
         self._old: dict[int, object] = {}
 
     @property
@@ -23,6 +25,8 @@ class StopSignals:
         return self
 
     def _handle(self, signum: int, frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
         self.count += 1
 
     def __exit__(self, *exc: object) -> None:

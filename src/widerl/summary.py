@@ -49,7 +49,9 @@ def linear_row(name: str, linear: EnsembleLinear) -> tuple[str, int, int, int]:
 def network_tables(cfg: Config, obs_dim: int, act_dim: int) -> list[tuple[str, list, int, list]]:
     """(network name, table rows, table total, extra rows) for every network of the agent.
     Built on the meta device: shapes without memory, so paper-L costs nothing."""
-    agent = make_agent(cfg, obs_dim, act_dim, torch.device("meta"))
+    meta = torch.device("meta")
+    with meta:  # the default device too: modules built before `.to(device)` stay shapes only
+        agent = make_agent(cfg, obs_dim, act_dim, meta)
     tables = []
     if cfg.ofenet_units:
         of = agent.features.online

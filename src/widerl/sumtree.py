@@ -23,11 +23,30 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["SumTree"]
+__all__ = ["SumTree", "level_lengths", "tree_nbytes"]
 
 
 def _round_up(n: int, b: int) -> int:
     return -(-n // b) * b
+
+
+def level_lengths(capacity: int, branching: int = 16) -> list[int]:
+    """Entries of each level, leaves first, root (1) last: the layout described above."""
+    lengths = [_round_up(capacity, branching)]
+    count = lengths[0] // branching
+    while True:
+        length = 1 if count == 1 else _round_up(count, branching)
+        lengths.append(length)
+        if count == 1:
+            return lengths
+        count = length // branching
+
+
+def tree_nbytes(capacity: int, branching: int = 16) -> int:
+    """What a SumTree of this capacity allocates (float32 leaves, float64 internal sums),
+    without allocating it: for the memory check before a run starts."""
+    leaves, *internal = level_lengths(capacity, branching)
+    return 4 * leaves + 8 * sum(internal)
 
 
 class SumTree:
@@ -44,17 +63,13 @@ class SumTree:
         self.branching = int(branching)
         self.device = torch.device(device)
         b = self.branching
-        self.leaves = torch.zeros(_round_up(self.capacity, b), dtype=torch.float32, device=device)
+        leaves, *internal = level_lengths(self.capacity, b)
+        self.leaves = torch.zeros(leaves, dtype=torch.float32, device=device)
         # Internal sums are float64 so that a total over ~1e6 float32 leaves keeps enough
         # precision for u ~ U[0, total) to resolve the smallest leaf.
-        self.internal: list[torch.Tensor] = []
-        count = self.leaves.numel() // b
-        while True:
-            length = 1 if count == 1 else _round_up(count, b)
-            self.internal.append(torch.zeros(length, dtype=torch.float64, device=device))
-            if count == 1:
-                break
-            count = length // b
+        self.internal: list[torch.Tensor] = [
+            torch.zeros(n, dtype=torch.float64, device=device) for n in internal
+        ]
         self._neg_inf = torch.tensor(float("-inf"), dtype=torch.float64, device=device)
 
     @property

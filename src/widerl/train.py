@@ -1,6 +1,9 @@
 """The learner loop: random warm-up (A.4), OFENet pre-training, then gradient updates,
 evaluating and checkpointing every `eval_every` updates. Ctrl-C or SIGTERM saves a
-checkpoint and stops cleanly.
+checkpoint and stops cleanly; a non-finite loss, Q value or parameter stops the run without
+overwriting the last finite checkpoint (`Diverged`). With `--checkpoint-replay` a checkpoint
+holds everything the rest of the run depends on, so an interrupted run resumes as the run that
+was not interrupted (on CPU, `--actors 0`).
 
 Transitions come from one of two sources, behind the same `ingest` and `learn_step`:
 `--actors 0` steps one env inline, one env step per update (the paper's "w/o Ape-X");
@@ -9,6 +12,8 @@ learning without waiting for them (Ape-X-like, Sec. 3.2; distributed.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -22,19 +27,20 @@ from widerl.checkpoint import CHECKPOINT, FORMAT_VERSION, load_checkpoint, save_
 from widerl.collect import Chunk, Collector
 from widerl.config import Config, ConfigError
 from widerl.envs import env_dims, make_vec_env
-from widerl.errors import CollectorsFailed
+from widerl.errors import CollectorsFailed, Diverged
 from widerl.evaluate import Evaluator
-from widerl.logger import MetricMeans, RunLogger, make_progress
+from widerl.learner import LearnStep
+from widerl.logger import MetricMeans, RunLogger, Window, make_progress
 from widerl.plot import plot_learning_curve
 from widerl.replay import ReplayBuffer
-from widerl.rundir import write_config
+from widerl.rundir import write_config, write_divergence
 from widerl.signals import StopSignals
 
 PROGRESS_EVERY = 100  # updates between progress-bar refreshes
 HOLDOUT_SIZE = 10_000  # held-out transitions kept for OFENet's test loss
 HOLDOUT_BATCH = 1_024
 HOLDOUT_EVERY = 100  # with OFENet, one transition in this many goes to the held-out buffer
-PROBE_SIZE = 2_048  # fixed replay transitions for the critic's srank and loss landscapes
+PROBE_SIZE = 2_048  # replay transitions for the critic's srank and loss landscapes
 
 
 def _to_cpu(d: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
@@ -55,7 +61,7 @@ def resolve_device(name: str) -> torch.device:
 
 def derive_seeds(seed: int) -> dict[str, int]:
     """Independent seeds for each consumer of randomness, from one root (SeedSequence.spawn)."""
-    names = ("torch", "collect", "eval", "replay", "actors")
+    names = ("torch", "collect", "eval", "replay", "actors", "srank")
     children = np.random.SeedSequence(seed).spawn(len(names))
     return {n: int(c.generate_state(1)[0]) for n, c in zip(names, children, strict=True)}
 
@@ -79,7 +85,7 @@ class Trainer:
         self.seeds = seeds = derive_seeds(cfg.seed)
         torch.manual_seed(seeds["torch"])
         obs_dim, act_dim = env_dims(cfg.env)
-        self.agent = make_agent(cfg, obs_dim, act_dim, self.device)
+        self.agent = make_agent(cfg, obs_dim, act_dim, self.device, seeds=[seeds["torch"]])
         self.replay = ReplayBuffer(
             obs_dim,
             act_dim,
@@ -88,6 +94,7 @@ class Trainer:
             prioritized=cfg.prioritized,
             alpha=cfg.per_alpha,
             seed=seeds["replay"],
+            beta=cfg.per_beta,
         )
         # Updates of the weights that produced each stored transition (for `weight_age`).
         self.versions = np.zeros(cfg.buffer_size, dtype=np.int32)
@@ -104,11 +111,15 @@ class Trainer:
             else None
         )
         self.remote = None  # RayCollectors, started in run()
+        self.learner = LearnStep(
+            self.replay, self.agent.features, self.agent, cfg.batch_size, compiled=cfg.compile
+        )
         self.evaluator = Evaluator(cfg.env, seeds["eval"] % 2**31, cfg.eval_episodes)
         self.means = MetricMeans(
             list(self.agent.metric_names) + (["aux_loss"] if self.ofenet else [])
         )
         self.pretrained = False
+        self.pretrain_steps = 0  # OFENet pre-training updates done (a stop may cut them short)
         write_config(
             self.run_dir,
             cfg,
@@ -132,6 +143,15 @@ class Trainer:
         self.probe: dict[str, torch.Tensor] | None = None
         self.wall_offset = 0.0  # wall time of earlier parts of a resumed run
         self.last_eval: float | None = None
+        self.logged_step = -1  # grad_step of the last metrics row written; -1: none yet
+        self.saved_step: int | None = None  # grad_step of the last checkpoint written
+        self._warned_capture = False
+        # What the divergence check reads at a row: every float tensor the agent (OFENet
+        # included) trains or keeps, as one list for one fused reduction.
+        named = [*self.agent.named_parameters(), *self.agent.named_buffers()]
+        named = [(n, t) for n, t in named if t.is_floating_point()]
+        self._tensor_names = [n for n, _ in named]
+        self._tensors = [t for _, t in named]
 
     # --- transitions in: the same whichever collector produced them ------------------------
     def ingest(self, chunk: Chunk) -> None:
@@ -169,22 +189,22 @@ class Trainer:
 
     # --- one step of learning: the same whichever collector fills the replay ------------
     def learn_step(self) -> None:
-        c = self.cfg
-        beta = c.per_beta + (1.0 - c.per_beta) * min(1.0, self.grad_step / c.steps)
-        batch = self.replay.sample(c.batch_size, beta)
-        aux = self.ofenet.update(batch.obs, batch.act, batch.next_obs) if self.ofenet else None
-        metrics = self.agent.update(batch)
-        if aux is not None:
-            metrics["aux_loss"] = aux
-        if self.replay.prioritized:
-            self.replay.update_priorities(batch.idx, metrics["td_abs"])
+        metrics = self.learner(self.grad_step, self.cfg.steps)
         self.means.add(metrics)
-        self.last_idx = batch.idx
+        self.last_idx = metrics["idx"]
         self.grad_step += 1
 
     # --- checkpoints ----------------------------------------------------------------------
     def save(self) -> None:
+        """Write the checkpoint, unless something became non-finite since the last check:
+        then `Diverged`, and the last finite checkpoint stays."""
         c = self.cfg
+        self.check_finite(self.means.read())
+        inline = self.inline.state_dict() if self.inline else None
+        if c.checkpoint_replay and inline is not None and not self._warned_capture:
+            envs = inline["envs"]
+            if envs is None or any(e is None for e in envs):
+                self._warn_capture()
         state = {
             "format": FORMAT_VERSION,
             "env": c.env,
@@ -197,8 +217,16 @@ class Trainer:
                 "episodes": self.episodes,
                 "rows_seen": self.rows_seen,
                 "recent_returns": list(self.recent_returns),
-                "inline": self.inline.state_dict() if self.inline else None,
+                "inline": inline,
+                # What the next row reads besides the replay (for an exact resume).
+                "source_returns": {i: list(r) for i, r in self.source_returns.items()},
+                "source_rows": dict(self.source_rows),
+                "source_version": dict(self.source_version),
+                "lag": [self.lag_sum, self.lag_count],
             },
+            "means": self.means.state_dict(),
+            "logged_step": self.logged_step,
+            "pretrain_steps": self.pretrain_steps,
             "rng": {"torch": torch.get_rng_state()},
             "replay": self.replay.state_dict() if c.checkpoint_replay else None,
             "versions": torch.from_numpy(self.versions) if c.checkpoint_replay else None,
@@ -211,6 +239,15 @@ class Trainer:
         if self.device.type == "cuda":
             state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
         save_atomic(state, self.run_dir / CHECKPOINT)
+        self.saved_step = self.grad_step
+
+    def _warn_capture(self) -> None:
+        self._warned_capture = True
+        print(
+            f"widerl: warning: the state of {self.cfg.env}'s simulator cannot be captured; "
+            "a resumed run starts fresh episodes there (not an exact resume)",
+            file=sys.stderr,
+        )
 
     def restore(self, state: dict | None = None) -> None:
         """Continue from `state` (an already loaded checkpoint) or from the run's checkpoint."""
@@ -221,10 +258,25 @@ class Trainer:
         self.env_steps, self.episodes = int(col["env_steps"]), int(col["episodes"])
         self.rows_seen = int(col.get("rows_seen", 0))
         self.recent_returns.extend(col["recent_returns"])
+        for i, rets in col.get("source_returns", {}).items():
+            self.source_returns[int(i)] = deque(rets, maxlen=10)
+        self.source_rows = {int(i): int(n) for i, n in col.get("source_rows", {}).items()}
+        self.source_version = {int(i): int(v) for i, v in col.get("source_version", {}).items()}
+        self.lag_sum, self.lag_count = (int(x) for x in col.get("lag", (0, 0)))
         if self.inline is not None:
-            if col.get("inline"):
-                self.inline.load_state_dict(col["inline"])
-            self.inline.reset()
+            saved = col.get("inline") or {}
+            if saved:
+                self.inline.load_state_dict(saved)
+            # Without the stored replay the run refills it with the current policy, from fresh
+            # episodes (documented); with it, the episodes that were running go on.
+            if not (self.cfg.checkpoint_replay and self.inline.restore_episodes(saved)):
+                if self.cfg.checkpoint_replay:
+                    self._warn_capture()
+                self.inline.reset()
+        if state.get("means") is not None:
+            self.means.load_state_dict(state["means"], self.device)
+        self.logged_step = int(state.get("logged_step", state["grad_step"]))
+        self.pretrain_steps = int(state.get("pretrain_steps", 0))
         torch.set_rng_state(state["rng"]["torch"].cpu())
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.device)
@@ -238,7 +290,29 @@ class Trainer:
             self.probe = {k: v.to(self.device) for k, v in state["probe"].items()}
         self.pretrained = bool(state.get("pretrained", False))
         self.grad_step = int(state["grad_step"])
+        self.saved_step = self.grad_step
         self.wall_offset = float(state["wall_time"])
+
+    def _diverged(self, e: Diverged) -> Diverged:
+        """Record a divergence in the run folder (so `--resume` can say so) and describe what
+        was kept; nothing non-finite is ever saved (`save` checks first)."""
+        kept = (
+            f"; the last finite checkpoint (update {self.saved_step}) is kept in {self.run_dir}"
+            if self.saved_step is not None
+            else ""
+        )
+        out = Diverged(e.quantity, e.update, e.by, kept)
+        write_divergence(
+            self.run_dir,
+            {
+                "quantity": e.quantity,
+                "update": e.update,
+                "by": e.by,
+                "checkpoint_step": self.saved_step,
+                "message": str(out),
+            },
+        )
+        return out
 
     def wall_time(self) -> float:
         return self.wall_offset + time.perf_counter() - self._t0
@@ -288,24 +362,65 @@ class Trainer:
         at every evaluation (A.4), drawn once after warm-up and kept in checkpoints."""
         self.probe = self.spread_sample()
 
-    def critic_srank(self) -> int | None:
-        if self.probe is None:
+    def srank_sample(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """PROBE_SIZE distinct transitions drawn uniformly from the replay as it is now, for
+        srank at this row (Kumar et al. 2021 measure on the replay). The generator is seeded
+        from the seed and grad_step alone: measuring never moves the training's random
+        streams, and a resumed run draws the same sample."""
+        if self.replay.size == 0:
             return None
-        from widerl.analysis.srank import critic_srank
+        seed = np.random.SeedSequence([self.seeds["srank"], self.grad_step]).generate_state(1)
+        g = torch.Generator().manual_seed(int(seed[0]))
+        n = min(PROBE_SIZE, self.replay.size)
+        idx = torch.randperm(self.replay.size, generator=g)[:n].to(self.replay.device)
+        obs, act, *_ = self.replay.storage.gather(idx)
+        return obs, act
 
-        return critic_srank(self.agent, self.probe["obs"], self.probe["act"])
+    def critic_srank(self, sample: tuple[torch.Tensor, torch.Tensor] | None) -> int | None:
+        if sample is None:
+            return None
+        from widerl.analysis.srank import critic_penultimate_features, srank
+
+        phi = critic_penultimate_features(self.agent, *sample)
+        if not bool(torch.isfinite(phi).all()):  # a row's read; the SVD would fail on them
+            raise Diverged("the critic's features on replay states", self.grad_step, by=True)
+        return srank(phi)
+
+    def check_finite(self, window: Window) -> None:
+        """`Diverged` if a metric since the last row or any parameter is inf or NaN: one read
+        of the metric sums (done for the row anyway) and one fused reduction over the
+        parameters. A huge but finite value is no divergence by this definition."""
+        if window.first_nonfinite:
+            name, pos = min(window.first_nonfinite.items(), key=lambda kv: kv[1])
+            raise Diverged(name, self.grad_step - window.count + pos)
+        # max |x| per tensor: finite exactly when every element is (a 2-norm could overflow).
+        norms = torch._foreach_norm(self._tensors, float("inf"))
+        finite = torch.isfinite(torch.stack(norms)).cpu().tolist()
+        for name, ok in zip(self._tensor_names, finite, strict=True):
+            if not ok:
+                raise Diverged(f"parameter {name}", self.grad_step, by=True)
 
     def pretrain_ofenet(self) -> None:
         """OFENet's updates on the warm-up data before RL starts (10k in Ota et al. 2020)."""
         c = self.cfg
-        for _ in range(c.ofenet_pretrain):
+        while self.pretrain_steps < c.ofenet_pretrain:
             if self._flag.stop:
                 return
             b = self.replay.sample(c.batch_size)
             self.ofenet.update(b.obs, b.act, b.next_obs)
+            self.pretrain_steps += 1
         self.pretrained = True
 
     def evaluate_and_log(self, logger: RunLogger, since: tuple[float, int, int]) -> None:
+        # The divergence check comes first: evaluating or measuring srank with non-finite
+        # weights would fail or log garbage.
+        window = self.means.read()
+        self.check_finite(window)
+        self.means.reset()
+        srank_now = self.critic_srank(self.srank_sample())
+        srank_probe = (
+            self.critic_srank((self.probe["obs"], self.probe["act"])) if self.probe else None
+        )
         returns = self.evaluator(self.agent)
         self.last_eval = float(returns.mean())
         t, g, e = since
@@ -334,14 +449,16 @@ class Trainer:
                 for i in range(max(self.cfg.actors, 1))
             ),
             "restarts": self.remote.restarts if self.remote else 0,
-            "srank": self.critic_srank(),
-            **self.means.pop(),
+            "srank": srank_now,
+            "srank_probe": srank_probe,
+            **window.means,
         }
         self.lag_sum, self.lag_count = 0, 0
         if self.ofenet is not None and self.holdout.size:
             h = self.holdout.sample(min(HOLDOUT_BATCH, self.holdout.size))
             row["aux_loss_heldout"] = float(self.ofenet.eval_loss(h.obs, h.act, h.next_obs))
         logger.write(row)
+        self.logged_step = self.grad_step
         for i, rets in self.source_returns.items():
             if rets:
                 logger.tb.add_scalar(f"collector/{i}/return", float(np.mean(rets)), self.grad_step)
@@ -367,7 +484,12 @@ class Trainer:
     def _inflight_steps(self) -> int:
         return len(self.remote.inflight) * self.remote.per_request if self.remote else 0
 
-    def run(self, resume: bool = False, state: dict | None = None) -> RunResult:
+    def run(
+        self, resume: bool = False, state: dict | None = None, stop: StopSignals | None = None
+    ) -> RunResult:
+        """Train to `cfg.steps`. `stop` is the caller's StopSignals when it installed them
+        before building the trainer (the CLI does, so that a signal at any moment counts);
+        otherwise the run installs its own."""
         c = self.cfg
         self._t0 = time.perf_counter()
         if resume:
@@ -377,11 +499,12 @@ class Trainer:
         logger = RunLogger(
             self.run_dir,
             self.means.names + (["aux_loss_heldout"] if self.ofenet else []),
-            resume_step=self.grad_step if resume else None,
+            resume_step=self.logged_step if resume else None,
         )
         interrupted = False
+        signals = contextlib.nullcontext(stop) if stop is not None else StopSignals()
         try:
-            with StopSignals() as flag, make_progress(c.progress) as progress:
+            with signals as flag, make_progress(c.progress) as progress:
                 self._flag = flag
                 task = progress.add_task(
                     f"{c.algo} {c.env}",
@@ -400,14 +523,15 @@ class Trainer:
                     )
                     progress.update(task, description="warm-up")
                 self.fill()
-                if self.probe is None and self.replay.size:
+                # Only a complete warm-up gives the probe and pre-training their data.
+                if self.probe is None and self.replay.size and not flag.stop:
                     self.draw_probe()
-                if self.ofenet is not None and not self.pretrained:
+                if self.ofenet is not None and not self.pretrained and not flag.stop:
                     progress.update(task, description="OFENet pre-training")
                     self.pretrain_ofenet()
                 progress.update(task, description=f"{c.algo} {c.env}")
                 since = (time.perf_counter(), self.grad_step, self.env_steps)
-                if self.grad_step == 0 and not flag.stop:
+                if self.grad_step == 0 and self.logged_step < 0 and not flag.stop:
                     self.evaluate_and_log(logger, since)
                     since = (time.perf_counter(), self.grad_step, self.env_steps)
                 bar_t, bar_g = since[0], since[1]
@@ -438,11 +562,16 @@ class Trainer:
         except CollectorsFailed as e:
             # Keep what was learned since the last evaluation: the run resumes once the
             # cause (an env or collector bug) is fixed.
-            self.save()
+            try:
+                self.save()
+            except Diverged as d:
+                raise self._diverged(d) from None
             raise CollectorsFailed(
                 f"{e}; checkpoint saved at update {self.grad_step}, continue with "
                 f"`widerl train --resume {self.run_dir}`"
             ) from e
+        except Diverged as e:
+            raise self._diverged(e) from None
         finally:
             if self.remote is not None:
                 self.remote.close()

@@ -16,8 +16,9 @@ noise) that torch.compile can trace in one graph, and no seed's draws depend on 
 from __future__ import annotations
 
 import abc
+import contextlib
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from widerl.autodiff import Differentiable
-from widerl.config import Config
+from widerl.checkpoint import check_fits
+from widerl.config import Config, ConfigError
 from widerl.nets.bodies import make_body
 from widerl.nets.ensemble import reset_members
 from widerl.nets.feature_learners import make_features
@@ -96,7 +98,7 @@ class Agent(nn.Module, abc.ABC):
         self.critic_opt = Adam(self.critic_params.params, cfg.lr)
         self._build_optimizers()
         self._critic_target_params = matching(self.critics_target, self.critic_params, "critics.")
-        self._critic_stats = _float_buffers(self.critics), _float_buffers(self.critics_target)
+        self._critic_stats = float_buffers(self.critics), float_buffers(self.critics_target)
 
     # --- construction, per algorithm --------------------------------------------------------
     def body(self, members: int, in_dim: int) -> nn.Module:
@@ -266,6 +268,13 @@ class Agent(nn.Module, abc.ABC):
         """The agent's optimizers and those of its features (OFENet's own Adam)."""
         return {**self.optimizers(), **self.features.optimizers()}
 
+    def _extra_state(self) -> dict[str, torch.Tensor]:
+        """Training state outside modules and optimizers (TD3: the last actor loss)."""
+        return {}
+
+    def _load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore `_extra_state`."""
+
     def checkpoint_state(self) -> dict[str, Any]:
         """Everything trained: networks, targets, features (OFENet and its target copy),
         BatchNorm statistics, optimizers, the update counter and the random streams."""
@@ -273,17 +282,28 @@ class Agent(nn.Module, abc.ABC):
             "modules": self.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.all_optimizers().items()},
             "n_updates": self.n_updates,
+            "extra": self._extra_state(),
             "generators": {
                 "update": [g.get_state() for g in self.update_gens],
                 "act": [g.get_state() for g in self.act_gens],
             },
         }
 
-    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+    def load_checkpoint_state(self, state: dict[str, Any], where: str = "the checkpoint") -> None:
+        """Restore `checkpoint_state()`; ConfigError (one line, naming the first tensor that
+        differs) when it was written by networks other than these."""
+        check_fits(self.state_dict(), state["modules"], where)
+        missing = [k for k in self.all_optimizers() if k not in state["optimizers"]]
+        if missing:
+            raise ConfigError(
+                f"{where} does not fit its config.json: it has no state for the {missing[0]} "
+                "optimizer; the config and the checkpoint do not belong together"
+            )
         self.load_state_dict(state["modules"])
         for k, opt in self.all_optimizers().items():
             opt.load_state_dict(state["optimizers"][k])
         self.n_updates = int(state["n_updates"])
+        self._load_extra_state(state.get("extra", {}))
         gens = state.get("generators")
         if gens is not None:
             for g, s in zip(
@@ -301,7 +321,7 @@ def matching(target: nn.Module, online: Differentiable, prefix: str) -> list[tor
     return [named[n.removeprefix(prefix)] for n in online.names]
 
 
-def _float_buffers(module: nn.Module) -> list[torch.Tensor]:
+def float_buffers(module: nn.Module) -> list[torch.Tensor]:
     return [b for b in module.buffers() if b.is_floating_point()]
 
 
@@ -324,17 +344,15 @@ def by_seed(batch: Batch) -> tuple[Batch, bool]:
     )
 
 
-class eval_mode:  # noqa: N801 - used as a context manager, like torch.no_grad
-    """Every submodule in eval mode inside the block; each module's own flag restored."""
-
-    def __init__(self, module: nn.Module) -> None:
-        self.module = module
-
-    def __enter__(self) -> nn.Module:
-        self.modes = [(m, m.training) for m in self.module.modules()]
-        self.module.eval()
-        return self.module
-
-    def __exit__(self, *exc: object) -> None:
-        for m, training in self.modes:
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Every submodule in eval mode (BatchNorm uses its running statistics, so the output for
+    a sample does not depend on the rest of the batch and running statistics stay as they
+    are); each module's own flag is restored."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in modes:
             m.training = training

@@ -7,7 +7,7 @@ import copy
 
 import torch
 
-from widerl.agents.base import Agent, Noise, matching
+from widerl.agents.base import Agent, Noise, float_buffers, matching
 from widerl.autodiff import Differentiable
 from widerl.nets.heads import DeterministicActor
 from widerl.optim import Adam, soft_update
@@ -27,6 +27,7 @@ class TD3(Agent):
         self.actor_params = Differentiable(self, self._names("actor."))
         self.actor_opt = Adam(self.actor_params.params, self.cfg.lr)
         self._actor_target_params = matching(self.actor_target, self.actor_params, "actor.")
+        self._actor_stats = float_buffers(self.actor), float_buffers(self.actor_target)
         # The last actor loss, repeated in the metrics of the updates that skip the actor.
         self._last_actor_loss = torch.zeros(self.k, device=self.device)
 
@@ -66,6 +67,15 @@ class TD3(Agent):
         per_seed = -q.mean(-1)
         return per_seed.sum(), per_seed.detach()
 
+    def _extra_state(self) -> dict[str, torch.Tensor]:
+        # Reported by the updates between two delayed actor steps; a resumed run's first
+        # rows need it.
+        return {"last_actor_loss": self._last_actor_loss.detach().cpu()}
+
+    def _load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
+        if "last_actor_loss" in state:
+            self._last_actor_loss.copy_(state["last_actor_loss"].reshape(self.k))
+
     def actor_step_due(self) -> bool:
         # Delayed policy updates (TD3 Sec. 5.2): the actor and all targets move every
         # policy_delay-th update.
@@ -82,5 +92,8 @@ class TD3(Agent):
             self._last_actor_loss.copy_(actor_loss)
             self.update_critic_targets()
             soft_update(self._actor_target_params, self.actor_params.params, self.cfg.tau)
+            with torch.no_grad():  # BatchNorm statistics, as for the critics' targets
+                for online, target in zip(*self._actor_stats, strict=True):
+                    target.copy_(online)
         metrics["actor_loss"] = self._last_actor_loss.clone()
         return metrics

@@ -51,7 +51,7 @@ def landscape_cmd(
     if not (math.isfinite(span) and span > 0):
         raise ConfigError(f"--span {span} must be a positive number")
     if not run_dir.is_dir():
-        raise ConfigError(f"run folder {str(run_dir)!r} is not a folder")
+        raise ConfigError(f"widerl landscape RUN_DIR {str(run_dir)!r} is not a folder")
     out = run_dir if out is None else out
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} exists and is not a folder")
@@ -69,11 +69,13 @@ def landscape_cmd(
 
     from widerl.analysis.critic_landscape import critic_landscape
     from widerl.analysis.run import load_run, stored_transitions
+    from widerl.paths import check_writable
     from widerl.train import resolve_device
 
     dev = resolve_device(device)
-    cfg, agent, state = load_run(run_dir, dev)
+    cfg, agent, state = load_run(run_dir, dev, "widerl landscape RUN_DIR")
     batch = stored_transitions(state, run_dir, seed, dev)
+    check_writable(out, "--out")  # now, not after the grid has been computed
     progress = Progress(
         "[bold]loss landscape",
         BarColumn(),

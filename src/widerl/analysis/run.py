@@ -16,23 +16,23 @@ REPLAY_SAMPLES = 4096
 _FIELDS = ("obs", "act", "rew", "next_obs", "term")
 
 
-def load_run(run_dir: Path, device: torch.device) -> tuple[Config, Agent, dict]:
-    """Config, trained agent and the raw checkpoint of `run_dir` (as evaluate_run loads it)."""
+def load_run(
+    run_dir: Path, device: torch.device, arg: str = "RUN_DIR"
+) -> tuple[Config, Agent, dict]:
+    """Config, trained agent and the raw checkpoint of `run_dir` (`widerl eval` and
+    `widerl landscape`); `arg` names the folder in messages as the user typed it."""
     from widerl.agents import make_agent
-    from widerl.checkpoint import load_checkpoint
-    from widerl.envs import env_dims
-    from widerl.rundir import CONFIG, load_config
+    from widerl.checkpoint import CHECKPOINT, load_checkpoint
+    from widerl.envs import check_env_id, env_dims
+    from widerl.rundir import load_config
 
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ConfigError(f"run folder {str(run_dir)!r} is not a folder")
-    if not (run_dir / CONFIG).is_file():
-        raise ConfigError(f"{str(run_dir)!r} holds no run (no {CONFIG})")
-    cfg = load_config(run_dir)
+    cfg = load_config(run_dir, arg)
     state = load_checkpoint(run_dir, map_location=device)
+    check_env_id(cfg.env)
     obs_dim, act_dim = env_dims(cfg.env)
     agent = make_agent(cfg, obs_dim, act_dim, device)
-    agent.load_checkpoint_state(state["agent"])
+    agent.load_checkpoint_state(state["agent"], where=f"{CHECKPOINT} in {str(run_dir)!r}")
     return cfg, agent, state
 
 

@@ -51,15 +51,18 @@ def parse_train_args(text: str | None) -> dict[str, Any]:
 
 
 def check_jobs(jobs: list[Job]) -> None:
-    """Resolve each distinct run's settings now, so a bad value stops everything with one
-    line instead of failing every child."""
+    """Check each distinct run as `widerl train` would (settings, env sizes, threads, device,
+    memory) before any starts, so a bad value stops everything with one line instead of
+    failing every child."""
+    from widerl.preflight import preflight
+
     seen: set[str] = set()
     for job in jobs:
         if job.run in seen:
             continue
         seen.add(job.run)
         try:
-            resolve({**job.settings, "steps": job.steps}, job.preset)
+            preflight(resolve({**job.settings, "steps": job.steps}, job.preset))
         except ConfigError as e:
             raise ConfigError(f"run {job.run}: {e}") from None
 
@@ -76,7 +79,11 @@ def _fail(message: str) -> None:
 )
 @click.option("--jobs", type=int, default=1, show_default=True, help="Runs at a time.")
 @click.option(
-    "--out", type=click.Path(path_type=Path), required=True, help="Results under OUT/NAME."
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("runs"),
+    show_default=True,
+    help="Results under OUT/NAME (the folder `widerl train` writes its runs to by default).",
 )
 @click.option(
     "--envs",
@@ -146,7 +153,9 @@ def experiment_cmd(
             click.echo(f"[{state}] {job.display(state)}")
         return
     from widerl.experiments.runner import run_jobs
+    from widerl.paths import check_writable
 
+    check_writable(out / exp.name, "--out")
     outcome = run_jobs(job_list, jobs)
     click.echo(
         f"{exp.name}: {len(outcome.finished)} finished, {outcome.skipped} skipped (done "

@@ -29,10 +29,15 @@ from widerl.experiments.runs import (
     label_of,
     load_run,
 )
+from widerl.paths import check_writable
 
 REPORT = "report.md"
 RESULTS = "results.csv"
 SCORES = ("final", "max")
+# An IQM of fewer than 4 pooled runs trims nothing (it is a plain mean), and a stratified
+# bootstrap cannot resample an env with one run: its CI would collapse to a point.
+MIN_IQM_RUNS = 4
+MIN_IQM_SEEDS_PER_ENV = 2
 
 
 @dataclass
@@ -130,9 +135,13 @@ class IqmRow:
     ci: tuple[float, float]
 
 
-def iqm_table(sums: list[Summary], score: str, reps: int, seed: int) -> list[IqmRow]:
+def iqm_table(
+    sums: list[Summary], score: str, reps: int, seed: int
+) -> tuple[list[IqmRow], list[tuple[str, int, int]]]:
     """IQM over the pooled, per-env min-max normalized scores of each configuration that ran
-    in every env, with a stratified bootstrap CI (strata = envs)."""
+    in every env, with a stratified bootstrap CI (strata = envs); and, as (label, runs, fewest
+    seeds in an env), the configurations with too few runs for one (MIN_IQM_RUNS,
+    MIN_IQM_SEEDS_PER_ENV)."""
     envs = sorted({s.group.env for s in sums})
     per_env: dict[str, dict[tuple, np.ndarray]] = {e: {} for e in envs}
     labels: dict[tuple, str] = {}
@@ -143,14 +152,18 @@ def iqm_table(sums: list[Summary], score: str, reps: int, seed: int) -> list[Iqm
     # normalization range (so the table does not depend on runs it does not show).
     shared = [k for k in labels if all(k in per_env[e] for e in envs)]
     normalized = {e: stats.minmax_per_task({k: per_env[e][k] for k in shared}) for e in envs}
-    rows = []
+    rows, too_few = [], []
     for key in shared:
         label = labels[key]
         tasks = [normalized[e][key] for e in envs]
+        runs, fewest = sum(t.size for t in tasks), min(t.size for t in tasks)
+        if runs < MIN_IQM_RUNS or fewest < MIN_IQM_SEEDS_PER_ENV:
+            too_few.append((label, runs, fewest))
+            continue
         point = stats.iqm(np.concatenate(tasks))
         ci = stats.stratified_bootstrap_ci(tasks, reps=reps, seed=seed)
-        rows.append(IqmRow(label, len(tasks), sum(t.size for t in tasks), point, ci))
-    return rows
+        rows.append(IqmRow(label, len(tasks), runs, point, ci))
+    return rows, too_few
 
 
 def table1(sums: list[Summary]) -> str:
@@ -230,7 +243,7 @@ def _env_section(env: str, sums: list[Summary], out: Path) -> list[str]:
 
 def _iqm_section(sums: list[Summary], score: str, reps: int, seed: int, out: Path) -> list[str]:
     envs = sorted({s.group.env for s in sums})
-    rows = iqm_table(sums, score, reps, seed)
+    rows, too_few = iqm_table(sums, score, reps, seed)
     what = (
         "the return at the last evaluation step all seeds of its configuration reached"
         if score == "final"
@@ -248,8 +261,23 @@ def _iqm_section(sums: list[Summary], score: str, reps: int, seed: int, out: Pat
         "ran in every env are listed.",
         "",
     ]
+    if too_few:
+        lines += [
+            f"An IQM needs at least {MIN_IQM_RUNS} runs of a configuration (seeds x envs) and "
+            f"at least {MIN_IQM_SEEDS_PER_ENV} seeds in every env: with fewer than "
+            f"{MIN_IQM_RUNS} the IQM trims nothing (it is a plain mean), and the stratified "
+            "bootstrap cannot resample an env with a single run (its interval collapses to a "
+            "point). Left out for too few runs:",
+            "",
+            *(
+                f"- {label}: {runs} run(s); fewest seeds in one env: {fewest}"
+                for label, runs, fewest in too_few
+            ),
+            "",
+        ]
     if not rows:
-        return [*lines, "No configuration ran in every env.", ""]
+        what = "has enough runs for one" if too_few else "ran in every env"
+        return [*lines, f"No configuration {what}.", ""]
     plots.plot_intervals(
         [r.label for r in rows],
         [r.point for r in rows],
@@ -306,7 +334,7 @@ def write_report(
     sums, empty = summarize(groups)
     if not sums:
         raise ConfigError("no run has an evaluation yet (metrics.csv has no eval_return_mean)")
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out, "--out")
     n_runs = sum(s.group.seeds for s in sums)
     lines = [
         "# widerl report",

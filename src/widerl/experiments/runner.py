@@ -28,7 +28,7 @@ from widerl.signals import StopSignals
 POLL_S = 0.2
 # Exit statuses of a child we stopped: `widerl train` exits 130 after a clean stop; a
 # child killed before it installed its handler, or by a second Ctrl-C, dies of the signal.
-STOPPED = (130, -signal.SIGINT, -signal.SIGKILL)
+STOPPED = (130, 143, -signal.SIGINT, -signal.SIGKILL)  # 143: a SIGTERM to the child
 
 
 @dataclass

@@ -145,12 +145,21 @@ def load_run(run_dir: Path) -> Run:
             raise ConfigError(f"cannot read {str(path)!r}: no {needed!r} column")
     present = [c for c in CURVE_COLUMNS if c in header]
     by_step: dict[int, list[float]] = {}
+    last = None
     for i, row in enumerate(rows, start=2):
         step = _number(row.get("grad_step") or "", path, i, "grad_step")
         if not math.isfinite(step):
             raise ConfigError(f"cannot read {str(path)!r}: line {i} has no grad_step")
-        values = [_number(row.get(c) or "", path, i, c) for c in present]
-        by_step[int(step)] = values  # a repeated step (should not happen) keeps its last row
+        if last is not None and step <= last:
+            # Rows of two runs interleaved (two trainings on one folder, which the run lock
+            # now prevents) or a hand-edited file: no curve can be read from it.
+            how = "repeats" if step == last else f"goes back after {int(last)}"
+            raise ConfigError(
+                f"cannot read {str(path)!r}: line {i}, grad_step {int(step)} {how}; "
+                "the file mixes rows of more than one run"
+            )
+        last = step
+        by_step[int(step)] = [_number(row.get(c) or "", path, i, c) for c in present]
     steps = np.array(sorted(by_step), dtype=np.int64)
     table = np.array([by_step[s] for s in steps], dtype=np.float64).reshape(len(steps), -1)
     columns = {c: table[:, j] for j, c in enumerate(present)}
