@@ -73,7 +73,15 @@ class Differentiable:
 
             grads, aux = torch.func.grad(of_params, has_aux=True)(self.params)
             return list(grads), aux
-        with torch.enable_grad():
-            loss, aux = fn(*args)
-            grads = torch.autograd.grad(loss, self.params)
+        # Parameters are kept with requires_grad False (so that torch.compile's graph may
+        # update them in place); eager autograd tracks these for the duration of one loss.
+        for p in self.params:
+            p.requires_grad_(True)
+        try:
+            with torch.enable_grad():
+                loss, aux = fn(*args)
+                grads = torch.autograd.grad(loss, self.params)
+        finally:
+            for p in self.params:
+                p.requires_grad_(False)
         return list(grads), aux

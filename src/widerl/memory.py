@@ -46,7 +46,7 @@ def network_nbytes(cfg: Config, obs_dim: int, act_dim: int) -> int:
         agent = make_agent(cfg, obs_dim, act_dim, meta)
     tensors = [*agent.parameters(), *agent.buffers()]
     stored = sum(t.numel() * t.element_size() for t in tensors)
-    trainable = sum(p.numel() * p.element_size() for p in agent.parameters() if p.requires_grad)
+    trainable = sum(p.numel() * p.element_size() for p in agent.trained_parameters())
     return stored + 3 * trainable
 
 

@@ -30,7 +30,7 @@ from widerl.autodiff import Differentiable
 from widerl.checkpoint import check_fits
 from widerl.config import Config, ConfigError
 from widerl.nets.bodies import make_body
-from widerl.nets.ensemble import reset_members
+from widerl.nets.ensemble import reset_members, trained_names
 from widerl.nets.feature_learners import make_features
 from widerl.nets.features import FeatureLearner
 from widerl.nets.heads import CriticEnsemble
@@ -86,8 +86,11 @@ class Agent(nn.Module, abc.ABC):
             self.features.reset_parameters(init)
             for net in self.trained_networks():
                 reset_members(net, init)
-        self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
+        self.critics_target = copy.deepcopy(self.critics)
         self._build_targets()
+        # No parameter requires grad outside a loss (autodiff.Differentiable), so that a
+        # compiled step updates them in place and targets never enter a graph.
+        self.requires_grad_(False)
         self.to(self.device)
         self.features.build_optimizer()
         gen = self.device if self.device.type != "meta" else "cpu"
@@ -129,7 +132,11 @@ class Agent(nn.Module, abc.ABC):
 
     def _names(self, prefix: str) -> list[str]:
         """The trained parameters under `prefix`."""
-        return [n for n, p in self.named_parameters() if n.startswith(prefix) and p.requires_grad]
+        return [n for n in trained_names(self) if n.startswith(prefix)]
+
+    def trained_parameters(self) -> list[torch.Tensor]:
+        """Every tensor an optimizer of the agent (or of its features) trains."""
+        return [p for opt in self.all_optimizers().values() for p in opt.params]
 
     # --- noise ------------------------------------------------------------------------------
     def _normal(self, gens: list[torch.Generator], shape: tuple[int, ...]) -> torch.Tensor:

@@ -21,7 +21,7 @@ class TD3(Agent):
         self.actor = DeterministicActor(self.body(self.k, self.features.s_dim), self.act_dim)
 
     def _build_targets(self) -> None:
-        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.actor_target = copy.deepcopy(self.actor)
 
     def _build_optimizers(self) -> None:
         self.actor_params = Differentiable(self, self._names("actor."))

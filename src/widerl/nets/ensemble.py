@@ -30,6 +30,7 @@ class EnsembleLinear(nn.Module):
         if init not in INITS:
             raise ValueError(f"unknown init {init!r}; choose from {INITS}")
         self.members, self.in_dim, self.out_dim, self.init = members, in_dim, out_dim, init
+        self.train_bias = True  # False when a BatchNorm follows (nets/bodies/base.py)
         self.weight = nn.Parameter(torch.empty(members, in_dim, out_dim))
         self.bias = nn.Parameter(torch.empty(members, 1, out_dim))
         self.reset_parameters()
@@ -72,6 +73,13 @@ def ensemble_linears(module: nn.Module) -> list[EnsembleLinear]:
     return [m for m in module.modules() if isinstance(m, EnsembleLinear)]
 
 
+def trained_names(module: nn.Module, prefix: str = "") -> list[str]:
+    """Names of the parameters an optimizer trains: all but the biases of Linear layers
+    that a BatchNorm follows (see nets/bodies/base.py)."""
+    frozen = {id(m.bias) for m in ensemble_linears(module) if not m.train_bias}
+    return [prefix + n for n, p in module.named_parameters() if id(p) not in frozen]
+
+
 def reset_members(module: nn.Module, generators: Sequence[torch.Generator]) -> None:
     """Re-initialise every layer of `module`, in module order, from the seeds' generators, so
     that seed k's draws are the same sequence whether or not other seeds share the network."""
@@ -79,8 +87,3 @@ def reset_members(module: nn.Module, generators: Sequence[torch.Generator]) -> N
         reset = getattr(layer, "reset_parameters", None)
         if layer is not module and isinstance(layer, EnsembleLinear) and reset is not None:
             reset(generators)
-
-
-def member_slice(tensor: torch.Tensor, members: slice | int) -> torch.Tensor:
-    """The rows of one member (or a range) of an ensemble tensor whose dim 0 is members."""
-    return tensor[members]

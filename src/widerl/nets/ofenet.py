@@ -26,7 +26,7 @@ import torch
 
 from widerl.autodiff import Differentiable
 from widerl.nets.bodies.densenet import DenseNet
-from widerl.nets.ensemble import EnsembleLinear, reset_members
+from widerl.nets.ensemble import EnsembleLinear, reset_members, trained_names
 from widerl.nets.features import FeatureLearner
 from widerl.optim import Adam, soft_update
 
@@ -86,7 +86,8 @@ class OFENet(FeatureLearner):
             raise ValueError(f"OFENet target dim {target_dim} must be in [1, {obs_dim}]")
         self.tau, self.lr, self.pretrain_updates = tau, lr, pretrain_updates
         self.online = OFENetNets(seeds, obs_dim, act_dim, units, layers, self.target_dim)
-        self.target = copy.deepcopy(self.online).requires_grad_(False)
+        self.target = copy.deepcopy(self.online)
+        self.requires_grad_(False)  # gradients only inside the loss (autodiff.Differentiable)
         self.target.eval()
         self.s_dim = self.online.phi_s.out_dim
         self.sa_dim = self.online.phi_sa.out_dim
@@ -98,7 +99,7 @@ class OFENet(FeatureLearner):
 
     def build_optimizer(self) -> None:
         """The optimizer and parameter lists, once the parameters live on their device."""
-        names = [f"online.{n}" for n, p in self.online.named_parameters() if p.requires_grad]
+        names = trained_names(self.online, "online.")
         self.params = Differentiable(self, names)
         self.opt = Adam(self.params.params, self.lr)
         self._online = self.params.params

@@ -39,7 +39,7 @@ class Layer(nn.Module):
             # BatchNorm subtracts the batch mean, so this bias's gradient is zero in exact
             # arithmetic; Adam would turn its rounding noise into lr-sized random steps. It is
             # kept (Table 2 counts it) but not trained.
-            self.linear.bias.requires_grad_(False)
+            self.linear.train_bias = False
         self.act = activation_module(activation)
         self.in_dim, self.out_dim = in_dim, out_dim
 
