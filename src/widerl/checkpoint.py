@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from widerl.config import ConfigError
+from widerl.layout import CHECKPOINT
 
-CHECKPOINT = "checkpoint.pt"
 FORMAT_VERSION = 1
 
 

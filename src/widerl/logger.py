@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-METRICS = "metrics.csv"
+from widerl.layout import METRICS, TB
+
 BASE_COLUMNS = [
     "grad_step",
     "env_step",
@@ -153,7 +154,7 @@ class RunLogger:
             self._truncate_after(resume_step)
         from torch.utils.tensorboard import SummaryWriter  # slow import; only when training
 
-        self.tb = SummaryWriter(str(Path(run_dir) / "tb"))
+        self.tb = SummaryWriter(str(Path(run_dir) / TB))
 
     def _truncate_after(self, step: int) -> None:
         """Drop rows logged after the checkpoint, so the resumed rows continue without gaps
