@@ -127,7 +127,8 @@ def _train(
     number when a signal stopped it, as a shell reports it)."""
     import signal
 
-    from widerl.checkpoint import CHECKPOINT, load_checkpoint
+    from widerl.checkpoint import load_checkpoint
+    from widerl.layout import CHECKPOINT
     from widerl.paths import check_writable
     from widerl.preflight import preflight
     from widerl.rundir import (

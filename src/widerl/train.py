@@ -23,12 +23,13 @@ import numpy as np
 import torch
 
 from widerl.agents import make_agent
-from widerl.checkpoint import CHECKPOINT, FORMAT_VERSION, load_checkpoint, save_atomic
+from widerl.checkpoint import FORMAT_VERSION, load_checkpoint, save_atomic
 from widerl.collect import Chunk, Collector
 from widerl.config import Config, ConfigError
 from widerl.envs import env_dims, make_vec_env
 from widerl.errors import CollectorsFailed, Diverged
 from widerl.evaluate import Evaluator
+from widerl.layout import CHECKPOINT
 from widerl.learner import LearnStep
 from widerl.logger import MetricMeans, RunLogger, Window, make_progress
 from widerl.plot import plot_learning_curve

@@ -22,8 +22,9 @@ def load_run(
     """Config, trained agent and the raw checkpoint of `run_dir` (`widerl eval` and
     `widerl landscape`); `arg` names the folder in messages as the user typed it."""
     from widerl.agents import make_agent
-    from widerl.checkpoint import CHECKPOINT, load_checkpoint
+    from widerl.checkpoint import load_checkpoint
     from widerl.envs import check_env_id, env_dims
+    from widerl.layout import CHECKPOINT
     from widerl.rundir import load_config
 
     run_dir = Path(run_dir)

@@ -22,7 +22,8 @@ from typing import IO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from widerl.experiments.plan import DONE, LOG, Job
+from widerl.experiments.plan import DONE, Job
+from widerl.layout import LOG
 from widerl.signals import StopSignals
 
 POLL_S = 0.2
