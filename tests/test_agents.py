@@ -203,7 +203,7 @@ def test_update_forces_no_host_sync(algo: str, arch: str, forbid_host_sync) -> N
 
 def test_device_cuda_without_cuda_is_a_user_error() -> None:
     from widerl.config import ConfigError
-    from widerl.train import resolve_device
+    from widerl.device import resolve_device
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from widerl.config import ALGOS, ARCHS, DEVICES, PRESETS, Config, ConfigError, default_out, resolve
+from widerl.config import ALGOS, ARCHS, DEVICES, PRESETS, Config, ConfigError, resolve
 from widerl.errors import CollectorsFailed, Diverged
 
 if TYPE_CHECKING:
@@ -79,15 +79,6 @@ def app() -> None:
     """Training larger networks for off-policy deep RL (Ota, Jha & Kanezaki 2021)."""
 
 
-def _refuse_unreachable_ray(address: str) -> None:
-    """--ray-address where nothing answers: a one-line error within seconds (Ray itself would
-    retry for minutes). Nothing to check without an address."""
-    if address:
-        from widerl.distributed import check_ray_address
-
-        check_ray_address(address)
-
-
 @app.command("train")
 @preset_option
 @click.option(
@@ -127,67 +118,23 @@ def _train(
     number when a signal stopped it, as a shell reports it)."""
     import signal
 
-    from widerl.checkpoint import load_checkpoint
-    from widerl.layout import CHECKPOINT
-    from widerl.paths import check_writable
-    from widerl.preflight import preflight
-    from widerl.rundir import (
-        clear_outputs,
-        load_config,
-        merge_resume,
-        prepare_new,
-        read_divergence,
-        remove_temp_files,
-    )
+    from widerl import api
     from widerl.train import Trainer
 
-    ckpt = None
     if resume is not None:
         if preset is not None:
             raise ConfigError(
                 "--preset cannot be combined with --resume (the run keeps its stored config)"
             )
-        run_dir = resume
-        stored = load_config(run_dir, "--resume")
-        check_writable(run_dir, "--resume")
-        lock(run_dir, "--resume")  # before anything in the folder is touched
-        diverged = read_divergence(run_dir)
-        if diverged is not None:
-            what = diverged.get("quantity", "a value")
-            when = f" {'by' if diverged.get('by') else 'at'} update {diverged.get('update', '?')}"
-            raise ConfigError(
-                f"--resume {str(run_dir)!r}: this run diverged ({what} became non-finite{when}); "
-                "its last finite checkpoint would only repeat that: start a new run instead "
-                "(--force, e.g. with a lower --lr)"
-            )
-        cfg = merge_resume(stored, given, run_dir)
-        preflight(cfg)  # before the checkpoint takes its share of the memory
-        _refuse_unreachable_ray(cfg.ray_address)  # before writing
-        remove_temp_files(run_dir)
-        if (run_dir / CHECKPOINT).is_file():
-            ckpt = load_checkpoint(run_dir)
-            if ckpt.get("env") != stored.env:
-                raise ConfigError(
-                    f"checkpoint in {str(run_dir)!r} is for env {ckpt.get('env')!r}, "
-                    f"but its config.json says {stored.env!r}"
-                )
-        # Nothing learned yet (stopped or crashed before its first checkpoint, or a checkpoint
-        # from before learning without the warm-up data): start it afresh from its config.
-        if ckpt is None or (int(ckpt["grad_step"]) == 0 and ckpt.get("replay") is None):
-            clear_outputs(run_dir)
-            ckpt = None
+        started = api.prepare_resume(resume, given, lock)
     else:
         cfg = resolve(given, preset)
-        preflight(cfg)  # env sizes, threads, device, memory: before the folder is touched
-        run_dir = Path(cfg.out) if cfg.out else default_out(cfg)
-        cfg.out = str(run_dir)
-        _refuse_unreachable_ray(cfg.ray_address)  # before the run folder is touched
+        run_dir = api.check_new(cfg)
         if stop.stop:
             click.echo("stopped before the run started; nothing was written", err=True)
             return 128 + stop.signum
-        check_writable(run_dir, "--out")  # a read-only filesystem: one line, before the lock
-        lock(run_dir, "--out")
-        prepare_new(cfg, run_dir, force)
+        started = api.prepare_new(cfg, run_dir, force, lock)
+    cfg, run_dir, ckpt = started.cfg, started.run_dir, started.checkpoint
     if stop.stop:  # the folder holds a config (and maybe a checkpoint): --resume continues
         step = int(ckpt["grad_step"]) if ckpt else 0
         click.echo(

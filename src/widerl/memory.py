@@ -51,7 +51,7 @@ def network_nbytes(cfg: Config, obs_dim: int, act_dim: int) -> int:
 
 
 def run_parts(cfg: Config, obs_dim: int, act_dim: int) -> list[Part]:
-    from widerl.train import HOLDOUT_SIZE
+    from widerl.intake import HOLDOUT_SIZE
 
     replay = replay_nbytes(obs_dim, act_dim, cfg.buffer_size, cfg.prioritized)
     parts = [

@@ -25,6 +25,7 @@ import torch
 from .sumtree import SumTree, tree_nbytes
 
 __all__ = [
+    "TRANSITION_FIELDS",
     "Batch",
     "PrioritizedSampler",
     "ReplayBuffer",
@@ -44,6 +45,10 @@ def replay_nbytes(obs_dim: int, act_dim: int, capacity: int, prioritized: bool) 
     row = 4 * (2 * obs_dim + act_dim + 1) + 1  # float32 obs, next_obs, act, rew; bool term
     tree = tree_nbytes(capacity) + 4 if prioritized else 0  # + the running max priority
     return capacity * row + tree
+
+
+# The fields of a transition, in the order storage, chunks and batches hold them.
+TRANSITION_FIELDS = ("obs", "act", "rew", "next_obs", "term")
 
 
 class Batch(NamedTuple):

@@ -9,11 +9,11 @@ import torch
 
 from widerl.agents.base import Agent
 from widerl.config import Config, ConfigError
+from widerl.replay import TRANSITION_FIELDS as _FIELDS
 from widerl.replay import Batch
 
 # Transitions drawn from a stored replay buffer when the checkpoint has no probe batch.
 REPLAY_SAMPLES = 4096
-_FIELDS = ("obs", "act", "rew", "next_obs", "term")
 
 
 def load_run(

@@ -25,6 +25,7 @@ class FeatureLearner(nn.Module, abc.ABC):
     sa_dim: int
     pretrain_updates: int = 0  # auxiliary updates on the warm-up data before RL starts
     metric_name: str | None = None  # the auxiliary loss's column in metrics.csv, if any
+    has_heldout: bool = False  # measures `heldout_loss` on transitions kept out of the replay
 
     @abc.abstractmethod
     def state(self, obs: torch.Tensor) -> torch.Tensor:

@@ -65,6 +65,7 @@ class OFENet(FeatureLearner):
     """See the module docstring for which copy feeds what."""
 
     metric_name = "aux_loss"
+    has_heldout = True
 
     def __init__(
         self,
