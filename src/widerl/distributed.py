@@ -20,13 +20,18 @@ import dataclasses
 import logging
 import math
 import os
+import secrets
 import signal
 import socket
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
+from widerl import ray_reaper
 from widerl.agents import make_agent
 from widerl.agents.base import Agent
 from widerl.collect import Chunk, Collector
@@ -41,6 +46,7 @@ CHUNK_TRANSITIONS = 256  # transitions per request: big enough to amortise a rou
 MAX_RESTARTS_PER_COLLECTOR = 10  # a collector that keeps dying points at a bug, not bad luck
 PIPELINE = 2  # requests queued per collector, so it never idles waiting for the learner
 OBJECT_STORE_BYTES = 512 * 2**20  # bounded local object store (REFERENCE.md: ~7 s start)
+RAY_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # 0: Ray's single-machine mode
 # Test hook: SIGKILL collector 0's process once the learner reaches this many updates.
 FAULT_ENV = "WIDERL_FAULT_KILL_COLLECTOR_AT"
 
@@ -159,17 +165,17 @@ def check_ray_address(address: str, timeout: float = 5.0) -> None:
 
 
 def init_ray(address: str, num_actors: int) -> bool:
-    """Join the cluster at `address`, or start Ray on this machine with light settings
-    (no dashboard, bounded object store). Returns True when we started it (and must stop it)."""
+    """Join the cluster at `address`, or start a private Ray instance on this machine (see
+    `_start_local`). Returns True when this process connected (and must call `shutdown_ray`)."""
     import ray
 
     if ray.is_initialized():
         return False
-    quiet = {"log_to_driver": False, "configure_logging": False}
     if address:
         check_ray_address(address)
         try:
-            ray.init(address=address, **quiet)
+            with _keeping_signal_handlers():
+                ray.init(address=address, **_QUIET)
         except (ConnectionError, ValueError, RuntimeError) as e:
             raise ConfigError(
                 f"--ray-address {address!r}: cannot join a Ray cluster there ({e}); start one "
@@ -177,13 +183,110 @@ def init_ray(address: str, num_actors: int) -> bool:
                 f"{_AUTH_HINT}"
             ) from None
         return True
-    ray.init(
-        include_dashboard=False,
-        num_cpus=max(os.cpu_count() or 1, num_actors),
-        object_store_memory=OBJECT_STORE_BYTES,
-        **quiet,
-    )
+    _start_local(max(os.cpu_count() or 1, num_actors))
     return True
+
+
+_QUIET = {"log_to_driver": False, "configure_logging": False}
+_reaper: subprocess.Popen | None = None  # ray_reaper of the local instance we started
+
+
+def _start_local(num_cpus: int) -> None:
+    """A Ray instance of this run only: always a new one (`address="local"`: never a cluster
+    recorded in RAY_TMPDIR's ray_current_cluster or named by RAY_ADDRESS), listening on
+    loopback only, with light settings (no dashboard web UI, a bounded object store), and a
+    watchdog (ray_reaper) that ends its processes within a second if this process dies."""
+    import ray
+
+    global _reaper
+    marker = f"{os.getpid()}-{secrets.token_hex(8)}"
+    _reaper = ray_reaper.start(marker)
+    try:
+        with _keeping_signal_handlers(), _loopback_only(), _marked(marker):
+            ray.init(
+                address="local",
+                include_dashboard=False,
+                num_cpus=num_cpus,
+                object_store_memory=OBJECT_STORE_BYTES,
+                **_QUIET,
+            )
+        node = getattr(ray._private.worker, "_global_node", None)
+        if node is not None:
+            ray_reaper.tell_session(_reaper, node.get_session_dir_path())
+    except BaseException:
+        shutdown_ray()
+        raise
+
+
+def shutdown_ray() -> None:
+    """Disconnect (and, for a local instance, stop it and let its watchdog reap leftovers)."""
+    import ray
+
+    global _reaper
+    ray.shutdown()
+    if _reaper is not None:
+        ray_reaper.stop(_reaper)
+        _reaper = None
+
+
+@contextlib.contextmanager
+def _keeping_signal_handlers() -> Iterator[None]:
+    """Keep widerl's SIGINT/SIGTERM handlers (signals.StopSignals) through ray.init. Ray installs
+    SIGTERM handlers that exit at once (the driver's `sys.exit(15)`; a local head's kill-all
+    and exit 1), and its C++ core worker one that prints a stack dump: a SIGTERM then lost
+    everything learned since the last checkpoint. Ray installs its Python ones through
+    `set_sigterm_handler`, so that is made a no-op for the call, and whatever was installed
+    before is installed again afterwards (over the C++ one)."""
+    import ray._private.utils as ray_utils
+
+    main = threading.current_thread() is threading.main_thread()
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    setter = getattr(ray_utils, "set_sigterm_handler", None)
+    if setter is not None:
+        ray_utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield
+    finally:
+        if setter is not None:
+            ray_utils.set_sigterm_handler = setter
+        for sig, handler in saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """Ray's single-machine mode (what it uses on macOS and Windows): node address 127.0.0.1,
+    so the GCS, raylet, workers and driver listen on loopback only. Ray reads the switch
+    from the environment in the processes it starts, and from a constant in this one."""
+    from ray._private import ray_constants
+
+    saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        with _env(RAY_CLUSTER_ENV, "0"):
+            yield
+    finally:
+        if saved is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+def _marked(marker: str) -> contextlib.AbstractContextManager:
+    """Every process Ray starts inherits the marker the watchdog looks for."""
+    return _env(ray_reaper.MARKER_ENV, marker)
+
+
+@contextlib.contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
 
 
 class WeightStore:
@@ -204,21 +307,50 @@ class WeightStore:
 class RayCollectors:
     """The learner's handle on N collector processes: requests, chunks, weights, restarts."""
 
-    def __init__(self, cfg: Config, seed: int, agent: Agent, version: int = 0) -> None:
+    @staticmethod
+    def stop() -> bool:
+        return False  # replaced by the learner's `stop` (see __init__)
+
+    def __init__(
+        self,
+        cfg: Config,
+        seed: int,
+        agent: Agent,
+        version: int = 0,
+        stop: Callable[[], bool] | None = None,
+    ) -> None:
         """`version`: the learner's update count now (not 0 when a run is resumed); it
-        labels the first published weights and varies the collectors' seeds per session."""
+        labels the first published weights and varies the collectors' seeds per session.
+        `stop`: true once the learner was asked to stop (signals.StopSignals). From then on
+        no Ray call is made until `close`: a SIGTERM sent to the whole process group (as
+        systemd and Slurm do) also ends this run's raylet, and a Ray call that then finds
+        it gone ends the learner before it has saved its checkpoint."""
         import ray
 
         self.ray = ray
         self.cfg, self.seed, self.session = cfg, seed, version
-        self.started = init_ray(cfg.ray_address, cfg.actors)
+        if stop is not None:
+            self.stop = stop
+        self.started = False
+        self._fault_at = 0
         self.handles: list = []
+        self.pids: list[int] = []
         self.store = None
+        self.restarts = 0
+        self.inflight: dict[Any, int] = {}
+        self.per_request = (
+            max(1, math.ceil(CHUNK_TRANSITIONS / cfg.envs_per_actor)) * cfg.envs_per_actor
+        )
         try:
-            self._start(cfg, agent, version)
+            self.started = init_ray(cfg.ray_address, cfg.actors)
+            if not self.stop():
+                self._start(cfg, agent, version)
         except BaseException:
             self.close()  # no collector or Ray instance outlives a failed start
-            raise
+            if not self.stop():
+                raise
+            # Stopping anyway: a start cut short by the signal (Ray's daemons got it too)
+            # is not an error; the learner saves and exits as for any stop.
 
     def _start(self, cfg: Config, agent: Agent, version: int) -> None:
         ray = self.ray
@@ -228,16 +360,11 @@ class RayCollectors:
         self._values = dataclasses.asdict(cfg)
         self.keys = weight_keys(agent, cfg.prioritized and cfg.initial_priority == "td")
         self.box: list = []
-        self.restarts = 0
-        self.inflight: dict[Any, int] = {}
         self._requests = 0
         self._last_request = [0] * cfg.actors
         for i in range(cfg.actors):
             self.handles.append(self._spawn(i))  # kept one by one, for close() on failure
         self.pids = ray.get([h.pid.remote() for h in self.handles])
-        self.per_request = (
-            max(1, math.ceil(CHUNK_TRANSITIONS / cfg.envs_per_actor)) * cfg.envs_per_actor
-        )
         self.publish(agent, version)
         self._fault_at = int(os.environ.get(FAULT_ENV, "0") or 0)
 
@@ -249,6 +376,8 @@ class RayCollectors:
 
     def publish(self, agent: Agent, version: int) -> None:
         """Put the learner's current weights in the object store for the collectors."""
+        if self.stop():
+            return
         self.box = [self.ray.put(export_weights(agent, self.keys))]
         self.store.set.remote(version, self.box)
 
@@ -262,6 +391,8 @@ class RayCollectors:
         """Queue requests until each collector has PIPELINE of them, or `max_new` more,
         always topping up the collector with the fewest outstanding requests first so that
         under a --max-env-per-update budget every collector gets its share."""
+        if self.stop():
+            return
         pending = [0] * len(self.handles)
         for j in self.inflight.values():
             pending[j] += 1
@@ -277,7 +408,7 @@ class RayCollectors:
     def poll(self, timeout: float = 0.0) -> list[Chunk]:
         """Chunks that are ready (waiting up to `timeout` s for the first). A collector that
         died is replaced; its lost requests are simply not counted."""
-        if not self.inflight:
+        if not self.inflight or self.stop():
             return []
         ready, _ = self.ray.wait(
             list(self.inflight), num_returns=len(self.inflight), timeout=timeout
@@ -328,18 +459,20 @@ class RayCollectors:
         self.pids[i] = self.ray.get(self.handles[i].pid.remote())
 
     def maybe_inject_fault(self, grad_step: int) -> None:
-        if self._fault_at and grad_step >= self._fault_at:
+        if self._fault_at and grad_step >= self._fault_at and not self.stop():
             self._fault_at = 0
             os.kill(self.pids[0], signal.SIGKILL)
 
     def close(self) -> None:
-        """Stop every collector; shut Ray down if this run started it."""
-        for h in self.handles:
-            with contextlib.suppress(Exception):  # already dead
-                self.ray.kill(h)
-        if self.store is not None:
-            with contextlib.suppress(Exception):
-                self.ray.kill(self.store)
-        self.handles, self.inflight = [], {}
+        """Stop every collector and disconnect. A local instance of this run's own is stopped
+        whole, which ends the collectors with it: they are not killed one by one, as a raylet
+        already gone after a SIGTERM to the whole group would make those calls end the
+        process."""
+        if _reaper is None:  # not our own local instance
+            for h in [*self.handles, *([self.store] if self.store is not None else [])]:
+                with contextlib.suppress(Exception):  # already dead
+                    self.ray.kill(h)
+        self.handles, self.inflight, self.store = [], {}, None
         if self.started:
-            self.ray.shutdown()
+            shutdown_ray()
+            self.started = False

@@ -396,7 +396,11 @@ class Trainer:
 
                     progress.update(task, description=f"starting {c.actors} collectors")
                     self.remote = RayCollectors(
-                        c, self.seeds["actors"], self.agent, version=self.grad_step
+                        c,
+                        self.seeds["actors"],
+                        self.agent,
+                        version=self.grad_step,
+                        stop=lambda: flag.stop,
                     )
                     progress.update(task, description="warm-up")
                 self.fill()
