@@ -74,9 +74,10 @@ def test_collector_worker_acts_with_published_weights() -> None:
 def test_two_collectors_fill_the_replay_and_survive_a_crash(
     tmp_path: Path, ray_tmp: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # SIGKILL collector 0's process at update 100; the rest of the run leaves Ray ample time
-    # to report the death (seconds on a loaded 2-core machine), which the learner then sees.
-    monkeypatch.setenv(FAULT_ENV, "100")
+    # SIGKILL collector 0's process at update 600, once it has acted with learned weights; the
+    # rest of the run leaves Ray ample time to report the death (seconds on a loaded 2-core
+    # machine), which the learner then sees. The learner does not wait for the replacement.
+    monkeypatch.setenv(FAULT_ENV, "600")
     cfg = resolve(
         {
             **TINY,
@@ -186,6 +187,7 @@ def test_requests_are_shared_fairly_under_a_budget() -> None:
 
     rc = RayCollectors.__new__(RayCollectors)
     rc.handles = [Handle(), Handle(), Handle()]
+    rc.pids = [1, 2, 3]  # all three running
     rc.inflight, rc.per_request = {}, 8
     rc._requests, rc._last_request = 0, [0, 0, 0]
     counts = [0, 0, 0]

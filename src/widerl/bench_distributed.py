@@ -46,7 +46,7 @@ def run_distributed_bench(
     threads: int = 1,
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    from widerl.distributed import init_ray, shutdown_ray
+    from widerl.rayinit import init_ray, shutdown_ray
     from widerl.train import Trainer
 
     result: dict[str, Any] = {

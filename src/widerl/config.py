@@ -131,6 +131,12 @@ class Config:
         "Ray cluster to join (auto, or HOST:PORT of `ray start --head`); empty starts Ray "
         "on this machine and shuts it down at the end.",
     )
+    collector_wait: float = _f(
+        300.0,
+        "Seconds the learner waits with no collector running (all lost, e.g. with a node, "
+        "and none placed again for want of resources) before it saves a checkpoint and stops "
+        "with exit status 1; learning pauses meanwhile.",
+    )
 
     # --- output ---
     out: str = _f("", "Run folder (default: runs/<env>-<algo>-<arch>-<units>x<layers>-s<seed>).")
@@ -274,6 +280,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"--lr must be positive, got {cfg.lr}")
     if cfg.max_env_per_update < 0:
         raise ConfigError(f"--max-env-per-update must be >= 0, got {cfg.max_env_per_update}")
+    if not cfg.collector_wait > 0:
+        raise ConfigError(
+            f"--collector-wait must be a positive number of seconds, got {cfg.collector_wait}"
+        )
     if cfg.ray_address and not cfg.actors:
         raise ConfigError(
             f"--ray-address {cfg.ray_address!r} needs --actors > 0 (collectors run on Ray)"

@@ -30,6 +30,7 @@ BASE_COLUMNS = [
     "sync_lag",  # mean updates the collectors' weights were behind when chunks arrived
     "collector_returns",  # recent episode return per collector, ';'-separated
     "restarts",  # collectors replaced after dying
+    "collectors_waiting",  # collectors not placed for want of resources (e.g. a lost node)
     "srank",  # effective rank (delta 0.01) of the critic's features on the probe states (A.4)
 ]
 # Columns that depend on the clock; everything else is reproducible from the seed.

@@ -334,6 +334,7 @@ class Trainer:
                 for i in range(max(self.cfg.actors, 1))
             ),
             "restarts": self.remote.restarts if self.remote else 0,
+            "collectors_waiting": self.remote.waiting if self.remote else 0,
             "srank": self.critic_srank(),
             **self.means.pop(),
         }
