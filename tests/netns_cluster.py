@@ -101,8 +101,8 @@ class TwoNodes:
         head = [RAY, "start", "--head", f"--node-ip-address={self.head_ip}"]
         head += [f"--port={self.port}", f"--num-cpus={self.head_cpus}"]
         # The head shares this namespace with other sessions: no fixed default ports.
-        for flag in ("dashboard-agent-listen-port", "metrics-export-port", "runtime-env-agent-port"):
-            head.append(f"--{flag}={free_port()}")
+        for flag in ("dashboard-agent-listen", "metrics-export", "runtime-env-agent"):
+            head.append(f"--{flag}-port={free_port()}")
         self._ray_start(head, self.env(**FAST_HEALTH_CHECKS))
         self.start_node()
         return self
