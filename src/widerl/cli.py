@@ -83,7 +83,7 @@ def _refuse_unreachable_ray(address: str) -> None:
     """--ray-address where nothing answers: a one-line error within seconds (Ray itself would
     retry for minutes). Nothing to check without an address."""
     if address:
-        from widerl.distributed import check_ray_address
+        from widerl.rayinit import check_ray_address
 
         check_ray_address(address)
 

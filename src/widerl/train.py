@@ -452,6 +452,7 @@ class Trainer:
                 for i in range(max(self.cfg.actors, 1))
             ),
             "restarts": self.remote.restarts if self.remote else 0,
+            "collectors_waiting": self.remote.waiting if self.remote else 0,
             "srank": srank_now,
             "srank_probe": srank_probe,
             **window.means,
@@ -522,7 +523,11 @@ class Trainer:
 
                     progress.update(task, description=f"starting {c.actors} collectors")
                     self.remote = RayCollectors(
-                        c, self.seeds["actors"], self.agent, version=self.grad_step
+                        c,
+                        self.seeds["actors"],
+                        self.agent,
+                        version=self.grad_step,
+                        stop=lambda: flag.stop,
                     )
                     progress.update(task, description="warm-up")
                 self.fill()
