@@ -9,18 +9,17 @@ import csv
 import dataclasses
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import raytools
 import torch
+from raytools import ray_pids, start_head, stop_pids
 
 from widerl.agents import make_agent
 from widerl.cli import main
@@ -30,6 +29,7 @@ from widerl.distributed import FAULT_ENV, CollectorWorker, export_weights, weigh
 from widerl.train import Trainer
 
 pytestmark = pytest.mark.slow
+ray_tmp = raytools.ray_tmp
 
 TINY = {
     "env": "Pendulum-v1",
@@ -42,40 +42,6 @@ TINY = {
     "threads": 1,
     "progress": False,
 }
-
-
-def ray_pids(tmp: str) -> set[int]:
-    """Processes started by a Ray session living under `tmp` (Ray's daemons carry the
-    session folder on their command line; workers are children of the raylet)."""
-    pids = set()
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            env = (d / "environ").read_bytes()
-        except OSError:
-            continue
-        if tmp in cmd or tmp.encode() in env:
-            pids.add(int(d.name))
-    pids.discard(os.getpid())
-    return pids
-
-
-@pytest.fixture
-def ray_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    # Short path: Ray's unix sockets live under it (108-byte limit).
-    tmp = tempfile.mkdtemp(prefix="wrray", dir="/tmp")
-    monkeypatch.setenv("RAY_TMPDIR", tmp)
-    yield tmp
-    deadline = time.time() + 20
-    while ray_pids(tmp) and time.time() < deadline:
-        time.sleep(0.5)
-    left = ray_pids(tmp)
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
-    shutil.rmtree(tmp, ignore_errors=True)
-    assert not left, f"Ray processes left behind: {left}"
 
 
 def header(run: Path) -> list[str]:
@@ -108,9 +74,10 @@ def test_collector_worker_acts_with_published_weights() -> None:
 def test_two_collectors_fill_the_replay_and_survive_a_crash(
     tmp_path: Path, ray_tmp: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # SIGKILL collector 0's process at update 100; the rest of the run leaves Ray ample time
-    # to report the death (seconds on a loaded 2-core machine), which the learner then sees.
-    monkeypatch.setenv(FAULT_ENV, "100")
+    # SIGKILL collector 0's process at update 600, once it has acted with learned weights; the
+    # rest of the run leaves Ray ample time to report the death (seconds on a loaded 2-core
+    # machine), which the learner then sees. The learner does not wait for the replacement.
+    monkeypatch.setenv(FAULT_ENV, "600")
     cfg = resolve(
         {
             **TINY,
@@ -127,11 +94,12 @@ def test_two_collectors_fill_the_replay_and_survive_a_crash(
     result = trainer.run()
     assert not result.interrupted and result.grad_step == 1_500
     # Transitions from both collectors reached the replay; collection ran ahead of learning.
-    assert set(trainer.source_rows) == {0, 1} and min(trainer.source_rows.values()) > 0
+    intake = trainer.parts.intake
+    assert set(intake.source_rows) == {0, 1} and min(intake.source_rows.values()) > 0
     assert result.env_step > result.grad_step
     assert trainer.replay.size > 0
     # Collectors acted with newer and newer weights (published every 20 updates).
-    assert min(trainer.source_version.values()) >= 20
+    assert min(intake.source_version.values()) >= 20
     # The killed collector was replaced and the run completed.
     last = rows(run)[-1]
     assert int(last["restarts"]) >= 1
@@ -221,6 +189,7 @@ def test_requests_are_shared_fairly_under_a_budget() -> None:
 
     rc = RayCollectors.__new__(RayCollectors)
     rc.handles = [Handle(), Handle(), Handle()]
+    rc.pids = [1, 2, 3]  # all three running
     rc.inflight, rc.per_request = {}, 8
     rc._requests, rc._last_request = 0, [0, 0, 0]
     counts = [0, 0, 0]
@@ -246,10 +215,8 @@ def test_joins_a_cluster_started_with_ray_start(
     # A token of this test's own (Ray's highest-precedence source), so it does not depend on
     # ~/.ray/auth_token existing on the machine.
     monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
-    ray = str(Path(sys.executable).parent / "ray")
-    head = [ray, "start", "--head", f"--port={port}", "--num-cpus=2"]
-    head += ["--include-dashboard=false", "--disable-usage-stats"]
-    subprocess.run(head, check=True, capture_output=True, timeout=120)
+    ray = raytools.RAY
+    start_head(ray_tmp, port, "--num-cpus=2")
     try:
         out = tmp_path / "joined"
         flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items() if k != "progress"]
@@ -261,7 +228,8 @@ def test_joins_a_cluster_started_with_ray_start(
         status = subprocess.run([ray, "status"], capture_output=True, text=True, timeout=60)
         assert status.returncode == 0 and "node_" in status.stdout  # the cluster is still up
     finally:
-        subprocess.run([ray, "stop"], capture_output=True, timeout=120)
+        # By its PIDs: `ray stop` would end every Ray process on the machine.
+        stop_pids(ray_pids(ray_tmp), grace=5)
 
 
 def test_collection_budget_counts_only_this_sessions_updates() -> None:
@@ -277,12 +245,13 @@ def test_collection_budget_counts_only_this_sessions_updates() -> None:
         fill_pipeline=lambda random, max_new=None: asked.append(max_new),
         maybe_inject_fault=lambda step: None,
     )
-    t = Trainer.__new__(Trainer)
-    t.cfg = resolve({**TINY, "actors": 2, "max_env_per_update": 256.0, "sync_every": 10_000})
-    t.remote, t.grad_step, t.env_steps = remote, 1_000, 50_000  # resumed at update 1000
-    t._loop_env_start, t._loop_grad_start = t.env_steps, t.grad_step
-    t._pump()
+    from widerl.sources import RaySource
+
+    cfg = resolve({**TINY, "actors": 2, "max_env_per_update": 256.0, "sync_every": 10_000})
+    source = RaySource(cfg, seed=0)
+    source.remote, source.agent = remote, None
+    source.begin(1_000, 50_000)  # resumed at update 1000, 50k env steps collected before
+    source.step(1_000, 50_000)
     assert asked == [1]  # one update's worth: 256 env steps, one request
-    t.grad_step += 3
-    t._pump()
+    source.step(1_003, 50_000)
     assert asked[-1] == 4  # four updates of this session, nothing collected yet

@@ -367,17 +367,18 @@ def test_srank_is_measured_on_a_fresh_replay_sample_that_moves_no_random_stream(
     obs = np.zeros((n, 3), np.float32)
     obs[:, 0] = np.arange(n)  # a row's index, readable from the sample
     trainer.replay.add(obs, np.zeros((n, 1)), np.zeros(n), obs, np.zeros(n))
+    from widerl.probes import PROBE_SIZE
+
+    probes = trainer.parts.probes
     streams = (torch.get_rng_state(), trainer.replay.generator.get_state())
-    first = trainer.srank_sample()[0][:, 0].long()
+    first = probes.fresh_sample(0)[0][:, 0].long()
     assert torch.equal(torch.get_rng_state(), streams[0])
     assert torch.equal(trainer.replay.generator.get_state(), streams[1])
-    assert len(first) == train_mod.PROBE_SIZE == len(set(first.tolist()))
-    assert torch.equal(trainer.srank_sample()[0][:, 0].long(), first)  # same row, same sample
-    trainer.grad_step = 5_000
-    later = trainer.srank_sample()[0][:, 0].long()
+    assert len(first) == PROBE_SIZE == len(set(first.tolist()))
+    assert torch.equal(probes.fresh_sample(0)[0][:, 0].long(), first)  # same row, same sample
+    later = probes.fresh_sample(5_000)[0][:, 0].long()
     assert not torch.equal(later, first) and int(later.max()) > 4_000  # the whole replay
-    trainer.evaluator.close()
-    trainer.inline.envs.close()
+    trainer.parts.close()
 
 
 def test_metrics_have_srank_on_the_replay_and_on_the_warmup_probe(reference: list) -> None:

@@ -47,9 +47,7 @@ def run_distributed_bench(
     threads: int = 1,
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    import ray
-
-    from widerl.distributed import init_ray
+    from widerl.rayinit import init_ray, shutdown_ray
     from widerl.train import Trainer
 
     result: dict[str, Any] = {
@@ -93,7 +91,7 @@ def run_distributed_bench(
             )
     finally:
         if started:
-            ray.shutdown()
+            shutdown_ray()
     return result
 
 

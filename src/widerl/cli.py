@@ -8,7 +8,6 @@ line naming the value and what is allowed, and exit with status 2 (no traceback)
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -17,60 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from widerl.config import ALGOS, ARCHS, DEVICES, PRESETS, Config, ConfigError, resolve
+from widerl.cli_options import config_options, given_values, preset_option, train_options
+from widerl.config import ALGOS, ARCHS, DEVICES, PRESETS, ConfigError, resolve
 from widerl.errors import CollectorsFailed, Diverged
 
 if TYPE_CHECKING:
     from widerl.signals import StopSignals
-
-_CLICK_TYPES = {bool: bool, int: int, float: float, str: str}
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def config_options(only: tuple[str, ...] | None = None) -> Callable:
-    """Decorator adding one click option per Config field. Defaults are None so that only
-    flags the user typed override a preset; the help text shows the real default."""
-
-    def decorate(fn: Callable) -> Callable:
-        for f in reversed(dataclasses.fields(Config)):
-            if only is not None and f.name not in only:
-                continue
-            kind = _CLICK_TYPES[type(f.default)]
-            decl = _flag(f.name)
-            if kind is bool:
-                decl = f"{decl}/--no-{f.name.replace('_', '-')}"
-            choices = f.metadata.get("choices")
-            typ: Any = click.Choice(choices) if choices else kind
-            if f.metadata.get("positive"):
-                typ = click.IntRange(min=1)
-            elif f.metadata.get("nonneg"):
-                typ = click.IntRange(min=0)
-            default = f.metadata.get("default_text", f.default)
-            fn = click.option(
-                decl,
-                f.name,
-                type=typ,
-                default=None,
-                help=f"{f.metadata['help']} [default: {default}]",
-            )(fn)
-        return fn
-
-    return decorate
-
-
-def _given(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in kwargs.items() if v is not None}
-
-
-preset_option = click.option(
-    "--preset",
-    type=click.Choice(list(PRESETS)),
-    default=None,
-    help="Named defaults, overridden by explicit flags.",
-)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -80,15 +31,7 @@ def app() -> None:
 
 
 @app.command("train")
-@preset_option
-@click.option(
-    "--resume",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Continue the run in this folder from its last checkpoint.",
-)
-@click.option("--force", is_flag=True, help="Replace a run already in --out.")
-@config_options()
+@train_options
 def train_cmd(preset: str | None, resume: Path | None, force: bool, **kwargs: Any) -> int:
     """Train SAC or TD3. --steps counts gradient updates. The run folder (--out) gets
     config.json, metrics.csv, tb/, checkpoint.pt and learning_curve.png."""
@@ -103,7 +46,7 @@ def train_cmd(preset: str | None, resume: Path | None, force: bool, **kwargs: An
 
             held.enter_context(RunLock(run_dir, flag))
 
-        return _train(preset, resume, force, _given(kwargs), stop, lock)
+        return _train(preset, resume, force, given_values(kwargs), stop, lock)
 
 
 def _train(
@@ -230,7 +173,7 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
     builds, laid out like the paper's Table 2."""
     from widerl.summary import render_summary
 
-    click.echo(render_summary(resolve(_given(kwargs), preset), obs_dim, act_dim), nl=False)
+    click.echo(render_summary(resolve(given_values(kwargs), preset), obs_dim, act_dim), nl=False)
 
 
 @app.command("bench")

@@ -174,6 +174,14 @@ class Config:
         "on this machine and shuts it down at the end.",
         default_text="none (a private Ray on this machine)",
     )
+    collector_wait: float = _f(
+        300.0,
+        "Seconds the learner waits with no collector running (all lost, e.g. with a node, "
+        "and none placed again for want of resources) before it saves a checkpoint and stops "
+        "with exit status 1; learning pauses meanwhile.",
+        low=0.0,
+        open_low=True,
+    )
 
     # --- output ---
     out: str = _f(

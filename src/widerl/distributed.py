@@ -21,7 +21,8 @@ import logging
 import math
 import os
 import signal
-import socket
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,9 +31,10 @@ import torch
 from widerl.agents import make_agent
 from widerl.agents.base import Agent
 from widerl.collect import Chunk, Collector
-from widerl.config import Config, ConfigError, from_dict
+from widerl.config import Config, from_dict
 from widerl.envs import env_dims, make_vec_env
 from widerl.errors import CollectorsFailed
+from widerl.rayinit import init_ray, owns_local_ray, shutdown_ray
 from widerl.replay import Batch
 
 log = logging.getLogger("widerl")
@@ -40,7 +42,7 @@ log = logging.getLogger("widerl")
 CHUNK_TRANSITIONS = 256  # transitions per request: big enough to amortise a round trip
 MAX_RESTARTS_PER_COLLECTOR = 10  # a collector that keeps dying points at a bug, not bad luck
 PIPELINE = 2  # requests queued per collector, so it never idles waiting for the learner
-OBJECT_STORE_BYTES = 512 * 2**20  # bounded local object store (REFERENCE.md: ~7 s start)
+ONE_CPU = {"CPU": 1.0}  # what a collector asks of the cluster
 # Test hook: SIGKILL collector 0's process once the learner reaches this many updates.
 FAULT_ENV = "WIDERL_FAULT_KILL_COLLECTOR_AT"
 
@@ -134,58 +136,6 @@ class CollectorWorker:
         self.envs.close()
 
 
-_AUTH_HINT = (
-    "; a cluster with token authentication (Ray's default since 2.59) also needs "
-    "RAY_AUTH_MODE=token and its token (~/.ray/auth_token or RAY_AUTH_TOKEN) here"
-)
-
-
-def check_ray_address(address: str, timeout: float = 5.0) -> None:
-    """Fail in seconds, not minutes, when nothing listens at HOST:PORT (Ray itself keeps
-    retrying a dead address for a long time). `auto` is left to Ray to resolve."""
-    if address == "auto" or address.startswith("ray://"):
-        return
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"--ray-address {address!r} is not auto or HOST:PORT")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as e:
-        raise ConfigError(
-            f"--ray-address {address!r}: nothing answers there ({e.strerror or e}); start a "
-            "cluster with `ray start --head --port=PORT`, or leave --ray-address empty to "
-            "run locally"
-        ) from None
-
-
-def init_ray(address: str, num_actors: int) -> bool:
-    """Join the cluster at `address`, or start Ray on this machine with light settings
-    (no dashboard, bounded object store). Returns True when we started it (and must stop it)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    quiet = {"log_to_driver": False, "configure_logging": False}
-    if address:
-        check_ray_address(address)
-        try:
-            ray.init(address=address, **quiet)
-        except (ConnectionError, ValueError, RuntimeError) as e:
-            raise ConfigError(
-                f"--ray-address {address!r}: cannot join a Ray cluster there ({e}); start one "
-                "with `ray start --head`, or leave --ray-address empty to run locally"
-                f"{_AUTH_HINT}"
-            ) from None
-        return True
-    ray.init(
-        include_dashboard=False,
-        num_cpus=max(os.cpu_count() or 1, num_actors),
-        object_store_memory=OBJECT_STORE_BYTES,
-        **quiet,
-    )
-    return True
-
-
 class WeightStore:
     """Holds the newest published weights (a reference to them in the object store) and
     their version. Collectors ask it at the start of every chunk, so a chunk is acted with
@@ -202,53 +152,128 @@ class WeightStore:
 
 
 class RayCollectors:
-    """The learner's handle on N collector processes: requests, chunks, weights, restarts."""
+    """The learner's handle on N collector processes: requests, chunks, weights, restarts.
 
-    def __init__(self, cfg: Config, seed: int, agent: Agent, version: int = 0) -> None:
+    Nothing here waits on a collector being placed: on a cluster that has lost a node, a
+    replacement may wait for a free CPU for as long as the node is gone. A collector is
+    `running` once its process answered; only running collectors get requests. One that has
+    not been placed while the cluster has no CPU free for it is reported once ("waits for
+    resources") and counted in `waiting`; Ray starts it when resources return. While no
+    collector runs, `poll` waits for one (learning pauses, signals still stop the run), and
+    after `--collector-wait` seconds it gives up with CollectorsFailed (checkpoint, exit 1)."""
+
+    @staticmethod
+    def stop() -> bool:
+        return False  # replaced by the learner's `stop` (see __init__)
+
+    def __init__(
+        self,
+        cfg: Config,
+        seed: int,
+        agent: Agent,
+        version: int = 0,
+        stop: Callable[[], bool] | None = None,
+    ) -> None:
         """`version`: the learner's update count now (not 0 when a run is resumed); it
-        labels the first published weights and varies the collectors' seeds per session."""
+        labels the first published weights and varies the collectors' seeds per session.
+        `stop`: true once the learner was asked to stop (signals.StopSignals). From then on
+        no Ray call is made until `close`: a SIGTERM sent to the whole process group (as
+        systemd and Slurm do) also ends this run's raylet, and a Ray call that then finds
+        it gone ends the learner before it has saved its checkpoint."""
         import ray
 
         self.ray = ray
         self.cfg, self.seed, self.session = cfg, seed, version
-        self.started = init_ray(cfg.ray_address, cfg.actors)
+        if stop is not None:
+            self.stop = stop
+        self.started = False
+        self._fault_at = 0
         self.handles: list = []
+        self.pids: list[int | None] = []
         self.store = None
-        try:
-            self._start(cfg, agent, version)
-        except BaseException:
-            self.close()  # no collector or Ray instance outlives a failed start
-            raise
-
-    def _start(self, cfg: Config, agent: Agent, version: int) -> None:
-        ray = self.ray
-        # Collectors use CPU torch whatever the learner's device (one batched forward each).
-        self._remote = ray.remote(num_cpus=1, max_restarts=0)(CollectorWorker)
-        self.store = ray.remote(num_cpus=0)(WeightStore).remote()
-        self._values = dataclasses.asdict(cfg)
-        self.keys = weight_keys(agent, cfg.prioritized and cfg.initial_priority == "td")
-        self.box: list = []
         self.restarts = 0
         self.inflight: dict[Any, int] = {}
-        self._requests = 0
-        self._last_request = [0] * cfg.actors
-        for i in range(cfg.actors):
-            self.handles.append(self._spawn(i))  # kept one by one, for close() on failure
-        self.pids = ray.get([h.pid.remote() for h in self.handles])
         self.per_request = (
             max(1, math.ceil(CHUNK_TRANSITIONS / cfg.envs_per_actor)) * cfg.envs_per_actor
         )
+        self._starting: dict[Any, int] = {}  # pid() request -> collector, until it answers
+        self._spawned: list[float] = []  # when each collector's current process was asked for
+        self._waiting: set[int] = set()  # reported as waiting for resources
+        self._idle_since = time.monotonic()  # when the last running collector was lost
+        self._resources_checked = 0.0
+        try:
+            self.started = init_ray(cfg.ray_address, cfg.actors)
+            if not self.stop():
+                self._start(cfg, agent, version)
+        except BaseException:
+            self.close()  # no collector or Ray instance outlives a failed start
+            if not self.stop():
+                raise
+            # Stopping anyway: a start cut short by the signal (Ray's daemons got it too)
+            # is not an error; the learner saves and exits as for any stop.
+
+    def _start(self, cfg: Config, agent: Agent, version: int) -> None:
+        ray = self.ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        # Collectors use CPU torch whatever the learner's device (one batched forward each).
+        self._remote = ray.remote(num_cpus=ONE_CPU["CPU"], max_restarts=0)(CollectorWorker)
+        # The weight store lives on the learner's node: every collector depends on it, so it
+        # must not be lost with another node.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.store = ray.remote(num_cpus=0)(WeightStore).options(scheduling_strategy=here).remote()
+        self._values = dataclasses.asdict(cfg)
+        self.keys = weight_keys(agent, cfg.prioritized and cfg.initial_priority == "td")
+        self.box: list = []
+        self._requests = 0
+        self._last_request = [0] * cfg.actors
+        self._spawned = [0.0] * cfg.actors
+        self._idle_since = time.monotonic()
+        for i in range(cfg.actors):
+            self.handles.append(None)
+            self.pids.append(None)
+            self._spawn(i)  # kept one by one, for close() on failure
         self.publish(agent, version)
         self._fault_at = int(os.environ.get(FAULT_ENV, "0") or 0)
+        self._await_start()
 
-    def _spawn(self, i: int) -> Any:
+    def _await_start(self) -> None:
+        """Wait until every collector runs or is reported waiting for resources, so that the
+        warm-up is shared by all that can be placed (a stop or --collector-wait ends it)."""
+        while self._starting and not self.stop():
+            if all(i in self._waiting for i in self._starting.values()):
+                return
+            if time.monotonic() - self._idle_since > self.cfg.collector_wait:
+                if self.running:
+                    return
+                raise CollectorsFailed(
+                    f"no collector ran for {self.cfg.collector_wait:g} s (--collector-wait): "
+                    f"{self._why_none()}"
+                )
+            self._check_starting(timeout=0.2)
+
+    def _spawn(self, i: int) -> None:
         # A fresh seed for each incarnation of collector i, derived from the run's seed.
         key = [self.seed, i, self.restarts, self.session]  # session: a resume gets new seeds
         seed = int(np.random.SeedSequence(key).generate_state(1)[0])
-        return self._remote.remote(self._values, i, seed, self.store)
+        self.handles[i] = self._remote.remote(self._values, i, seed, self.store)
+        self.pids[i] = None
+        self._starting[self.handles[i].pid.remote()] = i
+        self._spawned[i] = time.monotonic()
+
+    @property
+    def running(self) -> int:
+        return sum(p is not None for p in self.pids)
+
+    @property
+    def waiting(self) -> int:
+        """Collectors reported as waiting for resources and not started since."""
+        return len(self._waiting)
 
     def publish(self, agent: Agent, version: int) -> None:
         """Put the learner's current weights in the object store for the collectors."""
+        if self.stop():
+            return
         self.box = [self.ray.put(export_weights(agent, self.keys))]
         self.store.set.remote(version, self.box)
 
@@ -259,14 +284,20 @@ class RayCollectors:
         self._last_request[i] = self._requests
 
     def fill_pipeline(self, random: bool, max_new: int | None = None) -> None:
-        """Queue requests until each collector has PIPELINE of them, or `max_new` more,
-        always topping up the collector with the fewest outstanding requests first so that
-        under a --max-env-per-update budget every collector gets its share."""
-        pending = [0] * len(self.handles)
+        """Queue requests until each running collector has PIPELINE of them, or `max_new`
+        more, always topping up the collector with the fewest outstanding requests first so
+        that under a --max-env-per-update budget every collector gets its share."""
+        if self.stop():
+            return
+        live = [i for i, p in enumerate(self.pids) if p is not None]
+        if not live:
+            return
+        pending = dict.fromkeys(live, 0)
         for j in self.inflight.values():
-            pending[j] += 1
+            if j in pending:
+                pending[j] += 1
         while max_new is None or max_new > 0:
-            i = min(range(len(pending)), key=lambda k: (pending[k], self._last_request[k]))
+            i = min(live, key=lambda k: (pending[k], self._last_request[k]))
             if pending[i] >= PIPELINE:
                 return
             self.request(i, random)
@@ -276,7 +307,21 @@ class RayCollectors:
 
     def poll(self, timeout: float = 0.0) -> list[Chunk]:
         """Chunks that are ready (waiting up to `timeout` s for the first). A collector that
-        died is replaced; its lost requests are simply not counted."""
+        died is replaced; its lost requests are simply not counted. While no collector runs,
+        this waits for one, up to --collector-wait seconds in all (see the class)."""
+        if self.stop():
+            return []
+        self._check_starting(timeout=0.0)
+        while self.running == 0 and self.handles:
+            idle = time.monotonic() - self._idle_since
+            if idle > self.cfg.collector_wait:
+                raise CollectorsFailed(
+                    f"no collector ran for {self.cfg.collector_wait:g} s (--collector-wait): "
+                    f"{self._why_none()}"
+                )
+            self._check_starting(timeout=0.2)
+            if self.stop():
+                return []
         if not self.inflight:
             return []
         ready, _ = self.ray.wait(
@@ -291,13 +336,14 @@ class RayCollectors:
                 continue
             try:
                 chunk = self.ray.get(ref)
-            except self.ray.exceptions.RayActorError:
-                self._replace(i)
-                continue
             except self.ray.exceptions.RayTaskError as e:
                 # The collector's code raised (a signal, an env that crashed): replace it;
                 # a collector that keeps failing ends the run with this error (_replace).
                 self._replace(i, cause=str(e).strip().splitlines()[-1][:300])
+                continue
+            except self.ray.exceptions.RayError as e:
+                # Its process or its node is gone (ActorDiedError, lost objects...).
+                self._replace(i, cause=_first_line(e) or "its process died")
                 continue
             # Ray hands back read-only views of its shared memory; the replay copies anyway,
             # but torch warns about wrapping read-only arrays.
@@ -308,12 +354,89 @@ class RayCollectors:
             chunks.append(chunk)
         return chunks
 
+    def _check_starting(self, timeout: float) -> None:
+        """Collectors whose process answered are running; one that cannot be placed for
+        want of resources is reported once."""
+        if not self._starting:
+            return
+        refs = list(self._starting)
+        ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
+        if not ready and timeout > 0:
+            ready, _ = self.ray.wait(refs, num_returns=1, timeout=timeout)
+        for ref in ready:
+            i = self._starting.pop(ref)
+            try:
+                self.pids[i] = self.ray.get(ref)
+            except self.ray.exceptions.RayError as e:
+                self._replace(i, cause=_first_line(e) or "it failed to start")
+                continue
+            if i in self._waiting:
+                self._waiting.discard(i)
+                log.warning(
+                    "collector %d started after waiting %.0f s for resources",
+                    i,
+                    time.monotonic() - self._spawned[i],
+                )
+        unreported = [i for i in self._starting.values() if i not in self._waiting]
+        now = time.monotonic()
+        if unreported and now - self._resources_checked >= 1.0:
+            self._resources_checked = now
+            # The cluster's own count of collector-sized requests it cannot place now (what
+            # `ray status` lists as pending demands); a collector that is merely starting is
+            # placed already and not among them.
+            unplaced = self._unplaced() - len(self._waiting)
+            for i in sorted(unreported, key=lambda k: self._spawned[k])[: max(unplaced, 0)]:
+                self._waiting.add(i)
+                free, total, nodes = self._cpus()
+                log.warning(
+                    "collector %d waits for resources: it needs 1 CPU, and %g of %g CPUs are "
+                    "free on %d live node(s); it starts once a CPU is free again",
+                    i,
+                    free,
+                    total,
+                    nodes,
+                )
+
+    def _unplaced(self) -> int:
+        """Requests of one CPU (a collector's shape) that the cluster cannot place now."""
+        try:
+            from ray.autoscaler.v2.sdk import get_cluster_status
+
+            status = get_cluster_status(self.ray.get_runtime_context().gcs_address)
+            demands = status.resource_demands.ray_task_actor_demand
+            return sum(b.count for d in demands for b in d.bundles_by_count if b.bundle == ONE_CPU)
+        except Exception:  # an older or newer Ray without this view: report nothing
+            return 0
+
+    def _cpus(self) -> tuple[float, float, int]:
+        """Free CPUs, all CPUs and live nodes of the cluster, as its GCS sees them now."""
+        free = self.ray.available_resources().get("CPU", 0.0)
+        total = self.ray.cluster_resources().get("CPU", 0.0)
+        nodes = sum(1 for n in self.ray.nodes() if n.get("Alive"))
+        return free, total, nodes
+
+    def _why_none(self) -> str:
+        if self._waiting:
+            free, total, nodes = self._cpus()
+            return (
+                f"{len(self._waiting)} collector(s) wait for resources ({free:g} of {total:g} "
+                f"CPUs free on {nodes} live node(s), each collector needs 1)"
+            )
+        return f"{len(self._starting)} collector(s) still starting"
+
     def _replace(self, i: int, cause: str = "its process died") -> None:
-        """Collector i is gone: drop its requests, start a new one in its place."""
+        """Collector i is gone: drop its requests, ask for a new one in its place (without
+        waiting for it to be placed)."""
         with contextlib.suppress(Exception):
             self.ray.kill(self.handles[i])
         for ref in [r for r, j in self.inflight.items() if j == i]:
             del self.inflight[ref]
+        for ref in [r for r, j in self._starting.items() if j == i]:
+            del self._starting[ref]
+        if self.pids[i] is not None and self.running == 1:
+            self._idle_since = time.monotonic()  # the last running collector is lost
+        self.pids[i] = None
+        self._waiting.discard(i)
         self.restarts += 1
         if self.restarts > MAX_RESTARTS_PER_COLLECTOR * len(self.handles):
             raise CollectorsFailed(
@@ -324,22 +447,29 @@ class RayCollectors:
         log.warning(
             "collector %d failed (%s); starting a replacement (restart %d)", i, cause, self.restarts
         )
-        self.handles[i] = self._spawn(i)
-        self.pids[i] = self.ray.get(self.handles[i].pid.remote())
+        self._spawn(i)
 
     def maybe_inject_fault(self, grad_step: int) -> None:
-        if self._fault_at and grad_step >= self._fault_at:
+        if self._fault_at and grad_step >= self._fault_at and not self.stop() and self.pids[0]:
             self._fault_at = 0
             os.kill(self.pids[0], signal.SIGKILL)
 
     def close(self) -> None:
-        """Stop every collector; shut Ray down if this run started it."""
-        for h in self.handles:
-            with contextlib.suppress(Exception):  # already dead
-                self.ray.kill(h)
-        if self.store is not None:
-            with contextlib.suppress(Exception):
-                self.ray.kill(self.store)
-        self.handles, self.inflight = [], {}
+        """Stop every collector and disconnect. A local instance of this run's own is stopped
+        whole, which ends the collectors with it: they are not killed one by one, as a raylet
+        already gone after a SIGTERM to the whole group would make those calls end the
+        process."""
+        if not owns_local_ray():  # not our own local instance
+            for h in [*self.handles, *([self.store] if self.store is not None else [])]:
+                with contextlib.suppress(Exception):  # already dead
+                    self.ray.kill(h)
+        self.handles, self.inflight, self.store = [], {}, None
+        self._starting, self._waiting = {}, set()
         if self.started:
-            self.ray.shutdown()
+            shutdown_ray()
+            self.started = False
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:300] if lines else ""

@@ -32,6 +32,7 @@ BASE_COLUMNS = [
     "sync_lag",  # mean updates the collectors' weights were behind when chunks arrived
     "collector_returns",  # recent episode return per collector, ';'-separated
     "restarts",  # collectors replaced after dying
+    "collectors_waiting",  # collectors not placed for want of resources (e.g. a lost node)
     # Effective rank (delta 0.01) of the critic's penultimate features (A.4): on a fresh
     # uniform sample of the replay at each row (the paper's reading, Kumar et al. 2021), and
     # on the fixed probe drawn right after the random warm-up.
@@ -57,6 +58,7 @@ TB_TAGS = {
     "weight_age": "replay/weight_age",
     "sync_lag": "collector/sync_lag",
     "restarts": "collector/restarts",
+    "collectors_waiting": "collector/waiting",
 }
 
 

@@ -160,7 +160,7 @@ def load_config(run_dir: Path, arg: str = "--resume") -> Config:
 
 
 # Settings a resumed run may change: how long it runs and where, not what it learns.
-RESUMABLE_OVERRIDES = ("steps", "device", "progress", "threads", "ray_address")
+RESUMABLE_OVERRIDES = ("steps", "device", "progress", "threads", "ray_address", "collector_wait")
 
 
 def merge_resume(stored: Config, overrides: dict, run_dir: Path) -> Config:

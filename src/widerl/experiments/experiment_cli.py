@@ -19,7 +19,8 @@ _LIST = "\n".join(
 _HELP = f"""Run one of the paper's figures or tables: every run x seed as a `widerl train`
 subprocess in OUT/NAME/<env>-<run>/s<seed>, at most --jobs at a time. A rerun skips
 finished runs and continues interrupted ones from their checkpoints. Ctrl-C stops every
-run cleanly (each saves a checkpoint).
+run cleanly (each saves a checkpoint). With --ray-address each run is a task on a Ray
+cluster, on whichever node has room, its folder under --storage (a path every node sees).
 
 \b
 Experiments (paper defaults: 5 seeds, 1M gradient steps):
@@ -31,7 +32,7 @@ def parse_train_args(text: str | None) -> dict[str, Any]:
     """--train-args: `widerl train` flags applied to every run, as Config values."""
     if not text:
         return {}
-    from widerl.cli import train_cmd
+    from widerl.cli_options import train_parser
 
     try:
         tokens = shlex.split(text)
@@ -40,7 +41,7 @@ def parse_train_args(text: str | None) -> dict[str, Any]:
     if {"-h", "--help"} & set(tokens):
         raise ConfigError("--train-args takes `widerl train` flags, not --help")
     try:
-        ctx = train_cmd.make_context("train", tokens)
+        ctx = train_parser().make_context("train", tokens)
     except click.ClickException as e:
         raise ConfigError(f"--train-args {text!r}: {e.format_message()}") from None
     params = dict(ctx.params)
@@ -71,19 +72,111 @@ def _fail(message: str) -> None:
     raise ConfigError(message)
 
 
+def check_placement(
+    out: Path | None,
+    ray_address: str | None,
+    storage: Path | None,
+    cpus_per_run: float | None,
+    gpus_per_run: float,
+) -> Path:
+    """The results folder (--out, or --storage on a cluster), after the options that only
+    make sense together were checked."""
+    if not ray_address:
+        for flag, value in (("--storage", storage), ("--cpus-per-run", cpus_per_run)):
+            if value is not None:
+                _fail(f"{flag} needs --ray-address (it places runs on a Ray cluster)")
+        if gpus_per_run:
+            _fail("--gpus-per-run needs --ray-address (it places runs on a Ray cluster)")
+        return Path("runs") if out is None else out
+    if storage is None:
+        _fail(
+            f"--ray-address {ray_address!r} needs --storage DIR: a folder every node sees at the "
+            "same path, for the run folders"
+        )
+    if out is not None:
+        _fail("--out and --storage name the same thing; on a cluster give --storage only")
+    if cpus_per_run is not None and not cpus_per_run > 0:
+        _fail(f"--cpus-per-run must be positive, got {cpus_per_run:g}")
+    if not gpus_per_run >= 0:
+        _fail(f"--gpus-per-run must be >= 0, got {gpus_per_run:g}")
+    return storage.absolute()
+
+
+def run_on_cluster(
+    jobs: list[Job],
+    parallel: int | None,
+    address: str,
+    storage: Path,
+    cpus_per_run: float | None,
+    gpus_per_run: float,
+) -> Any:
+    """Join the cluster, check that a run fits a node and --storage is there on every node,
+    then run the jobs as Ray tasks."""
+    from widerl.experiments.ray_runner import check_cluster, run_tasks_on_ray
+    from widerl.experiments.runner import run_jobs
+    from widerl.rayinit import init_ray, shutdown_ray
+
+    def need(job: Job) -> tuple[float, float]:
+        if cpus_per_run is not None:
+            return cpus_per_run, gpus_per_run
+        cfg = resolve({**job.settings, "steps": job.steps}, job.preset)
+        return float(max(job.threads, 1) + cfg.actors), gpus_per_run
+
+    storage.mkdir(parents=True, exist_ok=True)
+    started = init_ray(address, 0)
+    try:
+        check_cluster(storage, max(need(j)[0] for j in jobs), gpus_per_run)
+        return run_jobs(jobs, parallel, dispatch=run_tasks_on_ray, resources=need)
+    finally:
+        if started:
+            shutdown_ray()
+
+
 @click.command("experiment", help=_HELP)
 @click.argument("name")
 @click.option("--seeds", type=int, default=None, help="Seeds 0..K-1 [default: 5, the paper's].")
 @click.option(
     "--steps", type=int, default=None, help="Gradient steps per run [default: the paper's, 1M]."
 )
-@click.option("--jobs", type=int, default=1, show_default=True, help="Runs at a time.")
+@click.option(
+    "--jobs",
+    type=int,
+    default=None,
+    help="Runs at a time [default: 1; with --ray-address, as many as the cluster holds].",
+)
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
-    default=Path("runs"),
+    default=None,
+    help="Results under OUT/NAME [default: runs, the folder `widerl train` writes its runs to "
+    "by default].",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    help="Run each run as a task on this Ray cluster (auto or HOST:PORT of `ray start "
+    "--head`), on whichever node has room; needs --storage.",
+)
+@click.option(
+    "--storage",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="With --ray-address: results under STORAGE/NAME, a folder every node of the cluster "
+    "sees at this same path (e.g. NFS).",
+)
+@click.option(
+    "--cpus-per-run",
+    type=float,
+    default=None,
+    help="With --ray-address: CPUs each run asks for [default: --threads, plus one per "
+    "collector of a run with --actors].",
+)
+@click.option(
+    "--gpus-per-run",
+    type=float,
+    default=0.0,
     show_default=True,
-    help="Results under OUT/NAME (the folder `widerl train` writes its runs to by default).",
+    help="With --ray-address: GPUs each run asks for (fractions share a GPU).",
 )
 @click.option(
     "--envs",
@@ -117,8 +210,12 @@ def experiment_cmd(
     name: str,
     seeds: int | None,
     steps: int | None,
-    jobs: int,
-    out: Path,
+    jobs: int | None,
+    out: Path | None,
+    ray_address: str | None,
+    storage: Path | None,
+    cpus_per_run: float | None,
+    gpus_per_run: float,
     envs: str | None,
     threads: int,
     train_args: str | None,
@@ -126,8 +223,9 @@ def experiment_cmd(
     dry_run: bool,
 ) -> None:
     exp = get_experiment(name)
-    if jobs < 1:
+    if jobs is not None and jobs < 1:
         _fail(f"--jobs must be a positive integer, got {jobs}")
+    out = check_placement(out, ray_address, storage, cpus_per_run, gpus_per_run)
     if out.exists() and not out.is_dir():
         _fail(f"--out {str(out)!r} exists and is not a folder")
     job_list = plan(
@@ -155,8 +253,11 @@ def experiment_cmd(
     from widerl.experiments.runner import run_jobs
     from widerl.paths import check_writable
 
-    check_writable(out / exp.name, "--out")
-    outcome = run_jobs(job_list, jobs)
+    if ray_address:
+        outcome = run_on_cluster(job_list, jobs, ray_address, out, cpus_per_run, gpus_per_run)
+    else:
+        check_writable(out / exp.name, "--out")
+        outcome = run_jobs(job_list, jobs or 1)
     click.echo(
         f"{exp.name}: {len(outcome.finished)} finished, {outcome.skipped} skipped (done "
         f"before), {len(outcome.failed)} failed, {len(outcome.stopped)} stopped, "

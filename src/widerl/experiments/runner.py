@@ -34,11 +34,14 @@ STOPPED = (130, 143, -signal.SIGINT, -signal.SIGKILL)  # 143: a SIGTERM to the c
 
 @dataclass
 class Task:
-    """One child to run: `argv` with its output in `log`."""
+    """One child to run: `argv` with its output in `log`; `cpus` and `gpus` are what it
+    asks of a Ray cluster (ray_runner; local runs ignore them)."""
 
     label: str
     argv: list[str]
     log: Path
+    cpus: float = 1.0
+    gpus: float = 0.0
 
 
 @dataclass
@@ -128,16 +131,30 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
-def run_jobs(jobs: Sequence[Job], parallel: int, console: Console | None = None) -> Outcome:
-    """Skip finished jobs, run the others with an overall progress bar of finished jobs."""
+# (tasks, at most this many at once, on_done) -> Outcome, like run_tasks
+Dispatch = Callable[..., Outcome]
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    parallel: int | None,
+    console: Console | None = None,
+    dispatch: Dispatch | None = None,
+    resources: Callable[[Job], tuple[float, float]] | None = None,
+) -> Outcome:
+    """Skip finished jobs, run the others with an overall progress bar of finished jobs:
+    as local children (run_tasks) or through `dispatch` (ray_runner.run_tasks_on_ray), each
+    with the (CPUs, GPUs) `resources` gives it."""
     console = console or Console()
     states = [(job, job.state()) for job in jobs]
     todo = [(job, state) for job, state in states if state != DONE]
     skipped = len(jobs) - len(todo)
     if skipped:
         console.print(f"{skipped} of {len(jobs)} runs already finished: skipped")
+    need = resources or (lambda job: (1.0, 0.0))
     tasks = [
-        Task(f"{job.run} s{job.seed}", job.argv(state), job.run_dir / LOG) for job, state in todo
+        Task(f"{job.run} s{job.seed}", job.argv(state), job.run_dir / LOG, *need(job))
+        for job, state in todo
     ]
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -162,6 +179,6 @@ def run_jobs(jobs: Sequence[Job], parallel: int, console: Console | None = None)
                 line = f"FAILED  {task.label} (exit {status}); log: {task.log}"
             console.print(line, markup=False, highlight=False)
 
-        outcome = run_tasks(tasks, parallel, done)
+        outcome = (dispatch or run_tasks)(tasks, parallel, done)
     outcome.skipped = skipped
     return outcome
