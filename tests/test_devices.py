@@ -13,7 +13,7 @@ from widerl.agents import make_agent
 from widerl.cli import main
 from widerl.config import resolve
 from widerl.replay import Batch
-from widerl.train import Trainer
+from widerl.trainer import Trainer
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
 DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]

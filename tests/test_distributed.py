@@ -26,7 +26,7 @@ from widerl.cli import main
 from widerl.collect import Chunk
 from widerl.config import resolve
 from widerl.distributed import FAULT_ENV, CollectorWorker, export_weights, weight_keys
-from widerl.train import Trainer
+from widerl.trainer import Trainer
 
 pytestmark = pytest.mark.slow
 ray_tmp = raytools.ray_tmp

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-import widerl.train as train_mod
+import widerl.trainer as train_mod
 from widerl.agents import make_agent
 from widerl.config import resolve
 from widerl.logger import TIMING_COLUMNS, MetricMeans
@@ -133,7 +133,9 @@ def test_sigterm_while_the_trainer_is_built_exits_143_and_resumes_exactly(
     tmp_path: Path, reference: list
 ) -> None:
     out = tmp_path / "run"
-    p = hooked(out, "widerl.train:Trainer.__init__", 1, "SIGTERM", "before", "--checkpoint-replay")
+    p = hooked(
+        out, "widerl.trainer:Trainer.__init__", 1, "SIGTERM", "before", "--checkpoint-replay"
+    )
     assert p.returncode == 143, p.stderr
     _stopped_line(p.stderr, out)
     assert resume(out) == 0

@@ -128,7 +128,7 @@ def train(
     `resume=DIR` continue the run there (`overrides` may change what `--resume` allows, e.g.
     steps=...). Returns the run's `train.RunResult`."""
     from widerl.rundir import RunLock
-    from widerl.train import Trainer
+    from widerl.trainer import Trainer
 
     with StopSignals() as stop, contextlib.ExitStack() as held:
 

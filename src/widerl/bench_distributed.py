@@ -48,7 +48,7 @@ def run_distributed_bench(
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from widerl.rayinit import init_ray, shutdown_ray
-    from widerl.train import Trainer
+    from widerl.trainer import Trainer
 
     result: dict[str, Any] = {
         "env": env,

@@ -62,7 +62,7 @@ def _train(
     import signal
 
     from widerl import api
-    from widerl.train import Trainer
+    from widerl.trainer import Trainer
 
     if resume is not None:
         if preset is not None:
