@@ -35,7 +35,7 @@ from widerl.config import Config, from_dict
 from widerl.envs import env_dims, make_vec_env
 from widerl.errors import CollectorsFailed
 from widerl.rayinit import init_ray, owns_local_ray, shutdown_ray
-from widerl.replay import Batch
+from widerl.replay import TRANSITION_FIELDS, Batch
 
 log = logging.getLogger("widerl")
 
@@ -347,7 +347,7 @@ class RayCollectors:
                 continue
             # Ray hands back read-only views of its shared memory; the replay copies anyway,
             # but torch warns about wrapping read-only arrays.
-            for k in ("obs", "act", "rew", "next_obs", "term", "priority"):
+            for k in (*TRANSITION_FIELDS, "priority"):
                 v = getattr(chunk, k)
                 if v is not None and not v.flags.writeable:
                     setattr(chunk, k, v.copy())
