@@ -243,3 +243,19 @@ def test_paper_ofenet_preset_follows_the_ofenet_paper_per_task() -> None:
     assert resolve({"env": "Ant-v5"}, "paper-L").ofenet_target_dim == 27
     # An explicit flag still wins over the per-task value.
     assert resolve({"env": "Ant-v5", "ofenet_target_dim": 5}, "paper-L").ofenet_target_dim == 5
+
+
+def test_collectors_get_only_ofenets_acting_copy() -> None:
+    """What acts elsewhere is one explicit state (Agent.acting_state): the actor and OFENet's
+    target copy, not its online copy; a copy loaded with it acts as the learner does."""
+    cfg = resolve({"units": 16, "ofenet_units": 16, "ofenet_layers": 2})
+    learner = make_agent(cfg, 5, 2, torch.device("cpu"))
+    state = learner.acting_state()
+    assert any(k.startswith("features.target.") for k in state)
+    assert not any(k.startswith(("features.online.", "critics")) for k in state)
+    with_critics = learner.acting_state(with_critics=True)
+    assert any(k.startswith("critics.") for k in with_critics) and "log_alpha" in with_critics
+    copy = make_agent(resolve({**vars(cfg), "seed": 7}), 5, 2, torch.device("cpu"))
+    copy.load_state_dict(state, strict=False)
+    obs = torch.randn(4, 5)
+    assert torch.equal(copy.act(obs, deterministic=True), learner.act(obs, deterministic=True))

@@ -235,6 +235,28 @@ class Agent(nn.Module, abc.ABC):
         td = (q - target.unsqueeze(1)).abs().amax(1)
         return td[0] if single else td
 
+    # --- what acts elsewhere (Ray collectors) -------------------------------------------------
+    def acting_state(self, with_critics: bool = False) -> dict[str, torch.Tensor]:
+        """The tensors a copy of this agent needs to act (keys as in `state_dict`): the actor
+        and the feature learner's acting copy; `with_critics` adds what `td_abs` reads (the
+        critics and the TD target's networks), for Ape-X's actor-side initial priorities."""
+        parts: list[tuple[str, nn.Module | dict[str, torch.Tensor]]] = [
+            ("actor.", self.actor),
+            ("features.", self.features.acting_state()),
+        ]
+        if with_critics:
+            parts += [("critics.", self.critics), ("critics_target.", self.critics_target)]
+            parts += self._target_state()
+        state: dict[str, torch.Tensor] = {}
+        for prefix, part in parts:
+            items = part.state_dict() if isinstance(part, nn.Module) else part
+            state.update({prefix + k: v for k, v in items.items()})
+        return state
+
+    def _target_state(self) -> list[tuple[str, nn.Module | dict[str, torch.Tensor]]]:
+        """What else a TD target reads (SAC: the temperature; TD3: the actor's target)."""
+        return []
+
     # --- acting -----------------------------------------------------------------------------
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:

@@ -44,6 +44,9 @@ class SAC(Agent):
             noise["pair"] = pair
         return noise
 
+    def _target_state(self) -> list[tuple[str, nn.Module | dict[str, torch.Tensor]]]:
+        return [("", {"log_alpha": self.log_alpha})]
+
     def _act(self, z_s: torch.Tensor, deterministic: bool) -> torch.Tensor:
         eps = None
         if not deterministic:

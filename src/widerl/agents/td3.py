@@ -43,6 +43,9 @@ class TD3(Agent):
             noise["pair"] = pair
         return noise
 
+    def _target_state(self) -> list[tuple[str, torch.nn.Module | dict[str, torch.Tensor]]]:
+        return [("actor_target.", self.actor_target)]
+
     def _act(self, z_s: torch.Tensor, deterministic: bool) -> torch.Tensor:
         a = self.actor(z_s)
         if deterministic:

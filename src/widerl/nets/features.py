@@ -49,6 +49,11 @@ class FeatureLearner(nn.Module, abc.ABC):
     def optimizers(self) -> dict[str, object]:
         return {}
 
+    def acting_state(self) -> dict[str, torch.Tensor]:
+        """The tensors that produce the agent's features when acting elsewhere (Ray
+        collectors); keys as in `state_dict`."""
+        return self.state_dict()
+
     def reset_parameters(self, generators: list[torch.Generator]) -> None:
         """Initialise the trained networks, seed k's from generators[k]."""
 

@@ -171,5 +171,9 @@ class OFENet(FeatureLearner):
 
     eval_loss = heldout_loss  # the name the trainer used before the feature-learner seam
 
+    def acting_state(self) -> dict[str, torch.Tensor]:
+        """Only the target copy: it alone feeds the agent (the module docstring)."""
+        return {f"target.{k}": v for k, v in self.target.state_dict().items()}
+
     def optimizers(self) -> dict[str, Adam]:
         return {"ofenet": self.opt}
