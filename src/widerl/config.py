@@ -100,7 +100,9 @@ class Config:
         "(Farebrother et al. 2024). Q is the distribution's mean; both use cross-entropy.",
         choices=CRITIC_HEADS,
     )
-    atoms: int = _f(101, "c51 / hlgauss: support points / bins, at least 2.", positive=True)
+    atoms: int = _f(
+        101, "c51 / hlgauss: support points / bins, at least 2 (FastTD3: 101).", positive=True
+    )
     v_min: float = _f(
         -100.0,
         "c51 / hlgauss: lower end of the value support (Q and TD targets are clipped to it); "

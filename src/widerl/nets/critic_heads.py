@@ -95,8 +95,9 @@ class C51Head(_Categorical):
     z_i = v_min + i * dz spanning [v_min, v_max]. The TD target is the next state's
     distribution with its atoms moved to r + disc * (z - b), clipped into [v_min, v_max] and
     projected back onto the support: an atom's mass is split between its two neighbours z_l,
-    z_u in proportion to its distance from each. The target is the critic whose expected Q is
-    the smaller (clipped double Q, as FastTD3 uses with 101 atoms)."""
+    z_u in proportion to its distance from each. The distribution moved is that of the
+    critic whose expected next value is the smaller (clipped double Q; Agent.bootstrap).
+    FastTD3 (Seo et al. 2025) uses such a critic with 101 atoms, widerl's default."""
 
     name = "c51"
 
