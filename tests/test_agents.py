@@ -270,14 +270,20 @@ def _run_steps(algo: str, compiled: bool, n: int = 4, **kw: object) -> tuple[lis
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("algo", "kw"),
+    ("algo", "kw", "moment_atol"),
     [
         ("td3", {"activation": "swish", "critic_loss": "huber", "arch": "densenet",
-                 "batchnorm": True}),
-        ("sac", {"critics": 3, "arch": "d2rl", "ofenet_units": 8, "ofenet_layers": 2}),
+                 "batchnorm": True}, 1e-9),
+        ("sac", {"critics": 3, "arch": "d2rl", "ofenet_units": 8, "ofenet_layers": 2}, 1e-9),
+        # Beyond the paper, in one case (compilation is the cost): CrossQ's joint forward
+        # through Batch Renormalization past its warm-up, a C51 head, --obs-norm, AdamW.
+        # Batch norms in every layer of both networks: first moments near zero differ by
+        # float rounding up to ~5e-7 (of moments up to ~1), so they get an absolute 1e-6.
+        ("crossq", {"critic_head": "c51", "atoms": 11, "v_min": -5.0, "v_max": 5.0,
+                    "obs_norm": True, "weight_decay": 0.01, "renorm_warmup": 2}, 1e-6),
     ],
 )  # fmt: skip
-def test_compiled_learning_step_matches_eager(algo: str, kw: dict) -> None:
+def test_compiled_learning_step_matches_eager(algo: str, kw: dict, moment_atol: float) -> None:
     """torch.compile of the whole learning step (one graph: sampling, OFENet's update, the
     agent's forward, backward, Adam and targets, priorities) gives the eager step's
     parameters, targets, optimizer moments, priorities and metrics to 1e-5 after 4 steps (2
@@ -294,7 +300,7 @@ def test_compiled_learning_step_matches_eager(algo: str, kw: dict) -> None:
         assert torch.equal(got["step"], opt["step"])
         for key in ("exp_avg", "exp_avg_sq"):
             for x, y in zip(got[key], opt[key], strict=True):
-                torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-9, msg=(name, key))
+                torch.testing.assert_close(x, y, rtol=1e-4, atol=moment_atol, msg=(name, key))
     torch.testing.assert_close(s_c["replay"]["priorities"], s_ref["replay"]["priorities"])
     for ref, got in zip(m_ref, m_c, strict=True):
         assert ref.keys() == got.keys()

@@ -32,6 +32,19 @@ SETUPS = {
         "prioritized": True,
         "policy_delay": 1,
     },
+    # beyond the paper: CrossQ's joint forward through Batch Renormalization past its
+    # warm-up, a C51 head, observation normalisation, AdamW
+    "crossq-c51-obsnorm": {
+        "algo": "crossq",
+        "critic_head": "c51",
+        "atoms": 11,
+        "obs_norm": True,
+        "weight_decay": 0.01,
+        "renorm_warmup": 1,
+        "policy_delay": 1,
+    },
+    # SimBa body, HL-Gauss head
+    "sac-simba-hlgauss": {"algo": "sac", "arch": "simba", "critic_head": "hlgauss"},
 }
 
 
@@ -124,6 +137,20 @@ def test_cuda_update_matches_cpu(algo: str, arch: str) -> None:
     on_cpu = cpu.state_dict().items()
     for (name, p_cpu), p_gpu in zip(on_cpu, gpu.state_dict().values(), strict=True):
         torch.testing.assert_close(p_gpu.cpu(), p_cpu, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@CUDA
+def test_reset_on_cuda_draws_what_the_cpu_draws() -> None:
+    """Agent.reset_networks draws from the seeds' CPU generators whatever the device (a BRO
+    reset of a CUDA agent), so its new weights are the CPU agent's."""
+    cfg = resolve({"algo": "td3", "arch": "bronet", "units": 16, "layers": 1})
+    cpu = make_agent(cfg, 5, 2, torch.device("cpu"))
+    gpu = make_agent(cfg, 5, 2, torch.device("cuda"))
+    cpu.reset_networks([torch.Generator().manual_seed(7)])
+    gpu.reset_networks([torch.Generator().manual_seed(7)])
+    on_cpu = cpu.state_dict().items()
+    for (name, p_cpu), p_gpu in zip(on_cpu, gpu.state_dict().values(), strict=True):
+        torch.testing.assert_close(p_gpu.cpu(), p_cpu, msg=name)
 
 
 @CUDA

@@ -156,6 +156,12 @@ _NET_FIELDS = (
     "ofenet_units",
     "ofenet_layers",
     "ofenet_target_dim",
+    "actor_units",
+    "actor_layers",
+    "critics",
+    "critic_head",
+    "atoms",
+    "obs_norm",
 )
 
 

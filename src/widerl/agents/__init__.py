@@ -12,6 +12,7 @@ from typing import Any
 ALGORITHMS: dict[str, str] = {
     "sac": "widerl.agents.sac:SAC",
     "td3": "widerl.agents.td3:TD3",
+    "crossq": "widerl.agents.crossq:CrossQ",  # beyond the paper (Bhatt et al. 2024)
 }
 
 

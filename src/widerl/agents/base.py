@@ -23,13 +23,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from widerl.autodiff import Differentiable
 from widerl.checkpoint import check_fits
 from widerl.config import Config, ConfigError
 from widerl.nets.bodies import make_body
+from widerl.nets.critic_heads import elementwise_critic_loss, make_head, select_min
 from widerl.nets.ensemble import reset_members, trained_names
 from widerl.nets.feature_learners import make_features
 from widerl.nets.features import FeatureLearner
@@ -39,13 +39,7 @@ from widerl.replay import Batch
 
 Noise = dict[str, torch.Tensor]
 
-
-def elementwise_critic_loss(kind: str, q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-sample loss: 0.5 * delta^2 (SAC Eq. 2 / paper Eq. 2) or Huber with delta 1 (A.1),
-    which equals the former for |delta| < 1 and grows linearly beyond."""
-    if kind == "huber":
-        return F.huber_loss(q, target.expand_as(q), reduction="none", delta=1.0)
-    return 0.5 * (q - target).square()
+__all__ = ["Agent", "Noise", "elementwise_critic_loss", "eval_mode"]
 
 
 def seed_streams(seed: int) -> dict[str, int]:
@@ -79,14 +73,17 @@ class Agent(nn.Module, abc.ABC):
         self.features = (
             features if features is not None else make_features(cfg, obs_dim, act_dim, seeds=self.k)
         )
-        self.critics = CriticEnsemble(self.k, cfg.critics, self.body, self.features.sa_dim)
+        self._init_seeds = [s["init"] for s in streams]
+        self.critics = CriticEnsemble(
+            self.k, cfg.critics, self.critic_body, self.features.sa_dim, make_head(cfg)
+        )
         self._build_networks()
         if self.device.type != "meta":
-            init = [torch.Generator().manual_seed(s["init"]) for s in streams]
+            init = [torch.Generator().manual_seed(s) for s in self._init_seeds]
             self.features.reset_parameters(init)
             for net in self.trained_networks():
                 reset_members(net, init)
-        self.critics_target = copy.deepcopy(self.critics)
+        self.critics_target = copy.deepcopy(self.critics) if self.critic_targets else None
         self._build_targets()
         # No parameter requires grad outside a loss (autodiff.Differentiable), so that a
         # compiled step updates them in place and targets never enter a graph.
@@ -98,18 +95,40 @@ class Agent(nn.Module, abc.ABC):
         self.act_gens = [torch.Generator(gen).manual_seed(s["act"]) for s in streams]
         self.n_updates = 0
         self.critic_params = Differentiable(self, self._names("critics."))
-        self.critic_opt = Adam(self.critic_params.params, cfg.lr)
+        self.critic_opt = self.adam(self.critic_params.params)
         self._build_optimizers()
-        self._critic_target_params = matching(self.critics_target, self.critic_params, "critics.")
-        self._critic_stats = float_buffers(self.critics), float_buffers(self.critics_target)
+        self._critic_target_params: list[torch.Tensor] = []
+        self._critic_stats: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+        if self.critics_target is not None:
+            self._critic_target_params = matching(
+                self.critics_target, self.critic_params, "critics."
+            )
+            self._critic_stats = float_buffers(self.critics), float_buffers(self.critics_target)
 
     # --- construction, per algorithm --------------------------------------------------------
-    def body(self, members: int, in_dim: int) -> nn.Module:
+    critic_targets = True  # whether the critics have target copies (CrossQ has none)
+
+    def body(self, members: int, in_dim: int, units: int, layers: int) -> nn.Module:
         c = self.cfg
         return make_body(
-            c.arch, members, in_dim, c.units, c.layers,
+            c.arch, members, in_dim, units, layers,
             activation=c.activation, batchnorm=c.batchnorm,
         )  # fmt: skip
+
+    def critic_body(self, members: int, in_dim: int) -> nn.Module:
+        """The critics' body: --units x --layers."""
+        return self.body(members, in_dim, self.cfg.units, self.cfg.layers)
+
+    def actor_body(self, members: int, in_dim: int) -> nn.Module:
+        """The policy's body: --actor-units x --actor-layers (0: the critics' values)."""
+        c = self.cfg
+        return self.body(members, in_dim, c.actor_units or c.units, c.actor_layers or c.layers)
+
+    def adam(self, params: Sequence[torch.Tensor]) -> Adam:
+        """The optimizer of actor and critics: Adam with --adam-beta1, AdamW's decoupled decay
+        with --weight-decay > 0 (SimBa, BRO)."""
+        c = self.cfg
+        return Adam(params, c.lr, betas=(c.adam_beta1, 0.999), weight_decay=c.weight_decay)
 
     @abc.abstractmethod
     def _build_networks(self) -> None:
@@ -170,18 +189,40 @@ class Agent(nn.Module, abc.ABC):
         (SAC), or with N > 2 their mean (REDQ)."""
         return q.amin(1) if q.shape[1] <= 2 else q.mean(1)
 
+    def bootstrap(
+        self,
+        batch: Batch,
+        next_out: torch.Tensor,
+        pair: torch.Tensor | None,
+        bonus: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The TD target r + gamma * (1 - terminated) * (Z(s', a') - bonus) in the critic
+        head's form, from the critics' outputs on (s', a') `[K, N, B, D]`: Z is the output of
+        the critic with the smaller Q (clipped double Q; the random pair's with N > 2)."""
+        head = self.critics.head
+        chosen = select_min(next_out, head.value(next_out), pair)
+        return head.target(batch.rew, self.cfg.gamma * (1.0 - batch.term), chosen, bonus)
+
     def critic_loss(
         self, batch: Batch, z_sa: torch.Tensor, target: torch.Tensor
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """J_Q (paper Eq. 2; Huber with --critic-loss huber, A.1): every critic regresses on
-        the same target; importance weights under prioritized replay. Summed over critics and
-        seeds, so each member's gradient is its own loss's."""
-        q = self.critics(z_sa)  # [K, N, B]
-        per_sample = elementwise_critic_loss(self.cfg.critic_loss, q, target.unsqueeze(1))
+        """J_Q on the critics' outputs for z_sa (see `critic_loss_of`)."""
+        return self.critic_loss_of(batch, self.critics.outputs(z_sa), target)
+
+    def critic_loss_of(
+        self, batch: Batch, out: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """J_Q (paper Eq. 2; Huber with --critic-loss huber, A.1; the cross-entropy of a
+        categorical head): every critic learns the same target; importance weights under
+        prioritized replay. Summed over critics and seeds, so each member's gradient is its
+        own loss's. Also |TD error| of the expected values, max over the critics."""
+        head = self.critics.head
+        per_sample = head.loss(out, target)  # [K, N, B]
         if batch.weight is not None:
             per_sample = per_sample * batch.weight.unsqueeze(1)
         per_seed = per_sample.mean(-1).sum(1)  # [K]: sum over critics of their mean loss
-        td_abs = (q - target.unsqueeze(1)).abs().amax(1)  # [K, B]
+        q = head.value(out)  # [K, N, B]
+        td_abs = (q - head.expected(target).unsqueeze(1)).abs().amax(1)  # [K, B]
         return per_seed.sum(), (per_seed.detach(), q[:, 0].mean(-1).detach(), td_abs.detach())
 
     def critic_step(
@@ -198,6 +239,8 @@ class Agent(nn.Module, abc.ABC):
     def update_critic_targets(self) -> None:
         """theta' <- tau theta + (1 - tau) theta'; BatchNorm running statistics are copied,
         as Stable-Baselines3 does, so that a target in eval mode sees the online statistics."""
+        if self.critics_target is None:
+            return
         soft_update(self._critic_target_params, self.critic_params.params, self.cfg.tau)
         with torch.no_grad():
             for online, target in zip(*self._critic_stats, strict=True):
@@ -205,7 +248,8 @@ class Agent(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def td_target(self, batch: Batch, z_s_next: torch.Tensor, noise: Noise) -> torch.Tensor:
-        """r + gamma * (1 - terminated) * V(s') `[K, B]`, without gradients."""
+        """r + gamma * (1 - terminated) * V(s') without gradients, in the critic head's form
+        (`[K, B]`; target probabilities `[K, B, atoms]` for c51), see `bootstrap`."""
 
     @torch.no_grad()
     def current_td_target(self, batch: Batch, seed: int | None = None) -> torch.Tensor:
@@ -232,7 +276,7 @@ class Agent(nn.Module, abc.ABC):
             target = self.td_target(batch, self.features.state(batch.next_obs), noise)
             z_sa = self.features.state_action(self.features.state(batch.obs), batch.act)
             q = self.critics(z_sa)
-        td = (q - target.unsqueeze(1)).abs().amax(1)
+        td = (q - self.critics.head.expected(target).unsqueeze(1)).abs().amax(1)
         return td[0] if single else td
 
     # --- what acts elsewhere (Ray collectors) -------------------------------------------------
@@ -291,6 +335,43 @@ class Agent(nn.Module, abc.ABC):
     @abc.abstractmethod
     def _update(self, batch: Batch, noise: Noise, actor_step: bool) -> dict[str, torch.Tensor]:
         """The learning step itself: critics, actor, temperature, targets."""
+
+    # --- resets (BRO) ------------------------------------------------------------------------
+    def reset_generators(self) -> list[torch.Generator]:
+        """One generator per seed for a reset at the current update count, derived from the
+        seed's initialisation stream and that count: a resumed run's reset draws what the
+        uninterrupted run's would have."""
+        return [
+            torch.Generator().manual_seed(
+                int(np.random.SeedSequence([s, self.n_updates]).generate_state(1)[0])
+            )
+            for s in self._init_seeds
+        ]
+
+    @torch.no_grad()
+    def reset_networks(self, generators: Sequence[torch.Generator] | None = None) -> None:
+        """A full reset as BRO's (Nauman et al. 2024, Sec. 3, "resets"; after Nikishin et al.
+        2022): every network the agent trains is drawn anew (seed k's from generators[k],
+        default `reset_generators()`), norm layers and their statistics start afresh, targets
+        equal the new networks, every optimizer forgets its moments and step count, and SAC's
+        temperature returns to --alpha-init. Kept: the replay (the trainer's), the update
+        counter and the observation statistics of --obs-norm (a property of the data, not a
+        learned weight). A feature learner's networks (OFENet) are reset too, without a new
+        pre-training. Everything changes in place, so a compiled step keeps working."""
+        gens = list(generators) if generators is not None else self.reset_generators()
+        if len(gens) != self.k:
+            raise ValueError(f"reset needs one generator per seed ({self.k}), got {len(gens)}")
+        self.features.reset_parameters(gens)
+        for net in self.trained_networks():
+            reset_members(net, gens)
+        if self.critics_target is not None:
+            self.critics_target.load_state_dict(self.critics.state_dict())
+        self._reset_extra()
+        for opt in self.all_optimizers().values():
+            opt.reset()
+
+    def _reset_extra(self) -> None:
+        """What else a reset returns to its initial state (TD3's actor target, SAC's alpha)."""
 
     # --- checkpointing ----------------------------------------------------------------------
     def all_optimizers(self) -> dict[str, Adam]:

@@ -19,16 +19,16 @@ class SAC(Agent):
     metric_names = ("critic_loss", "q_mean", "actor_loss", "alpha", "entropy", "alpha_loss")
 
     def _build_networks(self) -> None:
-        self.actor = GaussianActor(self.body(self.k, self.features.s_dim), self.act_dim)
+        self.actor = GaussianActor(self.actor_body(self.k, self.features.s_dim), self.act_dim)
         self.log_alpha = nn.Parameter(torch.full((self.k,), math.log(self.cfg.alpha_init)))
-        # Target entropy -|A| (SAC v2, Sec. 5).
-        self.target_entropy = -float(self.act_dim)
+        # Target entropy -|A| (SAC v2, Sec. 5); SimBa and BRO use -|A| / 2.
+        self.target_entropy = -self.cfg.entropy_target_scale * float(self.act_dim)
         if not self.cfg.autotune:
             self.metric_names = self.metric_names[:-1]
 
     def _build_optimizers(self) -> None:
         self.actor_params = Differentiable(self, self._names("actor."))
-        self.actor_opt = Adam(self.actor_params.params, self.cfg.lr)
+        self.actor_opt = self.adam(self.actor_params.params)
         self.alpha_opt = Adam([self.log_alpha], self.cfg.lr)
 
     def optimizers(self) -> dict[str, Adam]:
@@ -59,11 +59,11 @@ class SAC(Agent):
     @torch.no_grad()
     def td_target(self, batch: Batch, z_s_next: torch.Tensor, noise: Noise) -> torch.Tensor:
         """r + gamma * (1 - terminated) * (min target Q(s', a') - alpha log pi(a'|s')), a' ~
-        pi(.|s') (SAC Eq. 3); bootstrapping stops only on termination, not on a time limit."""
+        pi(.|s') (SAC Eq. 3); bootstrapping stops only on termination, not on a time limit.
+        With a distributional head, the target critic's distribution moved the same way."""
         a_next, logp_next = self.actor.sample(z_s_next, noise["next"])
-        q_next = self.critics_target(self.features.state_action(z_s_next, a_next))
-        v_next = self.target_min(q_next, noise.get("pair")) - self.alpha()[:, None] * logp_next
-        return batch.rew + self.cfg.gamma * (1.0 - batch.term) * v_next
+        next_out = self.critics_target.outputs(self.features.state_action(z_s_next, a_next))
+        return self.bootstrap(batch, next_out, noise.get("pair"), self.alpha()[:, None] * logp_next)
 
     def actor_loss(
         self, z_s: torch.Tensor, eps: torch.Tensor, alpha: torch.Tensor
@@ -74,6 +74,9 @@ class SAC(Agent):
         q = self.policy_value(self.critics(self.features.state_action(z_s, a)))
         per_seed = (alpha[:, None] * logp - q).mean(-1)
         return per_seed.sum(), (per_seed.detach(), logp.detach())
+
+    def _reset_extra(self) -> None:
+        self.log_alpha.fill_(math.log(self.cfg.alpha_init))
 
     def _update(self, batch: Batch, noise: Noise, actor_step: bool) -> dict[str, torch.Tensor]:
         with torch.no_grad():

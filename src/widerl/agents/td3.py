@@ -18,14 +18,14 @@ class TD3(Agent):
     metric_names = ("critic_loss", "q_mean", "actor_loss")
 
     def _build_networks(self) -> None:
-        self.actor = DeterministicActor(self.body(self.k, self.features.s_dim), self.act_dim)
+        self.actor = DeterministicActor(self.actor_body(self.k, self.features.s_dim), self.act_dim)
 
     def _build_targets(self) -> None:
         self.actor_target = copy.deepcopy(self.actor)
 
     def _build_optimizers(self) -> None:
         self.actor_params = Differentiable(self, self._names("actor."))
-        self.actor_opt = Adam(self.actor_params.params, self.cfg.lr)
+        self.actor_opt = self.adam(self.actor_params.params)
         self._actor_target_params = matching(self.actor_target, self.actor_params, "actor.")
         self._actor_stats = float_buffers(self.actor), float_buffers(self.actor_target)
         # The last actor loss, repeated in the metrics of the updates that skip the actor.
@@ -60,8 +60,8 @@ class TD3(Agent):
         c = self.cfg
         eps = (noise["smooth"] * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
         a_next = (self.actor_target(z_s_next) + eps).clamp(-1.0, 1.0)
-        q_next = self.critics_target(self.features.state_action(z_s_next, a_next))
-        return batch.rew + c.gamma * (1.0 - batch.term) * self.target_min(q_next, noise.get("pair"))
+        next_out = self.critics_target.outputs(self.features.state_action(z_s_next, a_next))
+        return self.bootstrap(batch, next_out, noise.get("pair"))
 
     def actor_loss(self, z_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Deterministic policy gradient through the first critic (TD3 Eq. 6): J = -Q_1(s,
@@ -78,6 +78,9 @@ class TD3(Agent):
     def _load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
         if "last_actor_loss" in state:
             self._last_actor_loss.copy_(state["last_actor_loss"].reshape(self.k))
+
+    def _reset_extra(self) -> None:
+        self.actor_target.load_state_dict(self.actor.state_dict())
 
     def actor_step_due(self) -> bool:
         # Delayed policy updates (TD3 Sec. 5.2): the actor and all targets move every

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import torch
 
-from widerl.agents.base import Agent, elementwise_critic_loss, eval_mode
+from widerl.agents.base import Agent, eval_mode
 from widerl.analysis.landscape import filter_normalized_direction, loss_surface
 from widerl.nets.ensemble import EnsembleLinear
 from widerl.replay import Batch
@@ -23,18 +23,19 @@ def fixed_td_targets(agent: Agent, batch: Batch, seed: int) -> torch.Tensor:
 
 
 def critic_td_loss(agent: Agent, batch: Batch, target: torch.Tensor) -> Callable[[], torch.Tensor]:
-    """J_Q of Eq. 2 with the run's critic loss (0.5 delta^2 or Huber, A.1), summed over the
-    critics and averaged over the batch, as the critic step minimises it (uniform weights).
-    Only the critics move along the directions, so z_sa is computed once. Call it with the
-    agent in eval mode (see critic_landscape). A single-seed batch `[B, ...]`."""
+    """J_Q of Eq. 2 with the run's critic loss (0.5 delta^2 or Huber, A.1; the cross-entropy
+    of a categorical head), summed over the critics and averaged over the batch, as the
+    critic step minimises it (uniform weights). Only the critics move along the directions,
+    so z_sa is computed once. Call it with the agent in eval mode (see critic_landscape). A
+    single-seed batch `[B, ...]`, and its target as `current_td_target` gives it."""
     with torch.no_grad(), eval_mode(agent):
         obs, act = batch.obs.unsqueeze(0), batch.act.unsqueeze(0)
         z_sa = agent.features.state_action(agent.features.state(obs), act)
-    kind = agent.cfg.critic_loss
-    y = target.reshape(1, 1, -1)
+    head = agent.critics.head
+    y = target.unsqueeze(0)  # K = 1
 
     def loss() -> torch.Tensor:
-        per_sample = elementwise_critic_loss(kind, agent.critics(z_sa), y)  # [1, N, B]
+        per_sample = head.loss(agent.critics.outputs(z_sa), y)  # [1, N, B]
         return per_sample.sum(1).mean()
 
     return loss

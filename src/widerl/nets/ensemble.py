@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from widerl.nets.norms import EnsembleNorm
+
 INITS = ("torch", "glorot")
 
 
@@ -59,14 +61,23 @@ class EnsembleLinear(nn.Module):
         per_seed = self.members // len(gens)
         for k, g in enumerate(gens):
             for m in range(k * per_seed, (k + 1) * per_seed):
-                self.weight[m].uniform_(-wa, wa, generator=g)
+                _uniform(self.weight[m], wa, g)
                 if ba:
-                    self.bias[m].uniform_(-ba, ba, generator=g)
+                    _uniform(self.bias[m], ba, g)
                 else:
                     self.bias[m].zero_()
 
     def extra_repr(self) -> str:
         return f"members={self.members}, in={self.in_dim}, out={self.out_dim}, init={self.init}"
+
+
+def _uniform(t: torch.Tensor, a: float, g: torch.Generator | None) -> None:
+    """t ~ U(-a, a) from `g`; drawn on the generator's device and copied when the tensor
+    lives elsewhere (a reset of a CUDA network from the seeds' CPU generators)."""
+    if g is None or g.device == t.device:
+        t.uniform_(-a, a, generator=g)
+    else:
+        t.copy_(torch.empty(t.shape, dtype=t.dtype, device=g.device).uniform_(-a, a, generator=g))
 
 
 def ensemble_linears(module: nn.Module) -> list[EnsembleLinear]:
@@ -82,8 +93,10 @@ def trained_names(module: nn.Module, prefix: str = "") -> list[str]:
 
 def reset_members(module: nn.Module, generators: Sequence[torch.Generator]) -> None:
     """Re-initialise every layer of `module`, in module order, from the seeds' generators, so
-    that seed k's draws are the same sequence whether or not other seeds share the network."""
+    that seed k's draws are the same sequence whether or not other seeds share the network.
+    Norm layers go back to their initial state too (they draw nothing)."""
     for layer in module.modules():
-        reset = getattr(layer, "reset_parameters", None)
-        if layer is not module and isinstance(layer, EnsembleLinear) and reset is not None:
-            reset(generators)
+        if isinstance(layer, EnsembleLinear):
+            layer.reset_parameters(generators)
+        elif isinstance(layer, EnsembleNorm):
+            layer.reset_parameters()

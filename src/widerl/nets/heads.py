@@ -3,6 +3,8 @@
 Shapes: K seeds share a process; a policy network has K members and maps z_s `[K, B, s_dim]`
 to actions `[K, B, A]`; the critics are one ensemble of K x N members (N critics per seed,
 the paper's twin critics for N = 2) mapping z_sa `[K, B, sa_dim]` to Q `[K, N, B]` in one pass.
+What the critics' output layer holds (Q itself, or logits over a value support) is their
+head's business (nets/critic_heads.py).
 
 Actions live in [-1, 1]^|A| everywhere inside widerl; the env wrapper rescales them. The
 Gaussian actor's mean head is the "output layer" of Table 2; its log-std head is a second
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from widerl.nets.bodies.base import Body
+from widerl.nets.critic_heads import CriticHead, ScalarHead
 from widerl.nets.ensemble import EnsembleLinear
 
 # Bounds on the pre-squash log standard deviation, as in the SAC authors' implementation.
@@ -80,14 +83,23 @@ class DeterministicActor(nn.Module):
 
 
 class CriticEnsemble(nn.Module):
-    """N critics per seed, K seeds, as K x N members of one body and one scalar output layer:
-    Q(z_sa) of every critic in one pass."""
+    """N critics per seed, K seeds, as K x N members of one body and one output layer: Q(z_sa)
+    of every critic in one pass. The output layer has `head.out_dim` units (1 for a scalar
+    head, the atoms of a categorical one)."""
 
-    def __init__(self, seeds: int, critics: int, body: BodyFactory, sa_dim: int) -> None:
+    def __init__(
+        self,
+        seeds: int,
+        critics: int,
+        body: BodyFactory,
+        sa_dim: int,
+        head: CriticHead | None = None,
+    ) -> None:
         super().__init__()
         self.seeds, self.n = seeds, critics
+        self.head = head if head is not None else ScalarHead()
         self.body = body(seeds * critics, sa_dim)
-        self.out = EnsembleLinear(seeds * critics, self.body.out_dim, 1)
+        self.out = EnsembleLinear(seeds * critics, self.body.out_dim, self.head.out_dim)
 
     def _critics_per_seed(self, k: int) -> int:
         # Read from the weights, so that a view of some members (`first`) runs the same code.
@@ -99,9 +111,14 @@ class CriticEnsemble(nn.Module):
         n = self._critics_per_seed(k)
         return z_sa.unsqueeze(1).expand(k, n, b, d).reshape(k * n, b, d)
 
-    def forward(self, z_sa: torch.Tensor) -> torch.Tensor:
+    def outputs(self, z_sa: torch.Tensor) -> torch.Tensor:
+        """The output layer of every critic `[K, N, B, out_dim]` (what the head reads)."""
         k, b = z_sa.shape[0], z_sa.shape[1]
-        return self.out(self.body(self._members(z_sa))).view(k, -1, b)
+        return self.out(self.body(self._members(z_sa))).view(k, -1, b, self.head.out_dim)
+
+    def forward(self, z_sa: torch.Tensor) -> torch.Tensor:
+        """Q of every critic `[K, N, B]`."""
+        return self.head.value(self.outputs(z_sa))
 
     def first(self, z_sa: torch.Tensor) -> torch.Tensor:
         """Q_1 of every seed `[K, B]`, computing only the first critic (TD3's actor step

@@ -1,7 +1,8 @@
 """The registry of bodies (torch-free, so that config.py can list the names).
 
 A body maps `[E, B, in_dim]` to `[E, B, out_dim]` through `layers` hidden layers of `units`
-units (nets/bodies/base.py). Adding one is a file in this folder plus one line here.
+units (nets/bodies/base.py); for the residual bodies (simba, bronet) `layers` counts blocks
+of width `units`. Adding one is a file in this folder plus one line here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ BODIES: dict[str, str] = {
     "resnet": "widerl.nets.bodies.resnet:ResNet",
     "d2rl": "widerl.nets.bodies.d2rl:D2RL",
     "densenet": "widerl.nets.bodies.densenet:DenseNet",
+    # Beyond the paper: residual bodies with LayerNorm (README, "Beyond the paper").
+    "simba": "widerl.nets.bodies.simba:SimBa",
+    "bronet": "widerl.nets.bodies.bronet:BroNet",
 }
 
 
