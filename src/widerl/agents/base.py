@@ -289,7 +289,9 @@ class Agent(nn.Module, abc.ABC):
             ("features.", self.features.acting_state()),
         ]
         if with_critics:
-            parts += [("critics.", self.critics), ("critics_target.", self.critics_target)]
+            parts.append(("critics.", self.critics))
+            if self.critics_target is not None:
+                parts.append(("critics_target.", self.critics_target))
             parts += self._target_state()
         state: dict[str, torch.Tensor] = {}
         for prefix, part in parts:
