@@ -254,7 +254,9 @@ def test_redq_target_takes_the_minimum_of_a_random_pair() -> None:
 
 
 # --- one learning step, eager or compiled ----------------------------------------------------
-def _run_steps(algo: str, compiled: bool, n: int = 4, **kw: object) -> tuple[list[dict], dict]:
+def _run_steps(
+    algo: str, compiled: bool | str, n: int = 4, **kw: object
+) -> tuple[list[dict], dict]:
     """n learning steps (sample, OFENet, agent, priorities) on a fixed prioritized replay."""
     from widerl.learner import LearnStep
 
@@ -270,20 +272,26 @@ def _run_steps(algo: str, compiled: bool, n: int = 4, **kw: object) -> tuple[lis
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("algo", "kw", "moment_atol"),
+    ("backend", "algo", "kw", "moment_atol"),
     [
-        ("td3", {"activation": "swish", "critic_loss": "huber", "arch": "densenet",
-                 "batchnorm": True}, 1e-9),
-        ("sac", {"critics": 3, "arch": "d2rl", "ofenet_units": 8, "ofenet_layers": 2}, 1e-9),
+        # Inductor's C++ code, what --compile runs: one case, as it compiles for about a
+        # minute on a cold cache here. The others capture the same one graph (dynamo,
+        # torch.func, functionalised mutations) and run it with eager kernels ("aot_eager").
+        ("inductor", "sac", {"critics": 3, "arch": "d2rl", "ofenet_units": 8,
+                             "ofenet_layers": 2}, 1e-9),
+        ("aot_eager", "td3", {"activation": "swish", "critic_loss": "huber", "arch": "densenet",
+                              "batchnorm": True}, 1e-9),
         # Beyond the paper, in one case (compilation is the cost): CrossQ's joint forward
         # through Batch Renormalization past its warm-up, a C51 head, --obs-norm, AdamW.
         # Batch norms in every layer of both networks: first moments near zero differ by
         # float rounding up to ~5e-7 (of moments up to ~1), so they get an absolute 1e-6.
-        ("crossq", {"critic_head": "c51", "atoms": 11, "v_min": -5.0, "v_max": 5.0,
+        ("aot_eager", "crossq", {"critic_head": "c51", "atoms": 11, "v_min": -5.0, "v_max": 5.0,
                     "obs_norm": True, "weight_decay": 0.01, "renorm_warmup": 2}, 1e-6),
     ],
 )  # fmt: skip
-def test_compiled_learning_step_matches_eager(algo: str, kw: dict, moment_atol: float) -> None:
+def test_compiled_learning_step_matches_eager(
+    backend: str, algo: str, kw: dict, moment_atol: float
+) -> None:
     """torch.compile of the whole learning step (one graph: sampling, OFENet's update, the
     agent's forward, backward, Adam and targets, priorities) gives the eager step's
     parameters, targets, optimizer moments, priorities and metrics to 1e-5 after 4 steps (2
@@ -292,7 +300,7 @@ def test_compiled_learning_step_matches_eager(algo: str, kw: dict, moment_atol: 
     float rounding to grow past 1e-5 in Adam's first steps, so no case combines the two.)"""
     kw = {**kw, "lr": 1e-3}
     m_ref, s_ref = _run_steps(algo, compiled=False, **kw)
-    m_c, s_c = _run_steps(algo, compiled=True, **kw)
+    m_c, s_c = _run_steps(algo, compiled=backend, **kw)
     for k, v in s_ref["modules"].items():
         torch.testing.assert_close(s_c["modules"][k], v, rtol=1e-5, atol=1e-5, msg=k)
     for name, opt in s_ref["optimizers"].items():

@@ -29,19 +29,16 @@ class LearnStep:
         features: FeatureLearner,
         agent: Agent,
         batch_size: int,
-        compiled: bool = False,
+        compiled: bool | str = False,
     ) -> None:
-        self.replay, self.features, self.agent, self.batch_size = (
-            replay,
-            features,
-            agent,
-            batch_size,
-        )
+        self.replay, self.features, self.agent = replay, features, agent
+        self.batch_size = batch_size
         self.beta = torch.zeros((), dtype=torch.float64, device=replay.device)
         self.compiled = compiled
-        self._fn: Callable[..., dict[str, torch.Tensor]] = (
-            compile_step(self._step, replay.device) if compiled else self._step
-        )
+        self._fn: Callable[..., dict[str, torch.Tensor]] = self._step
+        if compiled:  # True: inductor, what --compile runs; a string: that backend (tests)
+            backend = compiled if isinstance(compiled, str) else "inductor"
+            self._fn = compile_step(self._step, replay.device, backend)
 
     def __call__(self, grad_step: int, total_steps: int) -> dict[str, torch.Tensor]:
         u = self.replay.draw(self.batch_size)
@@ -67,10 +64,16 @@ class LearnStep:
         return metrics
 
 
-def compile_step(fn: Callable[..., Any], device: torch.device) -> Callable[..., Any]:
+def compile_step(
+    fn: Callable[..., Any], device: torch.device, backend: str = "inductor"
+) -> Callable[..., Any]:
     """torch.compile of a whole learning step as one graph. On CPU, inductor's C++ wrapper
     calls the kernels without a Python call each (measured faster, benchmarks/README.md); on
-    CUDA the graph is captured as a CUDA graph ("reduce-overhead")."""
+    CUDA the graph is captured as a CUDA graph ("reduce-overhead"). Another `backend` (e.g.
+    "aot_eager": the same capture of the graph, forward and backward, run by eager kernels)
+    compiles in seconds instead of a minute: the tests use it for most cases."""
+    if backend != "inductor":
+        return torch.compile(fn, fullgraph=True, dynamic=False, backend=backend)
     if device.type == "cuda":
         return torch.compile(fn, fullgraph=True, dynamic=False, mode="reduce-overhead")
     return torch.compile(fn, fullgraph=True, dynamic=False, options={"cpp_wrapper": True})
