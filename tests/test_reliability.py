@@ -542,3 +542,39 @@ def test_an_env_without_capturable_state_warns_once_and_starts_fresh_episodes(
         assert grad_steps(out) == STEPS
     finally:
         gym.registry.pop("WiderlOpaque-v0")
+
+
+# --- --utd and --reset-every, scheduled by the trainer ---------------------------------------
+def test_utd_steps_the_env_once_per_n_updates(tmp_path: Path) -> None:
+    assert train(tmp_path / "utd", "--utd", "3") == 0
+    last = rows(tmp_path / "utd")[-1]
+    # The 60 random warm-up steps, then one env step every 3rd of the 150 updates.
+    assert int(last["env_step"]) == 60 + 150 // 3
+
+
+def test_resets_are_scheduled_counted_and_resumed_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--reset-every 40: full resets before updates 41, 81 and 121; the rows count them, and a
+    run stopped just before a reset was due resumes to the uninterrupted run's rows."""
+    from widerl.agents.base import Agent
+
+    calls: list[int] = []
+    original = Agent.reset_networks
+
+    def counted(self: Agent, *args: object) -> None:
+        calls.append(self.n_updates)
+        original(self, *args)
+
+    flags = ["--reset-every", "40", "--checkpoint-replay"]
+    with monkeypatch.context() as m:
+        m.setattr(Agent, "reset_networks", counted)
+        assert train(tmp_path / "ref", *flags) == 0
+    assert calls == [40, 80, 120]
+    ref = rows(tmp_path / "ref")
+    assert [int(r["resets"]) for r in ref] == [0, 1, 2, 3]
+    with monkeypatch.context() as m:  # stop right after update 80: the next reset is due
+        signal_at_call(m, train_mod.Trainer, "learn_step", 80, signal.SIGINT)
+        assert train(tmp_path / "cut", *flags) == 130
+    assert resume(tmp_path / "cut") == 0
+    assert rows(tmp_path / "cut") == ref

@@ -185,16 +185,15 @@ class Config:
     utd: int = _f(
         1,
         "Gradient updates per env step, the update-to-data (replay) ratio (BRO: 10, SimBa: "
-        "2). Recorded in the config; `widerl train` does not schedule it yet (inline it "
-        "runs one update per env step; with --actors, --max-env-per-update bounds the ratio).",
+        "2): inline, one env step every N updates; with --actors and no "
+        "--max-env-per-update, collection runs at most 1/N env steps per update ahead.",
         positive=True,
     )
     reset_every: int = _f(
         0,
         "Reset the agent every N gradient updates (BRO, after Nikishin et al. 2022): networks "
-        "drawn anew, targets and optimizer state with them, the replay kept; 0 = never. "
-        "Recorded in the config; `widerl train` does not schedule the resets yet "
-        "(Agent.reset_networks does them).",
+        "drawn anew, targets and optimizer state with them, the replay kept (the resets "
+        "column of metrics.csv counts them); 0 = never.",
         nonneg=True,
     )
 

@@ -38,6 +38,7 @@ BASE_COLUMNS = [
     # on the fixed probe drawn right after the random warm-up.
     "srank",
     "srank_probe",
+    "resets",  # full resets of the agent's networks so far (--reset-every)
 ]
 # Columns that depend on the clock; everything else is reproducible from the seed.
 TIMING_COLUMNS = ("wall_time", "updates_per_s", "env_steps_per_s")
@@ -59,6 +60,7 @@ TB_TAGS = {
     "sync_lag": "collector/sync_lag",
     "restarts": "collector/restarts",
     "collectors_waiting": "collector/waiting",
+    "resets": "train/resets",
 }
 
 

@@ -43,6 +43,10 @@ def evaluation_row(
         "restarts": parts.source.restarts,
         "collectors_waiting": parts.source.waiting,
         **sranks,
+        # Resets happen before update k * R + 1 (trainer): by row g, (g - 1) // R of them.
+        "resets": (grad_step - 1) // parts.cfg.reset_every
+        if parts.cfg.reset_every and grad_step
+        else 0,
         **means,
     }
     holdout, features = parts.holdout, parts.features

@@ -156,11 +156,13 @@ class RaySource(Source):
         chunks = remote.poll(timeout=0.0)
         env_steps += sum(len(ch) for ch in chunks)
         max_new = None
-        if c.max_env_per_update > 0:
+        # --utd U > 1 without an explicit bound: at most 1/U env steps per update.
+        per_update = c.max_env_per_update or (1.0 / c.utd if c.utd > 1 else 0.0)
+        if per_update > 0:
             # Collected plus requested env steps may run at most this far ahead of learning.
             start_grad, start_env = self._start
             done = grad_step - start_grad + 1  # updates of this session
-            left = start_env + c.max_env_per_update * done - env_steps - self._in_flight()
+            left = start_env + per_update * done - env_steps - self._in_flight()
             max_new = _ceil_div(max(int(left), 0), remote.per_request)
         remote.fill_pipeline(random=False, max_new=max_new)
         remote.maybe_inject_fault(grad_step)

@@ -210,7 +210,12 @@ class Trainer:
                 bar_t, bar_g = since[0], since[1]
                 p.source.begin(pr.grad_step, p.intake.env_steps)
                 while pr.grad_step < c.steps and not flag.stop:
-                    self.take(p.source.step(pr.grad_step, p.intake.env_steps))
+                    # BRO's full reset before update g+1 for every g = k * --reset-every (so a
+                    # run resumed from the checkpoint at g resets too); the replay stays.
+                    if c.reset_every and pr.grad_step and pr.grad_step % c.reset_every == 0:
+                        p.agent.reset_networks()
+                    if pr.grad_step % c.utd == 0:  # --utd updates per env step
+                        self.take(p.source.step(pr.grad_step, p.intake.env_steps))
                     self.learn_step()
                     if pr.grad_step % c.eval_every == 0 or pr.grad_step == c.steps:
                         self.evaluate_and_log(logger, since)
