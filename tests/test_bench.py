@@ -358,3 +358,22 @@ def test_compile_is_refused_with_distributed(capsys) -> None:
 
     assert main(["bench", "--distributed", "--compile"]) == 2
     assert "--compile" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "peer"),
+    [([], "sb3"), (["--peer"], "sb3"), (["--peer", "sbx"], "sbx"), (["--peer", "none"], "none"),
+     (["--no-peer"], "none"), (["--peer", "sbx", "--no-peer"], "none")],
+)  # fmt: skip
+def test_cli_peer_spellings(args: list[str], peer: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--peer NAME, the older bare --peer (SB3) and --no-peer; only flags given reach ours."""
+    import widerl.bench
+    from widerl.cli import main
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(widerl.bench, "run_bench", lambda **kw: seen.update(kw) or {})
+    monkeypatch.setattr(widerl.bench, "format_bench", lambda r: "")
+    monkeypatch.setattr("widerl.bench_peers.peer_missing", lambda name: None)
+    assert main(["bench", "--obs-dim", "3", "--act-dim", "1", *args, "--preset", "paper-S"]) == 0
+    assert seen["peer"] == peer and seen["preset"] == "paper-S" and seen["compiled"] is False
+    assert seen["units"] is seen["layers"] is seen["arch"] is None  # the preset's
