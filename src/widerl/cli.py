@@ -428,7 +428,8 @@ def bench_cmd(
 ) -> None:
     """Learning steps/s of ours and, interleaved in the same run, of a peer's update
     (Stable-Baselines3 or sbx); FLOPs per update and the fraction of the matmul peak measured
-    in the same run."""
+    in the same run. Only same-run ratios compare on a shared machine; measured figures and
+    their commands: benchmarks/README.md."""
     from widerl.bench import format_bench, run_bench
 
     if distributed:
