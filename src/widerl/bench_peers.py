@@ -196,7 +196,7 @@ class Peer:
     """A peer's model and how to time it; `modes` in the order the result reports them."""
 
     def __init__(self, name: str, model: Any, batch_size: int, sync: Callable[[], None]) -> None:
-        module, self.library, self.modes = PEERS[name]
+        _, self.library, self.modes = PEERS[name]
         self.name, self.model, self.batch_size, self._sync = name, model, batch_size, sync
         self.version: str = _import(name).__version__
         self.info: dict[str, Any] = {}
