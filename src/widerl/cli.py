@@ -188,24 +188,25 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
     type=click.Choice(ALGOS),
     default="sac",
     show_default=True,
-    help="Algorithm whose update is timed (SB3's same algorithm on the peer side).",
+    help="Algorithm whose update is timed (the peer's same algorithm on its side).",
 )
 @click.option(
     "--units",
     type=click.IntRange(min=1),
-    default=256,
-    show_default=True,
-    help="Units per hidden layer.",
+    default=None,
+    help="Units per hidden layer, both sides [default: 256, or --preset's].",
 )
 @click.option(
-    "--layers", type=click.IntRange(min=1), default=2, show_default=True, help="Hidden layers."
+    "--layers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Hidden layers, both sides [default: 2, or --preset's].",
 )
 @click.option(
     "--arch",
     type=click.Choice(ARCHS),
-    default="mlp",
-    show_default=True,
-    help="Body of ours (SB3 is always an MLP).",
+    default=None,
+    help="Body of ours; the peer is always an MLP [default: mlp, or --preset's].",
 )
 @click.option(
     "--env",
@@ -241,13 +242,29 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
     type=click.IntRange(min=1),
     default=5,
     show_default=True,
-    help="Interleaved rounds (ours, SB3, SB3, ours, ...).",
+    help="Interleaved rounds (ours, peer, peer, ours, ...).",
 )
 @click.option(
-    "--peer/--no-peer",
-    default=True,
+    "--peer",
+    type=click.Choice(["sb3", "sbx", "none"]),
+    default="sb3",
+    is_flag=False,
+    flag_value="sb3",
     show_default=True,
-    help="Also time Stable-Baselines3 in the same run.",
+    help="Library timed in the same run, interleaved with ours: sb3 (Stable-Baselines3, "
+    "PyTorch; `train(gradient_steps=--updates)`), sbx (Stable Baselines Jax, jit-compiled; "
+    "timed both one update per call, as a training loop calls it, and --updates per call, "
+    "its JAX compilation excluded by a burn-in), or none. The peer is an MLP of our width "
+    "and depth.",
+)
+@click.option("--no-peer", is_flag=True, help="Same as --peer none.")
+@click.option(
+    "--compile/--no-compile",
+    "compiled",
+    default=False,
+    show_default=True,
+    help="Time our learning step torch.compile'd instead of eager. Compiling takes 20-60 s, "
+    "in the burn-in: it is not timed.",
 )
 @click.option(
     "--device",
@@ -260,7 +277,8 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
     "--threads",
     type=click.IntRange(min=1),
     default=None,
-    help="Torch CPU threads for both sides [default: torch's]. 1 is steadier on a busy machine.",
+    help="CPU threads for both sides: torch's intra-op threads, and with --peer sbx JAX's "
+    "intra-op pool [default: each library's]. 1 is steadier on a busy machine.",
 )
 @click.option(
     "--distributed",
@@ -278,43 +296,51 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
 @click.option(
     "--preset",
     type=click.Choice(list(PRESETS)),
-    default="paper-S",
-    show_default=True,
-    help="With --distributed: the learner's configuration.",
+    default=None,
+    help="Our side's configuration (networks, OFENet, ...); --units/--layers/--arch override "
+    "it, and the peer is an MLP of the resulting width and depth. With --distributed: the "
+    "learner's [default: paper-S there].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_cmd(
     algo: str,
-    units: int,
-    layers: int,
-    arch: str,
+    units: int | None,
+    layers: int | None,
+    arch: str | None,
     env: str,
     obs_dim: int | None,
     act_dim: int | None,
     batch_size: int,
     updates: int,
     rounds: int,
-    peer: bool,
+    peer: str,
+    no_peer: bool,
+    compiled: bool,
     device: str,
     threads: int | None,
     distributed: bool,
     envs_per_actor: int,
-    preset: str,
+    preset: str | None,
     as_json: bool,
 ) -> None:
-    """Gradient updates/s of our update and, interleaved in the same run, of
-    Stable-Baselines3's; FLOPs per update and the fraction of the matmul peak measured in
-    the same run."""
+    """Learning steps/s of ours and, interleaved in the same run, of a peer's update
+    (Stable-Baselines3 or sbx); FLOPs per update and the fraction of the matmul peak measured
+    in the same run. Only same-run ratios compare on a shared machine; measured figures and
+    their commands: benchmarks/README.md."""
     from widerl.bench import format_bench, run_bench
 
     if distributed:
+        if compiled:
+            raise ConfigError(
+                "--compile times the update bench; it does not apply to --distributed"
+            )
         from widerl.bench_distributed import format_distributed, run_distributed_bench
         from widerl.envs import check_env_id
 
         check_env_id(env)
         result = run_distributed_bench(
             env=env,
-            preset=preset,
+            preset=preset or "paper-S",
             envs_per_actor=envs_per_actor,
             updates=updates,
             threads=threads or 1,
@@ -327,13 +353,14 @@ def bench_cmd(
         check_env_id(env)
         o, a = env_dims(env)
         obs_dim, act_dim = obs_dim or o, act_dim or a
-    if peer:
-        try:
-            import stable_baselines3  # noqa: F401
-        except ImportError:
-            raise ConfigError(
-                "--peer needs Stable-Baselines3: pip install 'widerl[bench]' (or pass --no-peer)"
-            ) from None
+    if no_peer:
+        peer = "none"
+    if peer != "none":
+        from widerl.bench_peers import peer_missing
+
+        missing = peer_missing(peer)
+        if missing:
+            raise ConfigError(missing)
     if device == "cuda":
         import torch
 
@@ -352,6 +379,8 @@ def bench_cmd(
         rounds=rounds,
         peer=peer,
         threads=threads,
+        compiled=compiled,
+        preset=preset,
     )
     click.echo(json.dumps(result) if as_json else format_bench(result))
 
