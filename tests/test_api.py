@@ -96,3 +96,41 @@ def test_load_policy_acts_like_the_evaluation_on_the_raw_env(run: Path) -> None:
         done = term or trunc
     env.close()
     assert total == pytest.approx(expected, rel=1e-5, abs=1e-3)
+
+
+@pytest.mark.slow
+def test_a_compiled_run_compiles_once_and_matches_the_eager_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--compile` through the trainer: after the first updates (TD3 compiles its two steps,
+    with and without the delayed actor update) nothing recompiles for the rest of the run
+    (the step reads nothing that changes between updates but device tensors), and the run's
+    rows equal the eager run's but for float rounding. The graph runs with eager kernels
+    ("aot_eager": the same capture as inductor, seconds instead of a minute to build)."""
+    import torch
+
+    import widerl.learner as learner
+    from widerl.trainer import Trainer
+
+    original = learner.compile_step
+    monkeypatch.setattr(learner, "compile_step", lambda fn, dev, backend="inductor": original(
+        fn, dev, "aot_eager"))  # fmt: skip
+    step = Trainer.learn_step
+
+    def strict_after_warmup(self: Trainer) -> None:
+        if self.grad_step >= 2:  # both TD3 graphs exist by now
+            with torch.compiler.set_stance("fail_on_recompile"):
+                return step(self)
+        return step(self)
+
+    monkeypatch.setattr(Trainer, "learn_step", strict_after_warmup)
+    settings = {**TINY, "algo": "td3", "steps": 60, "eval_every": 30, "prioritized": True}
+    widerl.train(widerl.resolve({**settings, "compile": True}), tmp_path / "compiled")
+    widerl.train(widerl.resolve(settings), tmp_path / "eager")
+    compiled, eager = rows(tmp_path / "compiled"), rows(tmp_path / "eager")
+    assert [r["grad_step"] for r in compiled] == ["0", "30", "60"]
+    for a, b in zip(compiled, eager, strict=True):
+        assert a["env_step"] == b["env_step"] and a["episodes"] == b["episodes"]
+        for k in ("critic_loss", "q_mean", "actor_loss"):
+            if b[k]:
+                assert float(a[k]) == pytest.approx(float(b[k]), rel=1e-4, abs=1e-5), k
