@@ -30,7 +30,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from widerl.agents import make_agent
-from widerl.bench import _make_peer, _random_transitions, _torch_threads
+from widerl.bench import _random_transitions, _torch_threads
+from widerl.bench_peers import make_sb3_model
 from widerl.config import resolve
 from widerl.replay import ReplayBuffer
 
@@ -112,7 +113,7 @@ def anatomy(
         agent = make_agent(cfg, obs_dim, act_dim, dev)
         replay = ReplayBuffer(obs_dim, act_dim, 10_000, dev, seed=seed)
         replay.add(data["obs"], data["act"], data["rew"], data["next_obs"], data["term"])
-        peer = _make_peer(algo, units, layers, obs_dim, act_dim, batch_size, dev, data, seed)
+        peer = make_sb3_model(algo, units, layers, obs_dim, act_dim, batch_size, dev, data, seed)
 
         def ours(n: int) -> None:
             for _ in range(n):

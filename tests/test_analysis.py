@@ -20,6 +20,7 @@ from widerl.analysis.srank import critic_srank, srank
 from widerl.checkpoint import load_checkpoint, save_atomic
 from widerl.cli import main
 from widerl.config import resolve
+from widerl.nets.norms import EnsembleBatchNorm
 from widerl.replay import Batch
 
 
@@ -76,7 +77,7 @@ def test_critic_srank_uses_eval_mode_and_restores_it() -> None:
     agent.train()
     g = torch.Generator().manual_seed(0)
     obs, act = torch.randn(200, 3, generator=g), torch.rand(200, 1, generator=g) * 2 - 1
-    bn = [m for m in agent.critics[0].modules() if isinstance(m, nn.BatchNorm1d)]
+    bn = [m for m in agent.critics.modules() if isinstance(m, EnsembleBatchNorm)]
     assert bn
     stats = [m.running_mean.clone() for m in bn]
     k = critic_srank(agent, obs, act)
@@ -85,7 +86,7 @@ def test_critic_srank_uses_eval_mode_and_restores_it() -> None:
     assert all(torch.equal(m.running_mean, s) for m, s in zip(bn, stats, strict=True))
     agent.eval()
     with torch.no_grad():
-        phi = agent.critics[0].features(torch.cat([obs, act], -1))
+        phi = agent.critics.features(torch.cat([obs, act], -1).unsqueeze(0))[0, 0]
     assert phi.shape == (200, 16)
     assert k == srank(phi) and 1 <= k <= 16
 
@@ -179,15 +180,19 @@ def test_critic_landscape_centre_is_the_td_loss_of_the_trained_critics(
     batch = random_batch()
     before = [p.detach().clone() for p in agent.parameters()]
     rng = torch.get_rng_state()
+    streams = [g.get_state() for g in agent.update_gens]
     _, _, losses = critic_landscape(agent, batch, span=0.5, grid=3, seed=2)
-    assert torch.equal(torch.get_rng_state(), rng)  # targets drawn from a forked RNG
+    assert torch.equal(torch.get_rng_state(), rng)  # targets drawn from generators of their own
+    assert all(
+        torch.equal(g.get_state(), s) for g, s in zip(agent.update_gens, streams, strict=True)
+    )
     assert all(torch.equal(p, b) for p, b in zip(agent.parameters(), before, strict=True))
 
     y = fixed_td_targets(agent, batch, seed=2)
     torch.testing.assert_close(y, fixed_td_targets(agent, batch, seed=2))
     with torch.no_grad():
-        z_sa = torch.cat([batch.obs, batch.act], -1)
-        q1, q2 = agent.critics[0](z_sa), agent.critics[1](z_sa)
+        z_sa = torch.cat([batch.obs, batch.act], -1).unsqueeze(0)
+        q1, q2 = agent.critics(z_sa)[0]
         want = (elementwise_critic_loss(loss, q1, y) + elementwise_critic_loss(loss, q2, y)).mean()
     assert float(losses[1, 1]) == pytest.approx(float(want), rel=1e-5)
     _, _, again = critic_landscape(agent, batch, span=0.5, grid=3, seed=2)

@@ -1,4 +1,5 @@
-"""widerl.bench: result shape, the ratio's definition, and the FLOP count against a hand count."""
+"""widerl.bench: result shape, the ratios' definitions, the FLOP count against a hand count,
+the sbx peer (JAX threads, compilations kept out of the timing), presets and a compiled step."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ KEYS = {
 }  # fmt: skip
 
 
-def tiny(algo: str, peer: bool = True, **kw: Any) -> dict[str, Any]:
+def tiny(algo: str, peer: bool | str | None = True, **kw: Any) -> dict[str, Any]:
     # A small square keeps the peak measurement at milliseconds; the rest is the brief's tiny size.
     return run_bench(
         algo, UNITS, 1, obs_dim=OBS, act_dim=ACT, batch_size=B, updates=5, rounds=2,
@@ -40,23 +41,18 @@ def f(n_in: int, n_out: int) -> int:
     return 2 * B * n_in * n_out
 
 
-def hand_count(algo: str, fast: bool = True) -> float:
+def hand_count(algo: str) -> float:
     """Matmul FLOPs of one update of a one-hidden-layer MLP agent, counted by hand.
 
     ``*_fwd``: all Linear layers of one network forward (the bias add is not a matmul FLOP).
     Backward costs one product per weight gradient and one per input gradient; autograd skips
     the input gradient of a first layer whose input (raw obs/actions) needs no gradient, so
-    ``*_in`` is ``*_fwd`` without the first layer. The hand-written path (``fast``, what an MLP
-    agent on raw states runs) computes the critics' output-layer input gradient, an outer
-    product, as a broadcast multiply (no matmul), and in the actor step backpropagates through
-    a critic's first layer only to the action columns of its input.
+    ``*_in`` is ``*_fwd`` without the first layer. The critic ensemble's products count what
+    the same products of separate critics would.
     """
     critic = [f(OBS + ACT, UNITS), f(UNITS, 1)]
     c_fwd, c_in = sum(critic), sum(critic[1:])
-    if fast:
-        c_in, c_to_action = 0, f(ACT, UNITS)
-    else:
-        c_to_action = c_fwd  # the whole input gradient, and the output layer's as a matmul
+    c_to_action = c_fwd  # the whole input gradient, and the output layer's as a matmul
     if algo == "sac":
         actor = [f(OBS, UNITS), f(UNITS, ACT), f(UNITS, ACT)]  # body, mean and log-std heads
         a_fwd, a_in = sum(actor), sum(actor[1:])
@@ -76,7 +72,7 @@ def hand_count(algo: str, fast: bool = True) -> float:
 
 
 @pytest.mark.parametrize("algo", ["sac", "td3"])
-def test_autograd_path_flops_match_hand_count(algo: str) -> None:
+def test_update_flops_match_hand_count(algo: str) -> None:
     from widerl.agents import make_agent
     from widerl.bench import update_flops
     from widerl.config import resolve
@@ -85,12 +81,11 @@ def test_autograd_path_flops_match_hand_count(algo: str) -> None:
     agent = make_agent(
         resolve({"algo": algo, "units": UNITS, "layers": 1}), OBS, ACT, torch.device("cpu")
     )
-    agent.fast_path = False
     rb = ReplayBuffer(OBS, ACT, 100)
     rb.add(torch.randn(100, OBS), torch.rand(100, ACT), torch.randn(100), torch.randn(100, OBS),
            torch.zeros(100))  # fmt: skip
     flops = update_flops(agent, rb, B, 2 if algo == "td3" else 1)
-    assert flops == pytest.approx(hand_count(algo, fast=False), rel=1e-9)
+    assert flops == pytest.approx(hand_count(algo), rel=1e-9)
 
 
 def test_keys_and_positive(result: dict[str, Any]) -> None:
@@ -157,6 +152,8 @@ def test_bad_arguments() -> None:
         tiny("sac", peer=False, threads=0)
     with pytest.raises(ValueError):
         run_bench("sac", UNITS, 1, updates=0, peer=False)
+    with pytest.raises(ValueError, match="sb3, sbx"):
+        tiny("sac", peer="sbz")
 
 
 def test_peak_of_known_shapes() -> None:
@@ -187,3 +184,196 @@ def test_update_anatomy_benchmark_splits_an_update() -> None:
     assert res["sb3"]["other_ops"] > res["ours"]["other_ops"]
     assert res["ceiling"] == pytest.approx(res["sb3"]["ms_per_update"] / res["ours"]["matmul_ms"])
     assert "ceiling" in mod.format_anatomy(res)
+
+
+# --- the sbx peer ---------------------------------------------------------------------------
+def _sbx() -> None:
+    pytest.importorskip("sbx", reason="sbx (Stable Baselines Jax) is not installed: widerl[bench]")
+
+
+def _cli_json(args: list[str]) -> dict[str, Any]:
+    """`widerl bench ... --json` through the real entry point, its stdout parsed."""
+    import contextlib
+    import io
+    import json
+
+    from widerl.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["bench", *args, "--json"]) == 0
+    return json.loads(out.getvalue())
+
+
+TINY_CLI = ["--units", str(UNITS), "--layers", "1", "--batch-size", str(B), "--updates", "5",
+            "--rounds", "2", "--obs-dim", str(OBS), "--act-dim", str(ACT),
+            "--threads", "1"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def sbx_result() -> dict[str, Any]:
+    """TD3, so that its policy delay gives sbx's compiled train two variants per mode."""
+    _sbx()
+    return _cli_json(["--algo", "td3", "--peer", "sbx", *TINY_CLI])
+
+
+@pytest.mark.slow
+def test_sbx_peer_end_to_end(sbx_result: dict[str, Any]) -> None:
+    r = sbx_result
+    assert r["peer"] == "sbx" and r["peer_version"]
+    assert r["peer_modes"] == ["one_per_call", "many_per_call"]
+    assert r["peer_updates_per_call"] == {"one_per_call": 1, "many_per_call": 5}
+    assert r["peer_threads"] == 1 and r["peer_device"].lower().startswith(("cpu", "tfrt_cpu"))
+    assert r["peer_net_arch"] == [UNITS]
+    for mode in r["peer_modes"]:
+        assert len(r[f"peer_{mode}_per_round"]) == r["rounds"]
+        assert all(x > 0 for x in r[f"peer_{mode}_per_round"])
+    # JAX compiles sbx's train once per step count and policy-delay phase: all in the burn-in.
+    assert r["peer_compiles_timed"] == 0
+    assert r["flops_per_update"] == pytest.approx(hand_count("td3"), rel=1e-9)
+
+
+@pytest.mark.slow
+def test_sbx_ratios_are_medians_of_per_round_ratios(sbx_result: dict[str, Any]) -> None:
+    r = sbx_result
+    ours = r["ours_per_round"]
+    for mode in ("one_per_call", "many_per_call"):
+        peer = r[f"peer_{mode}_per_round"]
+        per_round = [o / p for o, p in zip(ours, peer, strict=True)]
+        assert r[f"ratio_{mode}"] == pytest.approx(statistics.median(per_round))
+        assert r[f"peer_{mode}_updates_per_s"] == pytest.approx(statistics.median(peer))
+    # The headline figures are one update per call: what a training loop pays.
+    assert r["ratio"] == r["ratio_one_per_call"]
+    assert r["peer_updates_per_s"] == r["peer_one_per_call_updates_per_s"]
+    assert r["peer_per_round"] == r["peer_one_per_call_per_round"]
+    text = format_bench(r)
+    assert "sbx updates/s 1/call" in text and "sbx updates/s 5/call" in text
+    assert f"{r['ratio_one_per_call']:.2f}" in text and f"{r['ratio_many_per_call']:.2f}" in text
+
+
+def test_sb3_result_names_its_one_mode(result: dict[str, Any]) -> None:
+    assert result["peer"] == "stable-baselines3" and result["peer_modes"] == ["many_per_call"]
+    assert result["ratio"] == result["ratio_many_per_call"]
+    assert result["peer_updates_per_call"] == {"many_per_call": result["updates"]}
+    assert result["peer_net_arch"] == [UNITS]
+
+
+def test_jax_compiles_are_counted() -> None:
+    _sbx()
+    import jax
+
+    from widerl.bench_peers import count_jax_compiles
+
+    f = jax.jit(lambda x: x * 3.0 + 1.0)
+    x = jax.numpy.ones(7)
+    with count_jax_compiles() as first:
+        f(x).block_until_ready()
+    with count_jax_compiles() as again:
+        f(x).block_until_ready()
+    assert len(first) >= 1 and again == []
+
+
+def test_jax_runs_on_the_thread_count_asked_for() -> None:
+    """start_jax(1) sizes XLA's CPU pool by pinning the thread that creates it, then unpins
+    every thread: afterwards one thread does a matmul loop's work, and no thread stays pinned."""
+    _sbx()
+    import os
+
+    import jax
+    import jax.numpy as jnp
+
+    from widerl.bench_peers import start_jax
+
+    cores = os.sched_getaffinity(0)
+
+    def ticks() -> dict[str, int]:
+        out = {}
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/stat") as fh:
+                    stat = fh.read().rsplit(")", 1)[1].split()
+            except OSError:  # a thread that ended meanwhile
+                continue
+            out[tid] = int(stat[11]) + int(stat[12])  # utime + stime
+        return out
+
+    start_jax(1, "cpu")
+    for tid in os.listdir("/proc/self/task"):
+        assert os.sched_getaffinity(int(tid)) == cores
+    f = jax.jit(lambda x: jnp.tanh(x @ x) @ x)
+    a = jnp.ones((512, 512))
+    f(a).block_until_ready()
+    before = ticks()
+    for _ in range(100):
+        f(a).block_until_ready()
+    used = [t - before.get(k, 0) for k, t in ticks().items()]
+    busy = [u for u in used if u > 0.25 * sum(used)]
+    assert len(busy) == 1, sorted(used, reverse=True)[:4]
+
+
+def test_missing_sbx_says_how_to_install(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from widerl.cli import main
+
+    monkeypatch.setitem(sys.modules, "sbx", None)
+    assert main(["bench", "--peer", "sbx", *TINY_CLI]) == 2
+    err = capsys.readouterr().err
+    assert "--peer sbx needs sbx" in err and "pip install 'widerl[bench]'" in err
+    with pytest.raises(ImportError, match=r"pip install widerl\[bench\]"):
+        tiny("sac", peer="sbx")
+
+
+# --- our side: presets, a compiled step ---------------------------------------------------
+@pytest.mark.slow
+def test_preset_shapes_ours_and_the_peer_stays_an_mlp() -> None:
+    """--preset paper-S: our side is the preset's DenseNet agent with OFENet (units and layers
+    overridden to tiny sizes), the SB3 peer a plain MLP of the same width and depth."""
+    pytest.importorskip("stable_baselines3")
+    r = _cli_json(["--preset", "paper-S", "--peer", "sb3", *TINY_CLI])
+    assert (r["preset"], r["arch"], r["units"], r["layers"]) == ("paper-S", "densenet", UNITS, 1)
+    assert r["ofenet_units"] == 256 and r["peer_net_arch"] == [UNITS]
+    # OFENet's update and a DenseNet body cost more matmuls than the plain MLP agent.
+    assert r["flops_per_update"] > 2 * hand_count("sac")
+    assert "densenet 16x1 + OFENet 256" in format_bench(r)
+
+
+def test_preset_gives_its_own_sizes() -> None:
+    r = run_bench("sac", preset="paper-original", obs_dim=OBS, act_dim=ACT, batch_size=B,
+                  updates=1, rounds=1, warmup_updates=0, fill=300, peer=None,
+                  peak_square=64, threads=1)  # fmt: skip
+    assert (r["arch"], r["units"], r["layers"], r["ofenet_units"]) == ("mlp", 256, 2, 0)
+
+
+@pytest.mark.slow
+def test_compiled_step_is_timed_after_its_compilation() -> None:
+    """--compile at a tiny size (compiling takes ~20 s, in the burn-in); a compilation in the
+    timed rounds would raise (fail_on_recompile). FLOPs are counted on the eager step."""
+    r = _cli_json(["--algo", "sac", "--peer", "none", "--compile", *TINY_CLI])
+    assert r["compiled"] is True and r["ours_updates_per_s"] > 0
+    assert r["flops_per_update"] == pytest.approx(hand_count("sac"), rel=1e-9)
+    assert "compiled" in format_bench(r)
+
+
+def test_compile_is_refused_with_distributed(capsys) -> None:
+    from widerl.cli import main
+
+    assert main(["bench", "--distributed", "--compile"]) == 2
+    assert "--compile" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "peer"),
+    [([], "sb3"), (["--peer"], "sb3"), (["--peer", "sbx"], "sbx"), (["--peer", "none"], "none"),
+     (["--no-peer"], "none"), (["--peer", "sbx", "--no-peer"], "none")],
+)  # fmt: skip
+def test_cli_peer_spellings(args: list[str], peer: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--peer NAME, the older bare --peer (SB3) and --no-peer; only flags given reach ours."""
+    import widerl.bench
+    from widerl.cli import main
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(widerl.bench, "run_bench", lambda **kw: seen.update(kw) or {})
+    monkeypatch.setattr(widerl.bench, "format_bench", lambda r: "")
+    monkeypatch.setattr("widerl.bench_peers.peer_missing", lambda name: None)
+    assert main(["bench", "--obs-dim", "3", "--act-dim", "1", *args, "--preset", "paper-S"]) == 0
+    assert seen["peer"] == peer and seen["preset"] == "paper-S" and seen["compiled"] is False
+    assert seen["units"] is seen["layers"] is seen["arch"] is None  # the preset's

@@ -13,7 +13,7 @@ from widerl.agents import make_agent
 from widerl.cli import main
 from widerl.config import resolve
 from widerl.replay import Batch
-from widerl.train import Trainer
+from widerl.trainer import Trainer
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
 DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
@@ -21,9 +21,9 @@ DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
 # Tiny learner settings; Pendulum-v1 has obs 3, act 1.
 TINY = {"units": 16, "layers": 2, "batch_size": 32, "buffer_size": 2_000, "env": "Pendulum-v1"}
 SETUPS = {
-    # hand-written update (plain MLP on raw states), uniform replay
+    # plain MLP on raw states, uniform replay
     "sac-mlp": {"algo": "sac"},
-    # autograd update, OFENet features and its auxiliary update, prioritized replay
+    # DenseNet, OFENet features and its auxiliary update, prioritized replay
     "td3-densenet-ofenet-per": {
         "algo": "td3",
         "arch": "densenet",
@@ -32,6 +32,19 @@ SETUPS = {
         "prioritized": True,
         "policy_delay": 1,
     },
+    # beyond the paper: CrossQ's joint forward through Batch Renormalization past its
+    # warm-up, a C51 head, observation normalisation, AdamW
+    "crossq-c51-obsnorm": {
+        "algo": "crossq",
+        "critic_head": "c51",
+        "atoms": 11,
+        "obs_norm": True,
+        "weight_decay": 0.01,
+        "renorm_warmup": 1,
+        "policy_delay": 1,
+    },
+    # SimBa body, HL-Gauss head
+    "sac-simba-hlgauss": {"algo": "sac", "arch": "simba", "critic_head": "hlgauss"},
 }
 
 
@@ -119,14 +132,25 @@ def test_cuda_update_matches_cpu(algo: str, arch: str) -> None:
             # CUDA; its critic step towards a fixed target is deterministic.
             target = batch.rew * 0.5
             for agent, b, t in ((cpu, batch, target), (gpu, on_gpu, target.cuda())):
-                if agent.fast_path:
-                    with torch.inference_mode():  # as SAC.update runs it
-                        agent.fast_critic_step(b, t)
-                else:
-                    agent.critic_step(b, b.obs, t)
+                one = Batch(*(x.unsqueeze(0) for x in b[:5]), None, b.idx)  # K = 1 seed
+                agent.critic_step(one, one.obs, t.unsqueeze(0))
     on_cpu = cpu.state_dict().items()
     for (name, p_cpu), p_gpu in zip(on_cpu, gpu.state_dict().values(), strict=True):
         torch.testing.assert_close(p_gpu.cpu(), p_cpu, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@CUDA
+def test_reset_on_cuda_draws_what_the_cpu_draws() -> None:
+    """Agent.reset_networks draws from the seeds' CPU generators whatever the device (a BRO
+    reset of a CUDA agent), so its new weights are the CPU agent's."""
+    cfg = resolve({"algo": "td3", "arch": "bronet", "units": 16, "layers": 1})
+    cpu = make_agent(cfg, 5, 2, torch.device("cpu"))
+    gpu = make_agent(cfg, 5, 2, torch.device("cuda"))
+    cpu.reset_networks([torch.Generator().manual_seed(7)])
+    gpu.reset_networks([torch.Generator().manual_seed(7)])
+    on_cpu = cpu.state_dict().items()
+    for (name, p_cpu), p_gpu in zip(on_cpu, gpu.state_dict().values(), strict=True):
+        torch.testing.assert_close(p_gpu.cpu(), p_cpu, msg=name)
 
 
 @CUDA

@@ -26,7 +26,7 @@ from widerl.cli import main
 from widerl.collect import Chunk
 from widerl.config import resolve
 from widerl.distributed import FAULT_ENV, CollectorWorker, export_weights, weight_keys
-from widerl.train import Trainer
+from widerl.trainer import Trainer
 
 pytestmark = pytest.mark.slow
 ray_tmp = raytools.ray_tmp
@@ -94,11 +94,12 @@ def test_two_collectors_fill_the_replay_and_survive_a_crash(
     result = trainer.run()
     assert not result.interrupted and result.grad_step == 1_500
     # Transitions from both collectors reached the replay; collection ran ahead of learning.
-    assert set(trainer.source_rows) == {0, 1} and min(trainer.source_rows.values()) > 0
+    intake = trainer.parts.intake
+    assert set(intake.source_rows) == {0, 1} and min(intake.source_rows.values()) > 0
     assert result.env_step > result.grad_step
     assert trainer.replay.size > 0
     # Collectors acted with newer and newer weights (published every 20 updates).
-    assert min(trainer.source_version.values()) >= 20
+    assert min(intake.source_version.values()) >= 20
     # The killed collector was replaced and the run completed.
     last = rows(run)[-1]
     assert int(last["restarts"]) >= 1
@@ -244,12 +245,13 @@ def test_collection_budget_counts_only_this_sessions_updates() -> None:
         fill_pipeline=lambda random, max_new=None: asked.append(max_new),
         maybe_inject_fault=lambda step: None,
     )
-    t = Trainer.__new__(Trainer)
-    t.cfg = resolve({**TINY, "actors": 2, "max_env_per_update": 256.0, "sync_every": 10_000})
-    t.remote, t.grad_step, t.env_steps = remote, 1_000, 50_000  # resumed at update 1000
-    t._loop_env_start, t._loop_grad_start = t.env_steps, t.grad_step
-    t._pump()
+    from widerl.sources import RaySource
+
+    cfg = resolve({**TINY, "actors": 2, "max_env_per_update": 256.0, "sync_every": 10_000})
+    source = RaySource(cfg, seed=0)
+    source.remote, source.agent = remote, None
+    source.begin(1_000, 50_000)  # resumed at update 1000, 50k env steps collected before
+    source.step(1_000, 50_000)
     assert asked == [1]  # one update's worth: 256 env steps, one request
-    t.grad_step += 3
-    t._pump()
+    source.step(1_003, 50_000)
     assert asked[-1] == 4  # four updates of this session, nothing collected yet

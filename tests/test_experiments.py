@@ -14,7 +14,6 @@ import pytest
 
 from widerl.cli import main
 from widerl.config import PRESETS, Config, ConfigError, resolve
-from widerl.experiments import plan as plan_mod
 from widerl.experiments.plan import (
     DONE,
     NEW,
@@ -277,12 +276,10 @@ def test_run_state_decides_skip_resume_restart(tmp_path: Path) -> None:
 
 
 def test_file_names_match_the_run_folder() -> None:
-    from widerl.checkpoint import CHECKPOINT
-    from widerl.logger import METRICS
-    from widerl.rundir import CONFIG, RUN_FILES
+    # The names are defined once (widerl.layout), for planning and training alike.
+    from widerl.layout import LOG, RUN_FILES
 
-    assert (plan_mod.METRICS, plan_mod.CHECKPOINT, plan_mod.CONFIG) == (METRICS, CHECKPOINT, CONFIG)
-    assert plan_mod.LOG not in RUN_FILES  # a log alone must not make `train` refuse the folder
+    assert LOG not in RUN_FILES  # a log alone must not make `train` refuse the folder
 
 
 def test_dry_run_prints_every_command_and_runs_nothing(tmp_path: Path, capsys) -> None:

@@ -50,8 +50,9 @@ def test_checkpoint_that_does_not_fit_its_config_is_one_line(command: str, run: 
     (run / "config.json").write_text(json.dumps(cfg))
     err = one_line_error([command, str(run)], capsys)
     # Pendulum: the critics' first layer sees obs (3) + action (1).
-    assert "critics.0.body.layers.0.linear.weight" in err
-    assert "(16, 4) in the checkpoint" in err and "(32, 4)" in err
+    # Weights are [critics, in, out] (the twin critics as one ensemble).
+    assert "critics.body.layers.0.linear.weight" in err
+    assert "(2, 4, 16) in the checkpoint" in err and "(2, 4, 32)" in err
     assert "do not belong together" in err and str(run) in err
 
 

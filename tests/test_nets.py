@@ -1,47 +1,53 @@
 import pytest
 import torch
 
-from widerl.config import resolve
-from widerl.nets.blocks import Body
+from widerl.config import LAYERNORM_ARCHS, resolve
+from widerl.nets.bodies import BODIES, make_body
+from widerl.nets.ensemble import EnsembleLinear, reset_members
+from widerl.nets.norms import EnsembleBatchNorm
 from widerl.summary import count, network_tables
+
+
+def body(arch: str, in_dim: int, units: int, layers: int, activation: str = "relu", **kw):  # noqa: ANN201
+    return make_body(arch, 1, in_dim, units, layers, activation=activation, **kw)
 
 
 @pytest.mark.parametrize("arch", ["mlp", "resnet", "d2rl", "densenet"])
 @pytest.mark.parametrize("layers", [1, 2, 4])
 def test_body_shapes_and_params(arch: str, layers: int) -> None:
     in_dim, units = 7, 32
-    body = Body(in_dim, arch, units, layers, "swish")
-    y = body(torch.randn(5, in_dim))
+    b = body(arch, in_dim, units, layers, "swish")
+    y = b(torch.randn(1, 5, in_dim))
     expected_out = in_dim + layers * units if arch == "densenet" else units
-    assert body.out_dim == expected_out and y.shape == (5, expected_out)
+    assert b.out_dim == expected_out and y.shape == (1, 5, expected_out)
     # Input width of every layer, from the definitions in Sec. 3.3 / 4.2.
-    ins = [layer.in_dim for layer in body.layers]
+    ins = [layer.in_dim for layer in b.layers]
     if arch == "densenet":
         assert ins == [in_dim + i * units for i in range(layers)]
     elif arch == "d2rl":
         assert ins == [in_dim] + [units + in_dim] * (layers - 1)
     else:
         assert ins == [in_dim] + [units] * (layers - 1)
-    assert count(body) == sum(i * units + units for i in ins)
+    assert count(b) == sum(i * units + units for i in ins)
 
 
 def test_resnet_skip_and_densenet_concat() -> None:
     torch.manual_seed(0)
-    x = torch.randn(3, 4)
-    res = Body(4, "resnet", 8, 2, "relu")
+    x = torch.randn(1, 3, 4)
+    res = body("resnet", 4, 8, 2)
     y1 = res.layers[0](x)
     assert torch.allclose(res(x), res.layers[1](y1) + y1)
-    dense = Body(4, "densenet", 8, 2, "relu")
+    dense = body("densenet", 4, 8, 2)
     out = dense(x)
-    assert torch.equal(out[:, :4], x)  # the input is carried through (y_0 = x)
+    assert torch.equal(out[..., :4], x)  # the input is carried through (y_0 = x)
     y1 = dense.layers[0](x)
-    assert torch.allclose(out[:, 4:12], y1)
-    assert torch.allclose(out[:, 12:], dense.layers[1](torch.cat([x, y1], -1)))
+    assert torch.allclose(out[..., 4:12], y1)
+    assert torch.allclose(out[..., 12:], dense.layers[1](torch.cat([x, y1], -1)))
 
 
 def test_d2rl_feeds_input_to_later_layers() -> None:
-    x = torch.randn(3, 4)
-    d2 = Body(4, "d2rl", 8, 3, "relu")
+    x = torch.randn(1, 3, 4)
+    d2 = body("d2rl", 4, 8, 3)
     y = d2.layers[0](x)
     for layer in d2.layers[1:]:
         y = layer(torch.cat([y, x], -1))
@@ -49,18 +55,18 @@ def test_d2rl_feeds_input_to_later_layers() -> None:
 
 
 def test_batchnorm_counted_like_table2_and_modes() -> None:
-    body = Body(111, "densenet", 256, 1, "swish", batchnorm=True)
+    b = body("densenet", 111, 256, 1, "swish", batchnorm=True)
     # Table 2, OFENet 1st layer: 111 -> 256 has 29,696 (Linear + BN weight, bias, mean, var).
-    assert count(body) == 29_696
-    body.train()
-    x = torch.randn(64, 111) * 3 + 1
-    before = body.layers[0].norm.running_mean.clone()
-    body(x)
-    assert not torch.equal(before, body.layers[0].norm.running_mean)  # train mode: stats move
-    body.eval()
-    frozen = body.layers[0].norm.running_mean.clone()
-    body(x)
-    assert torch.equal(frozen, body.layers[0].norm.running_mean)
+    assert count(b) == 29_696
+    b.train()
+    x = torch.randn(1, 64, 111) * 3 + 1
+    before = b.layers[0].norm.running_mean.clone()
+    b(x)
+    assert not torch.equal(before, b.layers[0].norm.running_mean)  # train mode: stats move
+    b.eval()
+    frozen = b.layers[0].norm.running_mean.clone()
+    b(x)
+    assert torch.equal(frozen, b.layers[0].norm.running_mean)
 
 
 def test_table2_original_policy_96520() -> None:
@@ -86,3 +92,64 @@ def test_table2_ours_sac_layers() -> None:
         (6_255, 8, 50_048),
     ]
     assert total == 13_091_712
+
+
+# --- the members dimension ------------------------------------------------------------------
+def test_ensemble_linear_is_one_linear_per_member() -> None:
+    layer = EnsembleLinear(3, 5, 4)
+    x = torch.randn(3, 7, 5)
+    y = layer(x)
+    for e in range(3):
+        torch.testing.assert_close(y[e], x[e] @ layer.weight[e] + layer.bias[e])
+
+
+def test_ensemble_init_matches_torch_linear_bounds_and_is_per_seed() -> None:
+    """torch's nn.Linear default: weights and biases U(-1/sqrt(in), 1/sqrt(in)); Glorot:
+    U(-sqrt(6/(in+out)), ...), zero bias. Seed k's members come from generators[k] alone."""
+    layer = EnsembleLinear(4, 100, 50)
+    bound = 1 / 100**0.5
+    assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.9 * bound
+    glorot = EnsembleLinear(1, 100, 50, init="glorot")
+    assert glorot.weight.abs().max() <= (6 / 150) ** 0.5 and torch.count_nonzero(glorot.bias) == 0
+    # Two seeds x two members; seed 1 alone (one seed x two members) draws the same values.
+    both = EnsembleLinear(4, 6, 3)
+    both.reset_parameters([torch.Generator().manual_seed(s) for s in (10, 11)])
+    alone = EnsembleLinear(2, 6, 3)
+    alone.reset_parameters([torch.Generator().manual_seed(11)])
+    assert torch.equal(both.weight[2:], alone.weight) and torch.equal(both.bias[2:], alone.bias)
+
+
+@pytest.mark.parametrize("arch", sorted(BODIES))
+def test_members_never_mix(arch: str) -> None:
+    """Member e's output depends on member e's input and parameters only (with BatchNorm,
+    except for the LayerNorm bodies, which take none)."""
+    batchnorm = arch not in LAYERNORM_ARCHS
+    b = make_body(arch, 3, 6, 8, 2, activation="swish", batchnorm=batchnorm)
+    reset_members(b, [torch.Generator().manual_seed(s) for s in (0, 1, 2)])
+    x = torch.randn(3, 16, 6)
+    y = b(x)
+    x2 = x.clone()
+    x2[1] += torch.randn(16, 6)  # not a constant shift, which BatchNorm would remove
+    with torch.no_grad():
+        for p in b.parameters():
+            p[2].mul_(1.5)
+    y2 = b(x2)
+    assert torch.equal(y[0], y2[0])
+    assert not torch.allclose(y[1], y2[1]) and not torch.allclose(y[2], y2[2])
+
+
+def test_ensemble_batchnorm_matches_torch_per_member() -> None:
+    torch.manual_seed(0)
+    bn = EnsembleBatchNorm(2, 5, momentum=0.1, eps=1e-5)
+    ref = [torch.nn.BatchNorm1d(5, momentum=0.1, eps=1e-5) for _ in range(2)]
+    x = torch.randn(2, 32, 5) * 3 + 1
+    y = bn(x)
+    for e in range(2):
+        torch.testing.assert_close(y[e], ref[e](x[e]))
+        torch.testing.assert_close(bn.running_mean[e, 0], ref[e].running_mean)
+        torch.testing.assert_close(bn.running_var[e, 0], ref[e].running_var)
+    bn.eval()
+    for r in ref:
+        r.eval()
+    for e in range(2):
+        torch.testing.assert_close(bn(x)[e], ref[e](x[e]))

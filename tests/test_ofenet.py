@@ -30,11 +30,11 @@ def random_batch(n: int = 32, obs_dim: int = 5, act_dim: int = 2) -> Batch:
 def test_output_sizes(units: int, layers: int) -> None:
     net = OFENet(11, 3, units=units, layers=layers)
     assert (net.s_dim, net.sa_dim) == (11 + units, 11 + units + 3 + units)
-    obs = torch.randn(5, 11)
+    obs = torch.randn(1, 5, 11)
     z_s = net.state(obs)
-    z_sa = net.state_action(z_s, torch.randn(5, 3))
-    assert z_s.shape == (5, net.s_dim) and z_sa.shape == (5, net.sa_dim)
-    assert torch.equal(z_s[:, :11], obs)  # DenseNet carries the raw state through
+    z_sa = net.state_action(z_s, torch.randn(1, 5, 3))
+    assert z_s.shape == (1, 5, net.s_dim) and z_sa.shape == (1, 5, net.sa_dim)
+    assert torch.equal(z_s[..., :11], obs)  # DenseNet carries the raw state through
     assert [layer.in_dim for layer in net.online.phi_s.layers] == [
         11 + i * units // layers for i in range(layers)
     ]
@@ -67,10 +67,10 @@ def test_aux_loss_goes_near_zero_on_a_linear_system() -> None:
 
 def test_target_dim_predicts_only_the_first_dims() -> None:
     net = OFENet(10, 2, units=16, layers=2, target_dim=4)
-    assert net.online.predictor.out_features == 4
-    s, a, s2 = torch.randn(8, 10), torch.randn(8, 2), torch.randn(8, 10)
+    assert net.online.predictor.out_dim == 4
+    s, a, s2 = torch.randn(1, 8, 10), torch.randn(1, 8, 2), torch.randn(1, 8, 10)
     s2_changed = s2.clone()
-    s2_changed[:, 4:] += 100.0  # dims beyond target_dim do not enter the loss
+    s2_changed[..., 4:] += 100.0  # dims beyond target_dim do not enter the loss
     assert torch.equal(net.aux_loss(s, a, s2), net.aux_loss(s, a, s2_changed))
 
 
@@ -93,8 +93,8 @@ def test_batchnorm_train_for_updates_eval_for_features() -> None:
     assert not net.target.training  # features always from eval-mode BN
     net.train()
     assert not net.target.training
-    one = net.state(x[:1])
-    assert torch.allclose(one, net.state(x)[:1], atol=1e-6)  # no batch dependence
+    one = net.state(x[None, :1])
+    assert torch.allclose(one, net.state(x[None])[:, :1], atol=1e-6)  # no batch dependence
 
 
 @pytest.mark.parametrize("algo", ["sac", "td3"])
@@ -114,7 +114,7 @@ def test_rl_losses_never_reach_ofenet(algo: str, arch: str) -> None:
     agent = make_agent(cfg, 5, 2, torch.device("cpu"))
     assert isinstance(agent.features, OFENet)
     assert agent.actor.body.in_dim == 5 + 16  # the actor sees z_s
-    assert agent.critics[0].body.in_dim == 5 + 16 + 2 + 16  # the critics see z_sa
+    assert agent.critics.body.in_dim == 5 + 16 + 2 + 16  # the critics see z_sa
     of_before = {k: v.clone() for k, v in agent.features.state_dict().items()}
     batch = random_batch()
     actor_before = [p.clone() for p in agent.actor.parameters()]
@@ -227,7 +227,6 @@ def test_rl_gradients_never_reach_ofenet_while_it_trains() -> None:
     batch = random_batch()
     for _ in range(3):
         of.update(batch.obs, batch.act, batch.next_obs)
-        of.opt.zero_grad(set_to_none=True)
         agent.update(batch)
         assert all(p.grad is None for p in of.online.parameters())
     assert all(t.grad_fn is None and not t.requires_grad for t in of.target.parameters())
@@ -244,3 +243,19 @@ def test_paper_ofenet_preset_follows_the_ofenet_paper_per_task() -> None:
     assert resolve({"env": "Ant-v5"}, "paper-L").ofenet_target_dim == 27
     # An explicit flag still wins over the per-task value.
     assert resolve({"env": "Ant-v5", "ofenet_target_dim": 5}, "paper-L").ofenet_target_dim == 5
+
+
+def test_collectors_get_only_ofenets_acting_copy() -> None:
+    """What acts elsewhere is one explicit state (Agent.acting_state): the actor and OFENet's
+    target copy, not its online copy; a copy loaded with it acts as the learner does."""
+    cfg = resolve({"units": 16, "ofenet_units": 16, "ofenet_layers": 2})
+    learner = make_agent(cfg, 5, 2, torch.device("cpu"))
+    state = learner.acting_state()
+    assert any(k.startswith("features.target.") for k in state)
+    assert not any(k.startswith(("features.online.", "critics")) for k in state)
+    with_critics = learner.acting_state(with_critics=True)
+    assert any(k.startswith("critics.") for k in with_critics) and "log_alpha" in with_critics
+    copy = make_agent(resolve({**vars(cfg), "seed": 7}), 5, 2, torch.device("cpu"))
+    copy.load_state_dict(state, strict=False)
+    obs = torch.randn(4, 5)
+    assert torch.equal(copy.act(obs, deterministic=True), learner.act(obs, deterministic=True))

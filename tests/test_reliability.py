@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-import widerl.train as train_mod
+import widerl.trainer as train_mod
 from widerl.agents import make_agent
 from widerl.config import resolve
 from widerl.logger import TIMING_COLUMNS, MetricMeans
@@ -133,7 +133,9 @@ def test_sigterm_while_the_trainer_is_built_exits_143_and_resumes_exactly(
     tmp_path: Path, reference: list
 ) -> None:
     out = tmp_path / "run"
-    p = hooked(out, "widerl.train:Trainer.__init__", 1, "SIGTERM", "before", "--checkpoint-replay")
+    p = hooked(
+        out, "widerl.trainer:Trainer.__init__", 1, "SIGTERM", "before", "--checkpoint-replay"
+    )
     assert p.returncode == 143, p.stderr
     _stopped_line(p.stderr, out)
     assert resume(out) == 0
@@ -144,7 +146,7 @@ def test_sigterm_while_the_trainer_is_built_exits_143_and_resumes_exactly(
     ("stage", "owner", "attr", "n", "sig"),
     [
         ("random warm-up", "collect:Collector", "step", 30, signal.SIGINT),
-        ("the first evaluation", "train:Trainer", "evaluate_and_log", 1, signal.SIGTERM),
+        ("the first evaluation", "trainer:Trainer", "evaluate_and_log", 1, signal.SIGTERM),
         ("a checkpoint write", "os", "fsync", 2, signal.SIGINT),
     ],
 )
@@ -268,13 +270,13 @@ def test_a_nonfinite_parameter_is_caught_at_the_row(
     def learn_step(self: train_mod.Trainer) -> None:
         original(self)
         if self.grad_step == 70:
-            self.agent.critics[0].body.layers[0].norm.running_var.fill_(float("nan"))
+            self.agent.critics.body.layers[0].norm.running_var[0].fill_(float("nan"))
 
     monkeypatch.setattr(train_mod.Trainer, "learn_step", learn_step)
     out = tmp_path / "run"
     assert train(out, "--batchnorm") == 1
     err = capsys.readouterr().err.strip()
-    assert "diverged: parameter critics.0." in err and "by update 100" in err, err
+    assert "diverged: parameter critics.body.layers.0.norm" in err and "by update 100" in err, err
     assert _finite_checkpoint(out)["grad_step"] == 50
 
 
@@ -287,7 +289,7 @@ def test_an_interrupt_never_saves_a_nonfinite_checkpoint(
         original(self)
         if self.grad_step == 60:
             with torch.no_grad():
-                self.agent.critics[1].out.weight.fill_(float("inf"))
+                self.agent.critics.out.weight[1].fill_(float("inf"))
         if self.grad_step == 63:
             os.kill(os.getpid(), signal.SIGINT)
 
@@ -367,17 +369,18 @@ def test_srank_is_measured_on_a_fresh_replay_sample_that_moves_no_random_stream(
     obs = np.zeros((n, 3), np.float32)
     obs[:, 0] = np.arange(n)  # a row's index, readable from the sample
     trainer.replay.add(obs, np.zeros((n, 1)), np.zeros(n), obs, np.zeros(n))
+    from widerl.probes import PROBE_SIZE
+
+    probes = trainer.parts.probes
     streams = (torch.get_rng_state(), trainer.replay.generator.get_state())
-    first = trainer.srank_sample()[0][:, 0].long()
+    first = probes.fresh_sample(0)[0][:, 0].long()
     assert torch.equal(torch.get_rng_state(), streams[0])
     assert torch.equal(trainer.replay.generator.get_state(), streams[1])
-    assert len(first) == train_mod.PROBE_SIZE == len(set(first.tolist()))
-    assert torch.equal(trainer.srank_sample()[0][:, 0].long(), first)  # same row, same sample
-    trainer.grad_step = 5_000
-    later = trainer.srank_sample()[0][:, 0].long()
+    assert len(first) == PROBE_SIZE == len(set(first.tolist()))
+    assert torch.equal(probes.fresh_sample(0)[0][:, 0].long(), first)  # same row, same sample
+    later = probes.fresh_sample(5_000)[0][:, 0].long()
     assert not torch.equal(later, first) and int(later.max()) > 4_000  # the whole replay
-    trainer.evaluator.close()
-    trainer.inline.envs.close()
+    trainer.parts.close()
 
 
 def test_metrics_have_srank_on_the_replay_and_on_the_warmup_probe(reference: list) -> None:
@@ -404,16 +407,18 @@ def _batch(n: int = 64, seed: int = 0):  # noqa: ANN202
 def test_td_abs_uses_batchnorm_in_eval_mode_and_restores_the_modes(algo: str) -> None:
     agent = _bn_agent(algo)
     agent.update(_batch(seed=1))
-    agent.critics[1].eval()  # a module's own mode is given back as it was
+    agent.critics.body.layers[1].eval()  # a module's own mode is given back as it was
     modes = {n: m.training for n, m in agent.named_modules()}
     stats = {k: v.clone() for k, v in agent.state_dict().items()}
     batch, other = _batch(seed=2), _batch(seed=3)
     mixed = batch._replace(
         **{k: torch.cat([getattr(batch, k)[:8], getattr(other, k)[8:]]) for k in batch._fields[:5]}
     )
-    torch.manual_seed(5)  # the same action noise for both batches
+    for g in agent.update_gens:  # the same action noise for both batches
+        g.manual_seed(5)
     whole = agent.td_abs(batch)
-    torch.manual_seed(5)
+    for g in agent.update_gens:
+        g.manual_seed(5)
     # A transition's priority is its own, whatever else is in its chunk.
     assert torch.allclose(whole[:8], agent.td_abs(mixed)[:8], atol=1e-6)
     assert {n: m.training for n, m in agent.named_modules()} == modes
@@ -537,3 +542,39 @@ def test_an_env_without_capturable_state_warns_once_and_starts_fresh_episodes(
         assert grad_steps(out) == STEPS
     finally:
         gym.registry.pop("WiderlOpaque-v0")
+
+
+# --- --utd and --reset-every, scheduled by the trainer ---------------------------------------
+def test_utd_steps_the_env_once_per_n_updates(tmp_path: Path) -> None:
+    assert train(tmp_path / "utd", "--utd", "3") == 0
+    last = rows(tmp_path / "utd")[-1]
+    # The 60 random warm-up steps, then one env step every 3rd of the 150 updates.
+    assert int(last["env_step"]) == 60 + 150 // 3
+
+
+def test_resets_are_scheduled_counted_and_resumed_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--reset-every 40: full resets before updates 41, 81 and 121; the rows count them, and a
+    run stopped just before a reset was due resumes to the uninterrupted run's rows."""
+    from widerl.agents.base import Agent
+
+    calls: list[int] = []
+    original = Agent.reset_networks
+
+    def counted(self: Agent, *args: object) -> None:
+        calls.append(self.n_updates)
+        original(self, *args)
+
+    flags = ["--reset-every", "40", "--checkpoint-replay"]
+    with monkeypatch.context() as m:
+        m.setattr(Agent, "reset_networks", counted)
+        assert train(tmp_path / "ref", *flags) == 0
+    assert calls == [40, 80, 120]
+    ref = rows(tmp_path / "ref")
+    assert [int(r["resets"]) for r in ref] == [0, 1, 2, 3]
+    with monkeypatch.context() as m:  # stop right after update 80: the next reset is due
+        signal_at_call(m, train_mod.Trainer, "learn_step", 80, signal.SIGINT)
+        assert train(tmp_path / "cut", *flags) == 130
+    assert resume(tmp_path / "cut") == 0
+    assert rows(tmp_path / "cut") == ref

@@ -157,7 +157,13 @@ def test_network_estimate_counts_weights_grads_and_adam() -> None:
     agent = make_agent(cfg, 3, 1, torch.device("cpu"))
     tensors = [*agent.parameters(), *agent.buffers()]
     stored = sum(t.numel() * t.element_size() for t in tensors)
-    trainable = sum(p.numel() * 4 for p in agent.parameters() if p.requires_grad)
+    # Trained: everything but the target copies and the biases before OFENet's BatchNorms.
+    targets = ("critics_target.", "actor_target.", "features.target.")
+    trainable = sum(
+        p.numel() * 4
+        for n, p in agent.named_parameters()
+        if not n.startswith(targets) and not (".phi_" in n and n.endswith("linear.bias"))
+    )
     assert memory.network_nbytes(cfg, 3, 1) == stored + 3 * trainable
 
 

@@ -1,16 +1,18 @@
-"""Gradient-update throughput of widerl next to Stable-Baselines3, in one process.
+"""Gradient-update throughput of widerl next to a peer library, in one process.
 
 ``run_bench`` answers two questions about one network size:
 
-1. How many gradient updates per second does ``agent.update(replay.sample(B))`` run, and how does
-   that compare with SB3's SAC/TD3 at the same width, depth, batch size and device? Both run in
+1. How many learning steps per second does ours run (what `widerl train` runs per update:
+   sampling, the feature learner's update, the agent's update, priorities; eager or
+   torch.compile'd), and how does that compare with a peer's SAC/TD3 at the same width, depth,
+   batch size and device: Stable-Baselines3 (PyTorch) or sbx (Stable Baselines Jax)? All run in
    the same process on the same random transitions, interleaved round by round, so that load
-   changes on a shared machine hit both sides; the ratio reported is the median of the per-round
-   ratios, which cancels slow drifts better than a ratio of two medians.
+   changes on a shared machine hit every side; the ratio reported is the median of the
+   per-round ratios, which cancels slow drifts better than a ratio of two medians. The peers
+   live in ``bench_peers``.
 2. What fraction of the device's matmul peak does our update reach? FLOPs of one update come from
    ``torch.utils.flop_counter.FlopCounterMode`` (matmul-family ops only, forward and backward,
-   exactly the matmuls the update runs, by autograd or by the hand-written path of plain MLPs),
-   and the peak is measured in the same run with the same
+   exactly the matmuls the update runs), and the peak is measured in the same run with the same
    thread count, on matmul shapes of the network's widest layers and a large square one.
 
 The environment never steps: replay buffers are filled with random transitions, which is all an
@@ -26,13 +28,16 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from widerl.agents import Agent, make_agent
+from widerl.agents import make_agent
+from widerl.agents.base import Agent
+from widerl.bench_peers import ONE, PEERS, count_jax_compiles, make_peer
 from widerl.config import resolve
+from widerl.learner import LearnStep
+from widerl.nets.ensemble import EnsembleLinear
 from widerl.replay import ReplayBuffer
 
 __all__ = ["format_bench", "measure_matmul_peak", "run_bench", "update_flops"]
@@ -81,35 +86,35 @@ def _random_transitions(n: int, obs_dim: int, act_dim: int, seed: int) -> dict[s
 
 
 # --- ours ---------------------------------------------------------------------------------
-def _time_ours(
-    agent: Agent, replay: ReplayBuffer, batch_size: int, n: int, sync: Callable[[], None]
-) -> float:
-    """Updates per second over ``n`` updates, sampling included (it is part of every step)."""
+def _time_ours(step: LearnStep, n: int, sync: Callable[[], None]) -> float:
+    """Learning steps per second over ``n`` steps: what `widerl train` runs per update
+    (sampling, the feature learner's update, the agent's update, priorities)."""
     sync()
     t0 = time.perf_counter()
-    for _ in range(n):
-        agent.update(replay.sample(batch_size))
+    for i in range(n):
+        step(i, n)
     sync()
     return n / (time.perf_counter() - t0)
 
 
 def update_flops(agent: Agent, replay: ReplayBuffer, batch_size: int, n_updates: int = 1) -> float:
-    """Matmul FLOPs of one ``agent.update``, averaged over ``n_updates`` consecutive updates.
+    """Matmul FLOPs of one learning step, averaged over ``n_updates`` consecutive steps (run
+    eagerly: the counter sees eager ops; a compiled step runs the same products or fewer).
 
     TD3 runs its actor step only every ``policy_delay`` updates, so one update alone would count
     either with or without it; averaging over a full delay cycle gives the per-update mean.
     """
-    batches = [replay.sample(batch_size) for _ in range(n_updates)]
+    step = LearnStep(replay, agent.features, agent, batch_size)
     with FlopCounterMode(display=False) as counter:
-        for batch in batches:
-            agent.update(batch)
+        for i in range(n_updates):
+            step(i, n_updates)
     return counter.get_total_flops() / n_updates
 
 
 # --- peak ---------------------------------------------------------------------------------
 def _linear_shapes(module: nn.Module) -> list[tuple[int, int]]:
-    """(in_features, out_features) of every Linear, widest (most weights) first, deduplicated."""
-    shapes = {(m.in_features, m.out_features) for m in module.modules() if isinstance(m, nn.Linear)}
+    """(in, out) of every Linear layer, widest (most weights) first, deduplicated."""
+    shapes = {(m.in_dim, m.out_dim) for m in module.modules() if isinstance(m, EnsembleLinear)}
     return sorted(shapes, key=lambda s: s[0] * s[1], reverse=True)
 
 
@@ -171,94 +176,6 @@ def measure_matmul_peak(
     return peak, per_shape
 
 
-# --- peer: Stable-Baselines3 --------------------------------------------------------------
-def _import_sb3() -> Any:
-    try:
-        import stable_baselines3
-    except ImportError as e:  # the peer is an optional extra, not a dependency
-        raise ImportError(
-            "the SB3 comparison needs stable-baselines3: pip install widerl[bench] "
-            "(or pass peer=False / --no-peer)"
-        ) from e
-    return stable_baselines3
-
-
-def _box_env(obs_dim: int, act_dim: int) -> Any:
-    """A gymnasium env that only declares Box spaces of the requested sizes: SB3 needs an env to
-    build its policy and buffer, and the benchmark never steps it."""
-    import gymnasium as gym
-
-    class BoxEnv(gym.Env):
-        def __init__(self) -> None:
-            self.observation_space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
-            self.action_space = gym.spaces.Box(-1.0, 1.0, (act_dim,), np.float32)
-
-        def reset(
-            self, *, seed: int | None = None, options: dict | None = None
-        ) -> tuple[np.ndarray, dict]:
-            super().reset(seed=seed)
-            return self.observation_space.sample(), {}
-
-        def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
-            return self.observation_space.sample(), 0.0, False, False, {}
-
-    return BoxEnv()
-
-
-def _make_peer(
-    algo: str,
-    units: int,
-    layers: int,
-    obs_dim: int,
-    act_dim: int,
-    batch_size: int,
-    device: torch.device,
-    data: dict[str, torch.Tensor],
-    seed: int,
-) -> Any:
-    """SB3 SAC/TD3 with our width and depth, SB3's default hyperparameters otherwise, and its
-    replay buffer filled with ``data`` directly (the same transitions our buffer holds)."""
-    sb3 = _import_sb3()
-    from stable_baselines3.common.logger import Logger
-
-    cls = {"sac": sb3.SAC, "td3": sb3.TD3}[algo]
-    n = data["obs"].shape[0]
-    model = cls(
-        "MlpPolicy",
-        _box_env(obs_dim, act_dim),
-        learning_starts=0,
-        batch_size=batch_size,
-        # Only as large as the data: SB3's default 1e6 would allocate obs and next_obs for a
-        # million rows (0.8 GB at Ant's 105 dims) and change nothing about an update.
-        buffer_size=n,
-        policy_kwargs={"net_arch": [units] * layers},
-        device=str(device),
-        seed=seed,
-        verbose=0,
-    )
-    # train() records to the logger; a Logger without output formats discards the records and,
-    # unlike logger.configure(), does not create a folder under /tmp.
-    model.set_logger(Logger(folder=None, output_formats=[]))
-    rb = model.replay_buffer
-    # SB3 stores (buffer_size, n_envs, ...) numpy arrays; one env here.
-    rb.observations[:] = data["obs"].numpy()[:, None, :]
-    rb.next_observations[:] = data["next_obs"].numpy()[:, None, :]
-    rb.actions[:] = data["act"].numpy()[:, None, :]
-    rb.rewards[:] = data["rew"].numpy()[:, None]
-    rb.dones[:] = data["term"].numpy()[:, None]
-    rb.timeouts[:] = 0.0
-    rb.pos, rb.full = 0, True
-    return model
-
-
-def _time_peer(model: Any, batch_size: int, n: int, sync: Callable[[], None]) -> float:
-    sync()
-    t0 = time.perf_counter()
-    model.train(gradient_steps=n, batch_size=batch_size)
-    sync()
-    return n / (time.perf_counter() - t0)
-
-
 # --- the benchmark ------------------------------------------------------------------------
 @contextlib.contextmanager
 def _torch_threads(threads: int | None) -> Iterator[None]:
@@ -272,32 +189,61 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _peer_name(peer: bool | str | None) -> str | None:
+    """--peer's value; True/False are the older spelling (SB3 / none)."""
+    if peer is True:
+        return "sb3"
+    if peer in (False, None, "none"):
+        return None
+    if peer not in PEERS:
+        raise ValueError(f"peer must be one of {', '.join(PEERS)} or none, got {peer!r}")
+    return str(peer)
+
+
+def _median_ratio(ours: list[float], peer: list[float]) -> float:
+    """Median over rounds of ours/peer in that round: load that drifts over a run hits both
+    sides of one round alike, so this cancels it better than a ratio of two medians."""
+    return statistics.median(o / p for o, p in zip(ours, peer, strict=True))
+
+
 def run_bench(
     algo: str,
-    units: int,
-    layers: int,
-    arch: str = "mlp",
+    units: int | None = None,
+    layers: int | None = None,
+    arch: str | None = None,
     obs_dim: int = 11,
     act_dim: int = 3,
     batch_size: int = 256,
     device: str = "cpu",
     updates: int = 200,
     rounds: int = 5,
-    peer: bool = True,
+    peer: bool | str | None = "sb3",
     warmup_updates: int = 20,
     fill: int = DEFAULT_FILL,
     seed: int = 0,
     threads: int | None = None,
     peak_square: int = PEAK_SQUARE,
+    compiled: bool = False,
+    preset: str | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Measure update throughput (ours and SB3's), FLOPs per update and the matmul peak.
+    """Measure update throughput (ours and a peer's), FLOPs per update and the matmul peak.
 
-    Each of ``rounds`` rounds times ``updates`` updates of ours and of SB3, alternating which goes
-    first. ``ratio`` is the median over rounds of ours/SB3 per round. The peer is always an SB3
-    MLP of the same width and depth, whatever ``arch`` is.
+    Each of ``rounds`` rounds times ``updates`` updates of ours and of the peer in each of its
+    modes (sbx: one update per call, then ``updates`` per call; SB3: ``updates`` per call),
+    reversing the order every other round. ``ratio_<mode>`` is the median over rounds of
+    ours/peer per round; ``ratio`` and ``peer_updates_per_s`` are the peer's first mode. The
+    peer (``"sb3"``, ``"sbx"`` or None; True/False mean SB3/none) is always an MLP of the same
+    width and depth, whatever ``arch`` or ``preset`` give ours.
+
+    ``units``, ``layers``, ``arch`` (None: the preset's, else 256, 2, mlp) and ``settings``
+    (other Config fields) override ``preset``'s values for ours. ``compiled`` times the
+    torch.compile'd learning step: its compilation falls in the burn-in, and the timed rounds
+    run under ``torch.compiler.set_stance("fail_on_recompile")``, so none can be timed.
 
     ``threads`` sets torch's intra-op thread count for the whole run (both sides and the peak
-    share one process, so they share it) and restores it afterwards; None keeps torch's setting.
+    share one process, so they share it) and restores it afterwards; sbx's JAX backend gets a
+    pool of the same size (`bench_peers.start_jax`). None keeps each library's default.
     ``peak_square`` is the side of the square matmul among the peak shapes (tests shrink it).
     """
     if updates < 1 or rounds < 1 or warmup_updates < 0 or fill < 1:
@@ -307,69 +253,95 @@ def run_bench(
         )
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
+    peer_name = _peer_name(peer)
     load_before = _load_average()
     with _torch_threads(threads):
         dev = _resolve_device(device)
         sync = _synchronizer(dev)
         torch.manual_seed(seed)
+        shape = {"units": units, "layers": layers, "arch": arch}
         cfg = resolve(
             {
                 "algo": algo,
-                "units": units,
-                "layers": layers,
-                "arch": arch,
+                **{k: v for k, v in shape.items() if v is not None},
                 "batch_size": batch_size,
                 "buffer_size": max(batch_size, fill),  # unused here: the bench has its own
                 "seed": seed,
-            }
+                **(settings or {}),
+            },
+            preset,
         )
         data = _random_transitions(fill, obs_dim, act_dim, seed)
 
         agent = make_agent(cfg, obs_dim, act_dim, dev)
         replay = ReplayBuffer(obs_dim, act_dim, fill, dev, seed=seed)
         replay.add(data["obs"], data["act"], data["rew"], data["next_obs"], data["term"])
+        step = LearnStep(replay, agent.features, agent, batch_size, compiled=compiled)
         model = (
-            _make_peer(algo, units, layers, obs_dim, act_dim, batch_size, dev, data, seed)
-            if peer
+            make_peer(
+                peer_name,
+                algo,
+                cfg.units,
+                cfg.layers,
+                obs_dim,
+                act_dim,
+                batch_size,
+                dev,
+                data,
+                seed,
+                sync,
+                threads,
+            )  # fmt: skip
+            if peer_name
             else None
         )
 
         shapes = peak_shapes(agent, batch_size, square=peak_square)
         peak_before = measure_matmul_peak(shapes, dev)
 
-        # Burn-in: first calls allocate optimizer state and warm allocators and BLAS code paths.
-        if warmup_updates:
-            _time_ours(agent, replay, batch_size, warmup_updates, sync)
-            if model is not None:
-                _time_peer(model, batch_size, warmup_updates, sync)
+        # Burn-in: first calls allocate optimizer state and warm allocators and BLAS code paths;
+        # a compiled step compiles here, once per variant (TD3: with and without its delayed
+        # actor step, so at least policy_delay steps).
+        n_count = cfg.policy_delay if algo == "td3" else 1
+        ours_warmup = max(warmup_updates, n_count) if compiled else warmup_updates
+        if ours_warmup:
+            _time_ours(step, ours_warmup, sync)
+        if model is not None:
+            model.warm_up(updates, warmup_updates)
 
-        ours_rounds: list[float] = []
-        peer_rounds: list[float] = []
-        for r in range(rounds):
-            # Alternate the order so that neither side always runs right after the other's
-            # (possibly cache- or frequency-affecting) burst.
-            if model is not None and r % 2 == 1:
-                peer_rounds.append(_time_peer(model, batch_size, updates, sync))
-                ours_rounds.append(_time_ours(agent, replay, batch_size, updates, sync))
-            else:
-                ours_rounds.append(_time_ours(agent, replay, batch_size, updates, sync))
-                if model is not None:
-                    peer_rounds.append(_time_peer(model, batch_size, updates, sync))
+        sides = ["ours", *(model.modes if model is not None else ())]
+        per_round: dict[str, list[float]] = {side: [] for side in sides}
+        with contextlib.ExitStack() as timed:
+            if compiled:
+                timed.enter_context(torch.compiler.set_stance("fail_on_recompile"))
+            jax_compiles = timed.enter_context(count_jax_compiles()) if peer_name == "sbx" else []
+            for r in range(rounds):
+                # Reverse the order every other round so that no side always runs right after
+                # another's (possibly cache- or frequency-affecting) burst.
+                for side in sides if r % 2 == 0 else reversed(sides):
+                    per_round[side].append(
+                        _time_ours(step, updates, sync)
+                        if side == "ours"
+                        else model.time(side, updates)
+                    )
 
         # The peak is measured before and after the rounds and the better one kept: load from
         # other processes varies over a run, and the fraction must not be flattered by a peak
         # that happened to be measured in a slow moment.
         peak, per_shape = max(peak_before, measure_matmul_peak(shapes, dev), key=lambda x: x[0])
-        n_count = cfg.policy_delay if algo == "td3" else 1
         flops = update_flops(agent, replay, batch_size, n_count)
+        ours_rounds = per_round["ours"]
         ours = statistics.median(ours_rounds)
         achieved = flops * ours
 
         result: dict[str, Any] = {
-            "algo": algo,
-            "arch": arch,
-            "units": units,
-            "layers": layers,
+            "algo": cfg.algo,
+            "arch": cfg.arch,
+            "units": cfg.units,
+            "layers": cfg.layers,
+            "preset": preset,
+            "ofenet_units": cfg.ofenet_units,
+            "compiled": compiled,
             "obs_dim": obs_dim,
             "act_dim": act_dim,
             "batch_size": batch_size,
@@ -382,15 +354,29 @@ def run_bench(
             "torch_version": torch.__version__,
             "ours_updates_per_s": ours,
             "ours_per_round": ours_rounds,
-            "peer": "stable-baselines3" if model is not None else None,
-            "peer_version": _import_sb3().__version__ if model is not None else None,
-            "peer_updates_per_s": statistics.median(peer_rounds) if model is not None else None,
-            "peer_per_round": peer_rounds if model is not None else None,
-            "ratio": (
-                statistics.median(o / p for o, p in zip(ours_rounds, peer_rounds, strict=True))
-                if model is not None
-                else None
-            ),
+            "peer": None,
+            "peer_version": None,
+            "peer_modes": [],
+            "peer_updates_per_s": None,
+            "peer_per_round": None,
+            "ratio": None,
+        }
+        if model is not None:
+            result |= {"peer": model.library, "peer_version": model.version, **model.info}
+            result["peer_modes"] = list(model.modes)
+            result["peer_updates_per_call"] = {m: 1 if m == ONE else updates for m in model.modes}
+            for mode in model.modes:
+                rounds_m = per_round[mode]
+                result[f"peer_{mode}_updates_per_s"] = statistics.median(rounds_m)
+                result[f"peer_{mode}_per_round"] = rounds_m
+                result[f"ratio_{mode}"] = _median_ratio(ours_rounds, rounds_m)
+            first = model.modes[0]
+            result["peer_updates_per_s"] = result[f"peer_{first}_updates_per_s"]
+            result["peer_per_round"] = result[f"peer_{first}_per_round"]
+            result["ratio"] = result[f"ratio_{first}"]
+            if peer_name == "sbx":
+                result["peer_compiles_timed"] = len(jax_compiles)
+        result |= {
             "flops_per_update": flops,
             "achieved_flops": achieved,
             "peak_flops": peak,
@@ -399,6 +385,10 @@ def run_bench(
             "load_average": [load_before, _load_average()],
         }
         return result
+
+
+PEER_LABELS = {"stable-baselines3": "SB3", "sbx": "sbx"}
+W = 26  # label column of format_bench
 
 
 def format_bench(result: dict[str, Any]) -> str:
@@ -410,27 +400,47 @@ def format_bench(result: dict[str, Any]) -> str:
         # Three significant digits read well from 2 updates/s (2048 units) to 2000 (tiny nets).
         return ", ".join(f"{x:.3g}" for x in xs) if xs else ""
 
+    ofenet = f" + OFENet {r['ofenet_units']}" if r.get("ofenet_units") else ""
     lines = [
-        f"{r['algo']} {r['arch']} {r['units']}x{r['layers']}  obs {r['obs_dim']} act "
+        f"{r['algo']} {r['arch']} {r['units']}x{r['layers']}{ofenet}  obs {r['obs_dim']} act "
         f"{r['act_dim']}  batch {r['batch_size']}  {r['device']} ({r['torch_threads']} threads)  "
+        f"{'compiled' if r.get('compiled') else 'eager'}  "
         f"{r['rounds']} rounds x {r['updates']} updates",
-        f"  {'widerl updates/s':<22}{r['ours_updates_per_s']:>12.1f}   "
+        f"  {'widerl updates/s':<{W}}{r['ours_updates_per_s']:>12.1f}   "
         f"rounds: {rounds(r['ours_per_round'])}",
     ]
     if r.get("peer_updates_per_s") is not None:
-        lines += [
-            f"  {'SB3 updates/s':<22}{r['peer_updates_per_s']:>12.1f}   "
-            f"rounds: {rounds(r['peer_per_round'])}",
-            f"  {'ratio widerl/SB3':<22}{r['ratio']:>12.2f}   (median of per-round ratios)",
-        ]
+        label = PEER_LABELS.get(r["peer"], r["peer"])
+        modes = r.get("peer_modes") or []
+        per_call = r.get("peer_updates_per_call") or {}
+
+        def suffix(mode: str) -> str:
+            return f" {per_call[mode]}/call" if len(modes) > 1 else ""
+
+        threads = r.get("peer_threads")
+        lines.append(
+            f"  {'peer':<{W}}{label} {r['peer_version']}  {r.get('peer_device', '')}"
+            f"{f' ({threads} threads)' if threads else ''}"
+        )
+        for mode in modes:
+            lines.append(
+                f"  {label + ' updates/s' + suffix(mode):<{W}}"
+                f"{r[f'peer_{mode}_updates_per_s']:>12.1f}   "
+                f"rounds: {rounds(r[f'peer_{mode}_per_round'])}"
+            )
+        for mode in modes:
+            lines.append(
+                f"  {'ratio widerl/' + label + suffix(mode):<{W}}{r[f'ratio_{mode}']:>12.2f}   "
+                "(median of per-round ratios)"
+            )
     lines += [
-        f"  {'GFLOP per update':<22}{r['flops_per_update'] / g:>12.4f}   (matmuls, fwd + bwd)",
-        f"  {'achieved GFLOP/s':<22}{r['achieved_flops'] / g:>12.2f}",
-        f"  {'peak GFLOP/s':<22}{r['peak_flops'] / g:>12.2f}   "
+        f"  {'GFLOP per update':<{W}}{r['flops_per_update'] / g:>12.4f}   (matmuls, fwd + bwd)",
+        f"  {'achieved GFLOP/s':<{W}}{r['achieved_flops'] / g:>12.2f}",
+        f"  {'peak GFLOP/s':<{W}}{r['peak_flops'] / g:>12.2f}   "
         f"(best fp32 matmul of {len(r['peak_shapes'])} shapes, same run)",
-        f"  {'fraction of peak':<22}{r['peak_flops_fraction']:>12.3f}",
+        f"  {'fraction of peak':<{W}}{r['peak_flops_fraction']:>12.3f}",
     ]
     load = r.get("load_average")
     if load and None not in load:
-        lines.append(f"  {'load average (1 min)':<22}{load[0]:>12.2f}   -> {load[1]:.2f} after")
+        lines.append(f"  {'load average (1 min)':<{W}}{load[0]:>12.2f}   -> {load[1]:.2f} after")
     return "\n".join(lines)

@@ -17,6 +17,7 @@ import numpy as np
 
 from widerl.config import resolve
 from widerl.envs import make_vec_env
+from widerl.layout import METRICS
 from widerl.logger import read_metrics
 
 
@@ -47,7 +48,7 @@ def run_distributed_bench(
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from widerl.rayinit import init_ray, shutdown_ray
-    from widerl.train import Trainer
+    from widerl.trainer import Trainer
 
     result: dict[str, Any] = {
         "env": env,
@@ -77,7 +78,7 @@ def run_distributed_bench(
             cfg = resolve(values, preset)
             with tempfile.TemporaryDirectory(prefix="widerl-bench-") as tmp:
                 Trainer(cfg, Path(tmp)).run()
-                last = read_metrics(Path(tmp) / "metrics.csv")[-1]
+                last = read_metrics(Path(tmp) / METRICS)[-1]
             eps = float(last["env_steps_per_s"] or 0.0)
             result["settings"].append(
                 {

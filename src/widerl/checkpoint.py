@@ -18,9 +18,11 @@ from typing import Any
 import torch
 
 from widerl.config import ConfigError
+from widerl.layout import CHECKPOINT
 
-CHECKPOINT = "checkpoint.pt"
-FORMAT_VERSION = 1
+# 2: networks are ensembles (weights [members, in, out], the critics one module); 1 was
+# widerl 0.1's separate nn.Linear critics, which this version cannot load.
+FORMAT_VERSION = 2
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -50,9 +52,72 @@ def load_checkpoint(run_dir: Path, map_location: str | torch.device = "cpu") -> 
         raise ConfigError(
             f"cannot load checkpoint {str(path)!r}: {load_failure(e, path)}"
         ) from None
+    if isinstance(state, dict) and state.get("format") == 1:
+        raise ConfigError(
+            f"{str(path)!r} was written by widerl 0.1 (checkpoint format 1, separate critic "
+            f"networks); this version's networks are ensembles (format {FORMAT_VERSION}): train "
+            "the run again, or load it with widerl 0.1"
+        )
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise ConfigError(f"{str(path)!r} is not a widerl checkpoint (format {FORMAT_VERSION})")
     return state
+
+
+# --- the run's checkpoint: its schema, in one place ------------------------------------------
+def pack_run(run: Any, progress: Any, wall_time: float) -> dict[str, Any]:
+    """Everything a resume needs, from the built run (`build.Run`) and the trainer's counters
+    (`train.Progress`). With --checkpoint-replay also the replay, the held-out buffer and the
+    weight versions, so that a resumed run is the run that was not stopped."""
+    c = run.cfg
+    exact = c.checkpoint_replay
+    rng: dict[str, torch.Tensor] = {"torch": torch.get_rng_state()}
+    if run.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(run.device)
+    intake = run.intake.state_dict(with_versions=exact)
+    versions = intake.pop("versions")
+    return {
+        "format": FORMAT_VERSION,
+        "env": c.env,
+        "algo": c.algo,
+        "grad_step": progress.grad_step,
+        "wall_time": wall_time,
+        "agent": run.agent.checkpoint_state(),
+        "collector": {**intake, "inline": run.source.state_dict()},
+        "means": progress.means.state_dict(),
+        "logged_step": progress.logged_step,
+        "pretrain_steps": progress.pretrain_steps,
+        "pretrained": progress.pretrained,
+        "rng": rng,
+        "replay": run.replay.state_dict() if exact else None,
+        "versions": versions,
+        "holdout": run.holdout.state_dict() if exact and run.holdout is not None else None,
+        **run.probes.state_dict(),
+    }
+
+
+def unpack_run(state: dict[str, Any], run: Any, progress: Any) -> float:
+    """Restore `pack_run`'s state into `run` and `progress`; returns the wall time so far."""
+    c = run.cfg
+    run.agent.load_checkpoint_state(state["agent"])
+    col = state["collector"]
+    run.intake.load_state_dict({**col, "versions": state.get("versions")})
+    run.source.load_state_dict(col.get("inline"), continue_episodes=c.checkpoint_replay)
+    if state.get("means") is not None:
+        progress.means.load_state_dict(state["means"], run.device)
+    progress.grad_step = int(state["grad_step"])
+    progress.logged_step = int(state.get("logged_step", state["grad_step"]))
+    progress.pretrain_steps = int(state.get("pretrain_steps", 0))
+    progress.pretrained = bool(state.get("pretrained", False))
+    progress.saved_step = progress.grad_step
+    torch.set_rng_state(state["rng"]["torch"].cpu())
+    if "cuda" in state["rng"] and run.device.type == "cuda":
+        torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), run.device)
+    if state.get("replay") is not None:
+        run.replay.load_state_dict(state["replay"])
+    if state.get("holdout") is not None and run.holdout is not None:
+        run.holdout.load_state_dict(state["holdout"])
+    run.probes.load_state_dict(state.get("probe"))
+    return float(state["wall_time"])
 
 
 _ZIP_HEAD = b"PK\x03\x04"  # a local file header: torch.save's zip format starts with one

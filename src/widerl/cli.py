@@ -8,7 +8,6 @@ line naming the value and what is allowed, and exit with status 2 (no traceback)
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -17,60 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from widerl.config import ALGOS, ARCHS, DEVICES, PRESETS, Config, ConfigError, default_out, resolve
+from widerl.cli_options import config_options, given_values, preset_option, train_options
+from widerl.config import ALGOS, ARCHS, DEVICES, PRESETS, ConfigError, resolve
 from widerl.errors import CollectorsFailed, Diverged
 
 if TYPE_CHECKING:
     from widerl.signals import StopSignals
-
-_CLICK_TYPES = {bool: bool, int: int, float: float, str: str}
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def config_options(only: tuple[str, ...] | None = None) -> Callable:
-    """Decorator adding one click option per Config field. Defaults are None so that only
-    flags the user typed override a preset; the help text shows the real default."""
-
-    def decorate(fn: Callable) -> Callable:
-        for f in reversed(dataclasses.fields(Config)):
-            if only is not None and f.name not in only:
-                continue
-            kind = _CLICK_TYPES[type(f.default)]
-            decl = _flag(f.name)
-            if kind is bool:
-                decl = f"{decl}/--no-{f.name.replace('_', '-')}"
-            choices = f.metadata.get("choices")
-            typ: Any = click.Choice(choices) if choices else kind
-            if f.metadata.get("positive"):
-                typ = click.IntRange(min=1)
-            elif f.metadata.get("nonneg"):
-                typ = click.IntRange(min=0)
-            default = f.metadata.get("default_text", f.default)
-            fn = click.option(
-                decl,
-                f.name,
-                type=typ,
-                default=None,
-                help=f"{f.metadata['help']} [default: {default}]",
-            )(fn)
-        return fn
-
-    return decorate
-
-
-def _given(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in kwargs.items() if v is not None}
-
-
-preset_option = click.option(
-    "--preset",
-    type=click.Choice(list(PRESETS)),
-    default=None,
-    help="Named defaults, overridden by explicit flags.",
-)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -79,25 +30,8 @@ def app() -> None:
     """Training larger networks for off-policy deep RL (Ota, Jha & Kanezaki 2021)."""
 
 
-def _refuse_unreachable_ray(address: str) -> None:
-    """--ray-address where nothing answers: a one-line error within seconds (Ray itself would
-    retry for minutes). Nothing to check without an address."""
-    if address:
-        from widerl.rayinit import check_ray_address
-
-        check_ray_address(address)
-
-
 @app.command("train")
-@preset_option
-@click.option(
-    "--resume",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Continue the run in this folder from its last checkpoint.",
-)
-@click.option("--force", is_flag=True, help="Replace a run already in --out.")
-@config_options()
+@train_options
 def train_cmd(preset: str | None, resume: Path | None, force: bool, **kwargs: Any) -> int:
     """Train SAC or TD3. --steps counts gradient updates. The run folder (--out) gets
     config.json, metrics.csv, tb/, checkpoint.pt and learning_curve.png."""
@@ -112,7 +46,7 @@ def train_cmd(preset: str | None, resume: Path | None, force: bool, **kwargs: An
 
             held.enter_context(RunLock(run_dir, flag))
 
-        return _train(preset, resume, force, _given(kwargs), stop, lock)
+        return _train(preset, resume, force, given_values(kwargs), stop, lock)
 
 
 def _train(
@@ -127,66 +61,23 @@ def _train(
     number when a signal stopped it, as a shell reports it)."""
     import signal
 
-    from widerl.checkpoint import CHECKPOINT, load_checkpoint
-    from widerl.paths import check_writable
-    from widerl.preflight import preflight
-    from widerl.rundir import (
-        clear_outputs,
-        load_config,
-        merge_resume,
-        prepare_new,
-        read_divergence,
-        remove_temp_files,
-    )
-    from widerl.train import Trainer
+    from widerl import api
+    from widerl.trainer import Trainer
 
-    ckpt = None
     if resume is not None:
         if preset is not None:
             raise ConfigError(
                 "--preset cannot be combined with --resume (the run keeps its stored config)"
             )
-        run_dir = resume
-        stored = load_config(run_dir, "--resume")
-        check_writable(run_dir, "--resume")
-        lock(run_dir, "--resume")  # before anything in the folder is touched
-        diverged = read_divergence(run_dir)
-        if diverged is not None:
-            what = diverged.get("quantity", "a value")
-            when = f" {'by' if diverged.get('by') else 'at'} update {diverged.get('update', '?')}"
-            raise ConfigError(
-                f"--resume {str(run_dir)!r}: this run diverged ({what} became non-finite{when}); "
-                "its last finite checkpoint would only repeat that: start a new run instead "
-                "(--force, e.g. with a lower --lr)"
-            )
-        cfg = merge_resume(stored, given, run_dir)
-        preflight(cfg)  # before the checkpoint takes its share of the memory
-        _refuse_unreachable_ray(cfg.ray_address)  # before writing
-        remove_temp_files(run_dir)
-        if (run_dir / CHECKPOINT).is_file():
-            ckpt = load_checkpoint(run_dir)
-            if ckpt.get("env") != stored.env:
-                raise ConfigError(
-                    f"checkpoint in {str(run_dir)!r} is for env {ckpt.get('env')!r}, "
-                    f"but its config.json says {stored.env!r}"
-                )
-        # Nothing learned yet (stopped or crashed before its first checkpoint, or a checkpoint
-        # from before learning without the warm-up data): start it afresh from its config.
-        if ckpt is None or (int(ckpt["grad_step"]) == 0 and ckpt.get("replay") is None):
-            clear_outputs(run_dir)
-            ckpt = None
+        started = api.prepare_resume(resume, given, lock)
     else:
         cfg = resolve(given, preset)
-        preflight(cfg)  # env sizes, threads, device, memory: before the folder is touched
-        run_dir = Path(cfg.out) if cfg.out else default_out(cfg)
-        cfg.out = str(run_dir)
-        _refuse_unreachable_ray(cfg.ray_address)  # before the run folder is touched
+        run_dir = api.check_new(cfg)
         if stop.stop:
             click.echo("stopped before the run started; nothing was written", err=True)
             return 128 + stop.signum
-        check_writable(run_dir, "--out")  # a read-only filesystem: one line, before the lock
-        lock(run_dir, "--out")
-        prepare_new(cfg, run_dir, force)
+        started = api.prepare_new(cfg, run_dir, force, lock)
+    cfg, run_dir, ckpt = started.cfg, started.run_dir, started.checkpoint
     if stop.stop:  # the folder holds a config (and maybe a checkpoint): --resume continues
         step = int(ckpt["grad_step"]) if ckpt else 0
         click.echo(
@@ -265,6 +156,12 @@ _NET_FIELDS = (
     "ofenet_units",
     "ofenet_layers",
     "ofenet_target_dim",
+    "actor_units",
+    "actor_layers",
+    "critics",
+    "critic_head",
+    "atoms",
+    "obs_norm",
 )
 
 
@@ -282,7 +179,7 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
     builds, laid out like the paper's Table 2."""
     from widerl.summary import render_summary
 
-    click.echo(render_summary(resolve(_given(kwargs), preset), obs_dim, act_dim), nl=False)
+    click.echo(render_summary(resolve(given_values(kwargs), preset), obs_dim, act_dim), nl=False)
 
 
 @app.command("bench")
@@ -291,24 +188,25 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
     type=click.Choice(ALGOS),
     default="sac",
     show_default=True,
-    help="Algorithm whose update is timed (SB3's same algorithm on the peer side).",
+    help="Algorithm whose update is timed (the peer's same algorithm on its side).",
 )
 @click.option(
     "--units",
     type=click.IntRange(min=1),
-    default=256,
-    show_default=True,
-    help="Units per hidden layer.",
+    default=None,
+    help="Units per hidden layer, both sides [default: 256, or --preset's].",
 )
 @click.option(
-    "--layers", type=click.IntRange(min=1), default=2, show_default=True, help="Hidden layers."
+    "--layers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Hidden layers, both sides [default: 2, or --preset's].",
 )
 @click.option(
     "--arch",
     type=click.Choice(ARCHS),
-    default="mlp",
-    show_default=True,
-    help="Body of ours (SB3 is always an MLP).",
+    default=None,
+    help="Body of ours; the peer is always an MLP [default: mlp, or --preset's].",
 )
 @click.option(
     "--env",
@@ -344,13 +242,29 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
     type=click.IntRange(min=1),
     default=5,
     show_default=True,
-    help="Interleaved rounds (ours, SB3, SB3, ours, ...).",
+    help="Interleaved rounds (ours, peer, peer, ours, ...).",
 )
 @click.option(
-    "--peer/--no-peer",
-    default=True,
+    "--peer",
+    type=click.Choice(["sb3", "sbx", "none"]),
+    default="sb3",
+    is_flag=False,
+    flag_value="sb3",
     show_default=True,
-    help="Also time Stable-Baselines3 in the same run.",
+    help="Library timed in the same run, interleaved with ours: sb3 (Stable-Baselines3, "
+    "PyTorch; `train(gradient_steps=--updates)`), sbx (Stable Baselines Jax, jit-compiled; "
+    "timed both one update per call, as a training loop calls it, and --updates per call, "
+    "its JAX compilation excluded by a burn-in), or none. The peer is an MLP of our width "
+    "and depth.",
+)
+@click.option("--no-peer", is_flag=True, help="Same as --peer none.")
+@click.option(
+    "--compile/--no-compile",
+    "compiled",
+    default=False,
+    show_default=True,
+    help="Time our learning step torch.compile'd instead of eager. Compiling takes 20-60 s, "
+    "in the burn-in: it is not timed.",
 )
 @click.option(
     "--device",
@@ -363,7 +277,8 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
     "--threads",
     type=click.IntRange(min=1),
     default=None,
-    help="Torch CPU threads for both sides [default: torch's]. 1 is steadier on a busy machine.",
+    help="CPU threads for both sides: torch's intra-op threads, and with --peer sbx JAX's "
+    "intra-op pool [default: each library's]. 1 is steadier on a busy machine.",
 )
 @click.option(
     "--distributed",
@@ -381,43 +296,51 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
 @click.option(
     "--preset",
     type=click.Choice(list(PRESETS)),
-    default="paper-S",
-    show_default=True,
-    help="With --distributed: the learner's configuration.",
+    default=None,
+    help="Our side's configuration (networks, OFENet, ...); --units/--layers/--arch override "
+    "it, and the peer is an MLP of the resulting width and depth. With --distributed: the "
+    "learner's [default: paper-S there].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_cmd(
     algo: str,
-    units: int,
-    layers: int,
-    arch: str,
+    units: int | None,
+    layers: int | None,
+    arch: str | None,
     env: str,
     obs_dim: int | None,
     act_dim: int | None,
     batch_size: int,
     updates: int,
     rounds: int,
-    peer: bool,
+    peer: str,
+    no_peer: bool,
+    compiled: bool,
     device: str,
     threads: int | None,
     distributed: bool,
     envs_per_actor: int,
-    preset: str,
+    preset: str | None,
     as_json: bool,
 ) -> None:
-    """Gradient updates/s of our update and, interleaved in the same run, of
-    Stable-Baselines3's; FLOPs per update and the fraction of the matmul peak measured in
-    the same run."""
+    """Learning steps/s of ours and, interleaved in the same run, of a peer's update
+    (Stable-Baselines3 or sbx); FLOPs per update and the fraction of the matmul peak measured
+    in the same run. Only same-run ratios compare on a shared machine; measured figures and
+    their commands: benchmarks/README.md."""
     from widerl.bench import format_bench, run_bench
 
     if distributed:
+        if compiled:
+            raise ConfigError(
+                "--compile times the update bench; it does not apply to --distributed"
+            )
         from widerl.bench_distributed import format_distributed, run_distributed_bench
         from widerl.envs import check_env_id
 
         check_env_id(env)
         result = run_distributed_bench(
             env=env,
-            preset=preset,
+            preset=preset or "paper-S",
             envs_per_actor=envs_per_actor,
             updates=updates,
             threads=threads or 1,
@@ -430,13 +353,14 @@ def bench_cmd(
         check_env_id(env)
         o, a = env_dims(env)
         obs_dim, act_dim = obs_dim or o, act_dim or a
-    if peer:
-        try:
-            import stable_baselines3  # noqa: F401
-        except ImportError:
-            raise ConfigError(
-                "--peer needs Stable-Baselines3: pip install 'widerl[bench]' (or pass --no-peer)"
-            ) from None
+    if no_peer:
+        peer = "none"
+    if peer != "none":
+        from widerl.bench_peers import peer_missing
+
+        missing = peer_missing(peer)
+        if missing:
+            raise ConfigError(missing)
     if device == "cuda":
         import torch
 
@@ -455,6 +379,8 @@ def bench_cmd(
         rounds=rounds,
         peer=peer,
         threads=threads,
+        compiled=compiled,
+        preset=preset,
     )
     click.echo(json.dumps(result) if as_json else format_bench(result))
 

@@ -16,6 +16,7 @@ import torch
 
 from widerl.agents.base import Agent
 from widerl.envs import env_state, set_env_state
+from widerl.replay import TRANSITION_FIELDS
 
 
 @dataclass
@@ -47,7 +48,7 @@ class Chunk:
         )
 
 
-_ARRAYS = ("obs", "act", "rew", "next_obs", "term")
+_ARRAYS = TRANSITION_FIELDS
 
 
 class Collector:

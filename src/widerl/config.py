@@ -19,11 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ALGOS = ("sac", "td3")
-ARCHS = ("mlp", "resnet", "d2rl", "densenet")
+from widerl.agents import ALGORITHMS
+from widerl.nets.bodies import BODIES
+
+ALGOS = tuple(ALGORITHMS)
+ARCHS = tuple(BODIES)
 ACTIVATIONS = ("swish", "relu")
 INITIAL_PRIORITIES = ("td", "max")
 CRITIC_LOSSES = ("mse", "huber")
+CRITIC_HEADS = ("scalar", "c51", "hlgauss")  # nets/critic_heads.py
+LAYERNORM_ARCHS = ("simba", "bronet")  # residual bodies normalised by LayerNorm
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -44,7 +49,7 @@ class Config:
         10_000,
         "Env steps of random actions before learning (A.4).",
         nonneg=True,
-        default_text="10000 for sac, 100000 for td3",
+        default_text="10000 for sac, 100000 for td3, 5000 for crossq",
     )
     eval_every: int = _f(
         5_000,
@@ -55,6 +60,11 @@ class Config:
     )
     eval_episodes: int = _f(10, "Episodes per evaluation (deterministic policy).", positive=True)
     device: str = _f("auto", "Torch device: auto picks cuda when available.", choices=DEVICES)
+    compile: bool = _f(
+        False,
+        "torch.compile the whole update into one graph (a CUDA graph on a GPU); the first "
+        "updates wait for compilation (about 20-60 s).",
+    )
     threads: int = _f(
         0,
         "Torch CPU threads, at most this machine's CPU count; 0 keeps torch's default (all "
@@ -63,11 +73,62 @@ class Config:
     )
 
     # --- networks (Sec. 3.3, 4.1, 4.2): one body for actor and critics ---
-    arch: str = _f("mlp", "Connectivity of actor and critic bodies.", choices=ARCHS)
-    units: int = _f(256, "Units per hidden layer.", positive=True)
-    layers: int = _f(2, "Hidden layers per body.", positive=True)
+    arch: str = _f(
+        "mlp",
+        "Connectivity of actor and critic bodies; simba and bronet are residual bodies with "
+        "LayerNorm (SimBa, Lee et al. 2024; BRO, Nauman et al. 2024).",
+        choices=ARCHS,
+    )
+    units: int = _f(
+        256, "Units per hidden layer (simba, bronet: the width of every block).", positive=True
+    )
+    layers: int = _f(2, "Hidden layers per body (simba, bronet: residual blocks).", positive=True)
+    actor_units: int = _f(
+        0, "Units of the policy's body; 0 = --units (critics and policy alike).", nonneg=True
+    )
+    actor_layers: int = _f(
+        0, "Hidden layers (blocks) of the policy's body; 0 = --layers.", nonneg=True
+    )
     activation: str = _f("relu", "Hidden activation (swish = x * sigmoid(x)).", choices=ACTIVATIONS)
     batchnorm: bool = _f(False, "BatchNorm after each hidden Linear (train mode in updates).")
+    critic_head: str = _f(
+        "scalar",
+        "What each critic outputs: scalar = Q, regressed with --critic-loss; c51 = a "
+        "categorical distribution on --atoms points spanning [--v-min, --v-max], trained on "
+        "the projected distributional TD target (Bellemare et al. 2017); hlgauss = a histogram "
+        "of --atoms bins on that interval, trained on a Gaussian around the TD target "
+        "(Farebrother et al. 2024). Q is the distribution's mean; both use cross-entropy.",
+        choices=CRITIC_HEADS,
+    )
+    atoms: int = _f(
+        101, "c51 / hlgauss: support points / bins, at least 2 (FastTD3: 101).", positive=True
+    )
+    v_min: float = _f(
+        -100.0,
+        "c51 / hlgauss: lower end of the value support (Q and TD targets are clipped to it); "
+        "set it to the task's returns: the default fits rewards in [-1, 1] at gamma 0.99.",
+    )
+    v_max: float = _f(100.0, "c51 / hlgauss: upper end of the value support (> --v-min).")
+    hlgauss_sigma: float = _f(
+        0.75,
+        "hlgauss: std of the target Gaussian, in bin widths (Farebrother et al. 2024: 0.75).",
+        low=0.0,
+        open_low=True,
+    )
+    critics: int = _f(
+        2,
+        "Critics per agent, one ensemble evaluated in one pass (2 = the twin critics of "
+        "SAC/TD3); with N > 2 the TD target takes the minimum of a random pair and the actor "
+        "their mean (REDQ).",
+        positive=True,
+    )
+
+    obs_norm: bool = _f(
+        False,
+        "Normalise observations with their running mean and variance (SimBa), updated from "
+        "every batch the learner trains on, frozen when acting; combines with OFENet (its "
+        "input is normalised, its prediction target stays the raw next state).",
+    )
 
     # --- OFENet (Sec. 3.1, A.1, A.2) ---
     ofenet_units: int = _f(
@@ -100,7 +161,19 @@ class Config:
         "Adam learning rate of actor and critics (> 0).",
         low=0.0,
         open_low=True,
-        default_text="0.0003 for sac, 0.001 for td3",
+        default_text="0.0003 for sac, 0.001 for td3 and crossq",
+    )
+    adam_beta1: float = _f(
+        0.9,
+        "Adam beta1 of actor and critics, in [0, 1) (CrossQ: 0.5).",
+        low=0.0,
+        default_text="0.9, 0.5 for crossq",
+    )
+    weight_decay: float = _f(
+        0.0,
+        "Decoupled weight decay of actor and critics (AdamW: theta -= lr * wd * theta each "
+        "update; SimBa 0.01, BRO 0.0001); >= 0.",
+        low=0.0,
     )
     batch_size: int = _f(256, "Minibatch size of each update.", positive=True)
     critic_loss: str = _f(
@@ -109,16 +182,48 @@ class Config:
     buffer_size: int = _f(
         1_000_000, "Replay capacity in transitions (at least --batch-size).", positive=True
     )
+    utd: int = _f(
+        1,
+        "Gradient updates per env step, the update-to-data (replay) ratio (BRO: 10, SimBa: "
+        "2): inline, one env step every N updates; with --actors and no "
+        "--max-env-per-update, collection runs at most 1/N env steps per update ahead.",
+        positive=True,
+    )
+    reset_every: int = _f(
+        0,
+        "Reset the agent every N gradient updates (BRO, after Nikishin et al. 2022): networks "
+        "drawn anew, targets and optimizer state with them, the replay kept (the resets "
+        "column of metrics.csv counts them); 0 = never.",
+        nonneg=True,
+    )
 
     # --- SAC (Haarnoja et al. 2018) ---
     alpha_init: float = _f(1.0, "SAC: initial entropy temperature (> 0).", low=0.0, open_low=True)
-    autotune: bool = _f(True, "SAC: tune alpha towards target entropy -|A|.")
+    autotune: bool = _f(True, "SAC: tune alpha towards the target entropy.")
+    entropy_target_scale: float = _f(
+        1.0,
+        "SAC: the target entropy is -N x |A| (SAC v2: 1; SimBa and BRO: 0.5); >= 0.",
+        low=0.0,
+    )
 
     # --- TD3 (Fujimoto et al. 2018) ---
     policy_noise: float = _f(0.2, "TD3: std of target policy smoothing noise (>= 0).", low=0.0)
     noise_clip: float = _f(0.5, "TD3: clip of target policy smoothing noise (>= 0).", low=0.0)
-    policy_delay: int = _f(2, "TD3: critic updates per actor/target update.", positive=True)
+    policy_delay: int = _f(
+        2,
+        "TD3, CrossQ: critic updates per actor (and target) update.",
+        positive=True,
+        default_text="2, 3 for crossq",
+    )
     expl_noise: float = _f(0.1, "TD3: std of Gaussian exploration noise (>= 0).", low=0.0)
+
+    # --- CrossQ (Bhatt et al. 2024) ---
+    renorm_warmup: int = _f(
+        100_000,
+        "CrossQ: training passes during which each Batch Renormalization layer acts as "
+        "BatchNorm (r = 1, d = 0) while its running statistics settle (CrossQ: 100000).",
+        nonneg=True,
+    )
 
     # --- prioritized replay (Schaul et al. 2016) ---
     prioritized: bool = _f(False, "Proportional prioritized replay instead of uniform.")
@@ -187,6 +292,9 @@ ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
     "sac": {"warmup": 10_000, "lr": 3e-4},
     # TD3 paper: Adam 1e-3; batch 256 instead of 100 as in this paper (A.4).
     "td3": {"warmup": 100_000, "lr": 1e-3},
+    # CrossQ (Bhatt et al. 2024, App. "hyperparameters"; the authors' train.py): Adam lr 1e-3
+    # with beta1 0.5, policy delay 3, 5000 random steps before learning.
+    "crossq": {"warmup": 5_000, "lr": 1e-3, "adam_beta1": 0.5, "policy_delay": 3},
 }
 
 # The paper's agents (Sec. 4.2, Table 2). S/M/L widths; DenseNet, Swish, Huber (A.1, A.2).
@@ -245,6 +353,86 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_env_per_update": 4.0,
         "threads": 1,
     },
+    # --- beyond the paper (README, "Beyond the paper: modern bodies, heads and CrossQ") ---
+    # SimBa + SAC (Lee et al. 2024, Sec. 5 and App. "hyperparameters"; values as in the
+    # authors' release, configs/agent/sac_simba.yaml and configs/base.yaml).
+    "simba": {
+        "algo": "sac",
+        "arch": "simba",
+        "units": 512,  # critic hidden dim 512 ...
+        "layers": 2,  # ... in 2 residual blocks
+        "actor_units": 128,  # actor hidden dim 128 ...
+        "actor_layers": 1,  # ... in 1 block
+        "activation": "relu",  # the blocks' MLP: Linear(d, 4d) -> ReLU -> Linear(4d, d)
+        "obs_norm": True,  # running-statistics observation normalisation (RSNorm)
+        "lr": 1e-4,  # actor, critic and temperature learning rate
+        "weight_decay": 1e-2,  # AdamW for actor and critic (temperature: none)
+        "alpha_init": 0.01,  # initial temperature
+        "entropy_target_scale": 0.5,  # target entropy -|A| / 2
+        "utd": 2,  # two updates per env step
+        "batch_size": 256,
+        "warmup": 5_000,  # random transitions before learning
+        "buffer_size": 1_000_000,
+        "tau": 0.005,
+        "critic_loss": "mse",
+        # SimBa's discount is a heuristic of the episode length (from TD-MPC2): 0.99 for its
+        # benchmark's 1000-step DMC tasks at action repeat 2; widerl repeats no actions.
+        "gamma": 0.99,
+    },
+    # BRO (Nauman et al. 2024, Sec. 3 and App. "hyperparameters"; values as in the authors'
+    # release: train_parallel.py, configs/bro_default.py, jaxrl/bro/bro_learner.py).
+    # Left out: BRO's optimistic exploration (a second, optimistic policy for acting with
+    # its adjusted KL and optimism parameters) and with it its risk-neutral TD target (the
+    # critics' mean, "pessimism 0"): widerl keeps SAC's clipped double-Q minimum.
+    "bro": {
+        "algo": "sac",
+        "arch": "bronet",
+        "units": 512,  # critic BroNet width 512 ...
+        "layers": 2,  # ... 2 residual blocks ("depth 2")
+        "actor_units": 256,  # actor BroNet width 256 ...
+        "actor_layers": 1,  # ... 1 block
+        "activation": "relu",
+        "lr": 3e-4,  # actor, critic and temperature
+        "weight_decay": 1e-4,  # AdamW (optax's default decay, which BRO keeps)
+        "alpha_init": 1.0,
+        "entropy_target_scale": 0.5,  # target entropy -|A| / 2
+        "utd": 10,  # replay ratio 10 ("BRO (fast)": 2, with a single early reset)
+        # BRO resets everything at env steps 15k, 50k, 250k, 500k, 750k, 1M, ...; widerl's
+        # schedule is periodic, in updates: every 250k env steps at replay ratio 10 (the two
+        # early resets are not reproduced).
+        "reset_every": 2_500_000,
+        "batch_size": 128,
+        "warmup": 2_500,
+        "buffer_size": 1_000_000,
+        "tau": 0.005,
+        "gamma": 0.99,
+        # BRO's critic is distributional: 100 quantiles with the quantile Huber loss. widerl
+        # has no quantile head; it uses HL-Gauss's classification critic on 101 bins
+        # (Farebrother et al. 2024), whose support must cover the task's soft Q values:
+        # per task below, else --v-min / --v-max (the default fits DMC's rewards in [0, 1]).
+        "critic_head": "hlgauss",
+        "atoms": 101,
+    },
+    # CrossQ (Bhatt et al. 2024, Sec. 4 and App. "hyperparameters"; the authors' train.py).
+    "crossq": {
+        "algo": "crossq",
+        "arch": "mlp",
+        "units": 2048,  # wide critics: 2 x 2048 ...
+        "layers": 2,
+        "actor_units": 256,  # ... and a 2 x 256 policy
+        "actor_layers": 2,
+        "activation": "relu",
+        "lr": 1e-3,  # actor, critic and temperature
+        "adam_beta1": 0.5,  # actor and critic
+        "policy_delay": 3,
+        "utd": 1,
+        "renorm_warmup": 100_000,  # Batch Renormalization acts as BatchNorm for 100k passes
+        "batch_size": 256,
+        "warmup": 5_000,
+        "buffer_size": 1_000_000,
+        "gamma": 0.99,
+        "critic_loss": "mse",
+    },
 }
 
 
@@ -253,7 +441,18 @@ PRESETS: dict[str, dict[str, Any]] = {
 # and Humanoid-v2's first 292 dims); in -v5 those are Ant's first 27 of 105 and Humanoid's
 # first 270 of 348 dims (REFERENCE.md).
 _OFENET_TARGETS = {"Ant": {"ofenet_target_dim": 27}, "Humanoid": {"ofenet_target_dim": 270}}
+# The value support of the bro preset's HL-Gauss critic on the MuJoCo tasks: soft Q at gamma
+# 0.99 is about (reward per step + entropy bonus) / (1 - gamma); the bounds leave headroom
+# over the per-step rewards of strong agents on -v5 (widerl's choice, not BRO's).
+_BRO_SUPPORT = {
+    "Hopper": {"v_min": -100.0, "v_max": 600.0},
+    "Walker2d": {"v_min": -100.0, "v_max": 800.0},
+    "HalfCheetah": {"v_min": -300.0, "v_max": 1_800.0},
+    "Ant": {"v_min": -200.0, "v_max": 1_000.0},
+    "Humanoid": {"v_min": -100.0, "v_max": 1_200.0},
+}
 PRESET_TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "bro": _BRO_SUPPORT,
     "paper-S": _OFENET_TARGETS,
     "paper-M": _OFENET_TARGETS,
     "paper-L": _OFENET_TARGETS,
@@ -346,11 +545,47 @@ def validate(cfg: Config, given: Collection[str] = ()) -> None:
         raise ConfigError(
             f"--ray-address {cfg.ray_address!r} needs --actors > 0 (collectors run on Ray)"
         )
+    validate_modern(cfg, given)
     if cfg.ofenet_units and cfg.ofenet_units % cfg.ofenet_layers:
         raise ConfigError(
             f"--ofenet-units {cfg.ofenet_units} must split evenly across "
             f"--ofenet-layers {cfg.ofenet_layers}"
         )
+
+
+def validate_modern(cfg: Config, given: Collection[str] = ()) -> None:
+    """The relations of the options beyond the paper (bodies, critic heads, CrossQ)."""
+    if cfg.adam_beta1 >= 1.0:
+        raise ConfigError(f"--adam-beta1 must be in [0, 1), got {cfg.adam_beta1}")
+    if cfg.arch in LAYERNORM_ARCHS and cfg.batchnorm:
+        raise ConfigError(
+            f"--arch {cfg.arch} normalises with LayerNorm; it does not take --batchnorm"
+        )
+    if cfg.critic_head != "scalar":
+        if cfg.atoms < 2:
+            raise ConfigError(f"--atoms must be at least 2 for --critic-head {cfg.critic_head}")
+        if not cfg.v_min < cfg.v_max:
+            raise ConfigError(f"--v-min {cfg.v_min:g} must be smaller than --v-max {cfg.v_max:g}")
+        if "critic_loss" in given and cfg.critic_loss != "mse":
+            raise ConfigError(
+                f"--critic-loss {cfg.critic_loss} applies to --critic-head scalar; "
+                f"{cfg.critic_head} trains with cross-entropy"
+            )
+    if cfg.algo == "crossq":
+        if cfg.arch != "mlp":
+            raise ConfigError(
+                f"--algo crossq builds MLPs with Batch Renormalization; --arch {cfg.arch} "
+                "is not supported with it (use --arch mlp)"
+            )
+        if cfg.batchnorm:
+            raise ConfigError(
+                "--algo crossq always normalises with Batch Renormalization; drop --batchnorm"
+            )
+        if cfg.batch_size < 2:
+            raise ConfigError(
+                f"--batch-size {cfg.batch_size} is too small for CrossQ's Batch "
+                "Renormalization; use >= 2"
+            )
 
 
 def default_out(cfg: Config) -> Path:

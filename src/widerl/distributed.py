@@ -35,7 +35,7 @@ from widerl.config import Config, from_dict
 from widerl.envs import env_dims, make_vec_env
 from widerl.errors import CollectorsFailed
 from widerl.rayinit import init_ray, owns_local_ray, shutdown_ray
-from widerl.replay import Batch
+from widerl.replay import TRANSITION_FIELDS, Batch
 
 log = logging.getLogger("widerl")
 
@@ -48,20 +48,14 @@ FAULT_ENV = "WIDERL_FAULT_KILL_COLLECTOR_AT"
 
 
 def weight_keys(agent: Agent, with_critics: bool) -> list[str]:
-    """What a collector needs: the policy and OFENet to act; the critics too (and SAC's
-    temperature) to compute initial priorities itself."""
-    keys = []
-    for k in agent.state_dict():
-        if k.startswith(("actor.", "features.")) or (
-            with_critics and (k.startswith(("critics", "actor_target.")) or k == "log_alpha")
-        ):
-            keys.append(k)
-    return keys
+    """What a collector needs (Agent.acting_state): the policy and the feature learner's
+    acting copy; the critics too to compute initial priorities itself."""
+    return list(agent.acting_state(with_critics))
 
 
 def export_weights(agent: Agent, keys: list[str]) -> dict[str, np.ndarray]:
     """CPU numpy copies: Ray ships numpy arrays through shared memory without pickling."""
-    state = agent.state_dict()
+    state = agent.acting_state(with_critics=True)
     return {k: state[k].detach().cpu().numpy().copy() for k in keys}
 
 
@@ -347,7 +341,7 @@ class RayCollectors:
                 continue
             # Ray hands back read-only views of its shared memory; the replay copies anyway,
             # but torch warns about wrapping read-only arrays.
-            for k in ("obs", "act", "rew", "next_obs", "term", "priority"):
+            for k in (*TRANSITION_FIELDS, "priority"):
                 v = getattr(chunk, k)
                 if v is not None and not v.flags.writeable:
                     setattr(chunk, k, v.copy())

@@ -7,25 +7,54 @@ termination stops bootstrapping (a time-limit end is not a terminal state).
 from __future__ import annotations
 
 import difflib
+import os
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.wrappers import RescaleAction
+from gymnasium.wrappers import FlattenObservation, RescaleAction
 
 from widerl.config import ConfigError
+
+# DeepMind Control Suite tasks through Gymnasium (shimmy): `dm_control/<domain>-<task>-v0`.
+DMC_PREFIX = "dm_control/"
+
+
+def _register_dmc() -> None:
+    """Put shimmy's DeepMind Control ids into Gymnasium's registry (the `dmc` extra)."""
+    # dm_control picks its rendering backend on import: EGL renders offscreen on a headless
+    # machine (GLFW would warn there is no display).
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    try:
+        import shimmy
+    except ImportError:
+        raise ConfigError(
+            "DeepMind Control tasks need shimmy and dm-control: pip install 'widerl[dmc]'"
+        ) from None
+    gym.register_envs(shimmy)
+
+
+def _make(env_id: str, **kw: object) -> gym.Env:
+    """gym.make, with DeepMind Control's dict observations flattened into one vector (the
+    order of the task's observation dict; BRO and SimBa use the same flat states)."""
+    if not env_id.startswith(DMC_PREFIX):
+        return gym.make(env_id, **kw)
+    _register_dmc()
+    return FlattenObservation(gym.make(env_id, **kw))
 
 
 def check_env_id(env_id: str) -> None:
     """Raise ConfigError unless `env_id` is a registered env with a continuous action space."""
+    if env_id.startswith(DMC_PREFIX):
+        _register_dmc()
     if env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=4, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(
             f"unknown env id {env_id!r}{hint} (continuous-control ids include "
             "Hopper-v5, Walker2d-v5, HalfCheetah-v5, Ant-v5, Humanoid-v5, "
-            "InvertedPendulum-v5, Pendulum-v1)"
+            "InvertedPendulum-v5, Pendulum-v1, dm_control/cheetah-run-v0)"
         )
-    env = gym.make(env_id)
+    env = _make(env_id)
     try:
         if not isinstance(env.action_space, gym.spaces.Box):
             raise ConfigError(
@@ -38,9 +67,9 @@ def check_env_id(env_id: str) -> None:
 
 def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
     """One env whose actions are in [-1, 1]^|A| (the agents' convention)."""
-    env = gym.make(env_id, render_mode=render_mode)
-    shape = env.action_space.shape
-    return RescaleAction(env, np.full(shape, -1.0, np.float32), np.full(shape, 1.0, np.float32))
+    env = _make(env_id, render_mode=render_mode)
+    shape, dtype = env.action_space.shape, env.action_space.dtype  # DMC's are float64
+    return RescaleAction(env, np.full(shape, -1.0, dtype), np.full(shape, 1.0, dtype))
 
 
 def make_vec_env(env_id: str, num_envs: int) -> gym.vector.SyncVectorEnv:
@@ -54,7 +83,7 @@ def make_vec_env(env_id: str, num_envs: int) -> gym.vector.SyncVectorEnv:
 
 
 def env_dims(env_id: str) -> tuple[int, int]:
-    env = gym.make(env_id)
+    env = _make(env_id)
     try:
         return int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
     finally:

@@ -63,7 +63,7 @@ def evaluate_run(
 ) -> np.ndarray:
     """Load a run's config and checkpoint, then run `episodes` deterministic episodes."""
     from widerl.analysis.run import load_run
-    from widerl.train import resolve_device
+    from widerl.device import resolve_device
 
     cfg, agent, _ = load_run(Path(run_dir), resolve_device(device), "widerl eval RUN_DIR")
     env = make_env(cfg.env, render_mode="rgb_array" if video is not None else None)

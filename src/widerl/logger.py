@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-METRICS = "metrics.csv"
+from widerl.layout import METRICS, TB
+
 BASE_COLUMNS = [
     "grad_step",
     "env_step",
@@ -37,6 +38,7 @@ BASE_COLUMNS = [
     # on the fixed probe drawn right after the random warm-up.
     "srank",
     "srank_probe",
+    "resets",  # full resets of the agent's networks so far (--reset-every)
 ]
 # Columns that depend on the clock; everything else is reproducible from the seed.
 TIMING_COLUMNS = ("wall_time", "updates_per_s", "env_steps_per_s")
@@ -58,6 +60,7 @@ TB_TAGS = {
     "sync_lag": "collector/sync_lag",
     "restarts": "collector/restarts",
     "collectors_waiting": "collector/waiting",
+    "resets": "train/resets",
 }
 
 
@@ -155,7 +158,7 @@ class RunLogger:
             self._truncate_after(resume_step)
         from torch.utils.tensorboard import SummaryWriter  # slow import; only when training
 
-        self.tb = SummaryWriter(str(Path(run_dir) / "tb"))
+        self.tb = SummaryWriter(str(Path(run_dir) / TB))
 
     def _truncate_after(self, step: int) -> None:
         """Drop rows logged after the checkpoint, so the resumed rows continue without gaps

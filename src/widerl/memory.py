@@ -46,12 +46,12 @@ def network_nbytes(cfg: Config, obs_dim: int, act_dim: int) -> int:
         agent = make_agent(cfg, obs_dim, act_dim, meta)
     tensors = [*agent.parameters(), *agent.buffers()]
     stored = sum(t.numel() * t.element_size() for t in tensors)
-    trainable = sum(p.numel() * p.element_size() for p in agent.parameters() if p.requires_grad)
+    trainable = sum(p.numel() * p.element_size() for p in agent.trained_parameters())
     return stored + 3 * trainable
 
 
 def run_parts(cfg: Config, obs_dim: int, act_dim: int) -> list[Part]:
-    from widerl.train import HOLDOUT_SIZE
+    from widerl.intake import HOLDOUT_SIZE
 
     replay = replay_nbytes(obs_dim, act_dim, cfg.buffer_size, cfg.prioritized)
     parts = [

@@ -10,13 +10,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from widerl.layout import CURVE, METRICS  # noqa: E402
 from widerl.logger import read_metrics  # noqa: E402
-
-CURVE = "learning_curve.png"
 
 
 def plot_learning_curve(run_dir: Path, title: str) -> Path:
-    rows = [r for r in read_metrics(Path(run_dir) / "metrics.csv") if r["eval_return_mean"]]
+    rows = [r for r in read_metrics(Path(run_dir) / METRICS) if r["eval_return_mean"]]
     fig = learning_curve_figure(rows, title)
     out = Path(run_dir) / CURVE
     fig.savefig(out, dpi=100)

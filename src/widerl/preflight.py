@@ -39,8 +39,8 @@ def preflight(cfg: Config) -> tuple[int, int]:
     """Everything about `cfg` that can be checked here before training: the env id, settings
     bounded by the env's sizes, --threads, the device and the memory the run allocates.
     Returns the env's (obs_dim, act_dim)."""
+    from widerl.device import resolve_device
     from widerl.memory import check_memory
-    from widerl.train import resolve_device
 
     obs_dim, act_dim = _checked_dims(cfg.env)
     check_env_settings(cfg, obs_dim)

@@ -25,6 +25,7 @@ import torch
 from .sumtree import SumTree, tree_nbytes
 
 __all__ = [
+    "TRANSITION_FIELDS",
     "Batch",
     "PrioritizedSampler",
     "ReplayBuffer",
@@ -44,6 +45,10 @@ def replay_nbytes(obs_dim: int, act_dim: int, capacity: int, prioritized: bool) 
     row = 4 * (2 * obs_dim + act_dim + 1) + 1  # float32 obs, next_obs, act, rew; bool term
     tree = tree_nbytes(capacity) + 4 if prioritized else 0  # + the running max priority
     return capacity * row + tree
+
+
+# The fields of a transition, in the order storage, chunks and batches hold them.
+TRANSITION_FIELDS = ("obs", "act", "rew", "next_obs", "term")
 
 
 class Batch(NamedTuple):
@@ -111,6 +116,9 @@ class TensorStorage:
         self.term = torch.zeros(self.capacity, dtype=torch.bool, device=self.device)
         self.pos = 0
         self.size = 0
+        # The size as a device tensor too: a compiled learning step reads it inside its graph
+        # (a Python int that changes every step would recompile it).
+        self.size_t = torch.zeros((), dtype=torch.int64, device=self.device)
 
     def fields(self) -> dict[str, torch.Tensor]:
         return {
@@ -132,6 +140,7 @@ class TensorStorage:
                 dst[d : d + length] = src[s : s + length]
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
+        self.size_t.fill_(self.size)
         return segs
 
     def gather(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -161,6 +170,13 @@ class TensorStorage:
                 raise ValueError(f"{name}: shape {tuple(src.shape)} does not match size {size}")
             dst[:size] = src
         self.size, self.pos = size, pos
+        self.size_t.fill_(size)
+
+
+def draw_uniform(generator: torch.Generator, batch_size: int) -> torch.Tensor:
+    """The random numbers of one batch, u ~ U[0, 1) in float64, drawn on the host side of a
+    learning step so that the step itself is a deterministic function (and one graph)."""
+    return torch.rand(batch_size, dtype=torch.float64, generator=generator, device=generator.device)
 
 
 class UniformSampler:
@@ -170,9 +186,12 @@ class UniformSampler:
         self.generator = generator
         self.device = device
 
-    def sample(self, size: int, batch_size: int, beta: float) -> tuple[torch.Tensor, None]:
-        idx = torch.randint(0, size, (batch_size,), generator=self.generator, device=self.device)
-        return idx, None
+    def choose(
+        self, u: torch.Tensor, size: torch.Tensor, beta: torch.Tensor | float
+    ) -> tuple[torch.Tensor, None]:
+        """Row floor(u * size) for each u; float64 keeps every row equally likely."""
+        idx = (u * size).to(torch.int64)
+        return torch.minimum(idx, size - 1), None
 
     def on_write(
         self, segs: list[tuple[int, int, int]], n: int, priority: torch.Tensor | None
@@ -184,6 +203,9 @@ class UniformSampler:
 
     def nbytes(self) -> int:
         return 0
+
+    def beta(self, progress: float) -> float:
+        return 0.0
 
     def state_dict(self, size: int) -> dict[str, Any]:
         return {}
@@ -202,6 +224,7 @@ class PrioritizedSampler:
         device: torch.device,
         alpha: float = 0.6,
         eps: float = 1e-6,
+        beta: float = 0.4,
     ) -> None:
         if alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {alpha}")
@@ -209,6 +232,7 @@ class PrioritizedSampler:
             raise ValueError(f"eps must be >= 0, got {eps}")
         self.alpha = float(alpha)
         self.eps = float(eps)
+        self.beta0 = float(beta)
         self.generator = generator
         self.device = device
         self.tree = SumTree(capacity, device=device)
@@ -216,12 +240,21 @@ class PrioritizedSampler:
         # start new transitions at the running max priority, initially 1).
         self.max_priority = torch.ones((), dtype=torch.float32, device=device)
 
+    def beta(self, progress: float) -> float:
+        """The importance-sampling exponent at `progress` in [0, 1] of the run: annealed
+        linearly from its initial value to 1 (Schaul et al. 2016, sec. 3.4)."""
+        return self.beta0 + (1.0 - self.beta0) * min(max(progress, 0.0), 1.0)
+
     def _raw(self, td_abs: torch.Tensor) -> torch.Tensor:
         p = td_abs.detach().to(device=self.device, dtype=torch.float32).reshape(-1).abs()
         return p + self.eps
 
-    def sample(self, size: int, batch_size: int, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = self.tree.sample(batch_size, self.generator)
+    def choose(
+        self, u: torch.Tensor, size: torch.Tensor, beta: torch.Tensor | float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The leaf whose prefix-sum interval holds u * total (P(i) proportional to p_i^alpha),
+        and importance weights for exponent `beta`."""
+        idx = self.tree.find(u * self.tree.total())
         v = self.tree.leaves.index_select(0, idx).to(torch.float64)
         # (size * P(i)) ** -beta normalised by its batch max equals (v_i / min_batch v) ** -beta:
         # size and the tree total cancel, which saves ops and any read of the total.
@@ -235,7 +268,7 @@ class PrioritizedSampler:
             values = self.max_priority.pow(self.alpha).expand(n)
         else:
             p = self._raw(priority)
-            self.max_priority = torch.maximum(self.max_priority, p.amax())
+            self.max_priority.copy_(torch.maximum(self.max_priority, p.amax()))
             values = p.pow(self.alpha)
         for d, s, length in segs:
             self.tree.set_range(d, values[s : s + length])
@@ -247,7 +280,7 @@ class PrioritizedSampler:
         p = self._raw(td_abs)
         if p.shape != idx.shape:
             raise ValueError(f"idx has {idx.shape[0]} entries but td_abs has {p.shape[0]}")
-        self.max_priority = torch.maximum(self.max_priority, p.amax())
+        self.max_priority.copy_(torch.maximum(self.max_priority, p.amax()))
         self.tree.update(idx, p.pow(self.alpha))
 
     def nbytes(self) -> int:
@@ -266,7 +299,7 @@ class PrioritizedSampler:
         self.tree.leaves.zero_()
         self.tree.leaves[:size] = leaves
         self.tree.rebuild()
-        self.max_priority = state["max_priority"].to(device=self.device, dtype=torch.float32)
+        self.max_priority.copy_(state["max_priority"])
 
 
 class ReplayBuffer:
@@ -287,6 +320,7 @@ class ReplayBuffer:
         alpha: float = 0.6,
         eps: float = 1e-6,
         seed: int = 0,
+        beta: float = 0.4,
     ) -> None:
         self.device = _resolve_device(device)
         self.capacity = int(capacity)
@@ -297,7 +331,7 @@ class ReplayBuffer:
         self.sampler: UniformSampler | PrioritizedSampler
         if self.prioritized:
             self.sampler = PrioritizedSampler(
-                self.capacity, self.generator, self.device, alpha=alpha, eps=eps
+                self.capacity, self.generator, self.device, alpha=alpha, eps=eps, beta=beta
             )
         else:
             self.sampler = UniformSampler(self.generator, self.device)
@@ -360,13 +394,26 @@ class ReplayBuffer:
         Prioritized: ``P(i) = p_i^alpha / sum_j p_j^alpha`` and importance weights
         ``(size * P(i)) ** -beta`` divided by their batch max (Schaul et al. 2016, sec. 3.4).
         """
+        return self.gather(self.draw(batch_size), beta)
+
+    def draw(self, batch_size: int) -> torch.Tensor:
+        """The random numbers of one batch (from the buffer's own generator)."""
         if self.size == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        idx, weight = self.sampler.sample(self.size, batch_size, beta)
+        return draw_uniform(self.generator, batch_size)
+
+    def gather(self, u: torch.Tensor, beta: torch.Tensor | float = 0.4) -> Batch:
+        """The batch that the numbers `u` of `draw` select: device ops only, no Python value
+        of the buffer's that changes between steps, so it can sit inside a compiled step."""
+        idx, weight = self.sampler.choose(u, self.storage.size_t, beta)
         obs, act, rew, next_obs, term = self.storage.gather(idx)
         return Batch(obs, act, rew, next_obs, term, weight, idx)
+
+    def beta(self, progress: float) -> float:
+        """The sampler's importance-sampling exponent at `progress` (0..1) of the run."""
+        return self.sampler.beta(progress)
 
     def update_priorities(self, idx: torch.Tensor, td_abs: torch.Tensor) -> None:
         """Set ``p_i = |td_i| + eps`` for the sampled ``idx``; a no-op for uniform buffers.

@@ -10,17 +10,10 @@ import os
 import shutil
 from pathlib import Path
 
-from widerl.checkpoint import CHECKPOINT
 from widerl.config import Config, ConfigError, from_dict, validate
-from widerl.logger import METRICS
+from widerl.layout import CHECKPOINT, CONFIG, DIVERGED, LOCK, METRICS, RUN_FILES
 from widerl.paths import check_writable, os_message
 
-CONFIG = "config.json"
-DIVERGED = "diverged.json"  # written when a run stops on a non-finite value (train.py)
-LOCK = "run.lock"  # holds the pid of the run using the folder; flock'ed while it runs
-# Everything a run writes; --force removes exactly these and nothing else. The lock file is
-# not among them: removing it while locked would let a second run lock a new file.
-RUN_FILES = (CONFIG, METRICS, CHECKPOINT, "learning_curve.png", "tb", DIVERGED)
 # Temporary files of writes a kill interrupted (checkpoint.save_atomic, RunLogger, _write).
 _TEMP_GLOBS = (f".{CHECKPOINT}.*.tmp", *(f"{n}.tmp" for n in (METRICS, CONFIG, DIVERGED)))
 

@@ -17,27 +17,25 @@ from torch import nn
 
 from widerl.agents import make_agent
 from widerl.config import Config
-from widerl.nets.blocks import Body
+from widerl.nets.bodies.base import Body
+from widerl.nets.ensemble import EnsembleLinear
 
-_ORDINALS = {1: "1st", 2: "2nd", 3: "3rd"}
 
-
-def count(module: nn.Module) -> int:
-    """Parameters plus BatchNorm running statistics (not its integer batch counter)."""
+def count(module: nn.Module, members: int = 1) -> int:
+    """Parameters plus BatchNorm running statistics of one of `members` ensemble members."""
     n = sum(p.numel() for p in module.parameters())
     n += sum(b.numel() for b in module.buffers() if b.is_floating_point())
-    return n
+    return n // members
 
 
 def body_rows(body: Body) -> list[tuple[str, int, int, int]]:
-    return [
-        (f"{_ORDINALS.get(i, f'{i}th')} layer", layer.in_dim, layer.out_dim, count(layer))
-        for i, layer in enumerate(body.layers, start=1)
-    ]
+    """One row per hidden layer, or per part of a block for the residual bodies (SimBa's
+    LayerNorm and its two Linear layers, BroNet's two Linear + LayerNorm layers)."""
+    return [(label, i, o, count(m, body.members)) for label, m, i, o in body.parts()]
 
 
-def linear_row(name: str, linear: nn.Linear) -> tuple[str, int, int, int]:
-    return (name, linear.in_features, linear.out_features, count(linear))
+def linear_row(name: str, linear: EnsembleLinear) -> tuple[str, int, int, int]:
+    return (name, linear.in_dim, linear.out_dim, count(linear, linear.members))
 
 
 def network_tables(cfg: Config, obs_dim: int, act_dim: int) -> list[tuple[str, list, int, list]]:
@@ -48,7 +46,7 @@ def network_tables(cfg: Config, obs_dim: int, act_dim: int) -> list[tuple[str, l
         agent = make_agent(cfg, obs_dim, act_dim, meta)
     tables = []
     if cfg.ofenet_units:
-        of = agent.features.online
+        of = getattr(agent.features, "inner", agent.features).online  # behind --obs-norm
         rows = body_rows(of.phi_s)
         tables.append(("OFENet z_s = phi_s(s)", rows, sum(r[3] for r in rows), []))
         rows = body_rows(of.phi_sa)
@@ -59,7 +57,7 @@ def network_tables(cfg: Config, obs_dim: int, act_dim: int) -> list[tuple[str, l
                 sum(r[3] for r in rows),
                 [
                     linear_row("predictor f_pred(z_sa) -> s'", of.predictor),
-                    ("OFENet total (target copy not counted)", 0, 0, count(of)),
+                    ("OFENet total (target copy not counted)", 0, 0, count(of, 1)),
                 ],
             )
         )
@@ -71,15 +69,21 @@ def network_tables(cfg: Config, obs_dim: int, act_dim: int) -> list[tuple[str, l
         extra.append(linear_row("log-std head (not in Table 2)", actor.log_std))
         extra.append(("policy total incl. log-std head", 0, 0, count(actor)))
     tables.append((f"{cfg.algo.upper()} policy", rows, total, extra))
-    critic = agent.critics[0]
-    crows = body_rows(critic.body) + [linear_row("output layer (Q)", critic.out)]
+    critics = agent.critics
+    head = critics.head
+    out_name = "output layer (Q)"
+    if head.name != "scalar":
+        out_name = f"output layer ({head.name} logits, {head.out_dim} atoms)"
+    crows = body_rows(critics.body) + [linear_row(out_name, critics.out)]
     ctotal = sum(r[3] for r in crows)
+    n = critics.n
+    copies = "targets are copies" if agent.critics_target is not None else "no targets"
     tables.append(
         (
-            "critic (each of 2; targets are copies)",
+            f"critic (each of {n}; {copies})",
             crows,
             ctotal,
-            [("twin critics total", 0, 0, 2 * ctotal)],
+            [(f"{'twin' if n == 2 else n} critics total", 0, 0, n * ctotal)],
         )
     )
     return tables
@@ -92,9 +96,13 @@ def render_summary(cfg: Config, obs_dim: int, act_dim: int) -> str:
         if cfg.ofenet_units
         else ""
     )
+    actor = ""
+    if (cfg.actor_units or cfg.units, cfg.actor_layers or cfg.layers) != (cfg.units, cfg.layers):
+        actor = f" (policy {cfg.actor_units or cfg.units}x{cfg.actor_layers or cfg.layers})"
     console.print(
-        f"{cfg.algo.upper()} {cfg.arch} {cfg.units}x{cfg.layers} {cfg.activation}"
-        f"{' +BN' if cfg.batchnorm else ''}{ofenet}, obs {obs_dim}, act {act_dim}"
+        f"{cfg.algo.upper()} {cfg.arch} {cfg.units}x{cfg.layers}{actor} {cfg.activation}"
+        f"{' +BN' if cfg.batchnorm else ''}{ofenet}{' +obs-norm' if cfg.obs_norm else ''}, "
+        f"obs {obs_dim}, act {act_dim}"
     )
     for name, rows, total, extra in network_tables(cfg, obs_dim, act_dim):
         t = Table(title=name, title_justify="left")

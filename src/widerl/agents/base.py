@@ -1,8 +1,16 @@
-"""What SAC and TD3 share: twin critics and their targets, the critic step, optimizers.
+"""What every algorithm shares: the critic ensemble and its targets, the TD loss, per-seed
+random streams, acting, the (optionally compiled) update, checkpoints.
 
-The update step is the hot path: it never calls `.item()`, `.cpu()` or branches on tensor
-values, so on CUDA it queues kernels without waiting for the GPU. Metrics come back as
-detached 0-dim tensors; the caller decides when to read them (only when logging).
+Shapes: K seeds, N critics per seed, batch B. A batch holds `obs [K, B, obs_dim]`,
+`act [K, B, A]`, `rew, term [K, B]`, importance weights `[K, B]` or None. Metrics are `[K]`
+tensors (one value per seed), detached, never read on the host here: the update queues
+device work without waiting for it (on CUDA), and the caller reads metrics when it logs.
+A single-seed caller may pass unbatched-by-seed tensors (`obs [B, obs_dim]`); they are
+treated as K = 1 and metrics come back as scalars.
+
+Every random number an update uses is drawn before it, from that seed's own generator
+(`draw_noise`), so the update itself is a deterministic function of (parameters, batch,
+noise) that torch.compile can trace in one graph, and no seed's draws depend on another's.
 """
 
 from __future__ import annotations
@@ -10,366 +18,390 @@ from __future__ import annotations
 import abc
 import contextlib
 import copy
-import inspect
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from widerl.autodiff import Differentiable
 from widerl.checkpoint import check_fits
 from widerl.config import Config, ConfigError
-from widerl.nets import manual
-from widerl.nets.blocks import Body
-from widerl.nets.features import RawFeatures, make_features
-from widerl.nets.heads import Critic
+from widerl.nets.bodies import make_body
+from widerl.nets.critic_heads import elementwise_critic_loss, make_head, select_min
+from widerl.nets.ensemble import reset_members, trained_names
+from widerl.nets.feature_learners import make_features
+from widerl.nets.features import FeatureLearner
+from widerl.nets.heads import CriticEnsemble
+from widerl.optim import Adam, soft_update
 from widerl.replay import Batch
 
-_ADAM_HAS_FUSED = "fused" in inspect.signature(torch.optim.Adam).parameters
+Noise = dict[str, torch.Tensor]
+
+__all__ = ["Agent", "Noise", "elementwise_critic_loss", "eval_mode"]
 
 
-def make_adam(params: Iterable[torch.Tensor], lr: float, device: torch.device) -> torch.optim.Adam:
-    """Adam with the fused kernel where this torch has it: one kernel per step, not one per
-    tensor, which matters for small networks bound by per-op overhead (REFERENCE.md)."""
-    params = list(params)
-    if _ADAM_HAS_FUSED and device.type in ("cpu", "cuda"):
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    return torch.optim.Adam(params, lr=lr)
-
-
-def adam_step(opt: torch.optim.Adam, grads: list[torch.Tensor | None]) -> None:
-    """`opt.step()` with `grads` as the parameters' gradients, calling the fused kernel directly.
-
-    `Optimizer.step` spends about 0.1-0.3 ms per call in Python (hooks, grouping tensors by
-    device, state look-ups) around one fused kernel, which is a few % of a 256x2 update. The
-    first step (it creates the state) and any setting the direct call does not cover go through
-    `opt.step()` itself; the state it creates is the one checkpoints save.
-    """
-    # The fused kernel walks each tensor's memory in order: a transposed gradient would
-    # silently update the wrong elements (contiguous() returns the others as they are).
-    grads = [g if g is None else g.contiguous() for g in grads]
-    group = opt.param_groups[0]
-    params = group["params"]
-    direct = (
-        len(opt.param_groups) == 1
-        and group.get("fused")
-        and not (group["amsgrad"] or group["maximize"] or group["weight_decay"])
-        and not group.get("decoupled_weight_decay", False)
-        and all(g is not None for g in grads)
-        and all(p in opt.state for p in params)
-    )
-    if not direct:
-        # Outside inference mode even when the fast update runs in it: the state that the
-        # first step creates must be ordinary tensors, usable in place by any later caller.
-        with torch.inference_mode(False):
-            for p, g in zip(params, grads, strict=True):
-                p.grad = g.clone() if g.is_inference() else g
-            opt.step()
-        for p in params:
-            p.grad = None
-        return
-    states = [opt.state[p] for p in params]
-    steps = _shared_steps(opt, states)
-    steps[0]._base.add_(1)  # every step count, as torch.optim.adam._fused_adam does first
-    beta1, beta2 = group["betas"]
-    torch._fused_adam_(
-        params,
-        grads,
-        [s["exp_avg"] for s in states],
-        [s["exp_avg_sq"] for s in states],
-        [],
-        steps,
-        amsgrad=False,
-        lr=group["lr"],
-        beta1=beta1,
-        beta2=beta2,
-        weight_decay=0.0,
-        eps=group["eps"],
-        maximize=False,
-        grad_scale=None,
-        found_inf=None,
-    )
-
-
-def _shared_steps(opt: torch.optim.Adam, states: list[dict]) -> list[torch.Tensor]:
-    """The states' "step" counts as 0-dim views of one tensor, so that one `add_` advances all
-    of them: `torch._foreach_add_` takes a per-tensor path on CPU (about 5 us per tensor here,
-    ~20 tensors per SAC update). They are rebuilt whenever something replaced them
-    (`opt.step()` on the first step, `load_state_dict`); views keep `opt.step()` correct."""
-    steps = [s["step"] for s in states]
-    base = steps[0]._base
-    if base is None or base.shape != (len(steps),) or any(t._base is not base for t in steps):
-        with torch.inference_mode(False):  # ordinary tensors, as opt.step() would make
-            shared = torch.stack(steps)
-        steps = list(shared.unbind(0))
-        for state, step in zip(states, steps, strict=True):
-            state["step"] = step
-    return steps
-
-
-@contextlib.contextmanager
-def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
-    """Every submodule in eval mode (BatchNorm uses its running statistics, so the output for
-    a sample does not depend on the rest of the batch and running statistics stay as they
-    are); each module's own flag is restored."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield module
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
-def minimum_backward(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shares of d min(a, b) going to a and to b: 1/0, 0/1, or 1/2 each on a tie, as autograd
-    splits the gradient of torch.minimum."""
-    to_a = 0.5 + 0.5 * torch.sign(b - a)
-    return to_a, 1.0 - to_a
-
-
-def elementwise_critic_loss(kind: str, q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-sample loss: 0.5 * delta^2 (SAC Eq. 2 / paper Eq. 2) or Huber with delta 1 (A.1),
-    which equals the former for |delta| < 1 and grows linearly beyond."""
-    if kind == "huber":
-        return F.huber_loss(q, target, reduction="none", delta=1.0)
-    return 0.5 * (q - target).square()
-
-
-def critic_loss_grad(kind: str, delta: torch.Tensor) -> torch.Tensor:
-    """d `elementwise_critic_loss` / d q for the TD error delta = q - target: delta, or for
-    Huber delta clipped to [-1, 1] (what autograd's huber_loss_backward computes)."""
-    return delta.clamp(-1.0, 1.0) if kind == "huber" else delta
+def seed_streams(seed: int) -> dict[str, int]:
+    """The agent's independent random streams of one seed (numpy SeedSequence spawn):
+    initial weights, the noise of updates, the noise of acting."""
+    names = ("init", "update", "act")
+    children = np.random.SeedSequence(seed).spawn(len(names))
+    return {n: int(c.generate_state(1)[0]) for n, c in zip(names, children, strict=True)}
 
 
 class Agent(nn.Module, abc.ABC):
-    """Base of SAC and TD3: `act(obs, deterministic)` and `update(batch) -> metrics`."""
+    """Base of the algorithms: `act(obs, deterministic)` and `update(batch) -> metrics`."""
+
+    metric_names: tuple[str, ...] = ()
 
     def __init__(
         self,
         cfg: Config,
         obs_dim: int,
         act_dim: int,
-        device: torch.device,
-        features: nn.Module | None = None,
+        device: torch.device | str,
+        features: FeatureLearner | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
-        self.cfg, self.obs_dim, self.act_dim, self.device = cfg, obs_dim, act_dim, device
+        self.cfg, self.obs_dim, self.act_dim = cfg, obs_dim, act_dim
+        self.device = torch.device(device)
+        self.seeds = list(seeds) if seeds is not None else [cfg.seed]
+        self.k = len(self.seeds)
+        streams = [seed_streams(s) for s in self.seeds]
         self.features = (
-            features if features is not None else make_features(cfg, obs_dim, act_dim, device)
+            features if features is not None else make_features(cfg, obs_dim, act_dim, seeds=self.k)
         )
-        self.critics = nn.ModuleList(Critic(self.body(self.features.sa_dim)) for _ in range(2))
-        self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
-        self.n_updates = 0
-        self._has_bn = cfg.batchnorm
+        self._init_seeds = [s["init"] for s in streams]
+        self.critics = CriticEnsemble(
+            self.k, cfg.critics, self.critic_body, self.features.sa_dim, make_head(cfg)
+        )
         self._build_networks()
-        self.to(device)
-        self.critic_params = list(self.critics.parameters())
-        self._critic_target_params = list(self.critics_target.parameters())
-        # BatchNorm running statistics: the targets take the online ones at each target
-        # update (as Stable-Baselines3 copies them), so eval-mode targets (loss landscapes)
-        # normalise as the online critics do. Empty without BatchNorm.
-        self._critic_stats = float_buffers(self.critics)
-        self._critic_target_stats = float_buffers(self.critics_target)
-        self.critic_opt = make_adam(self.critic_params, cfg.lr, device)
+        if self.device.type != "meta":
+            init = [torch.Generator().manual_seed(s) for s in self._init_seeds]
+            self.features.reset_parameters(init)
+            for net in self.trained_networks():
+                reset_members(net, init)
+        self.critics_target = copy.deepcopy(self.critics) if self.critic_targets else None
+        self._build_targets()
+        # No parameter requires grad outside a loss (autodiff.Differentiable), so that a
+        # compiled step updates them in place and targets never enter a graph.
+        self.requires_grad_(False)
+        self.to(self.device)
+        self.features.build_optimizer()
+        gen = self.device if self.device.type != "meta" else "cpu"
+        self.update_gens = [torch.Generator(gen).manual_seed(s["update"]) for s in streams]
+        self.act_gens = [torch.Generator(gen).manual_seed(s["act"]) for s in streams]
+        self.n_updates = 0
+        self.critic_params = Differentiable(self, self._names("critics."))
+        self.critic_opt = self.adam(self.critic_params.params)
         self._build_optimizers()
-        # The hand-written update (nets/manual.py) covers plain MLPs on raw features; anything
-        # else (other archs, BatchNorm, OFENet's z_sa, through which dQ/da must flow) uses
-        # autograd. Tests switch it off to compare both paths on the same batch.
-        bodies = [c.body for c in self.critics] + [self.actor.body]
-        self.fast_path = isinstance(self.features, RawFeatures) and all(
-            manual.fast_body_ok(b) for b in bodies
-        )
+        self._critic_target_params: list[torch.Tensor] = []
+        self._critic_stats: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+        if self.critics_target is not None:
+            self._critic_target_params = matching(
+                self.critics_target, self.critic_params, "critics."
+            )
+            self._critic_stats = float_buffers(self.critics), float_buffers(self.critics_target)
+
+    # --- construction, per algorithm --------------------------------------------------------
+    critic_targets = True  # whether the critics have target copies (CrossQ has none)
+
+    def body(self, members: int, in_dim: int, units: int, layers: int) -> nn.Module:
+        c = self.cfg
+        return make_body(
+            c.arch, members, in_dim, units, layers,
+            activation=c.activation, batchnorm=c.batchnorm,
+        )  # fmt: skip
+
+    def critic_body(self, members: int, in_dim: int) -> nn.Module:
+        """The critics' body: --units x --layers."""
+        return self.body(members, in_dim, self.cfg.units, self.cfg.layers)
+
+    def actor_body(self, members: int, in_dim: int) -> nn.Module:
+        """The policy's body: --actor-units x --actor-layers (0: the critics' values)."""
+        c = self.cfg
+        return self.body(members, in_dim, c.actor_units or c.units, c.actor_layers or c.layers)
+
+    def adam(self, params: Sequence[torch.Tensor]) -> Adam:
+        """The optimizer of actor and critics: Adam with --adam-beta1, AdamW's decoupled decay
+        with --weight-decay > 0 (SimBa, BRO)."""
+        c = self.cfg
+        return Adam(params, c.lr, betas=(c.adam_beta1, 0.999), weight_decay=c.weight_decay)
 
     @abc.abstractmethod
     def _build_networks(self) -> None:
-        """Create the actor (and anything else trained) before the agent moves to its device."""
+        """Create the actor (and anything else trained) before initialisation."""
+
+    def _build_targets(self) -> None:
+        """Target copies besides the critics' (TD3's actor target)."""
 
     @abc.abstractmethod
     def _build_optimizers(self) -> None:
         """Create the remaining optimizers once parameters live on the device."""
 
-    def body(self, in_dim: int) -> Body:
-        c = self.cfg
-        return Body(in_dim, c.arch, c.units, c.layers, c.activation, c.batchnorm)
-
     @abc.abstractmethod
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+    def optimizers(self) -> dict[str, Adam]:
         """Every optimizer of the agent by name (checkpointed with it)."""
 
-    # --- acting -------------------------------------------------------------------------
+    def trained_networks(self) -> list[nn.Module]:
+        """The networks initialised from the seeds' generators, in initialisation order."""
+        return [self.critics, self.actor]
+
+    def _names(self, prefix: str) -> list[str]:
+        """The trained parameters under `prefix`."""
+        return [n for n in trained_names(self) if n.startswith(prefix)]
+
+    def trained_parameters(self) -> list[torch.Tensor]:
+        """Every tensor an optimizer of the agent (or of its features) trains."""
+        return [p for opt in self.all_optimizers().values() for p in opt.params]
+
+    # --- noise ------------------------------------------------------------------------------
+    def _normal(self, gens: list[torch.Generator], shape: tuple[int, ...]) -> torch.Tensor:
+        """Standard normal noise `[K, *shape]`, seed k's from its own generator."""
+        return torch.stack([torch.randn(shape, generator=g, device=g.device) for g in gens])
+
+    def random_pair(self, gens: list[torch.Generator]) -> torch.Tensor | None:
+        """With N > 2 critics, the two whose minimum forms the TD target, drawn anew per
+        update and seed (REDQ, Chen et al. 2021: M = 2 of N); None for N <= 2."""
+        n = self.cfg.critics
+        if n <= 2:
+            return None
+        return torch.stack([torch.randperm(n, generator=g, device=g.device)[:2] for g in gens])
+
+    @abc.abstractmethod
+    def draw_noise(self, batch_size: int, gens: list[torch.Generator] | None = None) -> Noise:
+        """Every random number one update needs, `[K, B, ...]` per name, from `gens` (one
+        per seed; default: the agent's update streams)."""
+
+    # --- the critics ------------------------------------------------------------------------
+    @staticmethod
+    def target_min(q: torch.Tensor, pair: torch.Tensor | None) -> torch.Tensor:
+        """Clipped double Q: the minimum over the critics `[K, N, B] -> [K, B]`; with N > 2
+        over the random pair (REDQ's in-target minimisation)."""
+        if pair is not None:
+            q = q.gather(1, pair.unsqueeze(-1).expand(-1, -1, q.shape[-1]))
+        return q.amin(1)
+
+    def policy_value(self, q: torch.Tensor) -> torch.Tensor:
+        """The Q the actor climbs `[K, N, B] -> [K, B]`: the minimum of the twin critics
+        (SAC), or with N > 2 their mean (REDQ)."""
+        return q.amin(1) if q.shape[1] <= 2 else q.mean(1)
+
+    def bootstrap(
+        self,
+        batch: Batch,
+        next_out: torch.Tensor,
+        pair: torch.Tensor | None,
+        bonus: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The TD target r + gamma * (1 - terminated) * (Z(s', a') - bonus) in the critic
+        head's form, from the critics' outputs on (s', a') `[K, N, B, D]`: Z is the output of
+        the critic with the smaller Q (clipped double Q; the random pair's with N > 2)."""
+        head = self.critics.head
+        chosen = select_min(next_out, head.value(next_out), pair)
+        return head.target(batch.rew, self.cfg.gamma * (1.0 - batch.term), chosen, bonus)
+
+    def critic_loss(
+        self, batch: Batch, z_sa: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """J_Q on the critics' outputs for z_sa (see `critic_loss_of`)."""
+        return self.critic_loss_of(batch, self.critics.outputs(z_sa), target)
+
+    def critic_loss_of(
+        self, batch: Batch, out: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """J_Q (paper Eq. 2; Huber with --critic-loss huber, A.1; the cross-entropy of a
+        categorical head): every critic learns the same target; importance weights under
+        prioritized replay. Summed over critics and seeds, so each member's gradient is its
+        own loss's. Also |TD error| of the expected values, max over the critics."""
+        head = self.critics.head
+        per_sample = head.loss(out, target)  # [K, N, B]
+        if batch.weight is not None:
+            per_sample = per_sample * batch.weight.unsqueeze(1)
+        per_seed = per_sample.mean(-1).sum(1)  # [K]: sum over critics of their mean loss
+        q = head.value(out)  # [K, N, B]
+        td_abs = (q - head.expected(target).unsqueeze(1)).abs().amax(1)  # [K, B]
+        return per_seed.sum(), (per_seed.detach(), q[:, 0].mean(-1).detach(), td_abs.detach())
+
+    def critic_step(
+        self, batch: Batch, z_s: torch.Tensor, target: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """One Adam step of all critics towards the same target."""
+        z_sa = self.features.state_action(z_s, batch.act)
+        grads, (loss, q_mean, td_abs) = self.critic_params.grad(
+            self.critic_loss, batch, z_sa, target
+        )
+        self.critic_opt.step(grads)
+        return {"critic_loss": loss, "q_mean": q_mean, "td_abs": td_abs}
+
+    def update_critic_targets(self) -> None:
+        """theta' <- tau theta + (1 - tau) theta'; BatchNorm running statistics are copied,
+        as Stable-Baselines3 does, so that a target in eval mode sees the online statistics."""
+        if self.critics_target is None:
+            return
+        soft_update(self._critic_target_params, self.critic_params.params, self.cfg.tau)
+        with torch.no_grad():
+            for online, target in zip(*self._critic_stats, strict=True):
+                target.copy_(online)
+
+    @abc.abstractmethod
+    def td_target(self, batch: Batch, z_s_next: torch.Tensor, noise: Noise) -> torch.Tensor:
+        """r + gamma * (1 - terminated) * V(s') without gradients, in the critic head's form
+        (`[K, B]`; target probabilities `[K, B, atoms]` for c51), see `bootstrap`."""
+
+    @torch.no_grad()
+    def current_td_target(self, batch: Batch, seed: int | None = None) -> torch.Tensor:
+        """The TD target with the agent's current settings, for callers outside the update
+        (loss landscapes): with `seed`, its noise comes from generators seeded with it, and
+        the agent's own random streams are left untouched."""
+        batch, single = by_seed(batch)
+        gens = None
+        if seed is not None:
+            gens = [torch.Generator(g.device).manual_seed(seed + i)
+                    for i, g in enumerate(self.update_gens)]  # fmt: skip
+        noise = self.draw_noise(batch.obs.shape[1], gens)
+        target = self.td_target(batch, self.features.state(batch.next_obs), noise)
+        return target[0] if single else target
+
+    @torch.no_grad()
+    def td_abs(self, batch: Batch) -> torch.Tensor:
+        """|TD error| per transition, max over the critics, with the agent's current settings
+        and every network in eval mode (BatchNorm on its running statistics): what an Ape-X
+        collector uses as initial priority, and what a loss landscape holds fixed."""
+        batch, single = by_seed(batch)
+        with eval_mode(self):
+            noise = self.draw_noise(batch.obs.shape[1])
+            target = self.td_target(batch, self.features.state(batch.next_obs), noise)
+            z_sa = self.features.state_action(self.features.state(batch.obs), batch.act)
+            q = self.critics(z_sa)
+        td = (q - self.critics.head.expected(target).unsqueeze(1)).abs().amax(1)
+        return td[0] if single else td
+
+    # --- what acts elsewhere (Ray collectors) -------------------------------------------------
+    def acting_state(self, with_critics: bool = False) -> dict[str, torch.Tensor]:
+        """The tensors a copy of this agent needs to act (keys as in `state_dict`): the actor
+        and the feature learner's acting copy; `with_critics` adds what `td_abs` reads (the
+        critics and the TD target's networks), for Ape-X's actor-side initial priorities."""
+        parts: list[tuple[str, nn.Module | dict[str, torch.Tensor]]] = [
+            ("actor.", self.actor),
+            ("features.", self.features.acting_state()),
+        ]
+        if with_critics:
+            parts.append(("critics.", self.critics))
+            if self.critics_target is not None:
+                parts.append(("critics_target.", self.critics_target))
+            parts += self._target_state()
+        state: dict[str, torch.Tensor] = {}
+        for prefix, part in parts:
+            items = part.state_dict() if isinstance(part, nn.Module) else part
+            state.update({prefix + k: v for k, v in items.items()})
+        return state
+
+    def _target_state(self) -> list[tuple[str, nn.Module | dict[str, torch.Tensor]]]:
+        """What else a TD target reads (SAC: the temperature; TD3: the actor's target)."""
+        return []
+
+    # --- acting -----------------------------------------------------------------------------
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        """Actions in [-1, 1] for a batch of raw observations (BatchNorm in eval mode)."""
-        if not self._has_bn:
-            return self._act(self.features.state(obs), deterministic)
+        """Actions in [-1, 1] for observations `[K, n, obs_dim]` (or `[n, obs_dim]` with one
+        seed), every network in eval mode (BatchNorm on its running statistics)."""
+        single = obs.dim() == 2
+        if single:
+            obs = obs.unsqueeze(0)
         with eval_mode(self):
-            return self._act(self.features.state(obs), deterministic)
+            a = self._act(self.features.state(obs), deterministic)
+        return a[0] if single else a
 
     @abc.abstractmethod
     def _act(self, z_s: torch.Tensor, deterministic: bool) -> torch.Tensor:
         """Policy actions from state features."""
 
-    # --- learning -----------------------------------------------------------------------
-    def critic_step(
-        self, batch: Batch, z_s: torch.Tensor, target_q: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """One gradient step of both critics towards the same target (clipped double Q)."""
-        z_sa = self.features.state_action(z_s, batch.act)
-        q1, q2 = (critic(z_sa) for critic in self.critics)
-        per_sample = elementwise_critic_loss(
-            self.cfg.critic_loss, q1, target_q
-        ) + elementwise_critic_loss(self.cfg.critic_loss, q2, target_q)
-        if batch.weight is not None:  # prioritized replay's importance weights
-            per_sample = per_sample * batch.weight
-        loss = per_sample.mean()
-        grads = torch.autograd.grad(loss, self.critic_params)
-        adam_step(self.critic_opt, list(grads))
-        with torch.no_grad():
-            td_abs = torch.maximum((q1 - target_q).abs(), (q2 - target_q).abs())
-        return {"critic_loss": loss.detach(), "q_mean": q1.detach().mean(), "td_abs": td_abs}
-
-    # --- the hand-written path (plain MLP bodies on raw features) -----------------------------
-    # These run under the caller's torch.no_grad(): one context per update, not one per call.
-    def critic_forward(
-        self, critic: Critic, z_sa: torch.Tensor
-    ) -> tuple[torch.Tensor, manual.Tape, torch.Tensor]:
-        """Q(z_sa) of shape (B, 1), the body's tape and its output Phi, without autograd."""
-        layers = manual.linears(critic.body)
-        phi, tape = manual.forward(layers, self.cfg.activation, z_sa)
-        return F.linear(phi, critic.out.weight, critic.out.bias), tape, phi
-
-    def critic_backward(
-        self,
-        critic: Critic,
-        tape: manual.Tape,
-        phi: torch.Tensor,
-        g_q: torch.Tensor,
-        weight_grads: bool,
-    ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
-        """Gradients of Q's parameters for d loss / dQ = `g_q` (B, 1), or (weight_grads False)
-        only d loss / da: the actor step's critics are frozen and need no weight gradients."""
-        layers = manual.linears(critic.body)
-        g_phi = g_q * critic.out.weight  # (B, 1) x (1, U): an outer product, as a broadcast
-        cols = None if weight_grads else slice(self.features.s_dim, None)
-        grads, g_act = manual.backward(
-            layers, self.cfg.activation, tape, phi, g_phi, weight_grads, cols
-        )
-        if weight_grads:
-            grads += [g_q.t().mm(phi), g_q.sum(0)]
-        return grads, g_act
-
-    def min_target_q(self, z_sa: torch.Tensor) -> torch.Tensor:
-        """min of the twin target critics (clipped double Q), without autograd."""
-        q1, q2 = (self.critic_forward(c, z_sa)[0] for c in self.critics_target)
-        return torch.minimum(q1, q2).squeeze(-1)
-
-    def fast_critic_step(self, batch: Batch, target_q: torch.Tensor) -> dict[str, torch.Tensor]:
-        """`critic_step` with the backward written out: per-sample d loss / dQ_k, then each
-        critic's weight gradients; one fused Adam step for both."""
-        z_sa = self.features.state_action(batch.obs, batch.act)
-        outs = [self.critic_forward(c, z_sa) for c in self.critics]
-        q1, q2 = (o[0].squeeze(-1) for o in outs)
-        kind = self.cfg.critic_loss
-        per_sample = elementwise_critic_loss(kind, q1, target_q) + elementwise_critic_loss(
-            kind, q2, target_q
-        )
-        # d mean / d per_sample = 1/B, times the importance weight under prioritized replay.
-        g: float | torch.Tensor = 1.0 / q1.shape[0]
-        if batch.weight is not None:
-            per_sample = per_sample * batch.weight
-            g = batch.weight * g
-        loss = per_sample.mean()
-        deltas = (q1 - target_q, q2 - target_q)
-        grads: list[torch.Tensor] = []
-        for critic, (_, tape, phi), delta in zip(self.critics, outs, deltas, strict=True):
-            g_q = (critic_loss_grad(kind, delta) * g).unsqueeze(-1)
-            grads += self.critic_backward(critic, tape, phi, g_q, True)[0]
-        adam_step(self.critic_opt, grads)
-        td_abs = torch.maximum(deltas[0].abs(), deltas[1].abs())
-        return {"critic_loss": loss, "q_mean": q1.mean(), "td_abs": td_abs}
-
-    @abc.abstractmethod
-    def current_td_target(self, batch: Batch) -> torch.Tensor:
-        """The TD target with the agent's current settings (SAC: its current alpha); for
-        callers outside the update: Ape-X priorities, loss landscapes."""
-
-    @torch.no_grad()
-    def td_abs(self, batch: Batch) -> torch.Tensor:
-        """|TD error| per transition, max over the twin critics: what the learner writes back
-        as priority, and what an Ape-X collector uses as initial priority. BatchNorm in eval
-        mode: priorities of one chunk must not depend on the rest of it, nor move the running
-        statistics of the networks (modes restored after)."""
-        with eval_mode(self):
-            target = self.current_td_target(batch)
-            z_sa = self.features.state_action(self.features.state(batch.obs), batch.act)
-            q1, q2 = (c(z_sa) for c in self.critics)
-            return torch.maximum((q1 - target).abs(), (q2 - target).abs())
-
-    def min_q(self, critics: nn.ModuleList, z_sa: torch.Tensor) -> torch.Tensor:
-        return torch.minimum(critics[0](z_sa), critics[1](z_sa))
-
-    def freeze_critics(self, frozen: bool) -> None:
-        """The actor step needs dQ/da but no gradient for the critics' weights: freezing them
-        skips those weight-gradient matmuls (about a third of the actor step's FLOPs)."""
-        for p in self.critic_params:
-            p.requires_grad_(not frozen)
-
-    @staticmethod
-    @torch.no_grad()
-    def soft_update(target: list[torch.Tensor], online: list[torch.Tensor], tau: float) -> None:
-        """theta' <- tau * theta + (1 - tau) * theta', one fused call for all tensors. Under
-        no_grad: otherwise autograd records each in-place lerp from parameters that require
-        grad, and every target tensor grows an ever longer history of them."""
-        torch._foreach_lerp_(target, online, tau)
-
-    @staticmethod
-    @torch.no_grad()
-    def copy_stats(target: list[torch.Tensor], online: list[torch.Tensor]) -> None:
-        """BatchNorm running statistics into a target copy (no-op without BatchNorm)."""
-        if target:
-            torch._foreach_copy_(target, online)
+    # --- learning ---------------------------------------------------------------------------
+    def actor_step_due(self) -> bool:
+        """Whether this update also steps the actor (TD3 delays it); host-side counter."""
+        return True
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One learning step on a batch; returns detached metric tensors and `td_abs`."""
-        if self.fast_path:
-            # The hand-written path needs no autograd anywhere. inference_mode skips more
-            # per-op bookkeeping than no_grad (version counters of new tensors, autograd
-            # dispatch keys); the tensors it creates cannot be modified in place or enter
-            # autograd outside it, so the metrics leave as clones, and adam_step creates
-            # optimizer state outside it.
-            with torch.inference_mode():
-                metrics = self._update(batch)
-            return {k: v.clone() for k, v in metrics.items()}
-        return self._update(batch)
+        """One update on a given batch: noise drawn, `_update` run, counter advanced. (The
+        trainer runs the whole learning step, sampling included: learner.LearnStep.)"""
+        batch, single = by_seed(batch)
+        noise = self.draw_noise(batch.obs.shape[1])
+        with torch.no_grad():
+            metrics = self._update(batch, noise, self.actor_step_due())
+        self.n_updates += 1
+        return {k: v[0] for k, v in metrics.items()} if single else metrics
 
     @abc.abstractmethod
-    def _update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """The learning step itself, on the hand-written path or autograd (`fast_path`)."""
+    def _update(self, batch: Batch, noise: Noise, actor_step: bool) -> dict[str, torch.Tensor]:
+        """The learning step itself: critics, actor, temperature, targets."""
 
-    # --- checkpointing ------------------------------------------------------------------
-    def all_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+    # --- resets (BRO) ------------------------------------------------------------------------
+    def reset_generators(self) -> list[torch.Generator]:
+        """One generator per seed for a reset at the current update count, derived from the
+        seed's initialisation stream and that count: a resumed run's reset draws what the
+        uninterrupted run's would have."""
+        return [
+            torch.Generator().manual_seed(
+                int(np.random.SeedSequence([s, self.n_updates]).generate_state(1)[0])
+            )
+            for s in self._init_seeds
+        ]
+
+    @torch.no_grad()
+    def reset_networks(self, generators: Sequence[torch.Generator] | None = None) -> None:
+        """A full reset as BRO's (Nauman et al. 2024, Sec. 3, "resets"; after Nikishin et al.
+        2022): every network the agent trains is drawn anew (seed k's from generators[k],
+        default `reset_generators()`), norm layers and their statistics start afresh, targets
+        equal the new networks, every optimizer forgets its moments and step count, and SAC's
+        temperature returns to --alpha-init. Kept: the replay (the trainer's), the update
+        counter and the observation statistics of --obs-norm (a property of the data, not a
+        learned weight). A feature learner's networks (OFENet) are reset too, without a new
+        pre-training. Everything changes in place, so a compiled step keeps working."""
+        gens = list(generators) if generators is not None else self.reset_generators()
+        if len(gens) != self.k:
+            raise ValueError(f"reset needs one generator per seed ({self.k}), got {len(gens)}")
+        self.features.reset_parameters(gens)
+        for net in self.trained_networks():
+            reset_members(net, gens)
+        if self.critics_target is not None:
+            self.critics_target.load_state_dict(self.critics.state_dict())
+        self._reset_extra()
+        for opt in self.all_optimizers().values():
+            opt.reset()
+
+    def _reset_extra(self) -> None:
+        """What else a reset returns to its initial state (TD3's actor target, SAC's alpha)."""
+
+    # --- checkpointing ----------------------------------------------------------------------
+    def all_optimizers(self) -> dict[str, Adam]:
         """The agent's optimizers and those of its features (OFENet's own Adam)."""
         return {**self.optimizers(), **self.features.optimizers()}
 
-    def _extra_state(self) -> dict:
+    def _extra_state(self) -> dict[str, torch.Tensor]:
         """Training state outside modules and optimizers (TD3: the last actor loss)."""
         return {}
 
-    def _load_extra_state(self, state: dict) -> None:
-        pass
+    def _load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore `_extra_state`."""
 
-    def checkpoint_state(self) -> dict:
+    def checkpoint_state(self) -> dict[str, Any]:
         """Everything trained: networks, targets, features (OFENet and its target copy),
-        BatchNorm statistics, optimizers and the update counter."""
+        BatchNorm statistics, optimizers, the update counter and the random streams."""
         return {
             "modules": self.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.all_optimizers().items()},
             "n_updates": self.n_updates,
             "extra": self._extra_state(),
+            "generators": {
+                "update": [g.get_state() for g in self.update_gens],
+                "act": [g.get_state() for g in self.act_gens],
+            },
         }
 
-    def load_checkpoint_state(self, state: dict, where: str = "the checkpoint") -> None:
+    def load_checkpoint_state(self, state: dict[str, Any], where: str = "the checkpoint") -> None:
         """Restore `checkpoint_state()`; ConfigError (one line, naming the first tensor that
         differs) when it was written by networks other than these."""
         check_fits(self.state_dict(), state["modules"], where)
@@ -384,7 +416,55 @@ class Agent(nn.Module, abc.ABC):
             opt.load_state_dict(state["optimizers"][k])
         self.n_updates = int(state["n_updates"])
         self._load_extra_state(state.get("extra", {}))
+        gens = state.get("generators")
+        if gens is not None:
+            for g, s in zip(
+                self.update_gens + self.act_gens, gens["update"] + gens["act"], strict=True
+            ):
+                if s.device.type == "cpu" and g.device.type == "cpu":
+                    g.set_state(s)
+                elif g.device.type != "cpu":
+                    g.set_state(s.cpu())
+
+
+def matching(target: nn.Module, online: Differentiable, prefix: str) -> list[torch.Tensor]:
+    """The target copy's tensors that correspond to `online`'s trained parameters."""
+    named = dict(target.named_parameters())
+    return [named[n.removeprefix(prefix)] for n in online.names]
 
 
 def float_buffers(module: nn.Module) -> list[torch.Tensor]:
     return [b for b in module.buffers() if b.is_floating_point()]
+
+
+def by_seed(batch: Batch) -> tuple[Batch, bool]:
+    """A single-seed batch (`obs [B, obs_dim]`) as K = 1."""
+    if batch.obs.dim() == 3:
+        return batch, False
+    weight = None if batch.weight is None else batch.weight.unsqueeze(0)
+    return (
+        Batch(
+            batch.obs.unsqueeze(0),
+            batch.act.unsqueeze(0),
+            batch.rew.unsqueeze(0),
+            batch.next_obs.unsqueeze(0),
+            batch.term.unsqueeze(0),
+            weight,
+            batch.idx,
+        ),
+        True,
+    )
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Every submodule in eval mode (BatchNorm uses its running statistics, so the output for
+    a sample does not depend on the rest of the batch and running statistics stay as they
+    are); each module's own flag is restored."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training

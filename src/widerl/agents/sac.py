@@ -1,140 +1,101 @@
 """Soft Actor-Critic (Haarnoja et al. 2018, "SAC: Algorithms and Applications" variant):
-twin critics with clipped double Q, tanh-Gaussian policy, automatic entropy tuning."""
+clipped double Q over the critic ensemble, tanh-Gaussian policy, automatic entropy tuning."""
 
 from __future__ import annotations
 
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from widerl.agents.base import Agent, adam_step, make_adam, minimum_backward
-from widerl.nets import manual
-from widerl.nets.heads import LOG_STD_MAX, LOG_STD_MIN, GaussianActor, squashed_sample
+from widerl.agents.base import Agent, Noise
+from widerl.autodiff import Differentiable
+from widerl.nets.heads import GaussianActor
+from widerl.optim import Adam
 from widerl.replay import Batch
 
 
 class SAC(Agent):
+    metric_names = ("critic_loss", "q_mean", "actor_loss", "alpha", "entropy", "alpha_loss")
+
     def _build_networks(self) -> None:
-        self.actor = GaussianActor(self.body(self.features.s_dim), self.act_dim)
-        self.log_alpha = nn.Parameter(torch.tensor(math.log(self.cfg.alpha_init)))
-        # Target entropy -|A| (SAC v2, Sec. 5).
-        self.target_entropy = -float(self.act_dim)
-        self.metric_names = ("critic_loss", "q_mean", "actor_loss", "alpha", "entropy") + (
-            ("alpha_loss",) if self.cfg.autotune else ()
-        )
+        self.actor = GaussianActor(self.actor_body(self.k, self.features.s_dim), self.act_dim)
+        self.log_alpha = nn.Parameter(torch.full((self.k,), math.log(self.cfg.alpha_init)))
+        # Target entropy -|A| (SAC v2, Sec. 5); SimBa and BRO use -|A| / 2.
+        self.target_entropy = -self.cfg.entropy_target_scale * float(self.act_dim)
+        if not self.cfg.autotune:
+            self.metric_names = self.metric_names[:-1]
 
     def _build_optimizers(self) -> None:
-        self.actor_params = list(self.actor.parameters())
-        self.actor_opt = make_adam(self.actor_params, self.cfg.lr, self.device)
-        self.alpha_opt = make_adam([self.log_alpha], self.cfg.lr, self.device)
+        self.actor_params = Differentiable(self, self._names("actor."))
+        self.actor_opt = self.adam(self.actor_params.params)
+        self.alpha_opt = Adam([self.log_alpha], self.cfg.lr)
 
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+    def optimizers(self) -> dict[str, Adam]:
         return {"critic": self.critic_opt, "actor": self.actor_opt, "alpha": self.alpha_opt}
 
+    def draw_noise(self, batch_size: int, gens: list[torch.Generator] | None = None) -> Noise:
+        """eps of a' ~ pi(.|s') for the TD target and of a ~ pi(.|s) for the actor loss."""
+        gens = gens or self.update_gens
+        shape = (batch_size, self.act_dim)
+        noise = {"next": self._normal(gens, shape), "now": self._normal(gens, shape)}
+        pair = self.random_pair(gens)
+        if pair is not None:
+            noise["pair"] = pair
+        return noise
+
+    def _target_state(self) -> list[tuple[str, nn.Module | dict[str, torch.Tensor]]]:
+        return [("", {"log_alpha": self.log_alpha})]
+
     def _act(self, z_s: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        return self.actor.act(z_s, deterministic)
+        eps = None
+        if not deterministic:
+            eps = self._normal(self.act_gens, (z_s.shape[1], self.act_dim))
+        return self.actor.act(z_s, eps)
+
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.detach().exp()
 
     @torch.no_grad()
-    def td_target(self, batch: Batch, alpha: torch.Tensor) -> torch.Tensor:
-        """r + gamma * (1 - terminated) * V(s'), V = min target Q - alpha log pi (SAC Eq. 3).
-        Bootstrapping stops only on termination; a time-limit truncation is no end."""
-        z_s_next = self.features.state(batch.next_obs)
-        a_next, logp_next = self.actor.sample(z_s_next)
-        q_next = self.min_q(self.critics_target, self.features.state_action(z_s_next, a_next))
-        return self._bootstrap(batch, q_next, alpha, logp_next)
+    def td_target(self, batch: Batch, z_s_next: torch.Tensor, noise: Noise) -> torch.Tensor:
+        """r + gamma * (1 - terminated) * (min target Q(s', a') - alpha log pi(a'|s')), a' ~
+        pi(.|s') (SAC Eq. 3); bootstrapping stops only on termination, not on a time limit.
+        With a distributional head, the target critic's distribution moved the same way."""
+        a_next, logp_next = self.actor.sample(z_s_next, noise["next"])
+        next_out = self.critics_target.outputs(self.features.state_action(z_s_next, a_next))
+        return self.bootstrap(batch, next_out, noise.get("pair"), self.alpha()[:, None] * logp_next)
 
-    def current_td_target(self, batch: Batch) -> torch.Tensor:
-        return self.td_target(batch, self.log_alpha.detach().exp())
+    def actor_loss(
+        self, z_s: torch.Tensor, eps: torch.Tensor, alpha: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """SAC Eq. 7: J_pi = E[alpha log pi(a|s) - Q(s, a)], a reparameterised; per seed,
+        summed over seeds. Only the actor's parameters are differentiated."""
+        a, logp = self.actor.sample(z_s, eps)
+        q = self.policy_value(self.critics(self.features.state_action(z_s, a)))
+        per_seed = (alpha[:, None] * logp - q).mean(-1)
+        return per_seed.sum(), (per_seed.detach(), logp.detach())
 
-    def _bootstrap(
-        self, batch: Batch, q_next: torch.Tensor, alpha: torch.Tensor, logp_next: torch.Tensor
-    ) -> torch.Tensor:
-        return batch.rew + self.cfg.gamma * (1.0 - batch.term) * (q_next - alpha * logp_next)
+    def _reset_extra(self) -> None:
+        self.log_alpha.fill_(math.log(self.cfg.alpha_init))
 
-    @torch.no_grad()
-    def _alpha_step(self, logp: torch.Tensor, metrics: dict[str, torch.Tensor]) -> None:
-        """SAC v2 Eq. 18, J(alpha) = mean(-log_alpha * (log pi + target entropy)); its gradient
-        is written out, which saves a backward pass for one scalar."""
-        if not self.cfg.autotune:
-            return
-        grad = -(logp + self.target_entropy).mean()
-        metrics["alpha_loss"] = self.log_alpha * grad  # J at the alpha this update used
-        adam_step(self.alpha_opt, [grad])
-
-    def _update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """Critic and actor steps on either path, then alpha (Eq. 18), targets, counter."""
-        step = self._fast_update if self.fast_path else self._autograd_update
-        metrics, logp = step(batch)
-        self._alpha_step(logp, metrics)
-        self.soft_update(self._critic_target_params, self.critic_params, self.cfg.tau)
-        self.copy_stats(self._critic_target_stats, self._critic_stats)
-        self.n_updates += 1
-        return metrics
-
-    def _autograd_update(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Critic step, then actor step (Eq. 7) against the updated critics, via autograd."""
-        alpha = self.log_alpha.detach().exp()
+    def _update(self, batch: Batch, noise: Noise, actor_step: bool) -> dict[str, torch.Tensor]:
         with torch.no_grad():
+            alpha = self.alpha()
             z_s = self.features.state(batch.obs)
-        target_q = self.td_target(batch, alpha)
-        metrics = self.critic_step(batch, z_s, target_q)
+            target = self.td_target(batch, self.features.state(batch.next_obs), noise)
+        metrics = self.critic_step(batch, z_s, target)
 
-        self.freeze_critics(True)
-        a_pi, logp = self.actor.sample(z_s)
-        q_pi = self.min_q(self.critics, self.features.state_action(z_s, a_pi))
-        actor_loss = (alpha * logp - q_pi).mean()  # SAC Eq. 7
-        adam_step(self.actor_opt, list(torch.autograd.grad(actor_loss, self.actor_params)))
-        self.freeze_critics(False)
+        grads, (actor_loss, logp) = self.actor_params.grad(
+            self.actor_loss, z_s, noise["now"], alpha
+        )
+        self.actor_opt.step(grads)
+        metrics.update(actor_loss=actor_loss, alpha=alpha, entropy=-logp.mean(-1))
 
-        logp = logp.detach()
-        metrics.update(actor_loss=actor_loss.detach(), alpha=alpha, entropy=-logp.mean())
-        return metrics, logp
-
-    def _fast_update(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """`_autograd_update` with the backward written out (nets/manual.py): same equations,
-        same random draws, fewer ops. Plain MLP bodies on raw states only (see Agent)."""
-        c, actor, n = self.cfg, self.actor, batch.obs.shape[0]
-        alpha = self.log_alpha.detach().exp()
-        # The actor does not change before its own step, so pi(.|s') for the TD target and
-        # pi(.|s) for the actor loss come from one forward pass over [s'; s] (2B rows).
-        layers = manual.linears(actor.body)
-        h, tape = manual.forward(layers, c.activation, torch.cat([batch.next_obs, batch.obs]))
-        mean = F.linear(h, actor.mean.weight, actor.mean.bias)
-        log_std_raw = F.linear(h, actor.log_std.weight, actor.log_std.bias)
-        log_std = log_std_raw.clamp(LOG_STD_MIN, LOG_STD_MAX)
-        # Noise in the generic path's order: s' (TD target) first, then s (actor loss).
-        eps = torch.cat([torch.randn_like(mean[:n]), torch.randn_like(mean[n:])])
-        a, logp, std = squashed_sample(mean, log_std, eps)
-
-        q_next = self.min_target_q(self.features.state_action(batch.next_obs, a[:n]))
-        metrics = self.fast_critic_step(batch, self._bootstrap(batch, q_next, alpha, logp[:n]))
-
-        # Actor step, SAC Eq. 7: J = mean(alpha * log pi(a|s) - min_k Q_k(s, a)).
-        a, logp, std, eps, h = a[n:], logp[n:], std[n:], eps[n:], h[n:]
-        outs = [
-            self.critic_forward(critic, self.features.state_action(batch.obs, a))
-            for critic in self.critics
-        ]
-        q1, q2 = outs[0][0], outs[1][0]
-        actor_loss = (alpha * logp - torch.minimum(q1, q2).squeeze(-1)).mean()
-        g_a = None  # d J / d a through the critic that gives the minimum (weights frozen)
-        for critic, share, (_, tape_q, phi) in zip(
-            self.critics, minimum_backward(q1, q2), outs, strict=True
-        ):
-            g = self.critic_backward(critic, tape_q, phi, share * (-1.0 / n), False)[1]
-            g_a = g if g_a is None else g_a + g
-        # Through squashed_sample: a = tanh(u), u = mean + std * eps, and log pi, whose tanh
-        # correction has d/du = 2 tanh(u) and whose Gaussian term has d/d log_std = -1.
-        g_logp = alpha / n
-        g_u = torch.ops.aten.tanh_backward(g_a, a) + (2.0 * g_logp) * a
-        g_log_std = g_u * std * eps - g_logp
-        g_log_std.masked_fill_(log_std[n:] != log_std_raw[n:], 0.0)  # clamp's gradient
-        g_h = torch.addmm(g_u.mm(actor.mean.weight), g_log_std, actor.log_std.weight)
-        grads, _ = manual.backward(layers, c.activation, tape.rows(slice(n, None)), h, g_h)
-        grads += [g_u.t().mm(h), g_u.sum(0), g_log_std.t().mm(h), g_log_std.sum(0)]
-        adam_step(self.actor_opt, grads)
-
-        metrics.update(actor_loss=actor_loss, alpha=alpha, entropy=-logp.mean())
-        return metrics, logp
+        if self.cfg.autotune:
+            # SAC v2 Eq. 18, J(alpha) = E[-log alpha (log pi + target entropy)], whose gradient
+            # in log alpha is written out: it saves a backward pass for K scalars.
+            grad = -(logp + self.target_entropy).mean(-1)
+            metrics["alpha_loss"] = self.log_alpha.detach() * grad
+            self.alpha_opt.step([grad])
+        self.update_critic_targets()
+        return metrics

@@ -69,8 +69,8 @@ def landscape_cmd(
 
     from widerl.analysis.critic_landscape import critic_landscape
     from widerl.analysis.run import load_run, stored_transitions
+    from widerl.device import resolve_device
     from widerl.paths import check_writable
-    from widerl.train import resolve_device
 
     dev = resolve_device(device)
     cfg, agent, state = load_run(run_dir, dev, "widerl landscape RUN_DIR")

@@ -8,39 +8,50 @@ from collections.abc import Callable
 
 import torch
 
-from widerl.agents.base import Agent, elementwise_critic_loss
+from widerl.agents.base import Agent, eval_mode
 from widerl.analysis.landscape import filter_normalized_direction, loss_surface
-from widerl.analysis.srank import eval_mode
+from widerl.nets.ensemble import EnsembleLinear
 from widerl.replay import Batch
 
 
 @torch.no_grad()
 def fixed_td_targets(agent: Agent, batch: Batch, seed: int) -> torch.Tensor:
     """Q-hat(s, a) = r + gamma * E[V(s')] of the trained agent (Eq. 3), through the agent's own
-    td_target. SAC samples a' ~ pi(s'): seeded here, without touching the global RNG."""
-    devices = [agent.device] if agent.device.type == "cuda" else []
-    with eval_mode(agent), torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        return agent.current_td_target(batch)
+    td_target. SAC samples a' ~ pi(s'): seeded here, without touching any random stream."""
+    with eval_mode(agent):
+        return agent.current_td_target(batch, seed)
 
 
 def critic_td_loss(agent: Agent, batch: Batch, target: torch.Tensor) -> Callable[[], torch.Tensor]:
-    """J_Q of Eq. 2 with the run's critic loss (0.5 delta^2 or Huber, A.1), summed over both
-    critics and averaged over the batch, as the critic step minimises it (uniform weights).
-    Only the critics move along the directions, so z_sa is computed once. Call it with the
-    agent in eval mode (see critic_landscape)."""
+    """J_Q of Eq. 2 with the run's critic loss (0.5 delta^2 or Huber, A.1; the cross-entropy
+    of a categorical head), summed over the critics and averaged over the batch, as the
+    critic step minimises it (uniform weights). Only the critics move along the directions,
+    so z_sa is computed once. Call it with the agent in eval mode (see critic_landscape). A
+    single-seed batch `[B, ...]`, and its target as `current_td_target` gives it."""
     with torch.no_grad(), eval_mode(agent):
-        z_sa = agent.features.state_action(agent.features.state(batch.obs), batch.act)
-    kind = agent.cfg.critic_loss
+        obs, act = batch.obs.unsqueeze(0), batch.act.unsqueeze(0)
+        z_sa = agent.features.state_action(agent.features.state(obs), act)
+    head = agent.critics.head
+    y = target.unsqueeze(0)  # K = 1
 
     def loss() -> torch.Tensor:
-        q1, q2 = (critic(z_sa) for critic in agent.critics)
-        per_sample = elementwise_critic_loss(kind, q1, target) + elementwise_critic_loss(
-            kind, q2, target
-        )
-        return per_sample.mean()
+        per_sample = head.loss(agent.critics.outputs(z_sa), y)  # [1, N, B]
+        return per_sample.sum(1).mean()
 
     return loss
+
+
+def critic_parameters(agent: Agent) -> tuple[list[torch.Tensor], list[str]]:
+    """The critics' parameters and their filter layouts: Linear weights get directions,
+    biases and norm parameters none (Li et al. 2018)."""
+    params, layouts = [], []
+    for module in agent.critics.modules():
+        for name, p in module.named_parameters(recurse=False):
+            params.append(p)
+            layouts.append(
+                "ensemble" if isinstance(module, EnsembleLinear) and name == "weight" else "none"
+            )
+    return params, layouts
 
 
 def critic_landscape(
@@ -55,9 +66,9 @@ def critic_landscape(
     (if any) uses its running statistics, so the loss depends on the weights alone."""
     target = fixed_td_targets(agent, batch, seed)
     loss = critic_td_loss(agent, batch, target)
-    params = list(agent.critics.parameters())
+    params, layouts = critic_parameters(agent)
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    d1 = filter_normalized_direction(params, generator)
-    d2 = filter_normalized_direction(params, generator)
+    d1 = filter_normalized_direction(params, generator, layouts)
+    d2 = filter_normalized_direction(params, generator, layouts)
     with eval_mode(agent):
         return loss_surface(params, loss, d1, d2, span, grid, on_point)

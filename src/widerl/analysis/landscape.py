@@ -15,22 +15,37 @@ import torch
 _EPS = 1e-10
 
 
+# How a parameter's filters lie: "rows" (torch's layout: one filter per index of dim 0, e.g. an
+# nn.Linear weight's output rows), "ensemble" (widerl's `[members, in, out]` weights: one
+# filter per member and output unit, its fan-in along dim 1), or "none" (biases, norm
+# parameters: no direction, as Li et al. do).
+LAYOUTS = ("rows", "ensemble", "none")
+
+
 def filter_normalized_direction(
-    params: Sequence[torch.Tensor], generator: torch.Generator
+    params: Sequence[torch.Tensor],
+    generator: torch.Generator,
+    layouts: Sequence[str] | None = None,
 ) -> list[torch.Tensor]:
-    """A Gaussian direction, one tensor per parameter, each filter (output row of a weight,
-    dim 0) rescaled to the norm of the same filter of the weights (Li et al. 2018, Sec. 4).
-    1-D parameters (biases, BatchNorm scale and shift) get a zero direction, as Li et al. do."""
+    """A Gaussian direction, one tensor per parameter, each filter rescaled to the norm of
+    the same filter of the weights (Li et al. 2018, Sec. 4). Without `layouts`, 1-D
+    parameters get a zero direction and the others are "rows" (see LAYOUTS)."""
     directions = []
-    for p in params:
-        if p.dim() <= 1:
+    for i, p in enumerate(params):
+        layout = layouts[i] if layouts is not None else ("none" if p.dim() <= 1 else "rows")
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown filter layout {layout!r}; choose from {LAYOUTS}")
+        if layout == "none":
             directions.append(torch.zeros_like(p))
             continue
         d = torch.randn(p.shape, generator=generator, device=generator.device, dtype=p.dtype)
         d = d.to(p.device)
-        rows_w = p.detach().reshape(p.shape[0], -1).norm(dim=1)
-        rows_d = d.reshape(p.shape[0], -1).norm(dim=1)
-        scale = (rows_w / (rows_d + _EPS)).reshape(-1, *([1] * (p.dim() - 1)))
+        if layout == "ensemble":
+            scale = p.detach().norm(dim=1, keepdim=True) / (d.norm(dim=1, keepdim=True) + _EPS)
+        else:
+            rows_w = p.detach().reshape(p.shape[0], -1).norm(dim=1)
+            rows_d = d.reshape(p.shape[0], -1).norm(dim=1)
+            scale = (rows_w / (rows_d + _EPS)).reshape(-1, *([1] * (p.dim() - 1)))
         directions.append(d * scale)
     return directions
 

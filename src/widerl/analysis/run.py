@@ -9,11 +9,11 @@ import torch
 
 from widerl.agents.base import Agent
 from widerl.config import Config, ConfigError
+from widerl.replay import TRANSITION_FIELDS as _FIELDS
 from widerl.replay import Batch
 
 # Transitions drawn from a stored replay buffer when the checkpoint has no probe batch.
 REPLAY_SAMPLES = 4096
-_FIELDS = ("obs", "act", "rew", "next_obs", "term")
 
 
 def load_run(
@@ -22,8 +22,9 @@ def load_run(
     """Config, trained agent and the raw checkpoint of `run_dir` (`widerl eval` and
     `widerl landscape`); `arg` names the folder in messages as the user typed it."""
     from widerl.agents import make_agent
-    from widerl.checkpoint import CHECKPOINT, load_checkpoint
+    from widerl.checkpoint import load_checkpoint
     from widerl.envs import check_env_id, env_dims
+    from widerl.layout import CHECKPOINT
     from widerl.rundir import load_config
 
     run_dir = Path(run_dir)

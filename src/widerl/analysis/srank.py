@@ -11,8 +11,6 @@ import torch
 
 from widerl.agents.base import Agent, eval_mode
 
-__all__ = ["critic_penultimate_features", "critic_srank", "eval_mode", "srank"]
-
 
 def srank(features: torch.Tensor, delta: float = 0.01) -> int:
     """Effective rank of a (batch x features) matrix; 0 for an all-zero matrix."""
@@ -41,11 +39,12 @@ def srank(features: torch.Tensor, delta: float = 0.01) -> int:
 
 
 def critic_penultimate_features(agent: Agent, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-    """Phi of the first critic on a batch: its body's output on z_sa (A.4)."""
+    """Phi of the first critic (of the first seed) on a batch `[B, obs_dim]`: its body's
+    output on z_sa (A.4), with every network in eval mode."""
     with torch.no_grad(), eval_mode(agent):
-        z_s = agent.features.state(obs)
-        z_sa = agent.features.state_action(z_s, act)
-        return agent.critics[0].features(z_sa)
+        z_s = agent.features.state(obs.unsqueeze(0))
+        z_sa = agent.features.state_action(z_s, act.unsqueeze(0))
+        return agent.critics.features(z_sa)[0, 0]
 
 
 def critic_srank(agent: Agent, obs: torch.Tensor, act: torch.Tensor, delta: float = 0.01) -> int:

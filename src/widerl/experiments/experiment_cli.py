@@ -32,7 +32,7 @@ def parse_train_args(text: str | None) -> dict[str, Any]:
     """--train-args: `widerl train` flags applied to every run, as Config values."""
     if not text:
         return {}
-    from widerl.cli import train_cmd
+    from widerl.cli_options import train_parser
 
     try:
         tokens = shlex.split(text)
@@ -41,7 +41,7 @@ def parse_train_args(text: str | None) -> dict[str, Any]:
     if {"-h", "--help"} & set(tokens):
         raise ConfigError("--train-args takes `widerl train` flags, not --help")
     try:
-        ctx = train_cmd.make_context("train", tokens)
+        ctx = train_parser().make_context("train", tokens)
     except click.ClickException as e:
         raise ConfigError(f"--train-args {text!r}: {e.format_message()}") from None
     params = dict(ctx.params)

@@ -16,13 +16,7 @@ from typing import Any
 
 from widerl.config import ConfigError
 from widerl.experiments.registry import EXPERIMENTS, Experiment
-
-# The files a run folder holds (widerl.logger.METRICS, widerl.checkpoint.CHECKPOINT,
-# widerl.rundir.CONFIG), named here so planning does not import torch.
-METRICS = "metrics.csv"
-CHECKPOINT = "checkpoint.pt"
-CONFIG = "config.json"
-LOG = "train.log"
+from widerl.layout import CHECKPOINT, CONFIG, METRICS
 
 PAPER_EVAL_EVERY = 5_000  # Ota et al. (2020)'s protocol; the Config default
 MIN_CURVE_POINTS = 20  # a scaled-down run still evaluates at least this often

@@ -2,7 +2,7 @@
 
 Each child writes its stdout and stderr to train.log in its run folder. A failed child is
 reported at the end and the others go on. Ctrl-C (or SIGTERM) is passed on as SIGINT to
-every running child, which saves a checkpoint and exits (train.py); a second one kills them.
+every running child, which saves a checkpoint and exits (trainer.py); a second one kills them.
 Children run in their own sessions so that the terminal's Ctrl-C reaches them only through
 this forwarding, once.
 """
@@ -22,7 +22,8 @@ from typing import IO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from widerl.experiments.plan import DONE, LOG, Job
+from widerl.experiments.plan import DONE, Job
+from widerl.layout import LOG
 from widerl.signals import StopSignals
 
 POLL_S = 0.2

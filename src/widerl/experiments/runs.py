@@ -20,10 +20,9 @@ from typing import Any
 import numpy as np
 
 from widerl.config import Config, ConfigError
+from widerl.layout import CONFIG, METRICS, TB
 from widerl.rundir import RESUMABLE_OVERRIDES
 
-CONFIG = "config.json"
-METRICS = "metrics.csv"
 RETURN = "eval_return_mean"
 SRANK = "srank"
 # Columns read from metrics.csv (others are ignored); grad_step is the x-axis (Sec. 4).
@@ -102,7 +101,7 @@ def find_run_dirs(dirs: list[Path]) -> list[Path]:
         if not Path(d).is_dir():
             raise ConfigError(f"{str(d)!r} is not a folder")
         for root, subdirs, files in os.walk(d):
-            subdirs[:] = sorted(s for s in subdirs if s != "tb")  # TensorBoard events only
+            subdirs[:] = sorted(s for s in subdirs if s != TB)  # TensorBoard events only
             if CONFIG in files and METRICS in files:
                 found.setdefault(Path(root).resolve(), None)
     if not found:

@@ -1,19 +1,67 @@
-"""What the agent sees: z_s for the actor, z_sa for the critics.
+"""Feature learners: what the agent sees (z_s for the actor, z_sa for the critics).
 
-The agent never knows whether representation learning is on (DESIGN.md): it receives a
-features object with `s_dim`, `sa_dim`, `state(obs)` and `state_action(z_s, act)`.
-Without OFENet these are the raw state and the concatenated state-action pair.
+The agent never knows which feature learner feeds it (DESIGN.md): it receives an object with
+`s_dim`, `sa_dim`, `state(obs)` and `state_action(z_s, act)`. The trainer drives the learner's
+own training through the same interface, without naming OFENet: `update` (one auxiliary step
+on a batch, returning its loss per seed or None), `pretrain_updates` (steps on the warm-up data
+before RL starts), `heldout_loss` and `optimizers`. Without representation learning
+(`RawFeatures`) these are the raw state and the concatenated state-action pair.
+
+Shapes carry the seeds dimension: obs `[K, B, obs_dim]` -> z_s `[K, B, s_dim]`.
 """
 
 from __future__ import annotations
 
+import abc
+
 import torch
 from torch import nn
 
-from widerl.config import Config
+
+class FeatureLearner(nn.Module, abc.ABC):
+    """The interface; `RawFeatures` is the trivial implementation."""
+
+    s_dim: int
+    sa_dim: int
+    pretrain_updates: int = 0  # auxiliary updates on the warm-up data before RL starts
+    metric_name: str | None = None  # the auxiliary loss's column in metrics.csv, if any
+    has_heldout: bool = False  # measures `heldout_loss` on transitions kept out of the replay
+
+    @abc.abstractmethod
+    def state(self, obs: torch.Tensor) -> torch.Tensor:
+        """z_s, what the actor sees."""
+
+    @abc.abstractmethod
+    def state_action(self, z_s: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """z_sa, what the critics see."""
+
+    def update(
+        self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor
+    ) -> torch.Tensor | None:
+        """One auxiliary training step; its loss per seed `[K]`, or None without one."""
+        return None
+
+    def heldout_loss(
+        self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor
+    ) -> torch.Tensor | None:
+        return None
+
+    def optimizers(self) -> dict[str, object]:
+        return {}
+
+    def acting_state(self) -> dict[str, torch.Tensor]:
+        """The tensors that produce the agent's features when acting elsewhere (Ray
+        collectors); keys as in `state_dict`."""
+        return self.state_dict()
+
+    def reset_parameters(self, generators: list[torch.Generator]) -> None:
+        """Initialise the trained networks, seed k's from generators[k]."""
+
+    def build_optimizer(self) -> None:
+        """Create optimizers once the parameters live on their device."""
 
 
-class RawFeatures(nn.Module):
+class RawFeatures(FeatureLearner):
     """No representation learning: z_s = s, z_sa = [s, a]."""
 
     def __init__(self, obs_dim: int, act_dim: int) -> None:
@@ -26,22 +74,3 @@ class RawFeatures(nn.Module):
 
     def state_action(self, z_s: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         return torch.cat([z_s, act], dim=-1)
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {}
-
-
-def make_features(cfg: Config, obs_dim: int, act_dim: int, device: torch.device) -> nn.Module:
-    """OFENet when `cfg.ofenet_units` > 0, the raw state and state-action pair otherwise."""
-    if not cfg.ofenet_units:
-        return RawFeatures(obs_dim, act_dim).to(device)
-    from widerl.nets.ofenet import OFENet
-
-    return OFENet(
-        obs_dim,
-        act_dim,
-        units=cfg.ofenet_units,
-        layers=cfg.ofenet_layers,
-        target_dim=cfg.ofenet_target_dim,
-        device=device,
-    )

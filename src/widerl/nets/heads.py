@@ -1,39 +1,48 @@
-"""Actors and critics: a Body (nets/blocks.py) plus its output layer.
+"""Actors and critics: a body (nets/bodies/) plus its output layer, with a members dimension.
 
-Actions live in [-1, 1]^|A| everywhere inside widerl; the env wrapper rescales them to the
-task's bounds. The Gaussian actor's mean head is the "output layer" of Table 2; its log-std
-head is a second output layer the table does not count.
+Shapes: K seeds share a process; a policy network has K members and maps z_s `[K, B, s_dim]`
+to actions `[K, B, A]`; the critics are one ensemble of K x N members (N critics per seed,
+the paper's twin critics for N = 2) mapping z_sa `[K, B, sa_dim]` to Q `[K, N, B]` in one pass.
+What the critics' output layer holds (Q itself, or logits over a value support) is their
+head's business (nets/critic_heads.py).
+
+Actions live in [-1, 1]^|A| everywhere inside widerl; the env wrapper rescales them. The
+Gaussian actor's mean head is the "output layer" of Table 2; its log-std head is a second
+output layer the table does not count.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from widerl.nets.blocks import Body
+from widerl.nets.bodies.base import Body
+from widerl.nets.critic_heads import CriticHead, ScalarHead
+from widerl.nets.ensemble import EnsembleLinear
 
 # Bounds on the pre-squash log standard deviation, as in the SAC authors' implementation.
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _LOG2 = math.log(2.0)
 
+BodyFactory = Callable[[int, int], Body]  # (members, in_dim) -> body
+
 
 def squashed_sample(
     mean: torch.Tensor, log_std: torch.Tensor, eps: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """a = tanh(u), u = mean + std * eps, its log-probability, and std (the hand-written
-    backward of agents/sac.py reuses it)."""
-    std = log_std.exp()
-    u = mean + std * eps
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """a = tanh(u), u = mean + std * eps, and log pi(a) (SAC, Appendix C)."""
+    u = mean + log_std.exp() * eps
     # log N(u; mean, std) written with eps = (u - mean) / std, saving a division.
     log_prob = (-0.5 * eps.square() - log_std - _HALF_LOG_2PI).sum(-1)
     # Change of variables for tanh (SAC Eq. 21), in the stable form
     # log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u)).
     log_prob = log_prob - (2.0 * (_LOG2 - u - F.softplus(-2.0 * u))).sum(-1)
-    return torch.tanh(u), log_prob, std
+    return torch.tanh(u), log_prob
 
 
 class GaussianActor(nn.Module):
@@ -42,23 +51,23 @@ class GaussianActor(nn.Module):
     def __init__(self, body: Body, act_dim: int) -> None:
         super().__init__()
         self.body = body
-        self.mean = nn.Linear(body.out_dim, act_dim)
-        self.log_std = nn.Linear(body.out_dim, act_dim)
+        self.mean = EnsembleLinear(body.members, body.out_dim, act_dim)
+        self.log_std = EnsembleLinear(body.members, body.out_dim, act_dim)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.body(z)
         return self.mean(h), self.log_std(h).clamp(LOG_STD_MIN, LOG_STD_MAX)
 
-    def sample(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterised action in (-1, 1) and its log-probability under the squashed policy."""
+    def sample(self, z: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised action in (-1, 1) for standard normal noise `eps`, and log pi."""
         mean, log_std = self(z)
-        a, log_prob, _ = squashed_sample(mean, log_std, torch.randn_like(mean))
-        return a, log_prob
+        return squashed_sample(mean, log_std, eps)
 
-    def act(self, z: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        if deterministic:
+    def act(self, z: torch.Tensor, eps: torch.Tensor | None) -> torch.Tensor:
+        """tanh(mean) without noise (deterministic evaluation), else a sample."""
+        if eps is None:
             return torch.tanh(self(z)[0])
-        return self.sample(z)[0]
+        return self.sample(z, eps)[0]
 
 
 class DeterministicActor(nn.Module):
@@ -67,23 +76,62 @@ class DeterministicActor(nn.Module):
     def __init__(self, body: Body, act_dim: int) -> None:
         super().__init__()
         self.body = body
-        self.mean = nn.Linear(body.out_dim, act_dim)
+        self.mean = EnsembleLinear(body.members, body.out_dim, act_dim)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.mean(self.body(z)))
 
 
-class Critic(nn.Module):
-    """Q(z_sa): a body over state-action features and a scalar output layer."""
+class CriticEnsemble(nn.Module):
+    """N critics per seed, K seeds, as K x N members of one body and one output layer: Q(z_sa)
+    of every critic in one pass. The output layer has `head.out_dim` units (1 for a scalar
+    head, the atoms of a categorical one)."""
 
-    def __init__(self, body: Body) -> None:
+    def __init__(
+        self,
+        seeds: int,
+        critics: int,
+        body: BodyFactory,
+        sa_dim: int,
+        head: CriticHead | None = None,
+    ) -> None:
         super().__init__()
-        self.body = body
-        self.out = nn.Linear(body.out_dim, 1)
+        self.seeds, self.n = seeds, critics
+        self.head = head if head is not None else ScalarHead()
+        self.body = body(seeds * critics, sa_dim)
+        self.out = EnsembleLinear(seeds * critics, self.body.out_dim, self.head.out_dim)
+
+    def _critics_per_seed(self, k: int) -> int:
+        # Read from the weights, so that a view of some members (`first`) runs the same code.
+        return self.out.weight.shape[0] // k
+
+    def _members(self, z_sa: torch.Tensor) -> torch.Tensor:
+        """[K, B, D] -> [K * N, B, D]: every critic of a seed sees that seed's input."""
+        k, b, d = z_sa.shape
+        n = self._critics_per_seed(k)
+        return z_sa.unsqueeze(1).expand(k, n, b, d).reshape(k * n, b, d)
+
+    def outputs(self, z_sa: torch.Tensor) -> torch.Tensor:
+        """The output layer of every critic `[K, N, B, out_dim]` (what the head reads)."""
+        k, b = z_sa.shape[0], z_sa.shape[1]
+        return self.out(self.body(self._members(z_sa))).view(k, -1, b, self.head.out_dim)
 
     def forward(self, z_sa: torch.Tensor) -> torch.Tensor:
-        return self.out(self.body(z_sa)).squeeze(-1)
+        """Q of every critic `[K, N, B]`."""
+        return self.head.value(self.outputs(z_sa))
+
+    def first(self, z_sa: torch.Tensor) -> torch.Tensor:
+        """Q_1 of every seed `[K, B]`, computing only the first critic (TD3's actor step
+        needs no other): the ensemble run on a view of its first members."""
+        k = z_sa.shape[0]
+        views = {
+            name: t.view(k, self.n, *t.shape[1:])[:, 0]
+            for name, t in [*self.named_parameters(), *self.named_buffers()]
+        }
+        return torch.func.functional_call(self, views, (z_sa,))[:, 0]
 
     def features(self, z_sa: torch.Tensor) -> torch.Tensor:
-        """Penultimate-layer features Phi, whose effective rank the paper tracks (A.4)."""
-        return self.body(z_sa)
+        """Penultimate-layer features Phi `[K, N, B, F]`, whose effective rank the paper
+        tracks (A.4)."""
+        k, b = z_sa.shape[0], z_sa.shape[1]
+        return self.body(self._members(z_sa)).view(k, self.n, b, -1)

@@ -1,0 +1,15 @@
+"""The names of everything in a run folder, defined once (torch-free, so that planning and
+reporting import them without torch)."""
+
+CONFIG = "config.json"  # the resolved configuration and the networks' input sizes
+METRICS = "metrics.csv"  # one row per evaluation
+CHECKPOINT = "checkpoint.pt"  # everything a resume needs
+CURVE = "learning_curve.png"
+TB = "tb"  # TensorBoard events
+DIVERGED = "diverged.json"  # written when a run stops on a non-finite value
+LOCK = "run.lock"  # the pid of the run using the folder; flock'ed while it runs
+LOG = "train.log"  # a `widerl experiment` child's output
+
+# Everything a run writes; --force removes exactly these and nothing else. The lock file is
+# not among them: removing it while locked would let a second run lock a new file.
+RUN_FILES = (CONFIG, METRICS, CHECKPOINT, CURVE, TB, DIVERGED)

@@ -1,0 +1,102 @@
+"""The members dimension: every network in widerl is an ensemble of E independent copies.
+
+A Linear layer holds weights `[E, in, out]` and biases `[E, 1, out]` and maps `[E, B, in]`
+to `[E, B, out]` with one batched product (`baddbmm`). The twin critics of SAC/TD3 are E = 2
+members of one network, evaluated in one pass; the many-seeds mode stacks K agents along the
+same dimension (critics E = K x N, actors E = K). Members never mix: every op is per member,
+so member e's outputs and gradients depend on member e's parameters and inputs only.
+
+Initialisation draws each seed's block of members from that seed's own generator, so a
+member starts from the weights the single run of the same seed starts from, whatever else
+shares the process.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from widerl.nets.norms import EnsembleNorm
+
+INITS = ("torch", "glorot")
+
+
+class EnsembleLinear(nn.Module):
+    """y_e = x_e W_e + b_e for every member e (weights `[E, in, out]`)."""
+
+    def __init__(self, members: int, in_dim: int, out_dim: int, init: str = "torch") -> None:
+        super().__init__()
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}; choose from {INITS}")
+        self.members, self.in_dim, self.out_dim, self.init = members, in_dim, out_dim, init
+        self.train_bias = True  # False when a BatchNorm follows (nets/bodies/base.py)
+        self.weight = nn.Parameter(torch.empty(members, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(members, 1, out_dim))
+        self.reset_parameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+    def bounds(self) -> tuple[float, float]:
+        """U(-a, a) bounds of weight and bias: torch's nn.Linear default (a = 1/sqrt(in) for
+        both), or Glorot-uniform weights with zero biases (Keras' default, used by OFENet)."""
+        if self.init == "glorot":
+            return math.sqrt(6.0 / (self.in_dim + self.out_dim)), 0.0
+        a = 1.0 / math.sqrt(self.in_dim) if self.in_dim else 0.0
+        return a, a
+
+    @torch.no_grad()
+    def reset_parameters(self, generators: Sequence[torch.Generator] | None = None) -> None:
+        """Redraw the weights; with `generators` (one per seed), seed k's members come from
+        generators[k], weight first, then bias, member by member."""
+        if self.weight.device.type == "meta":
+            return
+        wa, ba = self.bounds()
+        gens = list(generators) if generators else [None]
+        if self.members % len(gens):
+            raise ValueError(f"{self.members} members do not split over {len(gens)} seeds")
+        per_seed = self.members // len(gens)
+        for k, g in enumerate(gens):
+            for m in range(k * per_seed, (k + 1) * per_seed):
+                _uniform(self.weight[m], wa, g)
+                if ba:
+                    _uniform(self.bias[m], ba, g)
+                else:
+                    self.bias[m].zero_()
+
+    def extra_repr(self) -> str:
+        return f"members={self.members}, in={self.in_dim}, out={self.out_dim}, init={self.init}"
+
+
+def _uniform(t: torch.Tensor, a: float, g: torch.Generator | None) -> None:
+    """t ~ U(-a, a) from `g`; drawn on the generator's device and copied when the tensor
+    lives elsewhere (a reset of a CUDA network from the seeds' CPU generators)."""
+    if g is None or g.device == t.device:
+        t.uniform_(-a, a, generator=g)
+    else:
+        t.copy_(torch.empty(t.shape, dtype=t.dtype, device=g.device).uniform_(-a, a, generator=g))
+
+
+def ensemble_linears(module: nn.Module) -> list[EnsembleLinear]:
+    return [m for m in module.modules() if isinstance(m, EnsembleLinear)]
+
+
+def trained_names(module: nn.Module, prefix: str = "") -> list[str]:
+    """Names of the parameters an optimizer trains: all but the biases of Linear layers
+    that a BatchNorm follows (see nets/bodies/base.py)."""
+    frozen = {id(m.bias) for m in ensemble_linears(module) if not m.train_bias}
+    return [prefix + n for n, p in module.named_parameters() if id(p) not in frozen]
+
+
+def reset_members(module: nn.Module, generators: Sequence[torch.Generator]) -> None:
+    """Re-initialise every layer of `module`, in module order, from the seeds' generators, so
+    that seed k's draws are the same sequence whether or not other seeds share the network.
+    Norm layers go back to their initial state too (they draw nothing)."""
+    for layer in module.modules():
+        if isinstance(layer, EnsembleLinear):
+            layer.reset_parameters(generators)
+        elif isinstance(layer, EnsembleNorm):
+            layer.reset_parameters()

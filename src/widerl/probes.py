@@ -1,0 +1,80 @@
+"""What a row measures on the replay besides returns: the critic's effective rank (A.4) on a
+fresh sample of the replay as it is (the paper's reading, after Kumar et al. 2021) and on the
+fixed probe drawn right after the random warm-up, and the transitions a checkpoint keeps for
+`widerl landscape` (A.3). None of it touches a training random stream."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from widerl.agents.base import Agent
+from widerl.errors import Diverged
+from widerl.replay import TRANSITION_FIELDS, ReplayBuffer
+
+PROBE_SIZE = 2_048  # replay transitions for the critic's srank and loss landscapes
+
+
+class Probes:
+    def __init__(self, replay: ReplayBuffer, agent: Agent, seed: int) -> None:
+        self.replay, self.agent, self.seed = replay, agent, seed
+        self.probe: dict[str, torch.Tensor] | None = None
+
+    def spread_sample(self) -> dict[str, torch.Tensor] | None:
+        """PROBE_SIZE transitions spread evenly over the replay's contents (no RNG used)."""
+        if self.replay.size == 0:
+            return None
+        n = min(PROBE_SIZE, self.replay.size)
+        idx = torch.linspace(0, self.replay.size - 1, n).long().to(self.replay.device)
+        values = self.replay.storage.gather(idx)
+        return {k: v.float() for k, v in zip(TRANSITION_FIELDS, values, strict=True)}
+
+    def draw_probe(self) -> None:
+        """The fixed batch on which `srank_probe` is tracked, drawn once after the warm-up and
+        kept in checkpoints."""
+        if self.probe is None:
+            self.probe = self.spread_sample()
+
+    def fresh_sample(self, grad_step: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """PROBE_SIZE distinct transitions drawn uniformly from the replay as it is now. The
+        generator is seeded from the seed and grad_step alone: measuring never moves the
+        training's random streams, and a resumed run draws the same sample."""
+        if self.replay.size == 0:
+            return None
+        seed = np.random.SeedSequence([self.seed, grad_step]).generate_state(1)
+        g = torch.Generator().manual_seed(int(seed[0]))
+        n = min(PROBE_SIZE, self.replay.size)
+        idx = torch.randperm(self.replay.size, generator=g)[:n].to(self.replay.device)
+        obs, act, *_ = self.replay.storage.gather(idx)
+        return obs, act
+
+    def srank(self, sample: tuple[torch.Tensor, torch.Tensor] | None, grad_step: int) -> int | None:
+        if sample is None:
+            return None
+        from widerl.analysis.srank import critic_penultimate_features, srank
+
+        phi = critic_penultimate_features(self.agent, *sample)
+        if not bool(torch.isfinite(phi).all()):  # a row's read; the SVD would fail on them
+            raise Diverged("the critic's features on replay states", grad_step, by=True)
+        return srank(phi)
+
+    def sranks(self, grad_step: int) -> dict[str, int | None]:
+        """`srank` on a fresh replay sample and `srank_probe` on the warm-up probe."""
+        probe = (self.probe["obs"], self.probe["act"]) if self.probe else None
+        return {
+            "srank": self.srank(self.fresh_sample(grad_step), grad_step),
+            "srank_probe": self.srank(probe, grad_step),
+        }
+
+    def state_dict(self) -> dict[str, torch.Tensor | None]:
+        cpu = None if self.probe is None else {k: v.cpu() for k, v in self.probe.items()}
+        sample = self.spread_sample()
+        # What the run trained on, for `widerl landscape` (A.3): refreshed at each save.
+        return {
+            "probe": cpu,
+            "sample": None if sample is None else {k: v.cpu() for k, v in sample.items()},
+        }
+
+    def load_state_dict(self, probe: dict[str, torch.Tensor] | None) -> None:
+        if probe is not None:
+            self.probe = {k: v.to(self.replay.device) for k, v in probe.items()}
