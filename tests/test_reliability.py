@@ -145,7 +145,7 @@ def test_sigterm_while_the_trainer_is_built_exits_143_and_resumes_exactly(
 @pytest.mark.parametrize(
     ("stage", "owner", "attr", "n", "sig"),
     [
-        ("random warm-up", "collect:Collector", "step", 30, signal.SIGINT),
+        ("random warm-up", "collect:Collector", "advance", 30, signal.SIGINT),
         ("the first evaluation", "trainer:Trainer", "evaluate_and_log", 1, signal.SIGTERM),
         ("a checkpoint write", "os", "fsync", 2, signal.SIGINT),
     ],

@@ -4,6 +4,7 @@ sampler and collection source a configuration means."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,37 +34,51 @@ def derive_seeds(seed: int) -> dict[str, int]:
 
 
 @dataclass
-class Run:
-    """The parts of one training run."""
+class Lane:
+    """What one seed of a run has for itself: its settings (`cfg.seed` is the seed), random
+    streams, replay, held-out buffer, intake and probes. Its networks are member `index` of
+    the run's stacked agent."""
 
+    index: int
     cfg: Config
-    device: torch.device
     seeds: dict[str, int]
-    dims: dict[str, int]
-    features: FeatureLearner
-    agent: Agent
     replay: ReplayBuffer
     holdout: ReplayBuffer | None
     intake: Intake
+    probes: Probes
+
+
+@dataclass
+class Run:
+    """The parts of one training run: the stacked agent, feature learner and learning step
+    that all its seeds share, the per-seed `lanes`, and the collection source and evaluator
+    that serve every seed."""
+
+    cfg: Config
+    device: torch.device
+    dims: dict[str, int]
+    features: FeatureLearner
+    agent: Agent
+    lanes: list[Lane]
     source: Source
     learner: LearnStep
     evaluator: Evaluator
-    probes: Probes
+
+    # The first seed's parts (a single run's only ones).
+    seeds = property(lambda self: self.lanes[0].seeds)
+    replay = property(lambda self: self.lanes[0].replay)
+    holdout = property(lambda self: self.lanes[0].holdout)
+    intake = property(lambda self: self.lanes[0].intake)
+    probes = property(lambda self: self.lanes[0].probes)
 
     def close(self) -> None:
         self.source.close()
         self.evaluator.close()
 
 
-def build(cfg: Config) -> Run:
-    device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+def _lane(index: int, cfg: Config, obs_dim: int, act_dim: int, device: torch.device,
+          features: FeatureLearner, agent: Agent) -> Lane:  # fmt: skip
     seeds = derive_seeds(cfg.seed)
-    torch.manual_seed(seeds["torch"])
-    obs_dim, act_dim = env_dims(cfg.env)
-    features = make_features(cfg, obs_dim, act_dim)
-    agent = make_agent(cfg, obs_dim, act_dim, device, features=features, seeds=[seeds["torch"]])
     replay = ReplayBuffer(
         obs_dim,
         act_dim,
@@ -79,20 +94,50 @@ def build(cfg: Config) -> Run:
     holdout = None
     if features.has_heldout:
         holdout = ReplayBuffer(obs_dim, act_dim, HOLDOUT_SIZE, device, seed=seeds["replay"] + 1)
+    return Lane(
+        index=index,
+        cfg=cfg,
+        seeds=seeds,
+        replay=replay,
+        holdout=holdout,
+        intake=Intake(replay, holdout),
+        probes=Probes(replay, agent, seeds["srank"]),
+    )
+
+
+def build(cfg: Config, seeds: list[int] | None = None) -> Run:
+    """The run of `cfg`, or with `seeds` one independent agent per seed (each seed's config is
+    `cfg` with that seed), stacked along the networks' members dimension."""
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    cfgs = [cfg] if seeds is None else [dataclasses.replace(cfg, seed=s) for s in seeds]
+    streams = [derive_seeds(c.seed) for c in cfgs]
+    # Nothing in training draws from torch's global generator (every consumer has its own);
+    # it is seeded for code outside widerl, from the first seed.
+    torch.manual_seed(streams[0]["torch"])
+    obs_dim, act_dim = env_dims(cfg.env)
+    features = make_features(cfg, obs_dim, act_dim, seeds=len(cfgs))
+    agent = make_agent(
+        cfg, obs_dim, act_dim, device, features=features, seeds=[s["torch"] for s in streams]
+    )
+    lanes = [_lane(i, c, obs_dim, act_dim, device, features, agent) for i, c in enumerate(cfgs)]
     dims = {"obs_dim": obs_dim, "act_dim": act_dim, "z_s_dim": features.s_dim,
             "z_sa_dim": features.sa_dim}  # fmt: skip
     return Run(
         cfg=cfg,
         device=device,
-        seeds=seeds,
         dims=dims,
         features=features,
         agent=agent,
-        replay=replay,
-        holdout=holdout,
-        intake=Intake(replay, holdout),
-        source=make_source(cfg, seeds, device),
-        learner=LearnStep(replay, features, agent, cfg.batch_size, compiled=compiles(cfg)),
-        evaluator=Evaluator(cfg.env, seeds["eval"] % 2**31, cfg.eval_episodes),
-        probes=Probes(replay, agent, seeds["srank"]),
+        lanes=lanes,
+        source=make_source(cfg, streams, device),
+        learner=LearnStep(
+            [lane.replay for lane in lanes],
+            features,
+            agent,
+            cfg.batch_size,
+            compiled=compiles(cfg),
+        ),  # fmt: skip
+        evaluator=Evaluator(cfg.env, [s["eval"] % 2**31 for s in streams], cfg.eval_episodes),
     )

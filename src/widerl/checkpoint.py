@@ -64,16 +64,21 @@ def load_checkpoint(run_dir: Path, map_location: str | torch.device = "cpu") -> 
 
 
 # --- the run's checkpoint: its schema, in one place ------------------------------------------
-def pack_run(run: Any, progress: Any, wall_time: float) -> dict[str, Any]:
-    """Everything a resume needs, from the built run (`build.Run`) and the trainer's counters
-    (`train.Progress`). With --checkpoint-replay also the replay, the held-out buffer and the
-    weight versions, so that a resumed run is the run that was not stopped."""
-    c = run.cfg
+def pack_run(
+    run: Any, progress: Any, wall_time: float, lane: int = 0, agent: dict | None = None
+) -> dict[str, Any]:
+    """Everything a resume of seed number `lane` needs, from the built run (`build.Run`) and
+    the trainer's counters (`trainer.Progress`): a single run's checkpoint, whichever of a
+    run's seeds it is. `agent` is that seed's share of the agent's state (default: the whole
+    agent's, a single seed's). With --checkpoint-replay also the replay, the held-out buffer
+    and the weight versions, so that a resumed run is the run that was not stopped."""
+    part = run.lanes[lane]
+    c = part.cfg
     exact = c.checkpoint_replay
     rng: dict[str, torch.Tensor] = {"torch": torch.get_rng_state()}
     if run.device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(run.device)
-    intake = run.intake.state_dict(with_versions=exact)
+    intake = part.intake.state_dict(with_versions=exact)
     versions = intake.pop("versions")
     return {
         "format": FORMAT_VERSION,
@@ -81,43 +86,48 @@ def pack_run(run: Any, progress: Any, wall_time: float) -> dict[str, Any]:
         "algo": c.algo,
         "grad_step": progress.grad_step,
         "wall_time": wall_time,
-        "agent": run.agent.checkpoint_state(),
-        "collector": {**intake, "inline": run.source.state_dict()},
-        "means": progress.means.state_dict(),
+        "agent": run.agent.checkpoint_state() if agent is None else agent,
+        "collector": {**intake, "inline": run.source.state_dict(lane)},
+        "means": progress.means[lane].state_dict(),
         "logged_step": progress.logged_step,
         "pretrain_steps": progress.pretrain_steps,
         "pretrained": progress.pretrained,
         "rng": rng,
-        "replay": run.replay.state_dict() if exact else None,
+        "replay": part.replay.state_dict() if exact else None,
         "versions": versions,
-        "holdout": run.holdout.state_dict() if exact and run.holdout is not None else None,
-        **run.probes.state_dict(),
+        "holdout": part.holdout.state_dict() if exact and part.holdout is not None else None,
+        **part.probes.state_dict(),
     }
 
 
-def unpack_run(state: dict[str, Any], run: Any, progress: Any) -> float:
-    """Restore `pack_run`'s state into `run` and `progress`; returns the wall time so far."""
-    c = run.cfg
-    run.agent.load_checkpoint_state(state["agent"])
-    col = state["collector"]
-    run.intake.load_state_dict({**col, "versions": state.get("versions")})
-    run.source.load_state_dict(col.get("inline"), continue_episodes=c.checkpoint_replay)
-    if state.get("means") is not None:
-        progress.means.load_state_dict(state["means"], run.device)
-    progress.grad_step = int(state["grad_step"])
-    progress.logged_step = int(state.get("logged_step", state["grad_step"]))
-    progress.pretrain_steps = int(state.get("pretrain_steps", 0))
-    progress.pretrained = bool(state.get("pretrained", False))
+def unpack_run(states: list[dict[str, Any]], run: Any, progress: Any, agent: dict) -> float:
+    """Restore the seeds' `pack_run` states (one per lane, in order) into `run` and
+    `progress`, with `agent` the agent's state they make together; returns the wall time so
+    far (the longest of the seeds')."""
+    run.agent.load_checkpoint_state(agent)
+    first = states[0]
+    progress.grad_step = int(first["grad_step"])
+    progress.logged_step = int(first.get("logged_step", first["grad_step"]))
+    progress.pretrain_steps = int(first.get("pretrain_steps", 0))
+    progress.pretrained = bool(first.get("pretrained", False))
     progress.saved_step = progress.grad_step
-    torch.set_rng_state(state["rng"]["torch"].cpu())
-    if "cuda" in state["rng"] and run.device.type == "cuda":
-        torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), run.device)
-    if state.get("replay") is not None:
-        run.replay.load_state_dict(state["replay"])
-    if state.get("holdout") is not None and run.holdout is not None:
-        run.holdout.load_state_dict(state["holdout"])
-    run.probes.load_state_dict(state.get("probe"))
-    return float(state["wall_time"])
+    torch.set_rng_state(first["rng"]["torch"].cpu())
+    if "cuda" in first["rng"] and run.device.type == "cuda":
+        torch.cuda.set_rng_state(first["rng"]["cuda"].cpu(), run.device)
+    for lane, state in zip(run.lanes, states, strict=True):
+        col = state["collector"]
+        lane.intake.load_state_dict({**col, "versions": state.get("versions")})
+        run.source.load_state_dict(
+            col.get("inline"), continue_episodes=lane.cfg.checkpoint_replay, lane=lane.index
+        )
+        if state.get("means") is not None:
+            progress.means[lane.index].load_state_dict(state["means"], run.device)
+        if state.get("replay") is not None:
+            lane.replay.load_state_dict(state["replay"])
+        if state.get("holdout") is not None and lane.holdout is not None:
+            lane.holdout.load_state_dict(state["holdout"])
+        lane.probes.load_state_dict(state.get("probe"))
+    return max(float(s["wall_time"]) for s in states)
 
 
 _ZIP_HEAD = b"PK\x03\x04"  # a local file header: torch.save's zip format starts with one

@@ -32,9 +32,12 @@ def app() -> None:
 
 @app.command("train")
 @train_options
-def train_cmd(preset: str | None, resume: Path | None, force: bool, **kwargs: Any) -> int:
-    """Train SAC or TD3. --steps counts gradient updates. The run folder (--out) gets
-    config.json, metrics.csv, tb/, checkpoint.pt and learning_curve.png."""
+def train_cmd(
+    preset: str | None, resume: Path | None, force: bool, seeds: str | None, **kwargs: Any
+) -> int:
+    """Train SAC, TD3 or CrossQ. --steps counts gradient updates. The run folder (--out) gets
+    config.json, metrics.csv, tb/, checkpoint.pt and learning_curve.png; with --seeds each
+    seed gets such a folder, --out/s<seed>/."""
     from widerl.signals import StopSignals
 
     # First of all (before torch is imported): from here on SIGINT/SIGTERM only ask the run
@@ -46,7 +49,7 @@ def train_cmd(preset: str | None, resume: Path | None, force: bool, **kwargs: An
 
             held.enter_context(RunLock(run_dir, flag))
 
-        return _train(preset, resume, force, given_values(kwargs), stop, lock)
+        return _train(preset, resume, force, given_values(kwargs), stop, lock, seeds)
 
 
 def _train(
@@ -56,35 +59,54 @@ def _train(
     given: dict[str, Any],
     stop: StopSignals,
     lock: Callable[[Path, str], None],
+    seeds_text: str | None = None,
 ) -> int:
     """`train` under the caller's StopSignals and lock; the exit status (128 + the signal's
     number when a signal stopped it, as a shell reports it)."""
     import signal
 
     from widerl import api
-    from widerl.trainer import Trainer
+    from widerl.seeds import parse_seeds
 
+    seeds = None if seeds_text is None else parse_seeds(seeds_text)
+    if seeds is not None and "seed" in given:
+        raise ConfigError(
+            f"--seed {given['seed']} and --seeds {seeds_text} cannot be combined; --seeds N "
+            "alone trains seed N"
+        )
     if resume is not None:
         if preset is not None:
             raise ConfigError(
                 "--preset cannot be combined with --resume (the run keeps its stored config)"
             )
-        started = api.prepare_resume(resume, given, lock)
+        if seeds is not None:
+            raise ConfigError(
+                f"--seeds cannot be combined with --resume (--resume {resume} continues the "
+                "seeds it holds)"
+            )
+        if api.is_seeds_run(resume):
+            started = api.prepare_resume_seeds(resume, given, lock)
+        else:
+            started = api.prepare_resume(resume, given, lock)
     else:
         cfg = resolve(given, preset)
-        run_dir = api.check_new(cfg)
+        run_dir = api.check_new(cfg) if seeds is None else api.check_new_seeds(cfg, seeds)
         if stop.stop:
             click.echo("stopped before the run started; nothing was written", err=True)
             return 128 + stop.signum
-        started = api.prepare_new(cfg, run_dir, force, lock)
+        if seeds is not None:
+            started = api.prepare_new_seeds(cfg, run_dir, seeds, force, lock)
+        else:
+            started = api.prepare_new(cfg, run_dir, force, lock)
     cfg, run_dir, ckpt = started.cfg, started.run_dir, started.checkpoint
     if stop.stop:  # the folder holds a config (and maybe a checkpoint): --resume continues
-        step = int(ckpt["grad_step"]) if ckpt else 0
+        first = ckpt[0] if isinstance(ckpt, list) else ckpt
+        step = int(first["grad_step"]) if first else 0
         click.echo(
             f"stopped at {step} updates. Continue with: widerl train --resume {run_dir}", err=True
         )
         return 128 + stop.signum
-    result = Trainer(cfg, run_dir).run(resume=ckpt is not None, state=ckpt, stop=stop)
+    result = started.trainer().run(resume=ckpt is not None, state=ckpt, stop=stop)
     if result.interrupted or stop.stop:
         click.echo(
             f"stopped at {result.grad_step} updates; checkpoint saved. Continue with: "
@@ -92,6 +114,17 @@ def _train(
             err=True,
         )
         return 128 + (stop.signum or signal.SIGINT)
+    if started.seeds is not None:
+        from widerl.seeds import seed_dir
+
+        lasts = ["n/a" if v is None else f"{v:.1f}" for v in result.last_evals]
+        click.echo(
+            f"done: {len(started.seeds)} seeds, {result.grad_step} updates and "
+            f"{result.env_step} env steps each, last eval returns {' '.join(lasts)}"
+        )
+        for s in started.seeds:
+            click.echo(f"seed {s}: {seed_dir(run_dir, s)}/")
+        return 0
     last = "n/a" if result.last_eval is None else f"{result.last_eval:.1f}"
     click.echo(
         f"done: {result.grad_step} updates, {result.env_step} env steps, last eval return {last}"

@@ -67,6 +67,16 @@ preset_option = click.option(
 def train_options(fn: Callable) -> Callable:
     """`widerl train`'s options (also how `widerl experiment --train-args` is parsed)."""
     fn = config_options()(fn)
+    fn = click.option(
+        "--seeds",
+        default=None,
+        metavar="LIST",
+        help="Train one independent agent per seed in this one process, e.g. 0,1,2,3,4 or "
+        "0-4: each seed has its own envs, replay, OFENet, optimizer state and random "
+        "streams, and writes its own run folder --out/s<seed>/ (what eval, landscape, "
+        "report and --resume take); the seeds' networks are stacked and trained by one "
+        "update. Not with --seed; --resume of --out continues all seeds.",
+    )(fn)
     fn = click.option("--force", is_flag=True, help="Replace a run already in --out.")(fn)
     fn = click.option(
         "--resume",

@@ -72,7 +72,11 @@ class Collector:
 
     def step(self, agent: Agent | None) -> Chunk:
         """One step of every env (actions from one batched forward pass)."""
-        act = self.policy_actions(agent)
+        return self.advance(self.policy_actions(agent))
+
+    def advance(self, act: np.ndarray) -> Chunk:
+        """One step of every env with the actions `act` chosen elsewhere (with --seeds, one
+        forward pass of all seeds' policies chooses every seed's actions)."""
         next_obs, rew, term, trunc, info = self.envs.step(act)
         done = term | trunc
         real_next = next_obs

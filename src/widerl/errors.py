@@ -16,6 +16,8 @@ class Diverged(RuntimeError):
     stops (exit 1). `update` is the update at which `quantity` first was non-finite, or with
     `by` the update by which it was found to be (parameters are checked at rows)."""
 
+    lane = 0  # which of a run's seeds (its index in --seeds) diverged
+
     def __init__(self, quantity: str, update: int, by: bool = False, detail: str = "") -> None:
         self.quantity, self.update, self.by = quantity, update, by
         when = "by" if by else "at"

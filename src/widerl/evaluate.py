@@ -13,20 +13,47 @@ from widerl.envs import make_env
 
 
 class Evaluator:
-    """Runs `episodes` episodes with the deterministic policy. Every evaluation starts its
-    episodes from the same seeds, so curves compare policies on the same initial states."""
+    """Runs `episodes` episodes with the deterministic policy of every seed, each seed on its
+    own env from its own episode seeds (`seeds[k]`, the seed's eval stream). Every evaluation
+    starts its episodes from the same seeds, so curves compare policies on the same initial
+    states. The seeds' episodes run side by side: one forward pass of the stacked policies
+    chooses all their actions."""
 
-    def __init__(self, env_id: str, seed: int, episodes: int) -> None:
-        self.env = make_env(env_id)
-        self.seed, self.episodes = seed, episodes
+    def __init__(self, env_id: str, seeds: list[int], episodes: int) -> None:
+        self.envs = [make_env(env_id) for _ in seeds]
+        self.seeds, self.episodes = list(seeds), episodes
 
     def __call__(self, agent: Agent) -> np.ndarray:
+        """Returns `[K, episodes]`."""
         return np.array(
-            [run_episode(self.env, agent, self.seed + i)[0] for i in range(self.episodes)]
-        )
+            [
+                run_episodes(self.envs, agent, [s + i for s in self.seeds])
+                for i in range(self.episodes)
+            ]
+        ).T
 
     def close(self) -> None:
-        self.env.close()
+        for env in self.envs:
+            env.close()
+
+
+def run_episodes(envs: list[gym.Env], agent: Agent, seeds: list[int]) -> list[float]:
+    """The return of one deterministic episode per env: env k is seed k's, acted on by the
+    agent's member k. An env whose episode ended waits (its last observation goes through the
+    forward pass, its action unused); in eval mode no member's output depends on another's
+    input, so each return is the one that seed's single run gets."""
+    obs = [env.reset(seed=seed)[0] for env, seed in zip(envs, seeds, strict=True)]
+    totals, done = [0.0] * len(envs), [False] * len(envs)
+    while not all(done):
+        x = torch.as_tensor(np.stack(obs), dtype=torch.float32, device=agent.device)
+        actions = agent.act(x.unsqueeze(1), deterministic=True)[:, 0].cpu().numpy()
+        for k, env in enumerate(envs):
+            if done[k]:
+                continue
+            obs[k], rew, term, trunc, _ = env.step(actions[k])
+            totals[k] += float(rew)
+            done[k] = bool(term or trunc)
+    return totals
 
 
 def run_episode(

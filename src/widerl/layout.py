@@ -13,3 +13,7 @@ LOG = "train.log"  # a `widerl experiment` child's output
 # Everything a run writes; --force removes exactly these and nothing else. The lock file is
 # not among them: removing it while locked would let a second run lock a new file.
 RUN_FILES = (CONFIG, METRICS, CHECKPOINT, CURVE, TB, DIVERGED)
+
+# A `--seeds` run's folder holds one run folder per seed, s<seed>/, and this list of them
+# (what `--resume` of the folder continues).
+SEEDS = "seeds.json"

@@ -11,58 +11,82 @@ function runs eagerly otherwise.
 from __future__ import annotations
 
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
-from widerl.agents.base import Agent, by_seed
+from widerl.agents.base import Agent
 from widerl.nets.features import FeatureLearner
-from widerl.replay import ReplayBuffer
+from widerl.replay import TRANSITION_FIELDS, Batch, ReplayBuffer
 
 
 class LearnStep:
-    """`step(grad_step, total_steps) -> metrics` (detached device tensors, one per name)."""
+    """`step(grad_step, total_steps) -> metrics` (detached device tensors, one per name).
+
+    With a list of replays (one per seed, the run's seeds stacked along the members
+    dimension) each seed's batch comes from its own replay and sampler, the batches are
+    stacked `[K, B, ...]` and one update trains every seed; metrics are `[K]` and "idx" the
+    rows learned from `[K, B]`. With a single replay they are a single seed's (scalars)."""
 
     def __init__(
         self,
-        replay: ReplayBuffer,
+        replay: ReplayBuffer | Sequence[ReplayBuffer],
         features: FeatureLearner,
         agent: Agent,
         batch_size: int,
         compiled: bool | str = False,
     ) -> None:
-        self.replay, self.features, self.agent = replay, features, agent
+        self.single = isinstance(replay, ReplayBuffer)
+        self.replays = [replay] if isinstance(replay, ReplayBuffer) else list(replay)
+        if len(self.replays) != agent.k:
+            raise ValueError(f"{len(self.replays)} replays for an agent of {agent.k} seeds")
+        self.replay, self.features, self.agent = self.replays[0], features, agent
         self.batch_size = batch_size
-        self.beta = torch.zeros((), dtype=torch.float64, device=replay.device)
+        self.beta = torch.zeros((), dtype=torch.float64, device=self.replay.device)
         self.compiled = compiled
         self._fn: Callable[..., dict[str, torch.Tensor]] = self._step
         if compiled:  # True: inductor, what --compile runs; a string: that backend (tests)
             backend = compiled if isinstance(compiled, str) else "inductor"
-            self._fn = compile_step(_own_code(self._step), replay.device, backend)
+            self._fn = compile_step(_own_code(self._step), self.replay.device, backend)
 
     def __call__(self, grad_step: int, total_steps: int) -> dict[str, torch.Tensor]:
-        u = self.replay.draw(self.batch_size)
+        u = [r.draw(self.batch_size) for r in self.replays]  # each seed's own sampler stream
+        # Every seed's replay has the same schedule of beta (one config).
         self.beta.fill_(self.replay.beta(grad_step / max(total_steps, 1)))
         noise = self.agent.draw_noise(self.batch_size)
         metrics = self._fn(u, self.beta, noise, self.agent.actor_step_due())
         self.agent.n_updates += 1
-        return metrics
+        return {k: v[0] for k, v in metrics.items()} if self.single else metrics
 
     def _step(
-        self, u: torch.Tensor, beta: torch.Tensor, noise: dict[str, torch.Tensor], actor_step: bool
+        self,
+        u: list[torch.Tensor],
+        beta: torch.Tensor,
+        noise: dict[str, torch.Tensor],
+        actor_step: bool,
     ) -> dict[str, torch.Tensor]:
-        sampled = self.replay.gather(u, beta)
-        batch, _ = by_seed(sampled)
+        sampled = [r.gather(uk, beta) for r, uk in zip(self.replays, u, strict=True)]
+        batch = stack_batches(sampled)
         aux = self.features.update(batch.obs, batch.act, batch.next_obs)
         with torch.no_grad():
             metrics: dict[str, Any] = self.agent._update(batch, noise, actor_step)
         if aux is not None:
             metrics[self.features.metric_name] = aux
-        metrics = {k: v[0] for k, v in metrics.items()}  # one seed
-        self.replay.update_priorities(sampled.idx, metrics["td_abs"])
-        metrics["idx"] = sampled.idx  # which rows were learned from (weight_age)
+        for k, (replay, b) in enumerate(zip(self.replays, sampled, strict=True)):
+            replay.update_priorities(b.idx, metrics["td_abs"][k])
+        metrics["idx"] = batch.idx  # which rows were learned from (weight_age)
         return metrics
+
+
+def stack_batches(batches: Sequence[Batch]) -> Batch:
+    """Per-seed batches `[B, ...]` as one `[K, B, ...]` batch (seed k's at k)."""
+    weights = [b.weight for b in batches]
+    return Batch(
+        *(torch.stack([getattr(b, f) for b in batches]) for f in TRANSITION_FIELDS),
+        weight=None if weights[0] is None else torch.stack(weights),  # type: ignore[arg-type]
+        idx=torch.stack([b.idx for b in batches]),
+    )
 
 
 def _own_code(method: Callable[..., Any]) -> Callable[..., Any]:

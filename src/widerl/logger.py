@@ -97,7 +97,11 @@ class MetricMeans:
 
     @torch.no_grad()
     def add(self, metrics: dict[str, torch.Tensor]) -> None:
-        values = torch.stack([metrics[n] for n in self.names])
+        self.add_values(torch.stack([metrics[n] for n in self.names]))
+
+    @torch.no_grad()
+    def add_values(self, values: torch.Tensor) -> None:
+        """One update's metrics as one tensor, in the order of `names`."""
         if self.sums is None:
             self.sums = values.to(torch.float64)
             self.finite = torch.isfinite(values).long()

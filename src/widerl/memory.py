@@ -36,33 +36,35 @@ class Part:
     on_device: bool  # on the training device (the host when that is the CPU)
 
 
-def network_nbytes(cfg: Config, obs_dim: int, act_dim: int) -> int:
+def network_nbytes(cfg: Config, obs_dim: int, act_dim: int, seeds: int = 1) -> int:
     """Parameters and buffers of every network (targets included), plus one gradient and two
-    Adam moments per trainable parameter; built on the meta device, so nothing is allocated."""
+    Adam moments per trainable parameter, for `seeds` seeds stacked; built on the meta
+    device, so nothing is allocated."""
     from widerl.agents import make_agent
 
     meta = torch.device("meta")
     with meta:  # the default device too: modules built before `.to(device)` stay shapes only
-        agent = make_agent(cfg, obs_dim, act_dim, meta)
+        agent = make_agent(cfg, obs_dim, act_dim, meta, seeds=list(range(seeds)))
     tensors = [*agent.parameters(), *agent.buffers()]
     stored = sum(t.numel() * t.element_size() for t in tensors)
     trainable = sum(p.numel() * p.element_size() for p in agent.trained_parameters())
     return stored + 3 * trainable
 
 
-def run_parts(cfg: Config, obs_dim: int, act_dim: int) -> list[Part]:
+def run_parts(cfg: Config, obs_dim: int, act_dim: int, seeds: int = 1) -> list[Part]:
+    """What a run of `seeds` seeds allocates: every seed has its own replay."""
     from widerl.intake import HOLDOUT_SIZE
 
     replay = replay_nbytes(obs_dim, act_dim, cfg.buffer_size, cfg.prioritized)
     parts = [
-        Part("replay", replay, True),
-        Part("weight versions", VERSION_BYTES * cfg.buffer_size, False),
-        Part("networks and Adam", network_nbytes(cfg, obs_dim, act_dim), True),
+        Part("replay", seeds * replay, True),
+        Part("weight versions", seeds * VERSION_BYTES * cfg.buffer_size, False),
+        Part("networks and Adam", network_nbytes(cfg, obs_dim, act_dim, seeds), True),
     ]
     if cfg.ofenet_units:
-        holdout = replay_nbytes(obs_dim, act_dim, HOLDOUT_SIZE, False)
+        holdout = seeds * replay_nbytes(obs_dim, act_dim, HOLDOUT_SIZE, False)
         parts.append(Part("OFENet held-out buffer", holdout, True))
-    if cfg.checkpoint_replay:
+    if cfg.checkpoint_replay:  # the seeds' checkpoints are written one after another
         parts.append(Part("checkpoint copy of the replay", replay, False))
     return parts
 
@@ -119,11 +121,14 @@ def _round_down(n: float) -> int:
     return int(n // scale * scale)
 
 
-def check_memory(cfg: Config, obs_dim: int, act_dim: int, device: torch.device) -> None:
-    """Raise ConfigError naming the figure a run would need when it does not fit."""
+def check_memory(
+    cfg: Config, obs_dim: int, act_dim: int, device: torch.device, seeds: int = 1
+) -> None:
+    """Raise ConfigError naming the figure a run (of `seeds` seeds) would need when it does
+    not fit."""
     if device.type == "cuda" and device.index is None:  # "cuda" means the current one
         device = torch.device("cuda", torch.cuda.current_device())
-    parts = run_parts(cfg, obs_dim, act_dim)
+    parts = run_parts(cfg, obs_dim, act_dim, seeds)
     pools = [("host", False, host_available())]
     if device.type != "cpu":
         pools.insert(0, (str(device), True, device_available(device)))

@@ -35,10 +35,10 @@ def check_threads(threads: int) -> None:
         )
 
 
-def preflight(cfg: Config) -> tuple[int, int]:
+def preflight(cfg: Config, seeds: int = 1) -> tuple[int, int]:
     """Everything about `cfg` that can be checked here before training: the env id, settings
-    bounded by the env's sizes, --threads, the device and the memory the run allocates.
-    Returns the env's (obs_dim, act_dim)."""
+    bounded by the env's sizes, --threads, the device and the memory the run (of `seeds`
+    seeds) allocates. Returns the env's (obs_dim, act_dim)."""
     from widerl.device import resolve_device
     from widerl.memory import check_memory
 
@@ -46,5 +46,5 @@ def preflight(cfg: Config) -> tuple[int, int]:
     check_env_settings(cfg, obs_dim)
     check_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    check_memory(cfg, obs_dim, act_dim, device)
+    check_memory(cfg, obs_dim, act_dim, device, seeds)
     return obs_dim, act_dim

@@ -48,23 +48,10 @@ class Probes:
         obs, act, *_ = self.replay.storage.gather(idx)
         return obs, act
 
-    def srank(self, sample: tuple[torch.Tensor, torch.Tensor] | None, grad_step: int) -> int | None:
-        if sample is None:
-            return None
-        from widerl.analysis.srank import critic_penultimate_features, srank
-
-        phi = critic_penultimate_features(self.agent, *sample)
-        if not bool(torch.isfinite(phi).all()):  # a row's read; the SVD would fail on them
-            raise Diverged("the critic's features on replay states", grad_step, by=True)
-        return srank(phi)
-
-    def sranks(self, grad_step: int) -> dict[str, int | None]:
-        """`srank` on a fresh replay sample and `srank_probe` on the warm-up probe."""
+    def samples(self, grad_step: int) -> dict[str, tuple[torch.Tensor, torch.Tensor] | None]:
+        """What `srank` and `srank_probe` are measured on: a fresh sample and the probe."""
         probe = (self.probe["obs"], self.probe["act"]) if self.probe else None
-        return {
-            "srank": self.srank(self.fresh_sample(grad_step), grad_step),
-            "srank_probe": self.srank(probe, grad_step),
-        }
+        return {"srank": self.fresh_sample(grad_step), "srank_probe": probe}
 
     def state_dict(self) -> dict[str, torch.Tensor | None]:
         cpu = None if self.probe is None else {k: v.cpu() for k, v in self.probe.items()}
@@ -78,3 +65,47 @@ class Probes:
     def load_state_dict(self, probe: dict[str, torch.Tensor] | None) -> None:
         if probe is not None:
             self.probe = {k: v.to(self.replay.device) for k, v in probe.items()}
+
+
+def sranks(probes: list[Probes], agent: Agent, grad_step: int) -> list[dict[str, int | None]]:
+    """`srank` on a fresh replay sample and `srank_probe` on the warm-up probe, per seed:
+    seed k's critic on seed k's samples, all seeds in one forward pass when the samples have
+    the same size (they do in a run: every seed's replay fills alike)."""
+    from widerl.analysis.srank import srank
+
+    per_lane = [p.samples(grad_step) for p in probes]
+    out: list[dict[str, int | None]] = [{} for _ in probes]
+    for name in ("srank", "srank_probe"):
+        samples = [s[name] for s in per_lane]
+        phis = _member_features(agent, samples)
+        for k, phi in enumerate(phis):
+            if phi is not None and not bool(torch.isfinite(phi).all()):  # the SVD would fail
+                raise Diverged("the critic's features on replay states", grad_step, by=True)
+            out[k][name] = None if phi is None else srank(phi)
+    return out
+
+
+def _member_features(
+    agent: Agent, samples: list[tuple[torch.Tensor, torch.Tensor] | None]
+) -> list[torch.Tensor | None]:
+    """Seed k's first critic's penultimate features on samples[k] (eval mode)."""
+    from widerl.analysis.srank import member_penultimate_features
+
+    present = [s for s in samples if s is not None]
+    if not present:
+        return [None] * len(samples)
+    if len(present) == len(samples) and len({s[0].shape for s in present}) == 1:
+        obs = torch.stack([s[0] for s in present])
+        act = torch.stack([s[1] for s in present])
+        return list(member_penultimate_features(agent, obs, act))
+    out: list[torch.Tensor | None] = []
+    for k, s in enumerate(samples):  # unequal sizes: each seed's sample through every member
+        if s is None:
+            out.append(None)
+            continue
+        k_all = agent.k
+        phi = member_penultimate_features(
+            agent, s[0].expand(k_all, *s[0].shape), s[1].expand(k_all, *s[1].shape)
+        )
+        out.append(phi[k])
+    return out

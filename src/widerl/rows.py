@@ -7,12 +7,14 @@ import time
 from typing import Any
 
 import numpy as np
+import torch
 
 HOLDOUT_BATCH = 1_024  # held-out transitions the feature learner's test loss is measured on
 
 
 def evaluation_row(
     parts: Any,
+    lane: Any,
     progress: Any,
     returns: np.ndarray,
     since: tuple[float, int, int],
@@ -20,13 +22,15 @@ def evaluation_row(
     sranks: dict[str, int | None],
     means: dict[str, float],
 ) -> dict[str, object]:
-    """The row for `progress.grad_step`: `parts` is the build.Run, `since` the (clock,
-    grad_step, env_steps) of the previous row, `means` the metric means since then."""
-    intake, grad_step = parts.intake, progress.grad_step
+    """The row of seed `lane` (a build.Lane of the build.Run `parts`) for
+    `progress.grad_step`: `since` is the (clock, grad_step, env_steps) of the previous row,
+    `means` the metric means since then."""
+    intake, grad_step, cfg = lane.intake, progress.grad_step, lane.cfg
     t, g, e = since
     dt = max(time.perf_counter() - t, 1e-9)
-    collectors = intake.collector_returns(max(parts.cfg.actors, 1))
-    row: dict[str, object] = {
+    collectors = intake.collector_returns(max(cfg.actors, 1))
+    idx = None if progress.last_idx is None else progress.last_idx[lane.index]
+    return {
         "grad_step": grad_step,
         "env_step": intake.env_steps,
         "wall_time": round(wall_time, 3),
@@ -36,22 +40,28 @@ def evaluation_row(
         "episodes": intake.episodes,
         "updates_per_s": (grad_step - g) / dt if grad_step > g else None,
         "env_steps_per_s": (intake.env_steps - e) / dt if intake.env_steps > e else None,
-        "replay_size": parts.replay.size,
-        "weight_age": intake.weight_age(progress.last_idx, grad_step),
+        "replay_size": lane.replay.size,
+        "weight_age": intake.weight_age(idx, grad_step),
         "sync_lag": intake.take_sync_lag(),
         "collector_returns": ";".join("" if r is None else f"{r:.6g}" for r in collectors),
         "restarts": parts.source.restarts,
         "collectors_waiting": parts.source.waiting,
         **sranks,
         # Resets happen before update k * R + 1 (trainer): by row g, (g - 1) // R of them.
-        "resets": (grad_step - 1) // parts.cfg.reset_every
-        if parts.cfg.reset_every and grad_step
-        else 0,
+        "resets": (grad_step - 1) // cfg.reset_every if cfg.reset_every and grad_step else 0,
         **means,
     }
-    holdout, features = parts.holdout, parts.features
-    if holdout is not None and holdout.size:
-        h = holdout.sample(min(HOLDOUT_BATCH, holdout.size))
-        loss = features.heldout_loss(h.obs, h.act, h.next_obs)
-        row[f"{features.metric_name}_heldout"] = float(loss)
-    return row
+
+
+def heldout_losses(parts: Any) -> list[float | None]:
+    """The feature learner's loss on each seed's held-out transitions (None without them):
+    seed k's learner on seed k's, all seeds in one pass."""
+    holdouts = [lane.holdout for lane in parts.lanes]
+    if any(h is None or not h.size for h in holdouts):
+        return [None] * len(holdouts)
+    n = min(HOLDOUT_BATCH, *(h.size for h in holdouts))
+    batches = [h.sample(n) for h in holdouts]
+    obs, act, next_obs = (torch.stack([getattr(b, f) for b in batches])
+                          for f in ("obs", "act", "next_obs"))  # fmt: skip
+    loss = parts.features.heldout_loss(obs, act, next_obs)
+    return [None if loss is None else float(v) for v in loss.cpu().tolist()]

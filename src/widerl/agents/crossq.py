@@ -101,7 +101,9 @@ class CrossQ(SAC):
         return metrics
 
     def _extra_state(self) -> dict[str, torch.Tensor]:
-        return {f"last_{k}": v.detach().cpu() for k, v in self._last.items()}
+        # Meta tensors (members.Layout's shapes-only agent) have no data to copy.
+        last = {k: v.detach() for k, v in self._last.items()}
+        return {f"last_{k}": v if v.is_meta else v.cpu() for k, v in last.items()}
 
     def _load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
         for k, v in self._last.items():

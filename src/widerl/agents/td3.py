@@ -73,7 +73,8 @@ class TD3(Agent):
     def _extra_state(self) -> dict[str, torch.Tensor]:
         # Reported by the updates between two delayed actor steps; a resumed run's first
         # rows need it.
-        return {"last_actor_loss": self._last_actor_loss.detach().cpu()}
+        loss = self._last_actor_loss.detach()
+        return {"last_actor_loss": loss if loss.is_meta else loss.cpu()}  # meta: members.Layout
 
     def _load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
         if "last_actor_loss" in state:

@@ -41,10 +41,15 @@ def srank(features: torch.Tensor, delta: float = 0.01) -> int:
 def critic_penultimate_features(agent: Agent, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
     """Phi of the first critic (of the first seed) on a batch `[B, obs_dim]`: its body's
     output on z_sa (A.4), with every network in eval mode."""
+    return member_penultimate_features(agent, obs.unsqueeze(0), act.unsqueeze(0))[0]
+
+
+def member_penultimate_features(agent: Agent, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    """Phi of each seed's first critic on that seed's batch: `[K, B, obs_dim] -> [K, B, F]`."""
     with torch.no_grad(), eval_mode(agent):
-        z_s = agent.features.state(obs.unsqueeze(0))
-        z_sa = agent.features.state_action(z_s, act.unsqueeze(0))
-        return agent.critics.features(z_sa)[0, 0]
+        z_s = agent.features.state(obs)
+        z_sa = agent.features.state_action(z_s, act)
+        return agent.critics.features(z_sa)[:, 0]
 
 
 def critic_srank(agent: Agent, obs: torch.Tensor, act: torch.Tensor, delta: float = 0.01) -> int:

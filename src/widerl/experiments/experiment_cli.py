@@ -45,7 +45,7 @@ def parse_train_args(text: str | None) -> dict[str, Any]:
     except click.ClickException as e:
         raise ConfigError(f"--train-args {text!r}: {e.format_message()}") from None
     params = dict(ctx.params)
-    for name in ("preset", "resume", "force"):
+    for name in ("preset", "resume", "force", "seeds"):
         if params.pop(name, None):
             raise ConfigError(f"--train-args may not use --{name}; each run sets its own")
     return {k: v for k, v in params.items() if v is not None}

@@ -1,0 +1,243 @@
+"""`widerl train --seeds`: several independent seeds in one process, each with its own run folder.
+
+Independence is checked against the single run of the same seed (initial weights, warm-up
+actions, the evaluation at update 0, the losses of the first 10 updates) and between the
+members (one member's env perturbed, the others bit-identical).
+"""
+
+import csv
+import dataclasses
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from widerl.cli import main
+from widerl.config import resolve
+from widerl.learner import LearnStep
+from widerl.logger import TIMING_COLUMNS
+from widerl.seeds import parse_seeds
+from widerl.trainer import Trainer
+
+TINY = {"env": "Pendulum-v1", "units": 16, "layers": 2, "batch_size": 32, "warmup": 64,
+        "eval_episodes": 1, "progress": False, "compile": "off"}  # fmt: skip
+TINY_ARGS = ["--env", "Pendulum-v1", "--units", "16", "--layers", "2", "--batch-size", "32"]
+TINY_ARGS += ["--warmup", "64", "--eval-episodes", "1", "--no-progress", "--compile=off"]
+
+
+class Go:
+    stop = False
+
+
+def rows(run: Path) -> list[dict[str, str]]:
+    with (run / "metrics.csv").open() as f:
+        return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in csv.DictReader(f)]
+
+
+def test_parse_seeds() -> None:
+    assert parse_seeds("0-4") == [0, 1, 2, 3, 4]
+    assert parse_seeds("3,1,7") == [3, 1, 7]
+    assert parse_seeds("0-2,9") == [0, 1, 2, 9]
+    assert parse_seeds("5") == [5]
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--seeds", "3-1"], "'3-1'"),
+        (["--seeds", "0,1,0"], "seed 0 twice"),
+        (["--seeds", "0-2,2"], "seed 2 twice"),
+        (["--seeds", "a"], "'a' is not a seed"),
+        (["--seeds", "0,1", "--seed", "2"], "--seed 2"),
+        (["--seeds", "0,1", "--actors", "2"], "not supported yet, because"),
+    ],
+)
+def test_bad_seeds_are_one_line_exit_2_and_write_nothing(
+    tmp_path: Path, capsys, args: list[str], named: str
+) -> None:
+    out = tmp_path / "out"
+    assert main(["train", "--out", str(out), *TINY_ARGS, *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("widerl: error:") and named in err, err
+    assert not out.exists()
+
+
+def test_seeds_refuse_a_single_run_folder_and_resume_takes_no_seeds(tmp_path: Path, capsys) -> None:
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "config.json").write_text("{}")
+    assert main(["train", "--out", str(single), *TINY_ARGS, "--seeds", "0,1"]) == 2
+    assert "single-seed run" in capsys.readouterr().err
+    assert main(["train", "--resume", str(single), "--seeds", "0,1"]) == 2
+    assert "--seeds cannot be combined with --resume" in capsys.readouterr().err
+    assert sorted(p.name for p in single.iterdir()) == ["config.json", "run.lock"]
+
+
+# --- a member is the single run of its seed ----------------------------------------------------
+def first_updates(trainer: Trainer, n: int, compiled: str | bool = False) -> dict:
+    """Warm-up, feature pre-training, the evaluation at update 0 and `n` updates, driven as
+    the trainer drives them; what each produced, per seed."""
+    p = trainer.parts
+    if compiled:
+        replays = [lane.replay for lane in p.lanes]
+        p.learner = LearnStep(replays, p.features, p.agent, trainer.cfg.batch_size, compiled)
+    init = {k: v.clone() for k, v in p.agent.state_dict().items()}
+    p.source.start(p.agent, 0, stop=lambda: False)
+    trainer.fill(Go())
+    trainer.pretrain(Go())
+    returns = p.evaluator(p.agent)
+    for _ in range(n):
+        trainer.take(p.source.step(trainer.grad_step, p.intake.env_steps))
+        trainer.learn_step()
+    p.close()
+    return {"init": init, "returns": returns, "replays": [lane.replay for lane in p.lanes]}
+
+
+def record_losses(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Every learning step's metrics, as the trainer received them."""
+    seen: list = []
+    original = LearnStep.__call__
+
+    def call(self, grad_step: int, total: int):  # noqa: ANN001, ANN202
+        metrics = original(self, grad_step, total)
+        seen.append({k: v.clone() for k, v in metrics.items() if k != "idx"})
+        return metrics
+
+    monkeypatch.setattr(LearnStep, "__call__", call)
+    return seen
+
+
+CASES = {
+    "sac-mlp-compiled": {"algo": "sac"},
+    "td3-densenet-per": {"algo": "td3", "arch": "densenet", "prioritized": True},
+    "sac-ofenet-bn": {
+        "algo": "sac",
+        "ofenet_units": 16,
+        "ofenet_layers": 2,
+        "ofenet_pretrain": 4,
+        "batchnorm": True,
+    },  # fmt: skip
+    "crossq": {"algo": "crossq"},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_member_equals_the_single_run_of_its_seed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    cfg = resolve({**TINY, **CASES[case]})
+    compiled = "aot_eager" if "compiled" in case else False
+    seen = record_losses(monkeypatch)
+    stacked = Trainer(cfg, tmp_path / "stacked", seeds=[5, 2])
+    many = first_updates(stacked, 10, compiled)
+    many_losses, seen[:] = list(seen), []
+    (tmp_path / "single").mkdir()
+    single = Trainer(dataclasses.replace(cfg, seed=2), tmp_path / "single")
+    one = first_updates(single, 10)  # eager: compiled members equal the eager single run
+    one_losses = list(seen)
+
+    member = stacked.layout.take({"modules": many["init"]}, 1)["modules"]
+    assert member.keys() == one["init"].keys()
+    for name, value in one["init"].items():
+        torch.testing.assert_close(member[name], value, rtol=0, atol=1e-4, msg=name)
+    # Warm-up actions (and everything else the replay holds) from the seed's own streams.
+    mine, theirs = many["replays"][1], one["replays"][0]
+    assert mine.size == theirs.size
+    for a, b in zip(mine.storage.fields().values(), theirs.storage.fields().values(), strict=True):
+        torch.testing.assert_close(a[: mine.size].float(), b[: mine.size].float(), atol=1e-4,
+                                   rtol=0)  # fmt: skip
+    np.testing.assert_allclose(many["returns"][1], one["returns"][0], rtol=1e-5, atol=1e-4)
+    # The other member is a different agent.
+    assert not np.allclose(many["returns"][0], one["returns"][0])
+    assert len(many_losses) == len(one_losses) == 10
+    for step, (m, o) in enumerate(zip(many_losses, one_losses, strict=True)):
+        for name, value in o.items():
+            torch.testing.assert_close(
+                m[name][1], value[0], rtol=1e-4, atol=1e-4, msg=f"{name} at update {step}"
+            )
+
+
+# --- no member reaches another ----------------------------------------------------------------
+@pytest.mark.slow
+def test_perturbing_one_members_env_leaves_the_others_bit_identical(tmp_path: Path) -> None:
+    cfg = resolve({**TINY, "steps": 60, "eval_every": 30, "ofenet_units": 16,
+                   "ofenet_layers": 2, "ofenet_pretrain": 3, "prioritized": True})  # fmt: skip
+    seeds = [0, 1, 2]
+
+    def run(out: Path, perturb: bool) -> None:
+        trainer = Trainer(cfg, out, seeds=seeds)
+        if perturb:
+            envs = trainer.parts.source.collectors[1].envs
+            step = envs.step
+
+            def shifted(action):  # noqa: ANN001, ANN202
+                obs, rew, term, trunc, info = step(action)
+                return obs, rew + 1.0, term, trunc, info
+
+            envs.step = shifted
+        trainer.run()
+
+    run(tmp_path / "plain", False)
+    run(tmp_path / "perturbed", True)
+    for s in seeds:
+        a = torch.load(tmp_path / "plain" / f"s{s}" / "checkpoint.pt", weights_only=True)
+        b = torch.load(tmp_path / "perturbed" / f"s{s}" / "checkpoint.pt", weights_only=True)
+        same = all(torch.equal(a["agent"]["modules"][k], b["agent"]["modules"][k])
+                   for k in a["agent"]["modules"])  # fmt: skip
+        same_rows = rows(tmp_path / "plain" / f"s{s}") == rows(tmp_path / "perturbed" / f"s{s}")
+        if s == 1:
+            assert not same and not same_rows
+        else:
+            assert same and same_rows, s
+
+
+# --- the command line, end to end ----------------------------------------------------------
+@pytest.mark.slow
+def test_seeds_run_interrupt_resume_and_eval_of_one_seed(tmp_path: Path, capsys) -> None:
+    run = ["--steps", "90", "--eval-every", "30", "--checkpoint-replay"]
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    assert main(["train", "--out", str(ref), *TINY_ARGS, *run, "--seeds", "0-1"]) == 0
+    assert sorted(p.name for p in ref.iterdir()) == ["run.lock", "s0", "s1", "seeds.json"]
+    for s in (0, 1):
+        folder = ref / f"s{s}"
+        assert {"config.json", "metrics.csv", "checkpoint.pt", "learning_curve.png", "tb"} <= {
+            p.name for p in folder.iterdir()
+        }
+        assert '"seed": 1' in (ref / "s1" / "config.json").read_text()
+        assert [int(r["grad_step"]) for r in rows(folder)] == [0, 30, 60, 90]
+    assert rows(ref / "s0") != rows(ref / "s1")
+
+    # Stopped at update 45 (as SIGINT stops it, at a clean point): every seed saved, and
+    # --resume of the folder continues both to the uninterrupted run's rows.
+    original = Trainer.learn_step
+
+    def stop_at_45(self) -> None:  # noqa: ANN001
+        original(self)
+        if self.grad_step == 45:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(Trainer, "learn_step", stop_at_45)
+        argv = ["train", "--out", str(out), *TINY_ARGS, *run, "--seeds", "0-1"]
+        assert main(argv) == 128 + signal.SIGINT
+    for s in (0, 1):
+        assert torch.load(out / f"s{s}" / "checkpoint.pt", weights_only=True)["grad_step"] == 45
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    for s in (0, 1):
+        assert rows(out / f"s{s}") == rows(ref / f"s{s}"), s
+    assert "done: 2 seeds, 90 updates" in capsys.readouterr().out
+
+    # One seed's folder is a single run's: eval, and --resume of it alone.
+    assert main(["eval", str(out / "s1"), "--episodes", "1"]) == 0
+    assert "return over 1 episodes" in capsys.readouterr().out
+    assert main(["train", "--resume", str(out / "s1"), "--steps", "120", "--no-progress"]) == 0
+    assert [int(r["grad_step"]) for r in rows(out / "s1")] == [0, 30, 60, 90, 120]
+    # The seeds are now apart: continuing them as one run is refused, one line, exit 2.
+    assert main(["train", "--resume", str(out), "--steps", "150", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "resume each" in err, err
