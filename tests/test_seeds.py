@@ -241,3 +241,40 @@ def test_seeds_run_interrupt_resume_and_eval_of_one_seed(tmp_path: Path, capsys)
     assert main(["train", "--resume", str(out), "--steps", "150", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "resume each" in err, err
+
+
+# --- widerl experiment --seeds-per-process ---------------------------------------------------
+@pytest.mark.slow
+def test_experiment_packs_a_runs_seeds_into_one_process(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from widerl.experiments.plan import DONE, run_state
+    from widerl.experiments.registry import EXPERIMENTS, Experiment, RunSpec
+
+    spec = RunSpec("mlp", {"units": 16, "layers": 1})
+    tiny = Experiment("tiny", "test", "a tiny SAC net", ("Pendulum-v1",), (spec,), 10_000, 2)
+    monkeypatch.setitem(EXPERIMENTS, "tiny", tiny)
+    out = tmp_path / "exp"
+    train_args = ["--train-args", "--warmup 50 --eval-episodes 1 --batch-size 32"]
+    args = ["experiment", "tiny", "--out", str(out), "--seeds-per-process", "2", *train_args]
+    assert main([*args, "--steps", "30", "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 runs x 2 seed(s) = 2 jobs in 1 processes" in printed
+    assert "[new] widerl train" in printed and "--seeds 0,1 --out" in printed
+    assert main([*args, "--steps", "30"]) == 0
+    assert "1 finished, 0 skipped" in capsys.readouterr().out
+    run = out / "tiny" / "Pendulum-v1-mlp"
+    for s in (0, 1):
+        assert run_state(run / f"s{s}", 30) == DONE
+        assert f'"seed": {s}' in (run / f"s{s}" / "config.json").read_text()
+    assert "--seeds 0,1" in (run / "train.log").read_text()
+    # A larger budget continues the pack from its seeds' checkpoints, in one process.
+    assert main([*args, "--steps", "40", "--dry-run"]) == 0
+    assert f"[resume] widerl train --resume {run} " in capsys.readouterr().out
+    assert main([*args, "--steps", "40"]) == 0
+    assert "1 finished, 0 skipped" in capsys.readouterr().out
+    assert all(run_state(run / f"s{s}", 40) == DONE for s in (0, 1))
+    # Packs of part of a run's seeds would share its folder: refused, one line, exit 2.
+    assert main([*args[:-2], "--seeds-per-process", "2", "--seeds", "3", "--steps", "40"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not supported yet, because" in err, err

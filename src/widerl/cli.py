@@ -280,12 +280,12 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
 @click.option(
     "--peer",
     type=click.Choice(["sb3", "sbx", "none"]),
-    default="sb3",
+    default=None,
     is_flag=False,
     flag_value="sb3",
-    show_default=True,
-    help="Library timed in the same run, interleaved with ours: sb3 (Stable-Baselines3, "
-    "PyTorch; `train(gradient_steps=--updates)`), sbx (Stable Baselines Jax, jit-compiled; "
+    help="Library timed in the same run, interleaved with ours [default: sb3]: sb3 "
+    "(Stable-Baselines3, PyTorch; `train(gradient_steps=--updates)`), sbx (Stable Baselines "
+    "Jax, jit-compiled; "
     "timed both one update per call, as a training loop calls it, and --updates per call, "
     "its JAX compilation excluded by a burn-in), or none. The peer is an MLP of our width "
     "and depth.",
@@ -334,6 +334,15 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
     "it, and the peer is an MLP of the resulting width and depth. With --distributed: the "
     "learner's [default: paper-S there].",
 )
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Instead: seed-updates/s of this many seeds stacked in one process (train --seeds) "
+    "against as many single-seed runs, each side as `widerl experiment --jobs 2` runs it (two "
+    "processes of one thread each), side by side, with the fraction of the one-thread matmul "
+    "peak; no peer.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_cmd(
     algo: str,
@@ -346,7 +355,7 @@ def bench_cmd(
     batch_size: int,
     updates: int,
     rounds: int,
-    peer: str,
+    peer: str | None,
     no_peer: bool,
     compiled: bool,
     device: str,
@@ -354,6 +363,7 @@ def bench_cmd(
     distributed: bool,
     envs_per_actor: int,
     preset: str | None,
+    seeds: int | None,
     as_json: bool,
 ) -> None:
     """Learning steps/s of ours and, interleaved in the same run, of a peer's update
@@ -386,6 +396,26 @@ def bench_cmd(
         check_env_id(env)
         o, a = env_dims(env)
         obs_dim, act_dim = obs_dim or o, act_dim or a
+    if seeds is not None:
+        if peer is not None or no_peer:
+            raise ConfigError("--seeds compares widerl with itself; it takes no --peer")
+        if device != "cpu" or threads is not None:
+            raise ConfigError(
+                "--seeds times one-thread CPU processes (as `widerl experiment --jobs 2` runs "
+                "them); it takes no --device or --threads"
+            )
+        from widerl.bench_seeds import format_seeds_bench, run_seeds_bench
+
+        shape = {"units": units, "layers": layers, "arch": arch}
+        cfg = resolve(
+            {"algo": algo, "batch_size": batch_size,
+             **{k: v for k, v in shape.items() if v is not None}},
+            preset,
+        )  # fmt: skip
+        result = run_seeds_bench(cfg, seeds, obs_dim, act_dim, updates, rounds, compiled)
+        click.echo(json.dumps(result) if as_json else format_seeds_bench(result))
+        return
+    peer = peer or "sb3"
     if no_peer:
         peer = "none"
     if peer != "none":

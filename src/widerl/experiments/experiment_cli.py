@@ -9,7 +9,15 @@ from typing import Any
 import click
 
 from widerl.config import ConfigError, resolve
-from widerl.experiments.plan import Job, get_experiment, parse_envs, plan
+from widerl.experiments.plan import (
+    STACK_SEEDS,
+    Job,
+    PackJob,
+    get_experiment,
+    pack_jobs,
+    parse_envs,
+    plan,
+)
 from widerl.experiments.registry import EXPERIMENTS
 
 _LIST = "\n".join(
@@ -51,7 +59,7 @@ def parse_train_args(text: str | None) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}
 
 
-def check_jobs(jobs: list[Job]) -> None:
+def check_jobs(jobs: list[Job | PackJob]) -> None:
     """Check each distinct run as `widerl train` would (settings, env sizes, threads, device,
     memory) before any starts, so a bad value stops everything with one line instead of
     failing every child."""
@@ -63,7 +71,7 @@ def check_jobs(jobs: list[Job]) -> None:
             continue
         seen.add(job.run)
         try:
-            preflight(resolve({**job.settings, "steps": job.steps}, job.preset))
+            preflight(resolve({**job.settings, "steps": job.steps}, job.preset), job.seeds)
         except ConfigError as e:
             raise ConfigError(f"run {job.run}: {e}") from None
 
@@ -203,6 +211,15 @@ def run_on_cluster(
     help="Multiply every network's width (agent and OFENet) by this, e.g. 0.25 turns the "
     "paper's 2048/128 units into 512/32 for a CPU.",
 )
+@click.option(
+    "--seeds-per-process",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train this many seeds of a run in one process (`widerl train --seeds`, networks "
+    "stacked), 1 for a process per seed; 1 or at least --seeds [default: "
+    f"{'--seeds' if STACK_SEEDS else 1}, what measured fastest on a 2-core CPU: "
+    "benchmarks/README.md].",
+)
 @click.option("--dry-run", is_flag=True, help="Print the runs' commands; run nothing.")
 @click.pass_context
 def experiment_cmd(
@@ -220,6 +237,7 @@ def experiment_cmd(
     threads: int,
     train_args: str | None,
     unit_scale: float,
+    seeds_per_process: int | None,
     dry_run: bool,
 ) -> None:
     exp = get_experiment(name)
@@ -238,11 +256,16 @@ def experiment_cmd(
         train_overrides=parse_train_args(train_args),
         unit_scale=unit_scale,
     )
+    n_seeds = seeds or exp.seeds
+    n_runs, n_jobs = len(job_list) // n_seeds, len(job_list)
+    if seeds_per_process is None:  # the measured default (benchmarks/README.md)
+        seeds_per_process = n_seeds if STACK_SEEDS else 1
+    job_list = pack_jobs(job_list, seeds_per_process)
     check_jobs(job_list)
-    n_runs = len(job_list) // (seeds or exp.seeds)
+    packed = f" in {len(job_list)} processes" if len(job_list) < n_jobs else ""
     click.echo(
         f"experiment {exp.name} ({exp.figure}: {exp.title}): {n_runs} runs x "
-        f"{seeds or exp.seeds} seed(s) = {len(job_list)} jobs, {job_list[0].steps} gradient steps "
+        f"{n_seeds} seed(s) = {n_jobs} jobs{packed}, {job_list[0].steps} gradient steps "
         f"each, in {out / exp.name}"
     )
     if dry_run:

@@ -23,7 +23,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from widerl.experiments.plan import DONE, Job
-from widerl.layout import LOG
 from widerl.signals import StopSignals
 
 POLL_S = 0.2
@@ -152,10 +151,7 @@ def run_jobs(
     if skipped:
         console.print(f"{skipped} of {len(jobs)} runs already finished: skipped")
     need = resources or (lambda job: (1.0, 0.0))
-    tasks = [
-        Task(f"{job.run} s{job.seed}", job.argv(state), job.run_dir / LOG, *need(job))
-        for job, state in todo
-    ]
+    tasks = [Task(job.label, job.argv(state), job.log, *need(job)) for job, state in todo]
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
