@@ -278,3 +278,53 @@ def test_experiment_packs_a_runs_seeds_into_one_process(
     assert main([*args[:-2], "--seeds-per-process", "2", "--seeds", "3", "--steps", "40"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not supported yet, because" in err, err
+
+
+# --- widerl bench --seeds ------------------------------------------------------------------
+@pytest.mark.slow
+def test_bench_seeds_times_stacked_and_single_processes_side_by_side(capsys) -> None:
+    import json
+    import statistics
+
+    argv = ["bench", "--seeds", "2", "--units", "8", "--layers", "1", "--updates", "4"]
+    assert main([*argv, "--rounds", "2", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["seeds"] == 2 and r["processes_per_side"] == 2 and r["threads_per_process"] == 1
+    stacked, single = r["stacked_per_round"], r["single_per_round"]
+    assert len(stacked) == len(single) == 2 and min(stacked + single) > 0
+    ratios = [a / b for a, b in zip(stacked, single, strict=True)]
+    assert r["ratio"] == pytest.approx(statistics.median(ratios))
+    # A stacked step of 2 seeds runs twice the matmuls of one seed's.
+    assert r["stacked_flops_per_step"] == pytest.approx(2 * r["single_flops_per_step"])
+    assert 0 < r["stacked_peak_fraction"] < 1 and 0 < r["single_peak_fraction"] < 1
+    assert main([*argv, "--peer", "sbx"]) == 2
+    assert "takes no --peer" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_diverged_seed_keeps_its_last_finite_checkpoint_and_the_others_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from widerl.errors import Diverged
+
+    cfg = resolve({**TINY, "steps": 90, "eval_every": 30})
+    trainer = Trainer(cfg, tmp_path, seeds=[0, 1])
+    original = Trainer.learn_step
+
+    def poison_seed_1(self) -> None:  # noqa: ANN001
+        original(self)
+        if self.grad_step == 40:
+            weight = next(self.agent.critics.parameters())  # [K * N, in, out], seed-major
+            n = weight.shape[0] // 2
+            weight[n:].fill_(float("nan"))
+
+    monkeypatch.setattr(Trainer, "learn_step", poison_seed_1)
+    with pytest.raises(Diverged) as e:
+        trainer.run()
+    assert e.value.lane == 1 and "other seeds' checkpoints are saved at update 60" in str(e.value)
+    assert (tmp_path / "s1" / "diverged.json").is_file()
+    assert not (tmp_path / "s0" / "diverged.json").exists()
+    steps = [torch.load(tmp_path / f"s{s}" / "checkpoint.pt", weights_only=True)["grad_step"]
+             for s in (0, 1)]  # fmt: skip
+    assert steps == [60, 30]
+    assert main(["train", "--resume", str(tmp_path / "s0"), "--no-progress"]) == 0
