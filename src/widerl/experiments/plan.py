@@ -28,7 +28,9 @@ NOT_COMPARED_ON_RESUME = ("out", "steps", "threads", "progress", "eval_every")
 
 NEW, RESUME, RESTART, DONE = "new", "resume", "restart", "done"
 # Whether `widerl experiment` trains all of a run's seeds in one process by default
-# (--seeds-per-process): what `widerl bench --seeds 5` measured faster on a 2-core CPU.
+# (--seeds-per-process). `widerl bench --seeds 5` on the loaded 2-core machine measured 0.88x
+# for paper-original and 1.31x for paper-S (README, widerl bench): no default that is faster
+# for every run, so one process per seed stays the default.
 STACK_SEEDS = False
 
 
