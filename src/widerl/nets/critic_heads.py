@@ -19,6 +19,7 @@ to r + disc * (z - b).
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import torch
@@ -64,7 +65,7 @@ class ScalarHead:
         return elementwise_critic_loss(self.kind, self.value(out), target.unsqueeze(1))
 
 
-class _Categorical:
+class _Categorical(abc.ABC):
     """Logits over `atoms` classes with values `points(device)`; Q is the expectation under
     the softmax, the loss the cross-entropy against target probabilities."""
 
@@ -75,15 +76,16 @@ class _Categorical:
             raise ValueError(f"need atoms >= 2 and v_min < v_max, got {atoms}, {v_min}, {v_max}")
         self.out_dim, self.v_min, self.v_max = atoms, v_min, v_max
 
+    @abc.abstractmethod
     def points(self, like: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The support's values `[atoms]` on `like`'s device and dtype."""
 
     def value(self, out: torch.Tensor) -> torch.Tensor:
         return (out.softmax(-1) * self.points(out)).sum(-1)
 
+    @abc.abstractmethod
     def probs(self, target: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """The target as probabilities over the classes `[K, B, atoms]`."""
-        raise NotImplementedError
 
     def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         p = self.probs(target, out).unsqueeze(1)  # the same target for every critic
