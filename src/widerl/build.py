@@ -20,7 +20,7 @@ from widerl.learner import LearnStep
 from widerl.nets.feature_learners import make_features
 from widerl.nets.features import FeatureLearner
 from widerl.probes import Probes
-from widerl.replay import ReplayBuffer
+from widerl.replay import ReplayBuffer, compact_reserve
 from widerl.sources import Source, make_source
 
 SEED_STREAMS = ("torch", "collect", "eval", "replay", "actors", "srank")
@@ -73,6 +73,7 @@ def build(cfg: Config) -> Run:
         alpha=cfg.per_alpha,
         seed=seeds["replay"],
         beta=cfg.per_beta,
+        reserve=compact_reserve(cfg.buffer_size),
     )
     # Held-out transitions for the feature learner's test loss: diverted from the replay,
     # never trained on (OFENet's aux_loss_heldout).

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from widerl.config import Config, ConfigError
-from widerl.replay import replay_nbytes
+from widerl.replay import compact_reserve, replay_nbytes
 
 VERSION_BYTES = 4  # int32 weight version of each replay slot (Trainer.versions), on the host
 _CG = Path("/sys/fs/cgroup")
@@ -53,7 +53,9 @@ def network_nbytes(cfg: Config, obs_dim: int, act_dim: int) -> int:
 def run_parts(cfg: Config, obs_dim: int, act_dim: int) -> list[Part]:
     from widerl.intake import HOLDOUT_SIZE
 
-    replay = replay_nbytes(obs_dim, act_dim, cfg.buffer_size, cfg.prioritized)
+    replay = replay_nbytes(
+        obs_dim, act_dim, cfg.buffer_size, cfg.prioritized, compact_reserve(cfg.buffer_size)
+    )
     parts = [
         Part("replay", replay, True),
         Part("weight versions", VERSION_BYTES * cfg.buffer_size, False),
