@@ -63,13 +63,15 @@ def collectors(n: int, envs: int, log: dict) -> list[Collector]:
     return out
 
 
-def stream(cols: list[Collector], chunks: int, seed: int) -> list[Chunk]:
+def stream(
+    cols: list[Collector], chunks: int, seed: int, weights: list[float] | None = None
+) -> list[Chunk]:
     """Chunks of 1-4 steps of every env of a collector, collectors in a random order (the
-    Ape-X learner takes chunks as they come)."""
+    Ape-X learner takes chunks as they come; `weights`: how often each one sends)."""
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(chunks):
-        i = int(rng.integers(len(cols)))
+        i = int(rng.choice(len(cols), p=weights))
         chunk = cols[i].collect(None, int(rng.integers(1, 5)))
         chunk.source = i
         out.append(chunk)
@@ -95,11 +97,8 @@ def kept_rows(intake: Intake, chunks: list[Chunk]) -> list[bytes]:
     kept = []
     for ch in chunks:
         held = (intake.rows_seen + np.arange(len(ch))) % intake_mod.HOLDOUT_EVERY == 0
-        kept += (
-            [s.tobytes() for s in ch.obs[~held]]
-            if intake.holdout
-            else list(map(np.ndarray.tobytes, ch.obs))
-        )
+        rows = ch.obs[~held] if intake.holdout is not None else ch.obs
+        kept += [s.tobytes() for s in rows]
         intake.add(ch, 0)
     return kept
 
@@ -109,9 +108,10 @@ def kept_rows(intake: Intake, chunks: list[Chunk]) -> list[bytes]:
 def test_sampled_pairs_are_what_the_env_produced(
     monkeypatch: pytest.MonkeyPatch, prioritized: bool, reserve: int | None
 ) -> None:
-    """3 collectors of 2 envs each, chunks interleaved, episodes ending by termination and by
-    truncation (Gymnasium's final observation), one transition in 7 held out (OFENet's split:
-    its predecessor has no stored successor) and a ring of 64 slots wrapped many times."""
+    """3 collectors of 2 envs each, chunks interleaved, one of them pausing, episodes ending by
+    termination and by truncation (Gymnasium's final observation), one transition in 7 held
+    out (OFENet's split: its predecessor has no stored successor) and a ring of 64 slots
+    wrapped many times."""
     monkeypatch.setattr(intake_mod, "HOLDOUT_EVERY", 7)
     log: dict[bytes, tuple] = {}
     cols = collectors(3, 2, log)
@@ -121,7 +121,9 @@ def test_sampled_pairs_are_what_the_env_produced(
     intake = Intake(rb, holdout)
     kept: list[bytes] = []
     for round_ in range(6):
-        kept += kept_rows(intake, stream(cols, 15, seed=round_))
+        # The third collector pauses for two rounds: its open ends wait while the ring wraps.
+        weights = [0.6, 0.4, 0.0] if round_ in (1, 2) else [0.5, 0.3, 0.2]
+        kept += kept_rows(intake, stream(cols, 15, seed=round_, weights=weights))
         if prioritized:  # priorities that differ, so that every kind of row gets drawn
             b = rb.sample(64)
             rb.update_priorities(b.idx, torch.rand(64) * 3)
@@ -276,3 +278,17 @@ def test_compiled_step_reads_start_and_size_without_recompiling() -> None:
 
     for a, b in zip(run(False), run("aot_eager"), strict=True):
         assert torch.equal(a, b)
+
+
+def test_an_open_end_whose_transition_is_gone_stays_unlinked() -> None:
+    """An env's chunk waits for its continuation while another env's transitions overwrite
+    it (a stalled collector): when the continuation comes, the slot it would have linked
+    holds another transition, whose next observation must stay its own."""
+    log: dict[bytes, tuple] = {}
+    b, a = collectors(2, 1, log)  # env 1's first episode does not end at its first step
+    rb = ReplayBuffer(OBS, 1, 8, reserve=8)
+    intake = Intake(rb, None)
+    kept = kept_rows(intake, [a.collect(None, 1)])
+    kept += kept_rows(intake, [b.collect(None, 1) for _ in range(12)])
+    kept += kept_rows(intake, [a.collect(None, 1)])
+    check_samples(rb, log, kept, draws=500)
