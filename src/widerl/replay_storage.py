@@ -15,7 +15,7 @@ later stored transition's s, it gets a row of its own in `extra`, a pool of `res
 
 Which slot continues which is found from the data alone, so chunks may interleave envs and
 collectors in any order (Ape-X) and nothing about streams needs to be declared: a pointer
-names a slot only if that slot's s equals s' bit for bit (matched through a digest of the
+names a slot only if that slot's s equals s' bit for bit (proposed by a hash of the
 bytes, then compared exactly) and the slot was written after the transition, hence is
 overwritten after it too. A link therefore never changes a sampled value. When the
 continuing row arrives, a pooled s' moves back to a pointer and its row is free again.
@@ -31,7 +31,6 @@ OFENet's 1-in-100 split.
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
 from typing import Any
 
@@ -73,9 +72,53 @@ def segments(pos: int, n: int, capacity: int) -> list[tuple[int, int, int]]:
     return segs
 
 
-def _digests(x: np.ndarray) -> list[bytes]:
-    rows = np.ascontiguousarray(x, dtype=np.float32)
-    return [hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in rows]
+_MULT = np.random.default_rng(12).integers(1, 2**63, 4096, dtype=np.uint64) | np.uint64(1)
+
+
+def _hashes(x: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each float32 row's bits (random odd multipliers, wrapping sums). It only
+    proposes links; each is then checked bit for bit, so a collision costs a missed link,
+    never a wrong value."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    d = bits.shape[1]
+    mult = _MULT[:d] if d <= len(_MULT) else np.resize(_MULT, d)
+    h = (bits * mult).sum(axis=1, dtype=np.uint64)  # array products wrap without warning
+    return h ^ (h >> np.uint64(31))
+
+
+def _bits(x: np.ndarray) -> np.ndarray:
+    """float32 rows as their bits: a link must not change a value, not even -0.0 or a NaN."""
+    return x.view(np.int32)
+
+
+def _first_later(h_obs: np.ndarray, h_nxt: np.ndarray) -> np.ndarray:
+    """For each row r, the first row j > r whose obs hash is row r's next-obs hash (-1: none)."""
+    n = len(h_obs)
+    if n == 1:
+        return np.full(1, -1, dtype=np.int64)
+    order = np.argsort(h_obs, kind="stable")  # equal hashes stay in row order
+    sh = h_obs[order]
+    lo = np.searchsorted(sh, h_nxt, "left")
+    hi = np.searchsorted(sh, h_nxt, "right")
+    out = np.full(n, -1, dtype=np.int64)
+    one = (hi - lo) == 1
+    j = order[np.minimum(lo, n - 1)]
+    out[one & (j > np.arange(n))] = j[one & (j > np.arange(n))]
+    for r in np.flatnonzero(hi - lo > 1):  # repeated observations: rare
+        later = order[lo[r] : hi[r]]
+        later = later[later > r]
+        out[r] = later.min() if len(later) else -1
+    return out
+
+
+def _host(x: torch.Tensor) -> np.ndarray:
+    return x.detach().to("cpu").numpy()
+
+
+def _index(
+    values: list[int], device: torch.device, dtype: torch.dtype = torch.int64
+) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(values, dtype=np.int64)).to(device, dtype)
 
 
 class TensorStorage:
@@ -99,34 +142,43 @@ class TensorStorage:
             raise ValueError(f"reserve must be >= 1, got {self.reserve}")
         self.device = torch.device(device)
         f32 = {"dtype": torch.float32, "device": self.device}
-        self.obs = torch.zeros(self.capacity, self.obs_dim, **f32)
+        # Every observation in one tensor: the slots' s, then the pool's rows, so that s' is
+        # one index_select of the pointer whichever it names (as cheap as a stored s' was).
+        self.states = torch.zeros(self.capacity + self.reserve, self.obs_dim, **f32)
+        self.obs = self.states[: self.capacity]
+        self.extra = self.states[self.capacity :]
         self.act = torch.zeros(self.capacity, self.act_dim, **f32)
         self.rew = torch.zeros(self.capacity, **f32)
         # bool is one byte instead of four; the Batch gets float32 on the way out.
         self.term = torch.zeros(self.capacity, dtype=torch.bool, device=self.device)
         # Where s' is: a slot (< capacity) or capacity + a row of the pool.
         self.next = torch.zeros(self.capacity, dtype=torch.int32, device=self.device)
-        self.extra = torch.zeros(self.reserve, self.obs_dim, **f32)
         # Size and start as device tensors too: a compiled learning step reads them inside its
         # graph (a Python int that changes every step would recompile it).
         self.size_t = torch.zeros((), dtype=torch.int64, device=self.device)
         self.start_t = torch.zeros((), dtype=torch.int64, device=self.device)
+        # On the CPU, writes go through numpy views of the same memory: an add of one env
+        # step is a dozen small writes, and numpy's are several times cheaper than torch's.
+        named = {"obs": self.obs, "act": self.act, "rew": self.rew, "term": self.term,
+                 "next": self.next, "extra": self.extra}  # fmt: skip
+        self._np = {k: t.numpy() for k, t in named.items()} if self.device.type == "cpu" else None
+        self._t = named
         self.clear()
 
     def clear(self) -> None:
         """Empty, as new (in place: the tensors stay the same objects)."""
-        for t in (self.obs, self.act, self.rew, self.term, self.next, self.extra):
+        for t in (self.states, self.act, self.rew, self.term, self.next):
             t.zero_()
         self.written = 0  # transitions ever written; transition a sits in slot a % capacity
         self.live = 0  # the oldest transition still stored
         # Host bookkeeping of the pool: the transition each row holds s' for (-1: free) and
-        # the digest of that s'; free rows in the order they are handed out; open ends by
-        # digest (oldest first), which a later transition's s may continue.
+        # the hash of that s'; free rows in the order they are handed out; open ends by
+        # hash (oldest first), which a later transition's s may continue.
         self.owner = np.full(self.reserve, -1, dtype=np.int64)
-        self.keys: list[bytes | None] = [None] * self.reserve
+        self.keys: list[int | None] = [None] * self.reserve
         self.free: deque[int] = deque()
         self.fresh = 0  # rows from here on were never handed out
-        self.open: dict[bytes, list[tuple[int, int]]] = {}
+        self.open: dict[int, list[tuple[int, int]]] = {}
         self._sync_counters()
 
     @property
@@ -153,11 +205,7 @@ class TensorStorage:
     # --- reading --------------------------------------------------------------------------
     def next_obs_of(self, idx: torch.Tensor) -> torch.Tensor:
         """s' of the slots `idx`: device ops only (no value read on the host)."""
-        p = self.next.index_select(0, idx).to(torch.int64)
-        c = self.capacity
-        in_ring = self.obs.index_select(0, p.clamp(max=c - 1))
-        apart = self.extra.index_select(0, (p - c).clamp(min=0))
-        return torch.where((p < c).unsqueeze(1), in_ring, apart)
+        return self.states.index_select(0, self.next.index_select(0, idx))
 
     def gather(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return (
@@ -179,7 +227,7 @@ class TensorStorage:
                 "term": self.term}  # fmt: skip
 
     def nbytes(self) -> int:
-        tensors = (self.obs, self.act, self.rew, self.term, self.next, self.extra)
+        tensors = (self.states, self.act, self.rew, self.term, self.next)
         return sum(t.numel() * t.element_size() for t in tensors)
 
     # --- writing --------------------------------------------------------------------------
@@ -192,78 +240,66 @@ class TensorStorage:
         c = self.capacity
         skip = max(0, n - c)
         if skip:  # written and overwritten at once: only the ring position moves on
-            rows = {k: v[skip:] for k, v in rows.items()}
-            n -= skip
             self.written += skip
+        host = {k: _host(v[skip:]) for k, v in rows.items()}
+        n -= skip
         base = self.written  # transition index of row 0
         floor = base + n - c  # transitions below this are overwritten by this write
         before = max(self.live, floor)
-        obs_h = rows["obs"].detach().to("cpu", torch.float32).numpy()
-        nxt_h = rows["next_obs"].detach().to("cpu", torch.float32).numpy()
-        k_obs, k_nxt = _digests(obs_h), _digests(nxt_h)
+        obs_h = host["obs"] = host["obs"].astype(np.float32, copy=False)
+        nxt_h = host["next_obs"].astype(np.float32, copy=False)
+        h_obs, h_nxt = _hashes(obs_h), _hashes(nxt_h)
 
         # s' of row r is s of a later row j of this batch: the first such j.
-        later: dict[bytes, list[int]] = {}
-        for j, key in enumerate(k_obs):
-            later.setdefault(key, []).append(j)
-        ptr = np.zeros(n, dtype=np.int64)
-        pooled: list[int] = []
-        for r, key in enumerate(k_nxt):
-            js = later.get(key, ())
-            j = next((j for j in js if j > r), -1)
-            if j >= 0 and np.array_equal(nxt_h[r].view(np.int32), obs_h[j].view(np.int32)):
-                ptr[r] = (base + j) % c
-            else:
-                pooled.append(r)
+        succ = _first_later(h_obs, h_nxt)
+        linked = succ >= 0
+        rs = np.flatnonzero(linked)
+        linked[rs] = (_bits(nxt_h[rs]) == _bits(obs_h[succ[rs]])).all(1)
+        ptr = np.where(linked, (base + succ) % c, 0)
+        pooled = np.flatnonzero(~linked).tolist()
+        k_obs, k_nxt = h_obs.tolist(), h_nxt.tolist()
 
-        # Open ends of earlier writes that a row of this batch continues.
+        # Open ends of earlier writes that a row of this batch continues: the newest one
+        # with that hash whose transition is still stored (and still holds its row).
         cand: list[tuple[int, int, int]] = []  # (owner, pool row, row j)
         for j, key in enumerate(k_obs):
             ends = self.open.get(key)
             while ends:
-                owner, e = ends[-1]
+                owner, e = ends.pop()
                 if owner >= before and self.owner[e] == owner:
                     cand.append((owner, e, j))
-                    ends.pop()
                     break
-                ends.pop()
             if ends is not None and not ends:
                 del self.open[key]
-        relinks: list[tuple[int, int, int]] = []
+        relinks: list[tuple[int, int]] = []  # (slot, pointer)
         if cand:
-            es = torch.as_tensor([e for _, e, _ in cand], device=self.device)
-            js = torch.as_tensor([j for _, _, j in cand])
-            mine = torch.from_numpy(obs_h).index_select(0, js).to(self.device)
-            same = (self.extra.index_select(0, es) == mine).all(1).cpu().tolist()
+            rows_e = [e for _, e, _ in cand]
+            if self._np is not None:
+                held = self._np["extra"][rows_e]
+            else:
+                held = self.extra.index_select(0, _index(rows_e, self.device)).cpu().numpy()
+            mine = obs_h[[j for _, _, j in cand]]
+            same = (_bits(held) == _bits(mine)).all(1).tolist()  # exact
             for (owner, e, j), ok in zip(cand, same, strict=True):
                 if ok:
-                    relinks.append((owner, e, j))
-                else:  # a digest collision: it stays open
+                    self._release(e)
+                    relinks.append((owner % c, (base + j) % c))
+                else:  # a hash collision: it stays open
                     self.open.setdefault(k_obs[j], []).insert(0, (owner, e))
-
-        for _, e, _ in relinks:
-            self._release(e)
-        rows_e = [self._allocate(base + r, k_nxt[r], floor, base + n) for r in pooled]
-        ptr[pooled] = c + np.asarray(rows_e, dtype=np.int64)
+        got = [self._allocate(base + r, k_nxt[r], floor) for r in pooled]
+        ptr[pooled] = c + np.asarray(got, dtype=np.int64)
 
         if pooled:
-            src = torch.from_numpy(nxt_h[pooled]).to(self.device)
-            self.extra.index_copy_(0, torch.as_tensor(rows_e, device=self.device), src)
+            self._put("extra", got, nxt_h[pooled])
+        host["next"] = ptr.astype(np.int32)
+        host["term"] = host["term"] != 0
         segs = segments(self.pos, n, c)
-        fields = {"obs": self.obs, "act": self.act, "rew": self.rew, "term": self.term}
-        for name, dst in fields.items():
-            src_t = rows[name]
+        for name in ("obs", "act", "rew", "term", "next"):
             for d, s, length in segs:
-                # Slice assignment is copy_: it converts dtype (float -> bool is ``!= 0``) and
-                # moves across devices in one step.
-                dst[d : d + length] = src_t[s : s + length]
-        nxt = torch.from_numpy(ptr.astype(np.int32))
-        for d, s, length in segs:
-            self.next[d : d + length] = nxt[s : s + length]
+                self._put(name, slice(d, d + length), host[name][s : s + length])
         if relinks:
-            slots = torch.as_tensor([o % c for o, _, _ in relinks], device=self.device)
-            to = torch.as_tensor([(base + j) % c for _, _, j in relinks], dtype=torch.int32)
-            self.next.index_copy_(0, slots, to.to(self.device))
+            slots, to = zip(*relinks, strict=True)
+            self._put("next", list(slots), np.asarray(to, dtype=np.int32))
 
         self.written = base + n
         self.live = max(self.live, self.written - c)
@@ -274,12 +310,24 @@ class TensorStorage:
         left = segments(before % c, gone, c) if gone > 0 else []
         return [(d, s + skip, length) for d, s, length in segs], left
 
+    def _put(self, name: str, at: slice | list[int], values: np.ndarray) -> None:
+        """Write host `values` into rows `at` of tensor `name` (converting the dtype)."""
+        if self._np is not None:
+            self._np[name][at] = values
+            return
+        t = self._t[name]
+        src = torch.from_numpy(np.ascontiguousarray(values)).to(self.device, t.dtype)
+        if isinstance(at, slice):
+            t[at] = src
+        else:
+            t.index_copy_(0, _index(at, self.device), src)
+
     def _release(self, e: int) -> None:
         self.owner[e] = -1
         self.keys[e] = None
         self.free.append(e)
 
-    def _allocate(self, owner: int, key: bytes, floor: int, end: int) -> int:
+    def _allocate(self, owner: int, key: int, floor: int) -> int:
         """A pool row for transition `owner`'s s'. When none is free, rows of transitions that
         are gone (overwritten by now) are reclaimed, in row order; failing that, the oldest
         transitions leave until one is."""
@@ -356,7 +404,7 @@ class TensorStorage:
         held = state["pool_rows"].long()
         self.extra.index_copy_(0, held.to(self.device), state["pool_obs"].to(self.device))
         self.owner[held.numpy()] = state["pool_owner"].numpy()
-        for e, key in zip(held.tolist(), _digests(state["pool_obs"].numpy()), strict=True):
+        for e, key in zip(held.tolist(), _hashes(state["pool_obs"].numpy()).tolist(), strict=True):
             self.keys[e] = key
         self.free = deque(state["pool_free"].tolist())
         self.fresh = int(state["pool_fresh"])
