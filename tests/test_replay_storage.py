@@ -188,23 +188,14 @@ def test_checkpoint_round_trip_mid_episode(tmp_path, prioritized: bool) -> None:
     check_samples(other, log, kept)
 
 
-def v1_state(rb: ReplayBuffer) -> dict:
-    """What the old layout (next_obs in every slot, state version 1) saved for `rb`'s
-    contents: rows in slot order from slot 0."""
-    st = rb.storage
-    assert st.start == 0
-    n = rb.size
-    state = rb.state_dict()
-    idx = torch.arange(n)
-    old = {"version": 1, **{k: state[k] for k in ("obs_dim", "act_dim", "capacity",
-           "prioritized", "alpha", "eps", "rng_device", "rng_state")},
-           "size": n, "pos": rb.pos, "obs": st.obs[:n].clone(), "act": st.act[:n].clone(),
-           "rew": st.rew[:n].clone(), "next_obs": st.next_obs_of(idx), "term": st.term[:n]
-           .clone()}  # fmt: skip
-    if rb.prioritized:
-        old["priorities"] = rb.sampler.tree.leaves[:n].clone()
-        old["max_priority"] = rb.sampler.max_priority.clone()
-    return old
+def as_v1(state: dict) -> dict:
+    """What the old layout (next_obs in every slot, state version 1) saved for the contents of
+    a replay state: rows in slot order from slot 0."""
+    assert state["start"] == 0
+    rows = replay_rows(state)
+    keep = ("obs_dim", "act_dim", "capacity", "prioritized", "alpha", "eps", "rng_device",
+            "rng_state", "size", "pos", "priorities", "max_priority")  # fmt: skip
+    return {"version": 1, **{k: state[k] for k in keep if k in state}, **rows}
 
 
 @pytest.mark.parametrize("prioritized", [False, True])
@@ -218,7 +209,7 @@ def test_old_checkpoints_are_converted(prioritized: bool, chunks: int) -> None:
     rb = ReplayBuffer(OBS, 1, 48, prioritized=prioritized, seed=5)  # a row for each
     kept = kept_rows(Intake(rb, None), stream(cols, chunks, seed=0))
     converted = ReplayBuffer(OBS, 1, 48, prioritized=prioritized, seed=0, reserve=24)
-    converted.load_state_dict(v1_state(rb))
+    converted.load_state_dict(as_v1(rb.state_dict()))
     assert (converted.size, converted.pos) == (rb.size, rb.pos)
     assert (converted.storage.next < 48).sum() > rb.size // 2  # most s' are pointers now
     for _ in range(3):
@@ -292,3 +283,27 @@ def test_an_open_end_whose_transition_is_gone_stays_unlinked() -> None:
     kept += kept_rows(intake, [b.collect(None, 1) for _ in range(12)])
     kept += kept_rows(intake, [a.collect(None, 1)])
     check_samples(rb, log, kept, draws=500)
+
+
+@pytest.mark.slow
+def test_a_run_with_an_old_replay_checkpoint_resumes_exactly(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run folder whose checkpoint holds its replay in the old layout (an earlier widerl,
+    --checkpoint-replay) resumes through the conversion to the same metrics as the run that
+    was never stopped."""
+    from test_reliability import resume, rows, signal_at_update, train
+
+    from widerl.checkpoint import save_atomic
+
+    assert train(tmp_path / "ref", "--checkpoint-replay") == 0
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        signal_at_update(m, 37)
+        assert train(out, "--checkpoint-replay") == 130
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["replay"]["version"] == 2
+    state["replay"] = as_v1(state["replay"])
+    save_atomic(state, out / "checkpoint.pt")
+    assert resume(out) == 0
+    assert rows(out) == rows(tmp_path / "ref")
