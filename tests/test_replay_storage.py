@@ -155,28 +155,37 @@ def test_links_are_found_across_interleaved_chunks() -> None:
 
 
 @pytest.mark.parametrize("prioritized", [False, True])
-def test_checkpoint_round_trip_mid_episode(tmp_path, prioritized: bool) -> None:
-    """A buffer saved mid-episode (open ends pending), wrapped and with transitions that left
-    early, loads into a new buffer that then samples and takes chunks exactly as the first."""
+@pytest.mark.parametrize(("reserve", "chunks"), [(8, 47), (24, 44)])
+def test_checkpoint_round_trip_mid_episode(
+    tmp_path, prioritized: bool, reserve: int, chunks: int
+) -> None:
+    """A buffer saved mid-episode (open ends pending) and wrapped, with transitions that left
+    early (pool of 8) or with pool rows of overwritten transitions not yet reclaimed (24),
+    loads into a new buffer that then samples and takes chunks exactly as the first."""
     log: dict[bytes, tuple] = {}
     cols = collectors(2, 2, log)
-    make = lambda: ReplayBuffer(OBS, 1, 48, prioritized=prioritized, seed=5, reserve=8)  # noqa: E731
+    make = lambda: ReplayBuffer(OBS, 1, 48, prioritized=prioritized, seed=5, reserve=reserve)  # noqa: E731
     rb, kept = make(), []
     intake = Intake(rb, None)
-    kept += kept_rows(intake, stream(cols, 47, seed=0))
+    kept += kept_rows(intake, stream(cols, chunks, seed=0))
     rb.sample(7)
+    st = rb.storage
+    if reserve == 8:  # the live run of slots does not start at slot 0
+        assert 0 < rb.size < 48 and st.start != 0
+    else:
+        assert rb.size == 48 and ((st.owner >= 0) & (st.owner < st.live)).any()
     path = tmp_path / "replay.pt"
     torch.save(rb.state_dict(), path)
     other = make()
     other.load_state_dict(torch.load(path, weights_only=True))
     assert (other.size, other.pos, other.storage.start) == (rb.size, rb.pos, rb.storage.start)
-    assert 0 < rb.size < 48 and rb.storage.start != 0  # the case this test is for
     rows = replay_rows(rb.state_dict())
     assert len(rows["obs"]) == rb.size
     for s, nxt in zip(rows["obs"].numpy(), rows["next_obs"].numpy(), strict=True):
         assert np.array_equal(nxt, log[s.tobytes()][2])
     other_intake = Intake(other, None)
     for chunk in stream(cols, 30, seed=1):  # the same chunks into both
+        assert (other.size, other.storage.start) == (rb.size, rb.storage.start)
         kept += kept_rows(intake, [chunk])
         other_intake.add(chunk, 0)
         a, b = rb.sample(16, beta=0.6), other.sample(16, beta=0.6)
@@ -185,6 +194,11 @@ def test_checkpoint_round_trip_mid_episode(tmp_path, prioritized: bool) -> None:
         td = torch.rand(16)
         rb.update_priorities(a.idx, td)
         other.update_priorities(b.idx, td)
+    # Not only the same values: the same layout (pointers, pool rows handed out in order).
+    mine, theirs = rb.state_dict(), other.state_dict()
+    assert mine.keys() == theirs.keys()
+    for k, v in mine.items():
+        assert torch.equal(v, theirs[k]) if isinstance(v, torch.Tensor) else v == theirs[k], k
     check_samples(other, log, kept)
 
 

@@ -364,7 +364,9 @@ class TensorStorage:
 
     def state_dict(self) -> dict[str, Any]:
         slots = self.live_slots().to(self.device)
-        held = np.flatnonzero(self.owner >= self.live)
+        # Rows of transitions already gone too: the run reclaims them later, in row order, and
+        # a resumed run must hand out the same rows.
+        held = np.flatnonzero(self.owner >= 0)
         rows = {k: t.index_select(0, slots).cpu() for k, t in
                 {"obs": self.obs, "act": self.act, "rew": self.rew, "term": self.term,
                  "next": self.next}.items()}  # fmt: skip
