@@ -246,6 +246,12 @@ def test_humanoid_million_transitions_fit_in_1_5_gb() -> None:
     parts = {p.name: p.nbytes for p in memory.run_parts(cfg, 348, 17)}
     assert parts["replay"] == replay_nbytes(348, 17, cap, True, compact_reserve(cap))
     assert parts["replay"] + parts["weight versions"] <= 1.5e9
+    # OFENet's split diverts 1 transition in 100, each leaving its predecessor a pool row.
+    ofenet_cfg = resolve({"env": "Humanoid-v5", "prioritized": True, "ofenet_units": 32})
+    ofenet = memory.run_parts(ofenet_cfg, 348, 17)
+    pool = compact_reserve(cap) + cap // intake_mod.HOLDOUT_EVERY
+    assert ofenet[0].name == "replay"
+    assert ofenet[0].nbytes == replay_nbytes(348, 17, cap, True, pool)
     # What is allocated is what is counted: a buffer of 1/20 the size, built as a run's.
     small = 50_000
     rb = ReplayBuffer(348, 17, small, prioritized=True, reserve=compact_reserve(small))

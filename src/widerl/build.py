@@ -15,7 +15,7 @@ from widerl.config import Config, compiles
 from widerl.device import resolve_device
 from widerl.envs import env_dims
 from widerl.evaluate import Evaluator
-from widerl.intake import HOLDOUT_SIZE, Intake
+from widerl.intake import HOLDOUT_EVERY, HOLDOUT_SIZE, Intake
 from widerl.learner import LearnStep
 from widerl.nets.feature_learners import make_features
 from widerl.nets.features import FeatureLearner
@@ -73,7 +73,7 @@ def build(cfg: Config) -> Run:
         alpha=cfg.per_alpha,
         seed=seeds["replay"],
         beta=cfg.per_beta,
-        reserve=compact_reserve(cfg.buffer_size),
+        reserve=compact_reserve(cfg.buffer_size, HOLDOUT_EVERY if features.has_heldout else None),
     )
     # Held-out transitions for the feature learner's test loss: diverted from the replay,
     # never trained on (OFENet's aux_loss_heldout).

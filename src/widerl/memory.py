@@ -51,11 +51,11 @@ def network_nbytes(cfg: Config, obs_dim: int, act_dim: int) -> int:
 
 
 def run_parts(cfg: Config, obs_dim: int, act_dim: int) -> list[Part]:
-    from widerl.intake import HOLDOUT_SIZE
+    from widerl.intake import HOLDOUT_EVERY, HOLDOUT_SIZE
 
-    replay = replay_nbytes(
-        obs_dim, act_dim, cfg.buffer_size, cfg.prioritized, compact_reserve(cfg.buffer_size)
-    )
+    # As build.py sizes the pool: OFENet's held-out split takes rows of its own.
+    pool = compact_reserve(cfg.buffer_size, HOLDOUT_EVERY if cfg.ofenet_units else None)
+    replay = replay_nbytes(obs_dim, act_dim, cfg.buffer_size, cfg.prioritized, pool)
     parts = [
         Part("replay", replay, True),
         Part("weight versions", VERSION_BYTES * cfg.buffer_size, False),

@@ -4,7 +4,7 @@ A transition (s, a, r, s', terminated) takes one slot of a ring of `capacity` sl
 and the flag live in the slot, s' is found through the slot's `next` pointer (int32). Within
 an episode s' of step t is s of step t + 1 of the same env, so the pointer names the slot of
 that later transition and s' costs 4 bytes instead of a second observation (1M Humanoid-v5
-transitions: 2.86 GB -> 1.50 GB with the sum tree, see `compact_reserve`). Where s' is no
+transitions with the sum tree: 2.862 GB -> 1.495 GB, see `compact_reserve`). Where s' is no
 later stored transition's s, it gets a row of its own in `extra`, a pool of `reserve` rows:
 
 - an episode end, terminated or truncated: s' is the env's true final observation, while the
@@ -24,9 +24,9 @@ The pool is fixed in size, so the sampling graph's shapes never change (torch.co
 more transitions need a row of their own than the pool holds, the oldest transitions leave
 the buffer early: the live transitions stay one contiguous run of the ring, `start`
 (device tensor) is where it begins, and `size` falls below the capacity. Under
-`compact_reserve` that takes more than 1 in 64 stored transitions ending an episode or losing
-their successor, i.e. episodes shorter than ~100 steps on average over the whole buffer with
-OFENet's 1-in-100 split.
+`compact_reserve` (which adds a row per transition OFENet's split diverts) that takes more
+than 1 in 64 stored transitions ending an episode: episodes shorter than 64 steps on average
+over the whole buffer.
 """
 
 from __future__ import annotations
@@ -43,10 +43,13 @@ COMPACT_DIVISOR = 64  # pool rows per stored transition in a run's replay: 1 in 
 COMPACT_MIN = 8_192  # buffers up to this size keep a row for every transition
 
 
-def compact_reserve(capacity: int) -> int:
-    """The pool a run's replay gets (build.py): 1/64 of the capacity, all of it for small
-    buffers, where the saving is small and short test episodes would otherwise shrink them."""
-    return max(capacity // COMPACT_DIVISOR, min(capacity, COMPACT_MIN))
+def compact_reserve(capacity: int, held_out_every: int | None = None) -> int:
+    """The pool a run's replay gets (build.py, memory.py): 1/64 of the capacity, plus a row
+    for each transition whose successor goes to OFENet's held-out buffer (one in
+    `held_out_every`); at least 8,192 rows (all of a small buffer: the saving is small there
+    and short test episodes would otherwise shrink it)."""
+    diverted = -(-capacity // held_out_every) if held_out_every else 0
+    return max(capacity // COMPACT_DIVISOR + diverted, min(capacity, COMPACT_MIN))
 
 
 def storage_nbytes(obs_dim: int, act_dim: int, capacity: int, reserve: int | None = None) -> int:
