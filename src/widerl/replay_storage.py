@@ -75,18 +75,10 @@ def segments(pos: int, n: int, capacity: int) -> list[tuple[int, int, int]]:
     return segs
 
 
-_MULT = np.random.default_rng(12).integers(1, 2**63, 4096, dtype=np.uint64) | np.uint64(1)
-
-
-def _hashes(x: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of each float32 row's bits (random odd multipliers, wrapping sums). It only
-    proposes links; each is then checked bit for bit, so a collision costs a missed link,
-    never a wrong value."""
-    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    d = bits.shape[1]
-    mult = _MULT[:d] if d <= len(_MULT) else np.resize(_MULT, d)
-    h = (bits * mult).sum(axis=1, dtype=np.uint64)  # array products wrap without warning
-    return h ^ (h >> np.uint64(31))
+def _keys(x: np.ndarray) -> list[int]:
+    """A hash of each float32 row's bytes. It only proposes links; each is then checked bit
+    for bit, so a collision costs a missed link, never a wrong value."""
+    return [hash(r.tobytes()) for r in x]
 
 
 def _bits(x: np.ndarray) -> np.ndarray:
@@ -94,28 +86,8 @@ def _bits(x: np.ndarray) -> np.ndarray:
     return x.view(np.int32)
 
 
-def _first_later(h_obs: np.ndarray, h_nxt: np.ndarray) -> np.ndarray:
-    """For each row r, the first row j > r whose obs hash is row r's next-obs hash (-1: none)."""
-    n = len(h_obs)
-    if n == 1:
-        return np.full(1, -1, dtype=np.int64)
-    order = np.argsort(h_obs, kind="stable")  # equal hashes stay in row order
-    sh = h_obs[order]
-    lo = np.searchsorted(sh, h_nxt, "left")
-    hi = np.searchsorted(sh, h_nxt, "right")
-    out = np.full(n, -1, dtype=np.int64)
-    one = (hi - lo) == 1
-    j = order[np.minimum(lo, n - 1)]
-    out[one & (j > np.arange(n))] = j[one & (j > np.arange(n))]
-    for r in np.flatnonzero(hi - lo > 1):  # repeated observations: rare
-        later = order[lo[r] : hi[r]]
-        later = later[later > r]
-        out[r] = later.min() if len(later) else -1
-    return out
-
-
 def _host(x: torch.Tensor) -> np.ndarray:
-    return x.detach().to("cpu").numpy()
+    return (x if x.device.type == "cpu" else x.cpu()).detach().numpy()
 
 
 def _index(
@@ -166,6 +138,7 @@ class TensorStorage:
                  "next": self.next, "extra": self.extra}  # fmt: skip
         self._np = {k: t.numpy() for k, t in named.items()} if self.device.type == "cpu" else None
         self._t = named
+        self._counters: tuple[int, int] | None = None  # what size_t and start_t hold
         self.clear()
 
     def clear(self) -> None:
@@ -198,8 +171,11 @@ class TensorStorage:
         return 0 if self.size == self.capacity else self.live % self.capacity
 
     def _sync_counters(self) -> None:
-        self.size_t.fill_(self.size)
-        self.start_t.fill_(self.start)
+        now = (self.size, self.start)
+        if now != self._counters:  # a full ring's stay the same: no tensor writes
+            self.size_t.fill_(now[0])
+            self.start_t.fill_(now[1])
+            self._counters = now
 
     def slots(self, k: torch.Tensor) -> torch.Tensor:
         """Slots of the live transitions at positions `k` (0..size-1) from `start`."""
@@ -244,23 +220,31 @@ class TensorStorage:
         skip = max(0, n - c)
         if skip:  # written and overwritten at once: only the ring position moves on
             self.written += skip
-        host = {k: _host(v[skip:]) for k, v in rows.items()}
+        host = {k: _host(v)[skip:] for k, v in rows.items()}
         n -= skip
         base = self.written  # transition index of row 0
         floor = base + n - c  # transitions below this are overwritten by this write
         before = max(self.live, floor)
-        obs_h = host["obs"] = host["obs"].astype(np.float32, copy=False)
-        nxt_h = host["next_obs"].astype(np.float32, copy=False)
-        h_obs, h_nxt = _hashes(obs_h), _hashes(nxt_h)
+        obs_h = host["obs"] = np.ascontiguousarray(host["obs"], dtype=np.float32)
+        nxt_h = np.ascontiguousarray(host["next_obs"], dtype=np.float32)
+        k_obs, k_nxt = _keys(obs_h), _keys(nxt_h)
 
         # s' of row r is s of a later row j of this batch: the first such j.
-        succ = _first_later(h_obs, h_nxt)
-        linked = succ >= 0
-        rs = np.flatnonzero(linked)
-        linked[rs] = (_bits(nxt_h[rs]) == _bits(obs_h[succ[rs]])).all(1)
-        ptr = np.where(linked, (base + succ) % c, 0)
-        pooled = np.flatnonzero(~linked).tolist()
-        k_obs, k_nxt = h_obs.tolist(), h_nxt.tolist()
+        ptr = np.zeros(n, dtype=np.int64)
+        pooled = list(range(n))
+        if n > 1:
+            later: dict[int, list[int]] = {}
+            for j, key in enumerate(k_obs):
+                later.setdefault(key, []).append(j)
+            pairs = [(r, next((j for j in later.get(key, ()) if j > r), -1))
+                     for r, key in enumerate(k_nxt)]  # fmt: skip
+            rs = np.array([r for r, j in pairs if j >= 0], dtype=np.int64)
+            js = np.array([j for _, j in pairs if j >= 0], dtype=np.int64)
+            ok = (_bits(nxt_h[rs]) == _bits(obs_h[js])).all(1)
+            ptr[rs[ok]] = (base + js[ok]) % c
+            linked = np.zeros(n, dtype=bool)
+            linked[rs[ok]] = True
+            pooled = np.flatnonzero(~linked).tolist()
 
         # Open ends of earlier writes that a row of this batch continues: the newest one
         # with that hash whose transition is still stored (and still holds its row).
@@ -409,7 +393,7 @@ class TensorStorage:
         held = state["pool_rows"].long()
         self.extra.index_copy_(0, held.to(self.device), state["pool_obs"].to(self.device))
         self.owner[held.numpy()] = state["pool_owner"].numpy()
-        for e, key in zip(held.tolist(), _hashes(state["pool_obs"].numpy()).tolist(), strict=True):
+        for e, key in zip(held.tolist(), _keys(state["pool_obs"].numpy()), strict=True):
             self.keys[e] = key
         self.free = deque(state["pool_free"].tolist())
         self.fresh = int(state["pool_fresh"])
