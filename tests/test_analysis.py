@@ -21,7 +21,7 @@ from widerl.checkpoint import load_checkpoint, save_atomic
 from widerl.cli import main
 from widerl.config import resolve
 from widerl.nets.norms import EnsembleBatchNorm
-from widerl.replay import Batch
+from widerl.replay import Batch, replay_rows
 
 
 # --- srank ---------------------------------------------------------------------------------
@@ -256,7 +256,8 @@ def test_landscape_falls_back_to_the_probe_batch(
     state = load_checkpoint(run)
     state.pop("sample")
     replay = state["replay"]
-    state["probe"] = {k: replay[k][:24].float() for k in ("obs", "act", "rew", "next_obs", "term")}
+    rows = replay_rows(replay)
+    state["probe"] = {k: rows[k][:24].float() for k in ("obs", "act", "rew", "next_obs", "term")}
     state["replay"] = None
     save_atomic(state, run / "checkpoint.pt")
     out = tmp_path / "elsewhere" / "plots"

@@ -397,7 +397,7 @@ def test_state_dict_round_trip(tmp_path, prioritized: bool, n_added: int) -> Non
     rb.sample(5)  # advance the RNG so its state is not the seed's
     state = rb.state_dict()
     size = min(n_added, cap)
-    for key in ("obs", "act", "rew", "next_obs", "term") + (("priorities",) * prioritized):
+    for key in ("obs", "act", "rew", "next", "term") + (("priorities",) * prioritized):
         t = state[key]
         assert t.shape[0] == size
         assert t.untyped_storage().nbytes() == t.numel() * t.element_size()  # not the capacity
@@ -425,9 +425,10 @@ def test_state_dict_round_trip(tmp_path, prioritized: bool, n_added: int) -> Non
 def test_nbytes_budget() -> None:
     obs, act, cap = 11, 3, 100_000
     rb = ReplayBuffer(obs, act, capacity=cap, prioritized=True)
-    assert rb.nbytes() <= (2 * obs + act + 3) * 4 * cap
+    assert rb.nbytes() <= (2 * obs + act + 4) * 4 * cap
     uniform = ReplayBuffer(obs, act, capacity=cap)
-    assert uniform.nbytes() == (2 * obs + act + 1) * 4 * cap + cap  # bool terminals
+    # A pool row for every slot (the default), bool terminals, int32 next pointers.
+    assert uniform.nbytes() == (2 * obs + act + 1) * 4 * cap + cap + 4 * cap
     # Sampler overhead: float32 leaves plus ~1/15 float64 internal nodes, under 5 bytes a slot.
     assert rb.nbytes() - uniform.nbytes() < 5 * cap
 

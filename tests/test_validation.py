@@ -206,12 +206,12 @@ def test_memory_check_on_cuda_compares_the_device_part_with_its_free_memory(monk
 
 def test_checkpoint_replay_counts_the_host_copy() -> None:
     from widerl import memory
-    from widerl.replay import replay_nbytes
+    from widerl.replay import compact_reserve, replay_nbytes
 
     plain = memory.run_parts(resolve({"units": 16}), 11, 3)
     kept = memory.run_parts(resolve({"units": 16, "checkpoint_replay": True}), 11, 3)
     extra = sum(p.nbytes for p in kept) - sum(p.nbytes for p in plain)
-    assert extra == replay_nbytes(11, 3, 1_000_000, False)
+    assert extra == replay_nbytes(11, 3, 1_000_000, False, compact_reserve(1_000_000))
 
 
 def test_the_default_run_fits_this_machine() -> None:

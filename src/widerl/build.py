@@ -16,12 +16,12 @@ from widerl.config import Config, compiles
 from widerl.device import resolve_device
 from widerl.envs import env_dims
 from widerl.evaluate import Evaluator
-from widerl.intake import HOLDOUT_SIZE, Intake
+from widerl.intake import HOLDOUT_EVERY, HOLDOUT_SIZE, Intake
 from widerl.learner import LearnStep
 from widerl.nets.feature_learners import make_features
 from widerl.nets.features import FeatureLearner
 from widerl.probes import Probes
-from widerl.replay import ReplayBuffer
+from widerl.replay import ReplayBuffer, compact_reserve
 from widerl.sources import Source, make_source
 
 SEED_STREAMS = ("torch", "collect", "eval", "replay", "actors", "srank")
@@ -88,6 +88,7 @@ def _lane(index: int, cfg: Config, obs_dim: int, act_dim: int, device: torch.dev
         alpha=cfg.per_alpha,
         seed=seeds["replay"],
         beta=cfg.per_beta,
+        reserve=compact_reserve(cfg.buffer_size, HOLDOUT_EVERY if features.has_heldout else None),
     )
     # Held-out transitions for the feature learner's test loss: diverted from the replay,
     # never trained on (OFENet's aux_loss_heldout).

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from widerl.config import Config, ConfigError
-from widerl.replay import replay_nbytes
+from widerl.replay import compact_reserve, replay_nbytes
 
 VERSION_BYTES = 4  # int32 weight version of each replay slot (Trainer.versions), on the host
 _CG = Path("/sys/fs/cgroup")
@@ -53,9 +53,11 @@ def network_nbytes(cfg: Config, obs_dim: int, act_dim: int, seeds: int = 1) -> i
 
 def run_parts(cfg: Config, obs_dim: int, act_dim: int, seeds: int = 1) -> list[Part]:
     """What a run of `seeds` seeds allocates: every seed has its own replay."""
-    from widerl.intake import HOLDOUT_SIZE
+    from widerl.intake import HOLDOUT_EVERY, HOLDOUT_SIZE
 
-    replay = replay_nbytes(obs_dim, act_dim, cfg.buffer_size, cfg.prioritized)
+    # As build.py sizes the pool: OFENet's held-out split takes rows of its own.
+    pool = compact_reserve(cfg.buffer_size, HOLDOUT_EVERY if cfg.ofenet_units else None)
+    replay = replay_nbytes(obs_dim, act_dim, cfg.buffer_size, cfg.prioritized, pool)
     parts = [
         Part("replay", seeds * replay, True),
         Part("weight versions", seeds * VERSION_BYTES * cfg.buffer_size, False),

@@ -25,7 +25,7 @@ class Probes:
         if self.replay.size == 0:
             return None
         n = min(PROBE_SIZE, self.replay.size)
-        idx = torch.linspace(0, self.replay.size - 1, n).long().to(self.replay.device)
+        idx = self.replay.slots(torch.linspace(0, self.replay.size - 1, n).long())
         values = self.replay.storage.gather(idx)
         return {k: v.float() for k, v in zip(TRANSITION_FIELDS, values, strict=True)}
 
@@ -44,7 +44,7 @@ class Probes:
         seed = np.random.SeedSequence([self.seed, grad_step]).generate_state(1)
         g = torch.Generator().manual_seed(int(seed[0]))
         n = min(PROBE_SIZE, self.replay.size)
-        idx = torch.randperm(self.replay.size, generator=g)[:n].to(self.replay.device)
+        idx = self.replay.slots(torch.randperm(self.replay.size, generator=g)[:n])
         obs, act, *_ = self.replay.storage.gather(idx)
         return obs, act
 

@@ -1,8 +1,8 @@
 """Replay buffer: one preallocated tensor storage, a uniform or a prioritized sampler.
 
 Storage and sampling are separate (the storage x sampler split TorchRL uses): ``TensorStorage``
-only knows rows and the ring position; a sampler only chooses row indices. ``ReplayBuffer`` is
-the facade the agents use.
+(replay_storage.py: each observation stored once) only knows rows and the ring position; a
+sampler only chooses row indices. ``ReplayBuffer`` is the facade the agents use.
 
 Prioritized sampling is the proportional variant of Schaul et al. 2016 ("Prioritized Experience
 Replay", sec. 3.3): ``P(i) = p_i ** alpha / sum_j p_j ** alpha`` with ``p_i = |delta_i| + eps``,
@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from .replay_storage import TensorStorage, compact_reserve, rows_of, storage_nbytes
 from .sumtree import SumTree, tree_nbytes
 
 __all__ = [
@@ -31,20 +32,25 @@ __all__ = [
     "ReplayBuffer",
     "TensorStorage",
     "UniformSampler",
+    "compact_reserve",
     "replay_nbytes",
+    "replay_rows",
 ]
 
 TensorLike = torch.Tensor | np.ndarray
 
-_STATE_VERSION = 1
+# 2: each observation once (replay_storage); 1: next_obs in every slot, converted on loading.
+_STATE_VERSION = 2
 
 
-def replay_nbytes(obs_dim: int, act_dim: int, capacity: int, prioritized: bool) -> int:
-    """What a ``ReplayBuffer`` of these sizes allocates (``TensorStorage`` rows plus the
-    sampler's sum tree), computed without allocating it: the check before a run starts."""
-    row = 4 * (2 * obs_dim + act_dim + 1) + 1  # float32 obs, next_obs, act, rew; bool term
+def replay_nbytes(
+    obs_dim: int, act_dim: int, capacity: int, prioritized: bool, reserve: int | None = None
+) -> int:
+    """What a ``ReplayBuffer`` of these sizes allocates (``TensorStorage``'s slots and pool
+    of `reserve` rows, plus the sampler's sum tree), computed without allocating it: the
+    check before a run starts."""
     tree = tree_nbytes(capacity) + 4 if prioritized else 0  # + the running max priority
-    return capacity * row + tree
+    return storage_nbytes(obs_dim, act_dim, capacity, reserve) + tree
 
 
 # The fields of a transition, in the order storage, chunks and batches hold them.
@@ -79,100 +85,6 @@ def _as_tensor(x: TensorLike | float, name: str, shape: tuple[int, ...]) -> torc
     return t.detach()
 
 
-def _segments(pos: int, n: int, capacity: int) -> list[tuple[int, int, int]]:
-    """``(dst_start, src_start, length)`` slices that write ``n`` rows into a ring at ``pos``.
-
-    Only the last ``capacity`` rows of an oversized batch survive, exactly as if the rows had been
-    appended one by one; at most two contiguous slices are needed.
-    """
-    skip = max(0, n - capacity)
-    m = n - skip
-    start = (pos + skip) % capacity
-    first = min(m, capacity - start)
-    segs = [(start, skip, first)]
-    if m > first:
-        segs.append((0, skip + first, m - first))
-    return segs
-
-
-class TensorStorage:
-    """Preallocated ring of transitions on one device."""
-
-    def __init__(
-        self, obs_dim: int, act_dim: int, capacity: int, device: torch.device | str = "cpu"
-    ) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be >= 1, got {capacity}")
-        self.obs_dim = int(obs_dim)
-        self.act_dim = int(act_dim)
-        self.capacity = int(capacity)
-        self.device = torch.device(device)
-        f32 = {"dtype": torch.float32, "device": self.device}
-        self.obs = torch.zeros(self.capacity, self.obs_dim, **f32)
-        self.act = torch.zeros(self.capacity, self.act_dim, **f32)
-        self.rew = torch.zeros(self.capacity, **f32)
-        self.next_obs = torch.zeros(self.capacity, self.obs_dim, **f32)
-        # bool is one byte instead of four; the Batch gets float32 on the way out.
-        self.term = torch.zeros(self.capacity, dtype=torch.bool, device=self.device)
-        self.pos = 0
-        self.size = 0
-        # The size as a device tensor too: a compiled learning step reads it inside its graph
-        # (a Python int that changes every step would recompile it).
-        self.size_t = torch.zeros((), dtype=torch.int64, device=self.device)
-
-    def fields(self) -> dict[str, torch.Tensor]:
-        return {
-            "obs": self.obs,
-            "act": self.act,
-            "rew": self.rew,
-            "next_obs": self.next_obs,
-            "term": self.term,
-        }
-
-    def write(self, rows: dict[str, torch.Tensor], n: int) -> list[tuple[int, int, int]]:
-        """Append ``n`` rows; returns the slices written (see ``_segments``)."""
-        segs = _segments(self.pos, n, self.capacity)
-        for name, dst in self.fields().items():
-            src = rows[name]
-            for d, s, length in segs:
-                # Slice assignment is copy_: it converts dtype (float -> bool is ``!= 0``) and
-                # moves across devices in one step.
-                dst[d : d + length] = src[s : s + length]
-        self.pos = (self.pos + n) % self.capacity
-        self.size = min(self.size + n, self.capacity)
-        self.size_t.fill_(self.size)
-        return segs
-
-    def gather(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return (
-            self.obs.index_select(0, idx),
-            self.act.index_select(0, idx),
-            self.rew.index_select(0, idx),
-            self.next_obs.index_select(0, idx),
-            self.term.index_select(0, idx).to(torch.float32),
-        )
-
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.fields().values())
-
-    def state_dict(self) -> dict[str, Any]:
-        # copy=True matters: torch.save of a slice would serialise the whole backing storage.
-        rows = {k: v[: self.size].to("cpu", copy=True) for k, v in self.fields().items()}
-        return {"size": self.size, "pos": self.pos, **rows}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        size, pos = int(state["size"]), int(state["pos"])
-        if not 0 <= size <= self.capacity or not 0 <= pos < self.capacity:
-            raise ValueError(f"size={size}, pos={pos} do not fit capacity {self.capacity}")
-        for name, dst in self.fields().items():
-            src = state[name]
-            if src.shape[0] != size or src.shape[1:] != dst.shape[1:]:
-                raise ValueError(f"{name}: shape {tuple(src.shape)} does not match size {size}")
-            dst[:size] = src
-        self.size, self.pos = size, pos
-        self.size_t.fill_(size)
-
-
 def draw_uniform(generator: torch.Generator, batch_size: int) -> torch.Tensor:
     """The random numbers of one batch, u ~ U[0, 1) in float64, drawn on the host side of a
     learning step so that the step itself is a deterministic function (and one graph)."""
@@ -182,20 +94,25 @@ def draw_uniform(generator: torch.Generator, batch_size: int) -> torch.Tensor:
 class UniformSampler:
     """Indices i.i.d. uniform over the stored rows; no importance weights."""
 
-    def __init__(self, generator: torch.Generator, device: torch.device) -> None:
+    def __init__(self, capacity: int, generator: torch.Generator, device: torch.device) -> None:
+        self.capacity = capacity
         self.generator = generator
         self.device = device
 
     def choose(
-        self, u: torch.Tensor, size: torch.Tensor, beta: torch.Tensor | float
+        self, u: torch.Tensor, size: torch.Tensor, start: torch.Tensor, beta: torch.Tensor | float
     ) -> tuple[torch.Tensor, None]:
-        """Row floor(u * size) for each u; float64 keeps every row equally likely."""
-        idx = (u * size).to(torch.int64)
-        return torch.minimum(idx, size - 1), None
+        """The floor(u * size)-th live row from `start` for each u; float64 keeps every row
+        equally likely."""
+        k = torch.minimum((u * size).to(torch.int64), size - 1)
+        return torch.remainder(k + start, self.capacity), None
 
     def on_write(
         self, segs: list[tuple[int, int, int]], n: int, priority: torch.Tensor | None
     ) -> None:
+        pass
+
+    def on_leave(self, segs: list[tuple[int, int, int]]) -> None:
         pass
 
     def update(self, idx: torch.Tensor, td_abs: torch.Tensor) -> None:
@@ -207,10 +124,10 @@ class UniformSampler:
     def beta(self, progress: float) -> float:
         return 0.0
 
-    def state_dict(self, size: int) -> dict[str, Any]:
+    def state_dict(self, slots: torch.Tensor) -> dict[str, Any]:
         return {}
 
-    def load_state_dict(self, state: dict[str, Any], size: int) -> None:
+    def load_state_dict(self, state: dict[str, Any], slots: torch.Tensor) -> None:
         pass
 
 
@@ -250,7 +167,7 @@ class PrioritizedSampler:
         return p + self.eps
 
     def choose(
-        self, u: torch.Tensor, size: torch.Tensor, beta: torch.Tensor | float
+        self, u: torch.Tensor, size: torch.Tensor, start: torch.Tensor, beta: torch.Tensor | float
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The leaf whose prefix-sum interval holds u * total (P(i) proportional to p_i^alpha),
         and importance weights for exponent `beta`."""
@@ -273,6 +190,11 @@ class PrioritizedSampler:
         for d, s, length in segs:
             self.tree.set_range(d, values[s : s + length])
 
+    def on_leave(self, segs: list[tuple[int, int, int]]) -> None:
+        """Transitions that left the storage early are never drawn again."""
+        for d, _, length in segs:
+            self.tree.set_range(d, torch.zeros(length, device=self.device))
+
     def update(self, idx: torch.Tensor, td_abs: torch.Tensor) -> None:
         idx = idx.to(device=self.device, dtype=torch.int64).reshape(-1)
         if idx.numel() == 0:
@@ -286,18 +208,20 @@ class PrioritizedSampler:
     def nbytes(self) -> int:
         return self.tree.nbytes() + self.max_priority.element_size()
 
-    def state_dict(self, size: int) -> dict[str, Any]:
+    def state_dict(self, slots: torch.Tensor) -> dict[str, Any]:
+        """Priorities of the live `slots`, in the storage state's order."""
         return {
-            "priorities": self.tree.leaves[:size].to("cpu", copy=True),
+            "priorities": self.tree.leaves.index_select(0, slots.to(self.device)).cpu(),
             "max_priority": self.max_priority.to("cpu", copy=True),
         }
 
-    def load_state_dict(self, state: dict[str, Any], size: int) -> None:
+    def load_state_dict(self, state: dict[str, Any], slots: torch.Tensor) -> None:
         leaves = state["priorities"]
-        if leaves.shape != (size,):
-            raise ValueError(f"priorities: shape {tuple(leaves.shape)} does not match size {size}")
+        if leaves.shape != slots.shape:
+            raise ValueError(f"priorities: shape {tuple(leaves.shape)} does not match size "
+                             f"{slots.shape[0]}")  # fmt: skip
         self.tree.leaves.zero_()
-        self.tree.leaves[:size] = leaves
+        self.tree.leaves.index_copy_(0, slots.to(self.device), leaves.to(self.device))
         self.tree.rebuild()
         self.max_priority.copy_(state["max_priority"])
 
@@ -321,11 +245,15 @@ class ReplayBuffer:
         eps: float = 1e-6,
         seed: int = 0,
         beta: float = 0.4,
+        reserve: int | None = None,
     ) -> None:
+        """`reserve`: rows for next observations that no later transition's observation
+        holds (episode ends, replay_storage.py); by default one per slot, which any data fits.
+        A run's replay gets ``compact_reserve(capacity)``, 1/64 of it."""
         self.device = _resolve_device(device)
         self.capacity = int(capacity)
         self.prioritized = bool(prioritized)
-        self.storage = TensorStorage(obs_dim, act_dim, self.capacity, self.device)
+        self.storage = TensorStorage(obs_dim, act_dim, self.capacity, self.device, reserve)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(seed))
         self.sampler: UniformSampler | PrioritizedSampler
@@ -334,7 +262,7 @@ class ReplayBuffer:
                 self.capacity, self.generator, self.device, alpha=alpha, eps=eps, beta=beta
             )
         else:
-            self.sampler = UniformSampler(self.generator, self.device)
+            self.sampler = UniformSampler(self.capacity, self.generator, self.device)
         self.alpha = float(alpha)
         self.eps = float(eps)
 
@@ -354,6 +282,11 @@ class ReplayBuffer:
     def pos(self) -> int:
         return self.storage.pos
 
+    def slots(self, k: torch.Tensor) -> torch.Tensor:
+        """Slots of the stored transitions at positions `k` in 0..size-1 (the storage's live
+        run of slots need not start at slot 0)."""
+        return self.storage.slots(k.to(self.device))
+
     def __len__(self) -> int:
         return self.storage.size
 
@@ -372,6 +305,9 @@ class ReplayBuffer:
         0 so the critic still bootstraps through them. ``priority`` are raw initial priorities
         (``|td|``-like, before ``** alpha``; ``eps`` is added), e.g. computed by Ape-X actors;
         without them new transitions get the running max priority. Ignored when uniform.
+
+        Rows may come from several envs, interleaved in any way: which row's observation is
+        another's next observation is found from the values (replay_storage.py).
         """
         obs_t = torch.as_tensor(obs)
         if obs_t.dim() != 2 or obs_t.shape[0] < 1:
@@ -385,8 +321,9 @@ class ReplayBuffer:
             "term": _as_tensor(term, "term", (n,)),
         }
         prio = None if priority is None else _as_tensor(priority, "priority", (n,))
-        segs = self.storage.write(rows, n)
+        segs, left = self.storage.write(rows, n)
         self.sampler.on_write(segs, n, prio)
+        self.sampler.on_leave(left)
 
     def sample(self, batch_size: int, beta: float = 0.4) -> Batch:
         """Draw ``batch_size`` transitions i.i.d. (with replacement).
@@ -407,7 +344,7 @@ class ReplayBuffer:
     def gather(self, u: torch.Tensor, beta: torch.Tensor | float = 0.4) -> Batch:
         """The batch that the numbers `u` of `draw` select: device ops only, no Python value
         of the buffer's that changes between steps, so it can sit inside a compiled step."""
-        idx, weight = self.sampler.choose(u, self.storage.size_t, beta)
+        idx, weight = self.sampler.choose(u, self.storage.size_t, self.storage.start_t, beta)
         obs, act, rew, next_obs, term = self.storage.gather(idx)
         return Batch(obs, act, rew, next_obs, term, weight, idx)
 
@@ -436,11 +373,11 @@ class ReplayBuffer:
             "rng_state": self.generator.get_state(),
             **self.storage.state_dict(),
         }
-        state.update(self.sampler.state_dict(self.size))
+        state.update(self.sampler.state_dict(self.storage.live_slots()))
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("version") != _STATE_VERSION:
+        if state.get("version") not in (1, _STATE_VERSION):
             raise ValueError(f"unsupported replay state version {state.get('version')!r}")
         for key in ("obs_dim", "act_dim", "capacity", "prioritized"):
             if state[key] != getattr(self, key):
@@ -451,8 +388,15 @@ class ReplayBuffer:
         # silently change the sampling distribution.
         if self.prioritized and state["alpha"] != self.alpha:
             raise ValueError(f"alpha mismatch: state has {state['alpha']}, buffer has {self.alpha}")
-        self.storage.load_state_dict(state)
-        self.sampler.load_state_dict(state, self.size)
+        if state["version"] == 1:
+            # s' in every slot: the transitions are written again, oldest first, into their
+            # slots; priorities were kept by slot from 0.
+            left = self.storage.load_rows(state)
+            self.sampler.load_state_dict(state, torch.arange(int(state["size"])))
+            self.sampler.on_leave(left)
+        else:
+            self.storage.load_state_dict(state)
+            self.sampler.load_state_dict(state, self.storage.live_slots())
         if state["rng_device"] == self.device.type:
             self.generator.set_state(state["rng_state"])
         else:
@@ -466,3 +410,12 @@ class ReplayBuffer:
     def nbytes(self) -> int:
         """Bytes held by the storage and sampler tensors."""
         return self.storage.nbytes() + self.sampler.nbytes()
+
+
+def replay_rows(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The stored transitions of a ``ReplayBuffer.state_dict()`` of any version, with s'
+    rebuilt: obs, act, rew, next_obs, term (for analyses of a run's checkpoint)."""
+    if state.get("version") == 1:
+        n = int(state["size"])
+        return {k: state[k][:n] for k in TRANSITION_FIELDS}
+    return rows_of(state)

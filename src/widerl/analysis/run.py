@@ -10,7 +10,7 @@ import torch
 from widerl.agents.base import Agent
 from widerl.config import Config, ConfigError
 from widerl.replay import TRANSITION_FIELDS as _FIELDS
-from widerl.replay import Batch
+from widerl.replay import Batch, replay_rows
 
 # Transitions drawn from a stored replay buffer when the checkpoint has no probe batch.
 REPLAY_SAMPLES = 4096
@@ -49,7 +49,8 @@ def stored_transitions(state: dict, run_dir: Path, seed: int, device: torch.devi
         if size > 0:
             g = torch.Generator(device="cpu").manual_seed(seed)
             idx = torch.randperm(size, generator=g)[: min(size, REPLAY_SAMPLES)]
-            rows = {k: replay[k][:size].cpu()[idx] for k in _FIELDS}
+            stored = replay_rows(replay)
+            rows = {k: stored[k].cpu()[idx] for k in _FIELDS}
     if rows is None:
         rows = state.get("probe")
     if rows is None:
