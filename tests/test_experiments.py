@@ -47,6 +47,7 @@ def test_every_experiment_has_the_paper_defaults() -> None:
         "ablation",
         "apex",
         "activation",
+        "scaling",
     }
     for exp in EXPERIMENTS.values():
         assert exp.seeds == 5 and exp.steps == 1_000_000, exp.name  # Sec. 4; Fig. 4
@@ -54,7 +55,7 @@ def test_every_experiment_has_the_paper_defaults() -> None:
         for spec in exp.runs:
             assert spec.preset is None or spec.preset in PRESETS
             assert set(spec.settings) <= set(Config.__dataclass_fields__), spec.name
-        if exp.name != "table1":
+        if exp.name not in ("table1", "scaling"):
             assert exp.envs == ("Ant-v5",), exp.name
 
 
@@ -173,6 +174,59 @@ def test_ablation_removes_one_element_each() -> None:
     a, b = act.values()
     assert {k for k in vars(a) if getattr(a, k) != getattr(b, k)} == {"activation"}
     assert a.actors == 2 and a.units == 2048 and a.ofenet_units == 2048
+
+
+def test_scaling_widens_the_critic_of_four_families_with_their_presets() -> None:
+    runs = configs("scaling")
+    assert EXPERIMENTS["scaling"].envs == ("Ant-v5", "Humanoid-v5")
+    assert len(runs) == 2 * 4 * 4
+    families = {
+        # arch: (preset, actor units x layers, critic layers)
+        "mlp": ("paper-original", 256, 2),
+        "densenet": ("paper-S", 256, 2),
+        "bronet": ("bro", 256, 1),
+        "simba": ("simba", 128, 1),
+    }
+    assert {(c.arch, c.units) for c in runs.values()} == set(
+        product(families, (256, 512, 1024, 2048))
+    )
+    jobs = {j.run: j for j in plan(EXPERIMENTS["scaling"], Path("/x"), seeds=1)}
+    for name, c in runs.items():
+        preset, actor_units, actor_layers = families[c.arch]
+        assert jobs[name].preset == preset
+        # Only the critic widens; the actor keeps the preset's width (and depth).
+        assert (c.actor_units, c.actor_layers or c.layers) == (actor_units, actor_layers)
+        assert c.layers == 2 and c.algo == "sac"
+        # One data regime for all: one env step per update, 10k random steps, no resets.
+        assert (c.utd, c.warmup, c.reset_every) == (1, 10_000, 0)
+        assert c.ofenet_units == (c.units if c.arch == "densenet" else 0)
+        preset_values = {k: v for k, v in PRESETS[preset].items() if k not in SCALED}
+        for key, value in preset_values.items():
+            assert getattr(c, key) == value, (name, key)
+    humanoid = runs["Humanoid-v5-bronet-512"]
+    assert (humanoid.critic_head, humanoid.v_max) == ("hlgauss", 1_200.0)  # bro's support
+    assert runs["Ant-v5-densenet-ofenet-2048"].ofenet_target_dim == 27  # no contact forces
+    assert runs["Ant-v5-simba-1024"].obs_norm and runs["Ant-v5-simba-1024"].weight_decay == 0.01
+
+
+# What the scaling experiment sets itself, over its presets' values.
+SCALED = {"units", "actor_units", "ofenet_units", "utd", "warmup", "reset_every"}
+
+
+def test_scaling_dry_run_and_unit_scale_shrink_the_actor_too(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    args = ["experiment", "scaling", "--out", str(out), "--dry-run", "--seeds", "2"]
+    rc = main([*args, "--envs", "Hopper-v5", "--steps", "3000", "--unit-scale", "0.125"])
+    assert rc == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "16 runs x 2 seed(s) = 32 jobs" in lines[0] and "3000 gradient steps" in lines[0]
+    assert len(lines) == 33 and all(line.startswith("[new] widerl train ") for line in lines[1:])
+    simba = next(line for line in lines if "Hopper-v5-simba-2048/s1" in line)
+    for flags in ("--preset simba", "--units 256", "--actor-units 16", "--utd 1"):
+        assert flags in simba
+    dense = next(line for line in lines if "Hopper-v5-densenet-ofenet-512/s0" in line)
+    assert "--units 64 --ofenet-units 64" in dense and "--actor-units 32" in dense
+    assert not out.exists()
 
 
 def test_every_paper_env_id_exists() -> None:

@@ -16,7 +16,8 @@ _LIST = "\n".join(
     f"  {e.name:<17} {e.figure:<16} {len(e.runs) * len(e.envs)} runs: {e.title}"
     for e in EXPERIMENTS.values()
 )
-_HELP = f"""Run one of the paper's figures or tables: every run x seed as a `widerl train`
+_HELP = f"""Run one of the paper's figures or tables (or `scaling`, critic width across the
+paper's and newer bodies): every run x seed as a `widerl train`
 subprocess in OUT/NAME/<env>-<run>/s<seed>, at most --jobs at a time. A rerun skips
 finished runs and continues interrupted ones from their checkpoints. Ctrl-C stops every
 run cleanly (each saves a checkpoint). With --ray-address each run is a task on a Ray

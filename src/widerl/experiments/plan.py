@@ -126,7 +126,8 @@ def plan(
 ) -> list[Job]:
     """Every (run, seed) job of `exp`, seed by seed (a first complete picture comes early).
     `envs` replaces the experiment's tasks; `train_overrides` apply to every run;
-    `unit_scale` multiplies every network's width (agent and OFENet) for a smaller machine."""
+    `unit_scale` multiplies every network's width (critics, a policy of its own width, OFENet)
+    for a smaller machine."""
     if not unit_scale > 0:
         raise ConfigError(f"--unit-scale must be positive, got {unit_scale}")
     for label, value in (("--seeds", seeds), ("--steps", steps), ("--threads", threads)):
@@ -163,14 +164,17 @@ def plan(
 def scaled_units(
     settings: dict[str, Any], preset: str | None, env: str, factor: float
 ) -> dict[str, int]:
-    """--units and --ofenet-units times `factor` (OFENet's kept a multiple of its layers, so
-    it still splits evenly); nothing when the factor is 1."""
+    """--units, --actor-units (when set apart from --units) and --ofenet-units times `factor`
+    (OFENet's kept a multiple of its layers, so it still splits evenly); nothing when the
+    factor is 1."""
     if factor == 1.0:
         return {}
     from widerl.config import resolve
 
     cfg = resolve({"env": env, **settings}, preset)
     out = {"units": max(1, round(cfg.units * factor))}
+    if cfg.actor_units:
+        out["actor_units"] = max(1, round(cfg.actor_units * factor))
     if cfg.ofenet_units:
         per_layer = max(1, round(cfg.ofenet_units * factor / cfg.ofenet_layers))
         out["ofenet_units"] = per_layer * cfg.ofenet_layers
