@@ -30,6 +30,8 @@ TINY_FLAGS = [
     "--eval-episodes=1",
     "--threads=1",
     "--no-progress",
+    # The tests step 100,000-update runs (stopped early), which --compile auto would compile.
+    "--compile=off",
 ]
 
 

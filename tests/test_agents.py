@@ -374,3 +374,22 @@ def test_td_abs_outside_the_update_equals_what_the_update_writes_back(arch: str)
     before = agent.td_abs(batch)
     assert torch.allclose(before, agent.update(batch)["td_abs"], atol=1e-5)
     assert not torch.allclose(agent.td_abs(batch), before)  # the critics moved
+
+
+def test_each_learning_step_compiles_its_own_graphs() -> None:
+    """torch.compile caches graphs per code object, up to a recompile limit (8). Steps built
+    one after another in one process (a test session, a notebook, runs of an experiment) over
+    replays of different sizes must each get their own graph, not share the method's cache:
+    with the limit at 1 graph, three compiled steps over three capacities all run."""
+    import torch._dynamo
+
+    from widerl.learner import LearnStep
+
+    with torch._dynamo.config.patch(recompile_limit=1):
+        for capacity in (100, 200, 300):
+            agent = agent_for("sac")
+            rb = ReplayBuffer(OBS, ACT, capacity, seed=3)
+            b = fixed_batch(seed=capacity)
+            rb.add(b.obs, b.act, b.rew, b.next_obs, b.term)
+            step = LearnStep(rb, agent.features, agent, 8, compiled="eager")
+            assert torch.isfinite(step(0, 2)["critic_loss"])

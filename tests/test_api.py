@@ -125,7 +125,7 @@ def test_a_compiled_run_compiles_once_and_matches_the_eager_run(
 
     monkeypatch.setattr(Trainer, "learn_step", strict_after_warmup)
     settings = {**TINY, "algo": "td3", "steps": 60, "eval_every": 30, "prioritized": True}
-    widerl.train(widerl.resolve({**settings, "compile": True}), tmp_path / "compiled")
+    widerl.train(widerl.resolve({**settings, "compile": "on"}), tmp_path / "compiled")
     widerl.train(widerl.resolve(settings), tmp_path / "eager")
     compiled, eager = rows(tmp_path / "compiled"), rows(tmp_path / "eager")
     assert [r["grad_step"] for r in compiled] == ["0", "30", "60"]
@@ -134,3 +134,14 @@ def test_a_compiled_run_compiles_once_and_matches_the_eager_run(
         for k in ("critic_loss", "q_mean", "actor_loss"):
             if b[k]:
                 assert float(a[k]) == pytest.approx(float(b[k]), rel=1e-4, abs=1e-5), k
+
+
+def test_compile_auto_compiles_long_runs_only() -> None:
+    from widerl.config import COMPILE_AUTO_STEPS, compiles
+
+    assert not compiles(widerl.resolve({"steps": COMPILE_AUTO_STEPS - 1}))
+    assert compiles(widerl.resolve({"steps": COMPILE_AUTO_STEPS}))
+    assert compiles(widerl.resolve({"steps": 10, "compile": "on"}))
+    assert not compiles(widerl.resolve({"compile": "off"}))  # 1M updates, still eager
+    with pytest.raises(widerl.ConfigError, match="--compile 'yes' is not one of auto, on, off"):
+        widerl.resolve({"compile": "yes"})

@@ -26,6 +26,8 @@ TINY = [
     "--eval-episodes",
     "2",
     "--no-progress",
+    # Some tests step a 100,000-update run (stopped early), which --compile auto would compile.
+    "--compile=off",
 ]
 
 

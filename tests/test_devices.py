@@ -19,7 +19,15 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not availa
 DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
 
 # Tiny learner settings; Pendulum-v1 has obs 3, act 1.
-TINY = {"units": 16, "layers": 2, "batch_size": 32, "buffer_size": 2_000, "env": "Pendulum-v1"}
+# Eager steps: the default --compile auto would compile a (default) 1M-update run.
+TINY = {
+    "units": 16,
+    "layers": 2,
+    "batch_size": 32,
+    "buffer_size": 2_000,
+    "env": "Pendulum-v1",
+    "compile": "off",
+}
 SETUPS = {
     # plain MLP on raw states, uniform replay
     "sac-mlp": {"algo": "sac"},

@@ -41,6 +41,7 @@ TINY = {
     "eval_episodes": 1,
     "threads": 1,
     "progress": False,
+    "compile": "off",  # the runs are 100,000 updates, stopped early: not compiled
 }
 
 

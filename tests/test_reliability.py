@@ -30,7 +30,7 @@ from widerl.signals import StopSignals
 
 HOOK = Path(__file__).with_name("hooked_train.py")
 TINY = ["--units", "16", "--layers", "2", "--batch-size", "32", "--eval-episodes", "2"]
-TINY += ["--no-progress"]
+TINY += ["--no-progress", "--compile=off"]  # some runs are 1M updates, stopped early
 RUN = ["--env", "Pendulum-v1", "--warmup", "60", "--eval-every", "50", "--steps", "150"]
 RUN += ["--seed", "4"]
 STEPS = [0, 50, 100, 150]

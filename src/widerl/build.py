@@ -11,7 +11,7 @@ import torch
 
 from widerl.agents import make_agent
 from widerl.agents.base import Agent
-from widerl.config import Config
+from widerl.config import Config, compiles
 from widerl.device import resolve_device
 from widerl.envs import env_dims
 from widerl.evaluate import Evaluator
@@ -92,7 +92,7 @@ def build(cfg: Config) -> Run:
         holdout=holdout,
         intake=Intake(replay, holdout),
         source=make_source(cfg, seeds, device),
-        learner=LearnStep(replay, features, agent, cfg.batch_size, compiled=cfg.compile),
+        learner=LearnStep(replay, features, agent, cfg.batch_size, compiled=compiles(cfg)),
         evaluator=Evaluator(cfg.env, seeds["eval"] % 2**31, cfg.eval_episodes),
         probes=Probes(replay, agent, seeds["srank"]),
     )

@@ -30,6 +30,11 @@ CRITIC_LOSSES = ("mse", "huber")
 CRITIC_HEADS = ("scalar", "c51", "hlgauss")  # nets/critic_heads.py
 LAYERNORM_ARCHS = ("simba", "bronet")  # residual bodies normalised by LayerNorm
 DEVICES = ("auto", "cpu", "cuda")
+COMPILE_MODES = ("auto", "on", "off")
+# --compile auto compiles runs at least this long (benchmarks/README.md: compilation costs
+# 20-90 s on a 2-core CPU and a compiled step is 1.3-1.6x faster, which repays it after
+# 10k-30k updates; the margin covers slower machines and larger networks).
+COMPILE_AUTO_STEPS = 50_000
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -60,10 +65,12 @@ class Config:
     )
     eval_episodes: int = _f(10, "Episodes per evaluation (deterministic policy).", positive=True)
     device: str = _f("auto", "Torch device: auto picks cuda when available.", choices=DEVICES)
-    compile: bool = _f(
-        False,
-        "torch.compile the whole update into one graph (a CUDA graph on a GPU); the first "
-        "updates wait for compilation (about 20-60 s).",
+    compile: str = _f(
+        "auto",
+        "torch.compile the whole learning step into one graph (a CUDA graph on a GPU): on, "
+        "off, or auto = on for runs of at least 50,000 updates, where the faster step repays "
+        "the compilation (20-90 s before the first update on a CPU).",
+        choices=COMPILE_MODES,
     )
     threads: int = _f(
         0,
@@ -586,6 +593,11 @@ def validate_modern(cfg: Config, given: Collection[str] = ()) -> None:
                 f"--batch-size {cfg.batch_size} is too small for CrossQ's Batch "
                 "Renormalization; use >= 2"
             )
+
+
+def compiles(cfg: Config) -> bool:
+    """Whether the run's learning step is torch.compile'd (--compile)."""
+    return cfg.compile == "on" or (cfg.compile == "auto" and cfg.steps >= COMPILE_AUTO_STEPS)
 
 
 def default_out(cfg: Config) -> Path:

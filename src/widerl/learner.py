@@ -10,6 +10,7 @@ function runs eagerly otherwise.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -38,7 +39,7 @@ class LearnStep:
         self._fn: Callable[..., dict[str, torch.Tensor]] = self._step
         if compiled:  # True: inductor, what --compile runs; a string: that backend (tests)
             backend = compiled if isinstance(compiled, str) else "inductor"
-            self._fn = compile_step(self._step, replay.device, backend)
+            self._fn = compile_step(_own_code(self._step), replay.device, backend)
 
     def __call__(self, grad_step: int, total_steps: int) -> dict[str, torch.Tensor]:
         u = self.replay.draw(self.batch_size)
@@ -62,6 +63,17 @@ class LearnStep:
         self.replay.update_priorities(sampled.idx, metrics["td_abs"])
         metrics["idx"] = sampled.idx  # which rows were learned from (weight_age)
         return metrics
+
+
+def _own_code(method: Callable[..., Any]) -> Callable[..., Any]:
+    """The bound method over a copy of its code object. torch.compile keeps its graphs and its
+    recompile limit (8) per code object, so without a copy every LearnStep a process builds
+    (runs trained one after another, tests, a notebook) would add graphs to the same code and
+    the 9th would fail with "hit config.recompile_limit". With a copy each step holds only its
+    own graphs, and they go when it does."""
+    fn = method.__func__  # type: ignore[attr-defined]
+    copy = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__)
+    return types.MethodType(copy, method.__self__)  # type: ignore[attr-defined]
 
 
 def compile_step(

@@ -160,18 +160,9 @@ class HLGaussHead(_Categorical):
         e = self.edges(like)
         return 0.5 * (e[1:] + e[:-1])
 
-    def target(
-        self,
-        rew: torch.Tensor,
-        disc: torch.Tensor,
-        next_out: torch.Tensor,
-        bonus: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        v = self.value(next_out)
-        return rew + disc * (v if bonus is None else v - bonus)
-
-    def expected(self, target: torch.Tensor) -> torch.Tensor:
-        return target
+    # A scalar TD target (y = r + gamma V(s')), turned into a histogram by `probs`.
+    target = ScalarHead.target
+    expected = ScalarHead.expected
 
     def probs(self, target: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         y = target.clamp(self.v_min, self.v_max).unsqueeze(-1)
