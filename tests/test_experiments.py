@@ -509,3 +509,18 @@ def test_jobs_do_not_share_settings() -> None:
     # Settings are per job: changing one job's dict must not leak into another's.
     a, b = plan(EXPERIMENTS["depth"], Path("/x"), seeds=2)[:2]
     assert isinstance(a, Job) and a.settings is not b.settings
+
+
+def test_runs_keeps_the_runs_its_patterns_name(tmp_path: Path, capsys) -> None:
+    exp = EXPERIMENTS["scaling"]
+    jobs = plan(exp, tmp_path, seeds=2, envs=("Hopper-v5",), runs=("*-256", "simba-1024"))
+    names = ["mlp-256", "densenet-ofenet-256", "bronet-256", "simba-256", "simba-1024"]
+    assert [j.run for j in jobs] == [f"Hopper-v5-{n}" for n in names] * 2
+    assert [j.seed for j in jobs] == [0] * 5 + [1] * 5
+    for bad, why in (("mlp-256,*-4096", "'*-4096' matches no run of scaling"),
+                     ("mlp-256,", "has an empty entry")):  # fmt: skip
+        rc = main(["experiment", "scaling", "--out", str(tmp_path), "--dry-run", "--runs", bad])
+        assert rc == 2
+        err = capsys.readouterr().err
+        assert f"--runs {why}" in err or why in err, err
+        assert "Traceback" not in err and not (tmp_path / "scaling").exists()

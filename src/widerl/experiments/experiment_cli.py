@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from widerl.config import ConfigError, resolve
-from widerl.experiments.plan import Job, get_experiment, parse_envs, plan
+from widerl.experiments.plan import Job, get_experiment, parse_envs, parse_runs, plan
 from widerl.experiments.registry import EXPERIMENTS
 
 _LIST = "\n".join(
@@ -185,6 +185,13 @@ def run_on_cluster(
     help="Comma-separated env ids that replace the experiment's tasks (e.g. Hopper-v5).",
 )
 @click.option(
+    "--runs",
+    "run_names",
+    default=None,
+    help="Comma-separated run names or shell patterns that keep only those runs of the "
+    "experiment (e.g. 'mlp-256,*-1024'; names as in --dry-run, without the env).",
+)
+@click.option(
     "--threads",
     type=int,
     default=1,
@@ -218,6 +225,7 @@ def experiment_cmd(
     cpus_per_run: float | None,
     gpus_per_run: float,
     envs: str | None,
+    run_names: str | None,
     threads: int,
     train_args: str | None,
     unit_scale: float,
@@ -238,6 +246,7 @@ def experiment_cmd(
         threads=threads,
         train_overrides=parse_train_args(train_args),
         unit_scale=unit_scale,
+        runs=parse_runs(run_names),
     )
     check_jobs(job_list)
     n_runs = len(job_list) // (seeds or exp.seeds)
