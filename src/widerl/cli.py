@@ -188,7 +188,7 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
     type=click.Choice(ALGOS),
     default="sac",
     show_default=True,
-    help="Algorithm whose update is timed (the peer's same algorithm on its side).",
+    help="Algorithm whose update is timed (the peer runs the same one: SB3 has no crossq).",
 )
 @click.option(
     "--units",
