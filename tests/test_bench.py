@@ -377,3 +377,79 @@ def test_cli_peer_spellings(args: list[str], peer: str, monkeypatch: pytest.Monk
     assert main(["bench", "--obs-dim", "3", "--act-dim", "1", *args, "--preset", "paper-S"]) == 0
     assert seen["peer"] == peer and seen["preset"] == "paper-S" and seen["compiled"] is False
     assert seen["units"] is seen["layers"] is seen["arch"] is None  # the preset's
+
+
+# --- newer bodies and heads beside our MLP (--baseline mlp), same-method peers -----------
+def test_baseline_is_our_mlp_of_the_same_sizes_timed_in_the_same_rounds() -> None:
+    """--arch simba --baseline mlp: our SimBa agent and our plain MLP agent of the same width
+    and depth interleaved in every round; the baseline's FLOPs are the MLP's hand count."""
+    r = tiny("sac", peer=False, arch="simba", baseline="mlp", threads=1)
+    assert (r["arch"], r["baseline"], r["baseline_algo"]) == ("simba", "mlp", "sac")
+    ours, base = r["ours_per_round"], r["baseline_per_round"]
+    assert len(base) == r["rounds"] and all(x > 0 for x in base)
+    assert r["baseline_updates_per_s"] == pytest.approx(statistics.median(base))
+    per_round = [o / b for o, b in zip(ours, base, strict=True)]
+    assert r["ratio_baseline"] == pytest.approx(statistics.median(per_round))
+    assert r["baseline_flops_per_update"] == pytest.approx(hand_count("sac"), rel=1e-9)
+    # SimBa's blocks expand to 4d: more matmuls than the MLP of the same d.
+    assert r["flops_per_update"] > 2 * r["baseline_flops_per_update"]
+    frac = r["baseline_flops_per_update"] * r["baseline_updates_per_s"] / r["peak_flops"]
+    assert r["baseline_peak_flops_fraction"] == pytest.approx(frac)
+    text = format_bench(r)
+    assert "baseline updates/s" in text and f"{r['ratio_baseline']:.2f}" in text
+
+
+def test_categorical_head_costs_its_atoms() -> None:
+    """--critic-head c51 --atoms 51: the critics' output layers have 51 outputs, not 1: the
+    FLOPs grow by exactly those products (forward, weight and input gradients) over the MLP."""
+    r = tiny("sac", peer=False, baseline="mlp", threads=1,
+             settings={"critic_head": "c51", "atoms": 51})  # fmt: skip
+    assert (r["critic_head"], r["atoms"]) == ("c51", 51)
+    assert r["baseline_flops_per_update"] == pytest.approx(hand_count("sac"), rel=1e-9)
+    assert r["flops_per_update"] > r["baseline_flops_per_update"]
+    assert "c51 critic (51 atoms)" in format_bench(r)
+
+
+def test_crossq_baseline_is_sac() -> None:
+    from widerl.bench import baseline_config
+    from widerl.config import resolve
+
+    cfg = resolve({"algo": "crossq", "units": 64, "layers": 3, "actor_units": 32})
+    base = baseline_config(cfg)
+    shape = (base.algo, base.arch, base.units, base.layers, base.actor_units)
+    assert shape == ("sac", "mlp", 64, 3, 32)
+    assert base.critic_head == "scalar" and not base.obs_norm and base.ofenet_units == 0
+
+
+def test_peer_runs_the_same_method_where_its_library_has_it() -> None:
+    from widerl.bench_peers import _net_arch, peer_method
+    from widerl.config import ConfigError
+
+    assert peer_method("sbx", "crossq", "mlp") == ("CrossQ", "MlpPolicy")
+    assert peer_method("sbx", "sac", "simba") == ("SAC", "SimbaPolicy")
+    assert peer_method("sbx", "sac", "bronet") == ("SAC", "MlpPolicy")  # no BroNet in sbx
+    assert peer_method("sb3", "sac", "simba") == ("SAC", "MlpPolicy")
+    assert peer_method("sb3", "td3", "mlp") == ("TD3", "MlpPolicy")
+    with pytest.raises(ConfigError, match="--peer sb3 has no CrossQ"):
+        peer_method("sb3", "crossq", "mlp")
+    assert _net_arch(256, 2, None) == _net_arch(256, 2, [256, 256]) == [256, 256]
+    assert _net_arch(512, 2, [128]) == {"pi": [128], "qf": [512, 512]}
+
+
+def test_cli_refuses_crossq_against_sb3(capsys) -> None:
+    from widerl.cli import main
+
+    assert main(["bench", "--algo", "crossq", "--peer", "sb3", *TINY_CLI]) == 2
+    assert "--peer sb3 has no CrossQ" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sbx_crossq_peer_end_to_end() -> None:
+    """--algo crossq --peer sbx: sbx's CrossQ with our widths (policy delay 3: three phases
+    of its compiled train, all compiled in the burn-in), our CrossQ and our MLP SAC."""
+    _sbx()
+    r = _cli_json(["--algo", "crossq", "--peer", "sbx", "--baseline", "mlp", *TINY_CLI])
+    assert r["peer_method"] == "CrossQ MlpPolicy" and r["peer_net_arch"] == [UNITS]
+    assert r["peer_compiles_timed"] == 0
+    assert r["algo"] == "crossq" and r["baseline_algo"] == "sac"
+    assert r["ratio"] > 0 and r["ratio_baseline"] > 0

@@ -47,6 +47,7 @@ def test_every_experiment_has_the_paper_defaults() -> None:
         "ablation",
         "apex",
         "activation",
+        "scaling",
     }
     for exp in EXPERIMENTS.values():
         assert exp.seeds == 5 and exp.steps == 1_000_000, exp.name  # Sec. 4; Fig. 4
@@ -54,7 +55,7 @@ def test_every_experiment_has_the_paper_defaults() -> None:
         for spec in exp.runs:
             assert spec.preset is None or spec.preset in PRESETS
             assert set(spec.settings) <= set(Config.__dataclass_fields__), spec.name
-        if exp.name != "table1":
+        if exp.name not in ("table1", "scaling"):
             assert exp.envs == ("Ant-v5",), exp.name
 
 
@@ -173,6 +174,59 @@ def test_ablation_removes_one_element_each() -> None:
     a, b = act.values()
     assert {k for k in vars(a) if getattr(a, k) != getattr(b, k)} == {"activation"}
     assert a.actors == 2 and a.units == 2048 and a.ofenet_units == 2048
+
+
+def test_scaling_widens_the_critic_of_four_families_with_their_presets() -> None:
+    runs = configs("scaling")
+    assert EXPERIMENTS["scaling"].envs == ("Ant-v5", "Humanoid-v5")
+    assert len(runs) == 2 * 4 * 4
+    families = {
+        # arch: (preset, actor units x layers, critic layers)
+        "mlp": ("paper-original", 256, 2),
+        "densenet": ("paper-S", 256, 2),
+        "bronet": ("bro", 256, 1),
+        "simba": ("simba", 128, 1),
+    }
+    assert {(c.arch, c.units) for c in runs.values()} == set(
+        product(families, (256, 512, 1024, 2048))
+    )
+    jobs = {j.run: j for j in plan(EXPERIMENTS["scaling"], Path("/x"), seeds=1)}
+    for name, c in runs.items():
+        preset, actor_units, actor_layers = families[c.arch]
+        assert jobs[name].preset == preset
+        # Only the critic widens; the actor keeps the preset's width (and depth).
+        assert (c.actor_units, c.actor_layers or c.layers) == (actor_units, actor_layers)
+        assert c.layers == 2 and c.algo == "sac"
+        # One data regime for all: one env step per update, 10k random steps, no resets.
+        assert (c.utd, c.warmup, c.reset_every) == (1, 10_000, 0)
+        assert c.ofenet_units == (c.units if c.arch == "densenet" else 0)
+        preset_values = {k: v for k, v in PRESETS[preset].items() if k not in SCALED}
+        for key, value in preset_values.items():
+            assert getattr(c, key) == value, (name, key)
+    humanoid = runs["Humanoid-v5-bronet-512"]
+    assert (humanoid.critic_head, humanoid.v_max) == ("hlgauss", 1_200.0)  # bro's support
+    assert runs["Ant-v5-densenet-ofenet-2048"].ofenet_target_dim == 27  # no contact forces
+    assert runs["Ant-v5-simba-1024"].obs_norm and runs["Ant-v5-simba-1024"].weight_decay == 0.01
+
+
+# What the scaling experiment sets itself, over its presets' values.
+SCALED = {"units", "actor_units", "ofenet_units", "utd", "warmup", "reset_every"}
+
+
+def test_scaling_dry_run_and_unit_scale_shrink_the_actor_too(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    args = ["experiment", "scaling", "--out", str(out), "--dry-run", "--seeds", "2"]
+    rc = main([*args, "--envs", "Hopper-v5", "--steps", "3000", "--unit-scale", "0.125"])
+    assert rc == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "16 runs x 2 seed(s) = 32 jobs" in lines[0] and "3000 gradient steps" in lines[0]
+    assert len(lines) == 33 and all(line.startswith("[new] widerl train ") for line in lines[1:])
+    simba = next(line for line in lines if "Hopper-v5-simba-2048/s1" in line)
+    for flags in ("--preset simba", "--units 256", "--actor-units 16", "--utd 1"):
+        assert flags in simba
+    dense = next(line for line in lines if "Hopper-v5-densenet-ofenet-512/s0" in line)
+    assert "--units 64 --ofenet-units 64" in dense and "--actor-units 32" in dense
+    assert not out.exists()
 
 
 def test_every_paper_env_id_exists() -> None:
@@ -455,3 +509,55 @@ def test_jobs_do_not_share_settings() -> None:
     # Settings are per job: changing one job's dict must not leak into another's.
     a, b = plan(EXPERIMENTS["depth"], Path("/x"), seeds=2)[:2]
     assert isinstance(a, Job) and a.settings is not b.settings
+
+
+def test_runs_keeps_the_runs_its_patterns_name(tmp_path: Path, capsys) -> None:
+    exp = EXPERIMENTS["scaling"]
+    jobs = plan(exp, tmp_path, seeds=2, envs=("Hopper-v5",), runs=("*-256", "simba-1024"))
+    names = ["mlp-256", "densenet-ofenet-256", "bronet-256", "simba-256", "simba-1024"]
+    assert [j.run for j in jobs] == [f"Hopper-v5-{n}" for n in names] * 2
+    assert [j.seed for j in jobs] == [0] * 5 + [1] * 5
+    for bad, why in (("mlp-256,*-4096", "'*-4096' matches no run of scaling"),
+                     ("mlp-256,", "has an empty entry")):  # fmt: skip
+        rc = main(["experiment", "scaling", "--out", str(tmp_path), "--dry-run", "--runs", bad])
+        assert rc == 2
+        err = capsys.readouterr().err
+        assert f"--runs {why}" in err or why in err, err
+        assert "Traceback" not in err and not (tmp_path / "scaling").exists()
+
+
+@pytest.mark.slow
+def test_tiny_scaling_runs_and_reports_width_by_body(tmp_path: Path, capsys) -> None:
+    """`widerl experiment scaling` for real at a toy size (Pendulum, the MLP and SimBa at 2 of
+    the 4 widths scaled to 16 and 32 units, 30 updates, 1 seed; every family's flags are
+    test_scaling_dry_run's), then `widerl report`: the runs finish with their preset's body,
+    and the page draws units x arch as a heatmap and names each configuration by its body and
+    width, listing the preset values the names leave out."""
+    out = tmp_path / "exp"
+    args = ["experiment", "scaling", "--out", str(out), "--envs", "Pendulum-v1", "--seeds", "1"]
+    args += ["--steps", "30", "--unit-scale", "0.0625", "--jobs", "2"]
+    args += ["--runs", "mlp-256,mlp-512,simba-256,simba-512"]
+    assert main([*args, "--train-args", f"{TINY_TRAIN} --eval-every 15"]) == 0
+    printed = capsys.readouterr().out
+    assert "4 finished, 0 skipped (done before), 0 failed" in printed, printed
+    archs = {}
+    for run in sorted(out.glob("scaling/*/s0")):
+        cfg = json.loads((run / "config.json").read_text())
+        archs[run.parent.name] = (cfg["arch"], cfg["units"], cfg["obs_norm"])
+        assert run_state(run, 30) == DONE
+    assert archs == {
+        "Pendulum-v1-mlp-256": ("mlp", 16, False),
+        "Pendulum-v1-mlp-512": ("mlp", 32, False),
+        "Pendulum-v1-simba-256": ("simba", 16, True),
+        "Pendulum-v1-simba-512": ("simba", 32, True),
+    }
+    report = tmp_path / "report"
+    assert main(["report", str(out / "scaling"), "--out", str(report)]) == 0
+    page = (report / "report.md").read_text()
+    assert (report / "heatmap_Pendulum-v1_0.png").is_file()
+    assert (report / "curves_Pendulum-v1.png").is_file()
+    for arch in ("mlp", "simba"):
+        for units in (16, 32):
+            assert f"| arch={arch} units={units} |" in page, (arch, units)
+    # What the names leave out (each family's preset values), e.g. SimBa's obs-norm.
+    assert "follow from their names" in page and "obs_norm" in page

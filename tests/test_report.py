@@ -166,6 +166,69 @@ def test_no_heatmap_when_groups_differ_in_one_setting(tmp_path: Path) -> None:
     assert find_grids("Hopper-v5", sums) == []
 
 
+def test_names_leave_out_settings_that_follow_from_the_named_ones(tmp_path: Path) -> None:
+    """Fig. 5's runs differ in arch, units and activation; Swish follows from the arch, so the
+    name is arch and units, and the page lists what the name leaves out."""
+    for arch, act in (("mlp", "relu"), ("densenet", "swish")):
+        for units in (128, 2048):
+            write_run(tmp_path / f"{arch}{units}", [1.0], arch=arch, activation=act, units=units)
+    labels = [g.label for g in load_groups([tmp_path])]
+    assert labels == [
+        "arch=densenet units=128",
+        "arch=densenet units=2048",
+        "arch=mlp units=128",
+        "arch=mlp units=2048",
+    ]
+    write_report([tmp_path], tmp_path / "r", force=False, reps=50)
+    page = (tmp_path / "r" / "report.md").read_text()
+    assert "| configuration | activation |" in page
+    assert "| arch=mlp units=2048 | relu |" in page
+    assert "| arch=densenet units=128 | swish |" in page
+    # A setting that varies on its own is named even when it is later in Config order.
+    write_run(tmp_path / "mlp128-swish", [1.0], arch="mlp", activation="swish", units=128)
+    assert "arch=mlp units=128 activation=swish" in [g.label for g in load_groups([tmp_path])]
+
+
+def test_per_task_values_keep_one_name_across_envs(tmp_path: Path) -> None:
+    """A preset's per-task values (OFENet's target dims on Ant, the bro preset's value support)
+    differ between envs: one configuration still has one name, one Table 1 row and an IQM."""
+    for env, target in (("Hopper-v5", 0), ("Ant-v5", 27)):
+        for units in (256, 1024):
+            for seed in range(2):
+                write_run(
+                    tmp_path / env / f"u{units}" / f"s{seed}",
+                    [0.0, units / 256 + seed],
+                    env=env,
+                    units=units,
+                    ofenet_units=units,
+                    ofenet_target_dim=target,
+                    seed=seed,
+                )
+    groups = load_groups([tmp_path])
+    assert sorted({g.label for g in groups}) == ["units=1024", "units=256"]
+    write_report([tmp_path], tmp_path / "r", force=False, reps=50)
+    page = (tmp_path / "r" / "report.md").read_text()
+    assert "| units=1024 | **4.5** (2) | **4.5** (2) |" in page  # one Table 1 row, both envs
+    assert re.search(r"\| units=1024 \| 2 \| 4 \| [0-9.]+ \|", page)  # an IQM over both envs
+
+
+def test_one_numeric_setting_against_a_named_one_makes_a_heatmap(tmp_path: Path) -> None:
+    """`scaling`: critic width x body, each body with its preset's other values."""
+    presets = {"mlp": {}, "simba": {"obs_norm": True, "lr": 1e-4}, "bronet": {"batch_size": 128}}
+    for arch, extra in presets.items():
+        for units in (64, 256):
+            ret = {"mlp": 1, "simba": 2, "bronet": 3}[arch] * units
+            write_run(tmp_path / f"{arch}{units}", [0.0, ret], arch=arch, units=units, **extra)
+    sums, _ = summarize(load_groups([tmp_path]))
+    assert {s.group.label for s in sums} == {
+        f"arch={a} units={u}" for a in presets for u in (64, 256)
+    }
+    (grid,) = find_grids("Hopper-v5", sums)
+    assert grid.rows == ("units", [64, 256])
+    assert grid.cols == ("arch", ["bronet", "mlp", "simba"])
+    np.testing.assert_allclose(grid.cells, [[192, 64, 128], [768, 256, 512]])
+
+
 def test_curve_uses_only_steps_every_seed_reached(tmp_path: Path) -> None:
     write_run(tmp_path / "a", [1.0, 2.0, 3.0, 4.0], seed=0)
     write_run(tmp_path / "b", [5.0, 6.0], seed=1)  # still training

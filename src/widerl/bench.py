@@ -10,6 +10,9 @@
    changes on a shared machine hit every side; the ratio reported is the median of the
    per-round ratios, which cancels slow drifts better than a ratio of two medians. The peers
    live in ``bench_peers``.
+   With ``baseline="mlp"`` the same run also times our plain MLP agent of the same width and
+   depth (`baseline_config`), interleaved the same way: what a body (SimBa, BroNet), a critic
+   head (C51, HL-Gauss) or CrossQ costs over the MLP, measured side by side.
 2. What fraction of the device's matmul peak does our update reach? FLOPs of one update come from
    ``torch.utils.flop_counter.FlopCounterMode`` (matmul-family ops only, forward and backward,
    exactly the matmuls the update runs), and the peak is measured in the same run with the same
@@ -34,13 +37,20 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from widerl.agents import make_agent
 from widerl.agents.base import Agent
-from widerl.bench_peers import ONE, PEERS, count_jax_compiles, make_peer
-from widerl.config import resolve
+from widerl.bench_peers import ONE, PEERS, count_jax_compiles, make_peer, peer_method
+from widerl.config import Config, resolve
 from widerl.learner import LearnStep
 from widerl.nets.ensemble import EnsembleLinear
 from widerl.replay import ReplayBuffer
 
-__all__ = ["format_bench", "measure_matmul_peak", "run_bench", "update_flops"]
+__all__ = [
+    "BASELINES",
+    "baseline_config",
+    "format_bench",
+    "measure_matmul_peak",
+    "run_bench",
+    "update_flops",
+]
 
 # Transitions in both replay buffers: enough that a batch of 256 rarely repeats rows, small
 # enough that filling costs nothing and both buffers stay cache-comparable.
@@ -48,6 +58,10 @@ DEFAULT_FILL = 10_000
 # Side of the square matmul added to the peak shapes: large enough for BLAS to reach its best
 # rate on a few CPU cores, small enough (17 GFLOP) to take ~0.1 s there.
 PEAK_SQUARE = 2048
+BASELINES = ("mlp",)
+# Algorithms whose actor step runs every policy_delay-th update: a compiled step has two
+# variants, and one update's FLOPs depend on its phase (averaged over a whole cycle).
+DELAYED = ("td3", "crossq")
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
@@ -206,6 +220,42 @@ def _median_ratio(ours: list[float], peer: list[float]) -> float:
     return statistics.median(o / p for o, p in zip(ours, peer, strict=True))
 
 
+def baseline_config(cfg: Config) -> Config:
+    """Our plain MLP agent of ``cfg``'s sizes: the same algorithm (SAC for CrossQ, whose
+    networks are MLPs already), critic and policy widths and depths, batch and seed; an MLP
+    body, a scalar critic, no obs-norm, no OFENet, every other setting at its default."""
+    same = ("units", "layers", "actor_units", "actor_layers", "batch_size", "buffer_size", "seed")
+    algo = "sac" if cfg.algo == "crossq" else cfg.algo
+    return resolve({"algo": algo, "arch": "mlp", **{k: getattr(cfg, k) for k in same}})
+
+
+class _Side:
+    """One of our configurations under test: its agent, replay and learning step."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        data: dict[str, torch.Tensor],
+        dims: tuple[int, int],
+        dev: torch.device,
+        compiled: bool,
+    ) -> None:
+        obs_dim, act_dim = dims
+        n = data["obs"].shape[0]
+        self.cfg = cfg
+        self.agent = make_agent(cfg, obs_dim, act_dim, dev)
+        self.replay = ReplayBuffer(obs_dim, act_dim, n, dev, seed=cfg.seed)
+        self.replay.add(data["obs"], data["act"], data["rew"], data["next_obs"], data["term"])
+        self.step = LearnStep(
+            self.replay, self.agent.features, self.agent, cfg.batch_size, compiled=compiled
+        )
+        # One full policy-delay cycle: both variants of a compiled step, the mean FLOPs.
+        self.cycle = cfg.policy_delay if cfg.algo in DELAYED else 1
+
+    def flops(self) -> float:
+        return update_flops(self.agent, self.replay, self.cfg.batch_size, self.cycle)
+
+
 def run_bench(
     algo: str,
     units: int | None = None,
@@ -226,6 +276,7 @@ def run_bench(
     compiled: bool = False,
     preset: str | None = None,
     settings: dict[str, Any] | None = None,
+    baseline: str | None = None,
 ) -> dict[str, Any]:
     """Measure update throughput (ours and a peer's), FLOPs per update and the matmul peak.
 
@@ -233,8 +284,11 @@ def run_bench(
     modes (sbx: one update per call, then ``updates`` per call; SB3: ``updates`` per call),
     reversing the order every other round. ``ratio_<mode>`` is the median over rounds of
     ours/peer per round; ``ratio`` and ``peer_updates_per_s`` are the peer's first mode. The
-    peer (``"sb3"``, ``"sbx"`` or None; True/False mean SB3/none) is always an MLP of the same
-    width and depth, whatever ``arch`` or ``preset`` give ours.
+    peer (``"sb3"``, ``"sbx"`` or None; True/False mean SB3/none) has our critics' and policy's
+    widths and depths and runs the same method where its library has it (sbx: CrossQ, and SAC
+    with SimBa networks for ``arch="simba"``), else its MLP SAC/TD3 (`bench_peers.peer_method`).
+    ``baseline="mlp"`` adds our plain MLP agent of the same sizes (`baseline_config`) as one
+    more side of every round: ``ratio_baseline`` is the median of ours/baseline per round.
 
     ``units``, ``layers``, ``arch`` (None: the preset's, else 256, 2, mlp) and ``settings``
     (other Config fields) override ``preset``'s values for ours. ``compiled`` times the
@@ -253,6 +307,8 @@ def run_bench(
         )
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
+    if baseline not in (None, *BASELINES):
+        raise ValueError(f"baseline must be one of {BASELINES} or None, got {baseline!r}")
     peer_name = _peer_name(peer)
     load_before = _load_average()
     with _torch_threads(threads):
@@ -271,16 +327,20 @@ def run_bench(
             },
             preset,
         )
+        if peer_name:
+            peer_method(peer_name, cfg.algo, cfg.arch)  # a peer without the method: say so now
         data = _random_transitions(fill, obs_dim, act_dim, seed)
+        dims = (obs_dim, act_dim)
 
-        agent = make_agent(cfg, obs_dim, act_dim, dev)
-        replay = ReplayBuffer(obs_dim, act_dim, fill, dev, seed=seed)
-        replay.add(data["obs"], data["act"], data["rew"], data["next_obs"], data["term"])
-        step = LearnStep(replay, agent.features, agent, batch_size, compiled=compiled)
+        ours = _Side(cfg, data, dims, dev, compiled)
+        agent = ours.agent
+        base = _Side(baseline_config(cfg), data, dims, dev, compiled) if baseline else None
+        actor_arch = [cfg.actor_units or cfg.units] * (cfg.actor_layers or cfg.layers)
+        batch_size = cfg.batch_size
         model = (
             make_peer(
                 peer_name,
-                algo,
+                cfg.algo,
                 cfg.units,
                 cfg.layers,
                 obs_dim,
@@ -291,25 +351,31 @@ def run_bench(
                 seed,
                 sync,
                 threads,
+                arch=cfg.arch,
+                actor_arch=actor_arch,
             )  # fmt: skip
             if peer_name
             else None
         )
 
-        shapes = peak_shapes(agent, batch_size, square=peak_square)
+        shapes = peak_shapes(agent, cfg.batch_size, square=peak_square)
+        if base is not None:
+            more = peak_shapes(base.agent, cfg.batch_size, square=peak_square)
+            shapes = list(dict.fromkeys(shapes + more))
         peak_before = measure_matmul_peak(shapes, dev)
 
         # Burn-in: first calls allocate optimizer state and warm allocators and BLAS code paths;
-        # a compiled step compiles here, once per variant (TD3: with and without its delayed
-        # actor step, so at least policy_delay steps).
-        n_count = cfg.policy_delay if algo == "td3" else 1
-        ours_warmup = max(warmup_updates, n_count) if compiled else warmup_updates
-        if ours_warmup:
-            _time_ours(step, ours_warmup, sync)
+        # a compiled step compiles here, once per variant (TD3, CrossQ: with and without their
+        # delayed actor step, so at least a whole policy-delay cycle).
+        ours_sides = {"ours": ours, **({"baseline": base} if base is not None else {})}
+        for side in ours_sides.values():
+            n = max(warmup_updates, side.cycle) if compiled else warmup_updates
+            if n:
+                _time_ours(side.step, n, sync)
         if model is not None:
             model.warm_up(updates, warmup_updates)
 
-        sides = ["ours", *(model.modes if model is not None else ())]
+        sides = [*ours_sides, *(model.modes if model is not None else ())]
         per_round: dict[str, list[float]] = {side: [] for side in sides}
         with contextlib.ExitStack() as timed:
             if compiled:
@@ -320,8 +386,8 @@ def run_bench(
                 # another's (possibly cache- or frequency-affecting) burst.
                 for side in sides if r % 2 == 0 else reversed(sides):
                     per_round[side].append(
-                        _time_ours(step, updates, sync)
-                        if side == "ours"
+                        _time_ours(ours_sides[side].step, updates, sync)
+                        if side in ours_sides
                         else model.time(side, updates)
                     )
 
@@ -329,16 +395,21 @@ def run_bench(
         # other processes varies over a run, and the fraction must not be flattered by a peak
         # that happened to be measured in a slow moment.
         peak, per_shape = max(peak_before, measure_matmul_peak(shapes, dev), key=lambda x: x[0])
-        flops = update_flops(agent, replay, batch_size, n_count)
+        flops = ours.flops()
         ours_rounds = per_round["ours"]
-        ours = statistics.median(ours_rounds)
-        achieved = flops * ours
+        ours_rate = statistics.median(ours_rounds)
+        achieved = flops * ours_rate
 
         result: dict[str, Any] = {
             "algo": cfg.algo,
             "arch": cfg.arch,
             "units": cfg.units,
             "layers": cfg.layers,
+            "actor_units": cfg.actor_units or cfg.units,
+            "actor_layers": cfg.actor_layers or cfg.layers,
+            "critic_head": cfg.critic_head,
+            "atoms": cfg.atoms if cfg.critic_head != "scalar" else None,
+            "obs_norm": cfg.obs_norm,
             "preset": preset,
             "ofenet_units": cfg.ofenet_units,
             "compiled": compiled,
@@ -352,8 +423,9 @@ def run_bench(
             "fill": fill,
             "torch_threads": torch.get_num_threads(),
             "torch_version": torch.__version__,
-            "ours_updates_per_s": ours,
+            "ours_updates_per_s": ours_rate,
             "ours_per_round": ours_rounds,
+            "baseline": baseline,
             "peer": None,
             "peer_version": None,
             "peer_modes": [],
@@ -361,6 +433,18 @@ def run_bench(
             "peer_per_round": None,
             "ratio": None,
         }
+        if base is not None:
+            base_rounds = per_round["baseline"]
+            base_rate = statistics.median(base_rounds)
+            base_flops = base.flops()
+            result |= {
+                "baseline_algo": base.cfg.algo,
+                "baseline_updates_per_s": base_rate,
+                "baseline_per_round": base_rounds,
+                "ratio_baseline": _median_ratio(ours_rounds, base_rounds),
+                "baseline_flops_per_update": base_flops,
+                "baseline_peak_flops_fraction": base_flops * base_rate / peak,
+            }
         if model is not None:
             result |= {"peer": model.library, "peer_version": model.version, **model.info}
             result["peer_modes"] = list(model.modes)
@@ -400,15 +484,31 @@ def format_bench(result: dict[str, Any]) -> str:
         # Three significant digits read well from 2 updates/s (2048 units) to 2000 (tiny nets).
         return ", ".join(f"{x:.3g}" for x in xs) if xs else ""
 
-    ofenet = f" + OFENet {r['ofenet_units']}" if r.get("ofenet_units") else ""
+    extras = f" + OFENet {r['ofenet_units']}" if r.get("ofenet_units") else ""
+    head = r.get("critic_head") or "scalar"
+    if head != "scalar":
+        extras += f"  {head} critic ({r['atoms']} atoms)"
+    actor = (r.get("actor_units"), r.get("actor_layers"))
+    if None not in actor and actor != (r["units"], r["layers"]):
+        extras += f"  policy {actor[0]}x{actor[1]}"
+    if r.get("obs_norm"):
+        extras += "  obs-norm"
     lines = [
-        f"{r['algo']} {r['arch']} {r['units']}x{r['layers']}{ofenet}  obs {r['obs_dim']} act "
+        f"{r['algo']} {r['arch']} {r['units']}x{r['layers']}{extras}  obs {r['obs_dim']} act "
         f"{r['act_dim']}  batch {r['batch_size']}  {r['device']} ({r['torch_threads']} threads)  "
         f"{'compiled' if r.get('compiled') else 'eager'}  "
         f"{r['rounds']} rounds x {r['updates']} updates",
         f"  {'widerl updates/s':<{W}}{r['ours_updates_per_s']:>12.1f}   "
         f"rounds: {rounds(r['ours_per_round'])}",
     ]
+    if r.get("baseline_updates_per_s") is not None:
+        lines += [
+            f"  {'baseline updates/s':<{W}}{r['baseline_updates_per_s']:>12.1f}   "
+            f"rounds: {rounds(r['baseline_per_round'])}   "
+            f"(our {r['baseline_algo']} {r['baseline']} {r['units']}x{r['layers']}, scalar critic)",
+            f"  {'ratio widerl/baseline':<{W}}{r['ratio_baseline']:>12.2f}   "
+            "(median of per-round ratios)",
+        ]
     if r.get("peer_updates_per_s") is not None:
         label = PEER_LABELS.get(r["peer"], r["peer"])
         modes = r.get("peer_modes") or []
@@ -418,8 +518,9 @@ def format_bench(result: dict[str, Any]) -> str:
             return f" {per_call[mode]}/call" if len(modes) > 1 else ""
 
         threads = r.get("peer_threads")
+        method = f"  {r['peer_method']}" if r.get("peer_method") else ""
         lines.append(
-            f"  {'peer':<{W}}{label} {r['peer_version']}  {r.get('peer_device', '')}"
+            f"  {'peer':<{W}}{label} {r['peer_version']}{method}  {r.get('peer_device', '')}"
             f"{f' ({threads} threads)' if threads else ''}"
         )
         for mode in modes:
@@ -440,6 +541,11 @@ def format_bench(result: dict[str, Any]) -> str:
         f"(best fp32 matmul of {len(r['peak_shapes'])} shapes, same run)",
         f"  {'fraction of peak':<{W}}{r['peak_flops_fraction']:>12.3f}",
     ]
+    if r.get("baseline_updates_per_s") is not None:
+        lines += [
+            f"  {'baseline GFLOP per update':<{W}}{r['baseline_flops_per_update'] / g:>12.4f}",
+            f"  {'baseline fraction of peak':<{W}}{r['baseline_peak_flops_fraction']:>12.3f}",
+        ]
     load = r.get("load_average")
     if load and None not in load:
         lines.append(f"  {'load average (1 min)':<{W}}{load[0]:>12.2f}   -> {load[1]:.2f} after")

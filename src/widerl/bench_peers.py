@@ -1,6 +1,9 @@
 """The peers `widerl bench` times next to our update: Stable-Baselines3 (PyTorch) and sbx
-(Stable Baselines Jax, jit-compiled JAX), each SAC/TD3 with our width and depth, its own default
-hyperparameters otherwise, and its replay buffer filled directly with the transitions ours holds.
+(Stable Baselines Jax, jit-compiled JAX), each with our critics' and policy's widths and depths,
+its own default hyperparameters otherwise, and its replay buffer filled directly with the
+transitions ours holds. A peer runs the same method where its library has one (`peer_method`):
+sbx's CrossQ for `--algo crossq` and sbx's SAC with its SimBa networks for `--arch simba`;
+otherwise its plain MLP SAC/TD3.
 
 A peer times one *mode* per call of `time(mode, n)`: ``many_per_call`` is one
 ``train(gradient_steps=n)`` call (SB3 loops in Python; sbx runs the n updates in one compiled
@@ -30,6 +33,7 @@ __all__ = [
     "count_jax_compiles",
     "make_peer",
     "make_sb3_model",
+    "peer_method",
     "peer_missing",
     "start_jax",
 ]
@@ -103,6 +107,24 @@ def _fill(model: Any, data: dict[str, torch.Tensor]) -> None:
     rb.pos, rb.full = 0, True
 
 
+def peer_method(name: str, algo: str, arch: str) -> tuple[str, str]:
+    """(the peer library's algorithm class, its policy) for our ``algo`` and ``arch``: the same
+    method where the library has it, else its MLP SAC or TD3 (our other bodies have no
+    counterpart in either library: the ratio then compares our body with a peer's MLP)."""
+    if algo == "crossq":
+        if name == "sbx":
+            return "CrossQ", "MlpPolicy"  # Batch Renormalization, no targets (sbx/crossq)
+        raise ConfigError(
+            f"--peer {name} has no CrossQ (Stable-Baselines3 itself has SAC and TD3); "
+            "use --peer sbx or --peer none"
+        )
+    if name == "sbx" and algo == "sac" and arch == "simba":
+        # sbx's SimBa networks (sbx.common.policies): input Dense, residual blocks
+        # x + Dense(4d -> d)(relu(Dense(d -> 4d)(LayerNorm(x)))), a final LayerNorm; AdamW.
+        return "SAC", "SimbaPolicy"
+    return algo.upper(), "MlpPolicy"
+
+
 def make_sb3_model(
     algo: str,
     units: int,
@@ -113,10 +135,12 @@ def make_sb3_model(
     device: torch.device,
     data: dict[str, torch.Tensor],
     seed: int,
+    actor_arch: list[int] | None = None,
 ) -> Any:
-    """SB3 SAC/TD3 with our width and depth and its buffer holding ``data``."""
+    """SB3 SAC/TD3 with our width and depth (the policy's: ``actor_arch``, default the
+    critics') and its buffer holding ``data``."""
     sb3 = _import("sb3")
-    cls = {"sac": sb3.SAC, "td3": sb3.TD3}[algo]
+    cls = getattr(sb3, peer_method("sb3", algo, "mlp")[0])
     model = cls(
         "MlpPolicy",
         _box_env(obs_dim, act_dim),
@@ -125,13 +149,20 @@ def make_sb3_model(
         # Only as large as the data: SB3's default 1e6 would allocate obs and next_obs for a
         # million rows (0.8 GB at Ant's 105 dims) and change nothing about an update.
         buffer_size=data["obs"].shape[0],
-        policy_kwargs={"net_arch": [units] * layers},
+        policy_kwargs={"net_arch": _net_arch(units, layers, actor_arch)},
         device=str(device),
         seed=seed,
         verbose=0,
     )
     _fill(model, data)
     return model
+
+
+def _net_arch(units: int, layers: int, actor_arch: list[int] | None) -> Any:
+    """SB3/sbx's net_arch: one list for policy and critics alike, or pi and qf apart. For the
+    SimBa policies every entry is one residual block of that width."""
+    critic = [units] * layers
+    return critic if actor_arch in (None, critic) else {"pi": actor_arch, "qf": critic}
 
 
 # --- JAX: which threads, which device, and counting its compilations ----------------------
@@ -261,16 +292,26 @@ def make_peer(
     seed: int,
     sync: Callable[[], None],
     threads: int | None,
+    arch: str = "mlp",
+    actor_arch: list[int] | None = None,
 ) -> Peer:
-    """The peer ``name`` (a key of PEERS) as a plain MLP of ``units`` x ``layers``."""
+    """The peer ``name`` (a key of PEERS) for our ``algo`` and ``arch`` (`peer_method`) with
+    critics of ``units`` x ``layers`` and a policy of ``actor_arch`` (default the same)."""
+    cls_name, policy = peer_method(name, algo, arch)
+    net_arch = _net_arch(units, layers, actor_arch)
+    arch_info = {
+        "peer_method": f"{cls_name} {policy}",
+        "peer_net_arch": [units] * layers,  # the critics'
+        "peer_actor_net_arch": actor_arch or [units] * layers,
+    }
     if name == "sb3":
         model = make_sb3_model(algo, units, layers, obs_dim, act_dim, batch_size, device, data,
-                               seed)  # fmt: skip
+                               seed, actor_arch)  # fmt: skip
         peer = Peer("sb3", model, batch_size, sync)
         peer.info = {
             "peer_threads": torch.get_num_threads(),
             "peer_device": str(device),
-            "peer_net_arch": [units] * layers,
+            **arch_info,
         }
         return peer
     sbx = _import("sbx")
@@ -284,14 +325,13 @@ def make_peer(
         ) from None
     import jax
 
-    cls = {"sac": sbx.SAC, "td3": sbx.TD3}[algo]
-    model = cls(
-        "MlpPolicy",
+    model = getattr(sbx, cls_name)(
+        policy,
         _box_env(obs_dim, act_dim),
         learning_starts=0,
         batch_size=batch_size,
         buffer_size=data["obs"].shape[0],
-        policy_kwargs={"net_arch": [units] * layers},
+        policy_kwargs={"net_arch": net_arch},
         seed=seed,
         verbose=0,
     )
@@ -300,7 +340,7 @@ def make_peer(
     peer.info = {
         "peer_threads": threads,
         "peer_device": str(jax.devices()[0]),
-        "peer_net_arch": [units] * layers,
+        **arch_info,
         "jax_version": jax.__version__,
     }
     return peer

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from widerl.cli_options import config_options, given_values, preset_option, train_options
-from widerl.config import ALGOS, ARCHS, DEVICES, PRESETS, ConfigError, resolve
+from widerl.config import ALGOS, ARCHS, CRITIC_HEADS, DEVICES, PRESETS, ConfigError, resolve
 from widerl.errors import CollectorsFailed, Diverged
 
 if TYPE_CHECKING:
@@ -221,7 +221,7 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
     type=click.Choice(ALGOS),
     default="sac",
     show_default=True,
-    help="Algorithm whose update is timed (the peer's same algorithm on its side).",
+    help="Algorithm whose update is timed (the peer runs the same one: SB3 has no crossq).",
 )
 @click.option(
     "--units",
@@ -239,7 +239,7 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
     "--arch",
     type=click.Choice(ARCHS),
     default=None,
-    help="Body of ours; the peer is always an MLP [default: mlp, or --preset's].",
+    help="Body of ours (see --peer for the peer's) [default: mlp, or --preset's].",
 )
 @click.option(
     "--env",
@@ -287,8 +287,31 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
     "(Stable-Baselines3, PyTorch; `train(gradient_steps=--updates)`), sbx (Stable Baselines "
     "Jax, jit-compiled; "
     "timed both one update per call, as a training loop calls it, and --updates per call, "
-    "its JAX compilation excluded by a burn-in), or none. The peer is an MLP of our width "
-    "and depth.",
+    "its JAX compilation excluded by a burn-in), or none. The peer has our critics' and "
+    "policy's widths and depths and runs the same method where its library has one (sbx: "
+    "CrossQ for --algo crossq, SAC with SimBa networks for --arch simba), else its MLP "
+    "SAC/TD3.",
+)
+@click.option(
+    "--critic-head",
+    type=click.Choice(CRITIC_HEADS),
+    default=None,
+    help="Critic head of ours (scalar, c51, hlgauss) [default: scalar, or --preset's].",
+)
+@click.option(
+    "--atoms",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Atoms (c51) or bins (hlgauss) of a categorical head [default: 101, or --preset's].",
+)
+@click.option(
+    "--baseline",
+    type=click.Choice(["none", "mlp"]),  # bench.BASELINES (bench imports torch)
+    default="none",
+    show_default=True,
+    help="Also time, interleaved in the same run, our plain MLP agent of the same widths, "
+    "depths, batch and algorithm (SAC for crossq): an MLP body, a scalar critic, no obs-norm, "
+    "no OFENet. Reports its updates/s, fraction of peak and ratio_baseline = ours / it.",
 )
 @click.option("--no-peer", is_flag=True, help="Same as --peer none.")
 @click.option(
@@ -356,6 +379,9 @@ def bench_cmd(
     updates: int,
     rounds: int,
     peer: str | None,
+    critic_head: str | None,
+    atoms: int | None,
+    baseline: str,
     no_peer: bool,
     compiled: bool,
     device: str,
@@ -373,10 +399,17 @@ def bench_cmd(
     from widerl.bench import format_bench, run_bench
 
     if distributed:
-        if compiled:
-            raise ConfigError(
-                "--compile times the update bench; it does not apply to --distributed"
-            )
+        update_only = {
+            "--compile": compiled,
+            "--baseline": baseline != "none",
+            "--critic-head": critic_head is not None,
+            "--atoms": atoms is not None,
+        }
+        for flag, given in update_only.items():
+            if given:
+                raise ConfigError(
+                    f"{flag} applies to the update bench; it does not apply to --distributed"
+                )
         from widerl.bench_distributed import format_distributed, run_distributed_bench
         from widerl.envs import check_env_id
 
@@ -397,8 +430,10 @@ def bench_cmd(
         o, a = env_dims(env)
         obs_dim, act_dim = obs_dim or o, act_dim or a
     if seeds is not None:
-        if peer is not None or no_peer:
-            raise ConfigError("--seeds compares widerl with itself; it takes no --peer")
+        if peer is not None or no_peer or baseline != "none":
+            raise ConfigError(
+                "--seeds compares widerl with itself; it takes no --peer or --baseline"
+            )
         if device != "cpu" or threads is not None:
             raise ConfigError(
                 "--seeds times one-thread CPU processes (as `widerl experiment --jobs 2` runs "
@@ -406,7 +441,8 @@ def bench_cmd(
             )
         from widerl.bench_seeds import format_seeds_bench, run_seeds_bench
 
-        shape = {"units": units, "layers": layers, "arch": arch}
+        shape = {"units": units, "layers": layers, "arch": arch, "critic_head": critic_head,
+                 "atoms": atoms}  # fmt: skip
         cfg = resolve(
             {"algo": algo, "batch_size": batch_size,
              **{k: v for k, v in shape.items() if v is not None}},
@@ -429,11 +465,14 @@ def bench_cmd(
 
         if not torch.cuda.is_available():
             raise ConfigError("--device cuda: no CUDA device is available; choose cpu")
+    head = {"critic_head": critic_head, "atoms": atoms}
     result = run_bench(
         algo=algo,
         units=units,
         layers=layers,
         arch=arch,
+        settings={k: v for k, v in head.items() if v is not None},
+        baseline=None if baseline == "none" else baseline,
         obs_dim=obs_dim,
         act_dim=act_dim,
         batch_size=batch_size,

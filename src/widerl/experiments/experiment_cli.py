@@ -16,6 +16,7 @@ from widerl.experiments.plan import (
     get_experiment,
     pack_jobs,
     parse_envs,
+    parse_runs,
     plan,
 )
 from widerl.experiments.registry import EXPERIMENTS
@@ -24,7 +25,8 @@ _LIST = "\n".join(
     f"  {e.name:<17} {e.figure:<16} {len(e.runs) * len(e.envs)} runs: {e.title}"
     for e in EXPERIMENTS.values()
 )
-_HELP = f"""Run one of the paper's figures or tables: every run x seed as a `widerl train`
+_HELP = f"""Run one of the paper's figures or tables (or `scaling`, critic width across the
+paper's and newer bodies): every run x seed as a `widerl train`
 subprocess in OUT/NAME/<env>-<run>/s<seed>, at most --jobs at a time. A rerun skips
 finished runs and continues interrupted ones from their checkpoints. Ctrl-C stops every
 run cleanly (each saves a checkpoint). With --ray-address each run is a task on a Ray
@@ -192,6 +194,13 @@ def run_on_cluster(
     help="Comma-separated env ids that replace the experiment's tasks (e.g. Hopper-v5).",
 )
 @click.option(
+    "--runs",
+    "run_names",
+    default=None,
+    help="Comma-separated run names or shell patterns that keep only those runs of the "
+    "experiment (e.g. 'mlp-256,*-1024'; names as in --dry-run, without the env).",
+)
+@click.option(
     "--threads",
     type=int,
     default=1,
@@ -234,6 +243,7 @@ def experiment_cmd(
     cpus_per_run: float | None,
     gpus_per_run: float,
     envs: str | None,
+    run_names: str | None,
     threads: int,
     train_args: str | None,
     unit_scale: float,
@@ -255,6 +265,7 @@ def experiment_cmd(
         threads=threads,
         train_overrides=parse_train_args(train_args),
         unit_scale=unit_scale,
+        runs=parse_runs(run_names),
     )
     n_seeds = seeds or exp.seeds
     n_runs, n_jobs = len(job_list) // n_seeds, len(job_list)

@@ -8,6 +8,7 @@ skip it because it already reached its budget.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import shlex
 import sys
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from widerl.config import ConfigError
-from widerl.experiments.registry import EXPERIMENTS, Experiment
+from widerl.experiments.registry import EXPERIMENTS, Experiment, RunSpec
 from widerl.layout import CHECKPOINT, CONFIG, LOG, METRICS
 
 PAPER_EVAL_EVERY = 5_000  # Ota et al. (2020)'s protocol; the Config default
@@ -238,10 +239,13 @@ def plan(
     threads: int = 1,
     train_overrides: dict[str, Any] | None = None,
     unit_scale: float = 1.0,
+    runs: tuple[str, ...] | None = None,
 ) -> list[Job]:
     """Every (run, seed) job of `exp`, seed by seed (a first complete picture comes early).
-    `envs` replaces the experiment's tasks; `train_overrides` apply to every run;
-    `unit_scale` multiplies every network's width (agent and OFENet) for a smaller machine."""
+    `envs` replaces the experiment's tasks; `runs` (shell patterns, `select_runs`) keeps
+    some of its runs; `train_overrides` apply to every run;
+    `unit_scale` multiplies every network's width (critics, a policy of its own width, OFENet)
+    for a smaller machine."""
     if not unit_scale > 0:
         raise ConfigError(f"--unit-scale must be positive, got {unit_scale}")
     for label, value in (("--seeds", seeds), ("--steps", steps), ("--threads", threads)):
@@ -254,10 +258,11 @@ def plan(
         raise ConfigError(f"--train-args may not set {flags}; the experiment sets them")
     n_steps = steps or exp.steps
     scale = {"eval_every": eval_every_for(n_steps)} if steps else {}
+    specs = select_runs(exp, runs)
     jobs = []
     for seed in range(seeds or exp.seeds):
         for env in envs or exp.envs:
-            for spec in exp.runs:
+            for spec in specs:
                 name = f"{env}-{spec.name}"
                 sizes = scaled_units(spec.settings, spec.preset, env, unit_scale)
                 jobs.append(
@@ -278,18 +283,45 @@ def plan(
 def scaled_units(
     settings: dict[str, Any], preset: str | None, env: str, factor: float
 ) -> dict[str, int]:
-    """--units and --ofenet-units times `factor` (OFENet's kept a multiple of its layers, so
-    it still splits evenly); nothing when the factor is 1."""
+    """--units, --actor-units (when set apart from --units) and --ofenet-units times `factor`
+    (OFENet's kept a multiple of its layers, so it still splits evenly); nothing when the
+    factor is 1."""
     if factor == 1.0:
         return {}
     from widerl.config import resolve
 
     cfg = resolve({"env": env, **settings}, preset)
     out = {"units": max(1, round(cfg.units * factor))}
+    if cfg.actor_units:
+        out["actor_units"] = max(1, round(cfg.actor_units * factor))
     if cfg.ofenet_units:
         per_layer = max(1, round(cfg.ofenet_units * factor / cfg.ofenet_layers))
         out["ofenet_units"] = per_layer * cfg.ofenet_layers
     return out
+
+
+def select_runs(exp: Experiment, patterns: tuple[str, ...] | None) -> list[RunSpec]:
+    """The runs of `exp` whose names match any of `patterns` (fnmatch: `*-256` keeps every
+    family's 256-unit run), in the experiment's order; every pattern must match a run."""
+    if patterns is None:
+        return list(exp.runs)
+    names = [spec.name for spec in exp.runs]
+    for pattern in patterns:
+        if not fnmatch.filter(names, pattern):
+            raise ConfigError(
+                f"--runs {pattern!r} matches no run of {exp.name}; its runs: {', '.join(names)}"
+            )
+    return [s for s in exp.runs if any(fnmatch.fnmatchcase(s.name, p) for p in patterns)]
+
+
+def parse_runs(text: str | None) -> tuple[str, ...] | None:
+    """--runs A,B: comma-separated run names or shell patterns."""
+    if text is None:
+        return None
+    patterns = tuple(s.strip() for s in text.split(","))
+    if not all(patterns):
+        raise ConfigError(f"--runs {text!r} has an empty entry; give names like mlp-256,*-1024")
+    return patterns
 
 
 def parse_envs(text: str | None) -> tuple[str, ...] | None:

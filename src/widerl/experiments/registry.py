@@ -17,6 +17,10 @@ Shared choices (comments below refer to them):
   the ReLU of their original papers (A.2 names Swish for ResNet and DenseNet only).
 - Ape-X-like distributed training: N_core = 2 collector processes x N_env = 32 envs each,
   one learner on proportional prioritized replay (Sec. 3.2, 4.2, A.1).
+
+One experiment goes beyond the paper: `scaling` puts the paper's answer to "how to train
+larger networks" (DenseNet + OFENet) beside the newer ones (BroNet, SimBa) and the plain MLP,
+critic width against return; its choices are commented at `_scaling`.
 """
 
 from __future__ import annotations
@@ -191,6 +195,56 @@ def _activation() -> Experiment:
     return Experiment("activation", "Fig. 13", "SAC (Ours), Swish vs ReLU", ANT, runs)
 
 
+# --- beyond the paper ---------------------------------------------------------------------
+SCALING_WIDTHS = (256, 512, 1024, 2048)  # the paper's S..L range (Sec. 4.2) with 512 between
+SCALING_ENVS = ("Ant-v5", "Humanoid-v5")  # the paper's Ant and its largest task (Table 1)
+# The data regime every family shares, so that the x-axis (gradient updates, Sec. 4) means
+# the same data for all: one env step per update (A.4; SimBa's published 2 and BRO's 10
+# would give those families fewer env steps per update: the update-to-data ratio is an axis
+# of its own, Rybkin et al. 2025), 10k random warm-up steps (A.4), no resets (BRO's reset
+# schedule belongs to its replay ratio 10; `bro` runs them every 2.5M updates, past the
+# budget, anyway).
+SHARED_DATA: dict[str, Any] = {"utd": 1, "warmup": 10_000, "reset_every": 0}
+# family -> (preset, the actor's width). "Critic width" is the width of the critic's body,
+# --units: the hidden layers' width for the MLP and the DenseNet, the residual stream d for
+# BroNet and SimBa (whose blocks expand to 4d inside, SimBa Sec. 4.1, so a SimBa critic holds
+# about 4x the weights of a BroNet critic of the same d). Depth stays each family's own: 2
+# layers (MLP, DenseNet) or 2 residual blocks (BroNet, SimBa). The actor keeps its preset's
+# width whatever the critic's: BRO scales the critic alone ("we did not find benefits from
+# scaling the actor networks"; its critic-scaling figure compares vanilla dense, spectral-norm
+# ResNet and BroNet critics inside BRO and inside plain SAC, Nauman et al. 2024, Sec. 3), and
+# SimBa's scaling result is SAC's MLP degrading and SimBa improving as parameters grow from
+# 0.1M to 17M (Lee et al. 2024, Sec. 1). Everything else is the family's preset (the
+# comments there give each value's source); the presets' own widths are replaced.
+SCALING_FAMILIES: dict[str, tuple[str, dict[str, Any]]] = {
+    # Plain SAC of its paper (Table 2 "Original": MLP, ReLU, MSE), actor 2 x 256.
+    "mlp": ("paper-original", {"actor_units": 256}),
+    # The paper's agent (paper-S/M/L: DenseNet, Swish, Huber, OFENet of 8 layers), OFENet as
+    # wide as the critic, as in the paper's S/M/L (Sec. 4.2: OFENet and agent of one size;
+    # Fig. 7: the agent gains from width only with a large OFENet); actor 2 x 256 (paper-S's).
+    "densenet-ofenet": ("paper-S", {"actor_units": 256}),
+    # BRO's network and optimiser (`bro`: BroNet 2 blocks, AdamW lr 3e-4 with decay 1e-4,
+    # batch 128, an HL-Gauss critic in place of BRO's quantile critic on the per-task value
+    # supports, target entropy -|A|/2), actor 256 x 1 block.
+    "bronet": ("bro", {"actor_units": 256}),
+    # SimBa + SAC (`simba`: obs-norm, 2 blocks, AdamW lr 1e-4 with decay 0.01, initial
+    # temperature 0.01, target entropy -|A|/2), actor 128 x 1 block.
+    "simba": ("simba", {"actor_units": 128}),
+}
+
+
+def _scaling() -> Experiment:
+    runs = []
+    for family, (preset, fixed) in SCALING_FAMILIES.items():
+        for units in SCALING_WIDTHS:
+            width = {"units": units, **({"ofenet_units": units} if "ofenet" in family else {})}
+            runs.append(RunSpec(f"{family}-{units}", {**fixed, **width, **SHARED_DATA}, preset))
+    title = "SAC critic width: MLP, DenseNet + OFENet, BroNet, SimBa"
+    return Experiment(
+        "scaling", "beyond the paper", title, SCALING_ENVS, tuple(runs), PAPER_STEPS, PAPER_SEEDS
+    )
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
@@ -205,5 +259,6 @@ EXPERIMENTS: dict[str, Experiment] = {
         _ablation(),
         _apex(),
         _activation(),
+        _scaling(),
     )
 }

@@ -25,7 +25,9 @@ from widerl.experiments.runs import (
     Group,
     differing_fields,
     find_run_dirs,
+    format_value,
     group_runs,
+    label_fields,
     label_of,
     load_run,
 )
@@ -91,39 +93,48 @@ def _is_number(v: object) -> bool:
 
 
 def find_grids(env: str, sums: list[Summary]) -> list[Grid]:
-    """Heatmaps when this env's groups differ in two or more numeric settings. The two with
-    the most values are the axes (rows first in Config order: units x layers as Fig. 4,
-    units x ofenet_units as Fig. 7); every other differing setting (arch, or actors for
-    Fig. 7 vs Fig. 8) splits them into one heatmap per value."""
-    differing = differing_fields([s.group for s in sums])
-    numeric = [f for f in differing if all(_is_number(dict(s.group.key).get(f)) for s in sums)]
-    if len(numeric) < 2:
+    """Heatmaps when this env's groups differ in two or more of the settings that name them
+    (`label_fields`), at least one numeric. The two axes are the numeric ones with the most
+    values (rows first in Config order: units x layers as Fig. 4, units x ofenet_units as
+    Fig. 7), or with one numeric setting, it against the other setting with the most values
+    (units x arch for `scaling`, as Fig. 5 at two widths); every other such setting (arch
+    beside two numeric axes, or actors for Fig. 7 vs Fig. 8) splits them into one heatmap per
+    value. Numeric axes run in ascending order, others in the order of the report."""
+    naming = label_fields([s.group for s in sums])
+    numeric = [f for f in naming if all(_is_number(dict(s.group.key).get(f)) for s in sums)]
+    if not numeric or len(naming) < 2:
         return []
-    count = {f: len({dict(s.group.key)[f] for s in sums}) for f in numeric}
-    axes = sorted(numeric, key=lambda f: -count[f])[:2]  # stable: ties keep Config order
-    numeric = [f for f in numeric if f in axes]
-    others = [f for f in differing if f not in numeric]
+    count = {f: len({repr(dict(s.group.key).get(f)) for s in sums}) for f in naming}
+    # Stable sorts: ties keep Config order.
+    by_count = sorted(numeric, key=lambda f: -count[f])
+    if len(numeric) >= 2:
+        axes = by_count[:2]
+        axes.sort(key=naming.index)
+    else:
+        other = sorted((f for f in naming if f not in numeric), key=lambda f: -count[f])
+        axes = [numeric[0], other[0]]
+    others = [f for f in naming if f not in axes]
+
+    def values(field: str, keys: list[dict]) -> list:
+        found = list(dict.fromkeys(k[field] for k in keys))
+        return sorted(found) if field in numeric else found
+
     parts: dict[tuple, list[Summary]] = {}
     for s in sums:
         parts.setdefault(tuple(dict(s.group.key).get(f) for f in others), []).append(s)
     grids = []
     for part_key, members in parts.items():
         keys = [dict(s.group.key) for s in members]
-        rows = sorted({k[numeric[0]] for k in keys})
-        cols = sorted({k[numeric[1]] for k in keys})
+        rows, cols = values(axes[0], keys), values(axes[1], keys)
         if len(rows) < 2 or len(cols) < 2:
             continue  # a line, not a grid: the curves and tables show it
         cells = np.full((len(rows), len(cols)), np.nan)
         for k, s in zip(keys, members, strict=True):
-            cells[rows.index(k[numeric[0]]), cols.index(k[numeric[1]])] = s.average_max
+            cells[rows.index(k[axes[0]]), cols.index(k[axes[1]])] = s.average_max
         extra = " ".join(f"{f}={v}" for f, v in zip(others, part_key, strict=True))
         title = f"{env}{' ' + extra if extra else ''}: average maximum return"
-        grids.append(Grid(title, (numeric[0], rows), (numeric[1], cols), cells))
+        grids.append(Grid(title, (axes[0], rows), (axes[1], cols), cells))
     return grids
-
-
-def _config_key(g: Group) -> tuple:
-    return tuple(kv for kv in g.key if kv[0] != "env")
 
 
 @dataclass
@@ -143,19 +154,19 @@ def iqm_table(
     seeds in an env), the configurations with too few runs for one (MIN_IQM_RUNS,
     MIN_IQM_SEEDS_PER_ENV)."""
     envs = sorted({s.group.env for s in sums})
-    per_env: dict[str, dict[tuple, np.ndarray]] = {e: {} for e in envs}
-    labels: dict[tuple, str] = {}
+    # A label names one configuration in every env (its per-task values aside, runs.
+    # label_fields), and no two in one env.
+    per_env: dict[str, dict[str, np.ndarray]] = {e: {} for e in envs}
     for s in sums:
-        per_env[s.group.env][_config_key(s.group)] = s.scores(score)
-        labels[_config_key(s.group)] = s.group.label
+        per_env[s.group.env][s.group.label] = s.scores(score)
+    labels = list(dict.fromkeys(s.group.label for s in sums))
     # Only configurations present in every env are listed, and only they set each env's
     # normalization range (so the table does not depend on runs it does not show).
     shared = [k for k in labels if all(k in per_env[e] for e in envs)]
     normalized = {e: stats.minmax_per_task({k: per_env[e][k] for k in shared}) for e in envs}
     rows, too_few = [], []
-    for key in shared:
-        label = labels[key]
-        tasks = [normalized[e][key] for e in envs]
+    for label in shared:
+        tasks = [normalized[e][label] for e in envs]
         runs, fewest = sum(t.size for t in tasks), min(t.size for t in tasks)
         if runs < MIN_IQM_RUNS or fewest < MIN_IQM_SEEDS_PER_ENV:
             too_few.append((label, runs, fewest))
@@ -212,7 +223,7 @@ def check_out(out: Path, force: bool) -> None:
 def _env_section(env: str, sums: list[Summary], out: Path) -> list[str]:
     lines = [f"## {env}", ""]
     # Legends name only what differs within this env: shorter than the page-wide names.
-    fields = differing_fields([s.group for s in sums])
+    fields = label_fields([s.group for s in sums])
     curves = [(label_of(s.group, fields), s.steps, s.values) for s in sums]
     name = f"curves_{_safe(env)}.png"
     plots.plot_curves(curves, "average return", f"{env}: evaluation return", out / name)
@@ -226,6 +237,7 @@ def _env_section(env: str, sums: list[Summary], out: Path) -> list[str]:
         name = f"heatmap_{_safe(env)}_{i}.png"
         plots.plot_heatmap(grid.cells, grid.rows, grid.cols, grid.title, out / name)
         lines += [f"![{grid.title}]({name})", ""]
+    lines += _settings_table(sums)
     lines += [
         "| configuration | seeds | last common step | highest average return (at step) "
         "| average maximum return | final return (mean +- std) |",
@@ -238,6 +250,27 @@ def _env_section(env: str, sums: list[Summary], out: Path) -> list[str]:
             f"| {s.group.label} | {s.group.seeds} | {s.steps[-1]} | {high:.1f} ({at}) "
             f"| {s.average_max:.1f} | {final.mean():.1f} +- {final.std():.1f} |"
         )
+    return [*lines, ""]
+
+
+def _settings_table(sums: list[Summary]) -> list[str]:
+    """What each configuration's name leaves out: the settings that differ between this env's
+    configurations but follow from those in the name (runs.label_fields), e.g. the presets'
+    values behind `arch=simba`."""
+    groups = [s.group for s in sums]
+    naming = set(label_fields(groups))
+    implied = [f for f in differing_fields(groups) if f not in naming]
+    if not implied:
+        return []
+    lines = [
+        "Settings that differ between these configurations and follow from their names:",
+        "",
+        "| configuration | " + " | ".join(implied) + " |",
+        "| --- |" + " --- |" * len(implied),
+    ]
+    for g in groups:
+        d = dict(g.key)
+        lines.append(f"| {g.label} | " + " | ".join(format_value(d.get(f)) for f in implied) + " |")
     return [*lines, ""]
 
 

@@ -165,7 +165,7 @@ def load_run(run_dir: Path) -> Run:
     return Run(path=run_dir, config=config, steps=steps, columns=columns)
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
@@ -189,17 +189,40 @@ def group_runs(runs: list[Run]) -> list[Group]:
     out = list(groups.values())
     for g in out:
         g.runs.sort(key=lambda r: (str(r.seed), str(r.path)))
-    differing = differing_fields(out)
+    naming = label_fields(out)
     for g in out:
-        g.settings = {k: dict(g.key).get(k) for k in differing}
-        g.label = label_of(g, differing)
+        g.settings = {k: dict(g.key).get(k) for k in naming}
+        g.label = label_of(g, naming)
     return sorted(out, key=lambda g: (g.env, _sort_key(g)))
 
 
 def label_of(group: Group, fields: list[str]) -> str:
     """ "units=1024 layers=2": the group's values of `fields` (its algo when there are none)."""
     d = dict(group.key)
-    return " ".join(f"{k}={_fmt(d.get(k))}" for k in (fields or ["algo"]))
+    return " ".join(f"{k}={format_value(d.get(k))}" for k in (fields or ["algo"]))
+
+
+def label_fields(groups: list[Group]) -> list[str]:
+    """The differing settings that name `groups`: each one in Config order unless its value
+    follows from the env and the differing settings before it. So a configuration is named by
+    what was varied, not by what a preset or a per-task default sets along with it: Fig. 5's
+    `arch=densenet units=2048` (its Swish follows from the arch), `scaling`'s `arch=simba
+    units=512` (the simba preset's learning rate, obs-norm, actor width follow), and one name
+    for one configuration in every env (OFENet's per-task --ofenet-target-dim, the bro
+    preset's per-task value support). Within an env the names stay unique: every setting left
+    out is a function of the env and the ones kept."""
+    fields = differing_fields(groups)
+    keys = [dict(g.key) for g in groups]
+    kept = []
+    for i, name in enumerate(fields):
+        before = ["env", *fields[:i]]
+        seen: dict[tuple, str] = {}
+        for k in keys:
+            value = repr(k.get(name))
+            if seen.setdefault(tuple(repr(k.get(b)) for b in before), value) != value:
+                kept.append(name)
+                break
+    return kept
 
 
 def differing_fields(groups: list[Group]) -> list[str]:

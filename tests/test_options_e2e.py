@@ -1,0 +1,163 @@
+"""Issue 13's options through the whole trainer, at a tiny size: each bundle of options resumes
+to the uninterrupted run's rows, runs compiled (aot_eager, compiling once) to the eager run's
+rows, and collects on Ray with --actors (the policy and --obs-norm's statistics reaching the
+collectors with the weights)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+import raytools
+import torch
+
+import widerl
+from widerl.logger import TIMING_COLUMNS
+
+ray_tmp = raytools.ray_tmp
+
+TINY = {
+    "env": "Pendulum-v1",
+    "units": 16,
+    "layers": 1,
+    "batch_size": 32,
+    "buffer_size": 5_000,
+    "warmup": 100,
+    "eval_every": 40,
+    "eval_episodes": 1,
+    "threads": 1,
+    "progress": False,
+    "seed": 2,
+    "checkpoint_replay": True,  # an exact resume needs the replay
+}
+SUPPORT = {"atoms": 11, "v_min": -50.0, "v_max": 10.0}
+# Every new option is in at least one bundle; --reset-every falls inside the runs (before
+# updates 61 and 121 of 120: one reset, and the resumed half starts after it).
+BUNDLES: dict[str, dict[str, Any]] = {
+    "sac-simba-obsnorm-c51-adamw-utd-reset": {
+        "algo": "sac", "arch": "simba", "obs_norm": True, "critic_head": "c51", **SUPPORT,
+        "weight_decay": 0.01, "utd": 2, "reset_every": 60,
+    },
+    "td3-bronet-hlgauss-reset": {
+        "algo": "td3", "arch": "bronet", "critic_head": "hlgauss", **SUPPORT, "reset_every": 50,
+    },
+    "crossq-obsnorm-hlgauss": {
+        "algo": "crossq", "obs_norm": True, "critic_head": "hlgauss", **SUPPORT,
+        "renorm_warmup": 30, "utd": 2,
+    },
+}  # fmt: skip
+
+
+def rows(run: Path) -> list[dict[str, str]]:
+    with (run / "metrics.csv").open() as f:
+        return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in csv.DictReader(f)]
+
+
+def cfg(name: str, **kw: Any) -> widerl.Config:
+    return widerl.resolve({**TINY, **BUNDLES[name], **kw})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BUNDLES)
+def test_a_run_resumed_midway_writes_the_uninterrupted_rows(name: str, tmp_path: Path) -> None:
+    """80 updates, then resumed to 120 == 120 at once: every row, every loss, the resets
+    column (the second half starts after BRO's reset), the obs statistics and CrossQ's
+    Batch Renorm counters all come back from the checkpoint."""
+    widerl.train(cfg(name, steps=120, compile="off"), tmp_path / "ref")
+    widerl.train(cfg(name, steps=80, compile="off"), tmp_path / "cut")
+    result = widerl.train(resume=tmp_path / "cut", steps=120)
+    assert result.grad_step == 120
+    ref = rows(tmp_path / "ref")
+    assert [r["grad_step"] for r in ref] == ["0", "40", "80", "120"]
+    assert rows(tmp_path / "cut") == ref
+    if BUNDLES[name].get("reset_every"):
+        assert int(ref[-1]["resets"]) >= 1
+
+
+@pytest.mark.slow
+# CrossQ's compiled learning step (with C51, --obs-norm, AdamW) is test_agents'
+# test_compiled_learning_step_matches_eager: compilation is the cost here.
+@pytest.mark.parametrize(
+    "name", ["sac-simba-obsnorm-c51-adamw-utd-reset", "td3-bronet-hlgauss-reset"]
+)  # noqa: E501
+def test_a_compiled_run_compiles_once_and_matches_the_eager_run(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--compile on (aot_eager: inductor's graph capture with eager kernels): after the first
+    policy-delay cycle nothing recompiles, across a reset too (it changes every tensor in
+    place), and the rows are the eager run's but for float rounding."""
+    import widerl.learner as learner
+    from widerl.trainer import Trainer
+
+    original = learner.compile_step
+    monkeypatch.setattr(learner, "compile_step", lambda fn, dev, backend="inductor": original(
+        fn, dev, "aot_eager"))  # fmt: skip
+    step = Trainer.learn_step
+
+    def strict_after_warmup(self: Trainer) -> None:
+        if self.grad_step >= 3:  # every variant (policy delay up to 3) exists by now
+            with torch.compiler.set_stance("fail_on_recompile"):
+                return step(self)
+        return step(self)
+
+    monkeypatch.setattr(Trainer, "learn_step", strict_after_warmup)
+    widerl.train(cfg(name, steps=120, compile="on"), tmp_path / "compiled")
+    widerl.train(cfg(name, steps=120, compile="off"), tmp_path / "eager")
+    compiled, eager = rows(tmp_path / "compiled"), rows(tmp_path / "eager")
+    assert [r["grad_step"] for r in compiled] == ["0", "40", "80", "120"]
+    for a, b in zip(compiled, eager, strict=True):
+        assert (a["env_step"], a["episodes"], a["resets"]) == (
+            b["env_step"], b["episodes"], b["resets"]
+        )  # fmt: skip
+        for k in ("critic_loss", "q_mean", "actor_loss"):
+            if b[k]:
+                assert float(a[k]) == pytest.approx(float(b[k]), rel=1e-3, abs=1e-4), k
+
+
+@pytest.mark.parametrize(
+    "name", ["sac-simba-obsnorm-c51-adamw-utd-reset", "crossq-obsnorm-hlgauss"]
+)  # noqa: E501
+def test_a_collector_acts_with_the_learners_policy_and_obs_statistics(name: str) -> None:
+    """In process: the weights a collector receives carry --obs-norm's running statistics;
+    after loading them it normalises and acts exactly as the learner's agent does."""
+    from widerl.agents import make_agent
+    from widerl.distributed import CollectorWorker, export_weights, weight_keys
+
+    c = cfg(name, actors=1, envs_per_actor=2, steps=100)
+    learner = make_agent(c, 3, 1, torch.device("cpu"))
+    obs = torch.randn(64, 3) * 5 + 2
+    for _ in range(3):  # moves the statistics away from their initial values
+        learner.features.update(obs, torch.rand(64, 1), obs)
+    keys = weight_keys(learner, with_critics=False)
+    stats = [k for k in keys if k.startswith("features.")]
+    assert stats, keys
+    w = CollectorWorker(dataclasses.asdict(c), index=0, seed=0)
+    w.collect(random=False, box=[export_weights(learner, keys)], version=1)
+    mine, theirs = learner.state_dict(), w.agent.state_dict()
+    for k in keys:
+        assert torch.equal(theirs[k], mine[k]), k
+    probe = torch.randn(5, 3)
+    torch.testing.assert_close(
+        w.agent.act(probe, deterministic=True), learner.act(probe, deterministic=True)
+    )
+    w.close()
+
+
+@pytest.mark.slow
+def test_collectors_on_ray_with_the_new_options(tmp_path: Path, ray_tmp: str) -> None:
+    """--actors 1 with SimBa, --obs-norm, a C51 head, AdamW, --utd 2 and a reset inside the
+    run: the run completes with the collector's transitions, a reset counted, and the
+    checkpoint resumes on Ray."""
+    name = "sac-simba-obsnorm-c51-adamw-utd-reset"
+    settings = {"actors": 1, "envs_per_actor": 2, "sync_every": 10, "compile": "off"}
+    run = tmp_path / "ray"
+    result = widerl.train(cfg(name, steps=80, **settings), run)
+    assert not result.interrupted and result.grad_step == 80
+    last = rows(run)[-1]
+    assert int(last["resets"]) == 1 and int(last["replay_size"]) > 0
+    assert len(last["collector_returns"].split(";")) == 1
+    result = widerl.train(resume=run, steps=120)
+    assert result.grad_step == 120 and int(rows(run)[-1]["resets"]) == 1
