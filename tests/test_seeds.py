@@ -121,7 +121,14 @@ CASES = {
         "batchnorm": True,
     },  # fmt: skip
     "crossq": {"algo": "crossq"},
-}
+    # Issue 13's options, stacked: per-seed observation statistics, distributional heads,
+    # AdamW, two updates per env step.
+    "sac-simba-obsnorm-c51": {"algo": "sac", "arch": "simba", "obs_norm": True,
+                              "critic_head": "c51", "atoms": 11, "v_min": -10.0,
+                              "v_max": 10.0, "weight_decay": 0.01, "utd": 2},
+    "td3-bronet-hlgauss": {"algo": "td3", "arch": "bronet", "critic_head": "hlgauss",
+                           "atoms": 11, "v_min": -10.0, "v_max": 10.0},
+}  # fmt: skip
 
 
 @pytest.mark.slow
