@@ -122,10 +122,10 @@ CASES = {
     },  # fmt: skip
     "crossq": {"algo": "crossq"},
     # Issue 13's options, stacked: per-seed observation statistics, distributional heads,
-    # AdamW, two updates per env step.
+    # AdamW (--utd and --reset-every: the trainer's loop, in the test further down).
     "sac-simba-obsnorm-c51": {"algo": "sac", "arch": "simba", "obs_norm": True,
                               "critic_head": "c51", "atoms": 11, "v_min": -10.0,
-                              "v_max": 10.0, "weight_decay": 0.01, "utd": 2},
+                              "v_max": 10.0, "weight_decay": 0.01},
     "td3-bronet-hlgauss": {"algo": "td3", "arch": "bronet", "critic_head": "hlgauss",
                            "atoms": 11, "v_min": -10.0, "v_max": 10.0},
 }  # fmt: skip
@@ -335,3 +335,23 @@ def test_a_diverged_seed_keeps_its_last_finite_checkpoint_and_the_others_save(
              for s in (0, 1)]  # fmt: skip
     assert steps == [60, 30]
     assert main(["train", "--resume", str(tmp_path / "s0"), "--no-progress"]) == 0
+
+
+@pytest.mark.slow
+def test_stacked_seeds_with_utd_and_resets_write_their_single_runs_rows(tmp_path: Path) -> None:
+    """Issue 13's schedules through the trainer's own loop, stacked: two updates per env step
+    (--utd 2) and full resets every 20 updates, with SimBa and --obs-norm. Seed 1's rows in a
+    `--seeds 0,1` run are the rows of the `--seed 1` run (numbers to 1e-4)."""
+    flags = [*TINY_ARGS, "--arch", "simba", "--obs-norm", "--utd", "2", "--reset-every", "20"]
+    flags += ["--steps", "60", "--eval-every", "30"]
+    assert main(["train", "--out", str(tmp_path / "many"), "--seeds", "0,1", *flags]) == 0
+    assert main(["train", "--out", str(tmp_path / "one"), "--seed", "1", *flags]) == 0
+    many, one = rows(tmp_path / "many" / "s1"), rows(tmp_path / "one")
+    assert len(many) == len(one) == 3 and int(one[-1]["resets"]) == 2
+    for m, o in zip(many, one, strict=True):
+        assert m.keys() == o.keys()
+        for k, v in o.items():
+            try:
+                assert float(m[k]) == pytest.approx(float(v), rel=1e-4, abs=1e-4), k
+            except ValueError:  # a text column (e.g. per-collector lists)
+                assert m[k] == v, k
