@@ -80,12 +80,17 @@ class LearnStep:
 
 
 def stack_batches(batches: Sequence[Batch]) -> Batch:
-    """Per-seed batches `[B, ...]` as one `[K, B, ...]` batch (seed k's at k)."""
+    """Per-seed batches `[B, ...]` as one `[K, B, ...]` batch (seed k's at k). One seed, the
+    common case, gets views: no copy of the batch in every update."""
+
+    def join(xs: list[torch.Tensor]) -> torch.Tensor:
+        return xs[0].unsqueeze(0) if len(xs) == 1 else torch.stack(xs)
+
     weights = [b.weight for b in batches]
     return Batch(
-        *(torch.stack([getattr(b, f) for b in batches]) for f in TRANSITION_FIELDS),
-        weight=None if weights[0] is None else torch.stack(weights),  # type: ignore[arg-type]
-        idx=torch.stack([b.idx for b in batches]),
+        *(join([getattr(b, f) for b in batches]) for f in TRANSITION_FIELDS),
+        weight=None if weights[0] is None else join(weights),  # type: ignore[arg-type]
+        idx=join([b.idx for b in batches]),
     )
 
 
