@@ -24,9 +24,19 @@ import tempfile
 import time
 from pathlib import Path
 
+# The other installation's command line with denormal floats flushed to zero, as this
+# version's runs do (widerl/cpu.py): which part of the gain that mode alone gives.
+FTZ_MAIN = (
+    "import sys, torch; torch.set_flush_denormal(True); from widerl.cli import main; "
+    "sys.exit(main(sys.argv[1:]))"
+)
+
 
 def run(widerl: str, extra: list[str], args: argparse.Namespace, out: Path) -> float:
-    cmd = [widerl, "train", "--preset", args.preset, "--env", args.env, "--out", str(out)]
+    exe = [widerl]
+    if widerl.endswith("+ftz"):
+        exe = [str(Path(widerl.removesuffix("+ftz")).parent / "python"), "-c", FTZ_MAIN]
+    cmd = [*exe, "train", "--preset", args.preset, "--env", args.env, "--out", str(out)]
     cmd += ["--steps", str(args.steps), "--eval-every", str(args.steps // 4)]
     cmd += ["--eval-episodes", "1", "--warmup", "1000", "--ofenet-pretrain", "100"]
     cmd += ["--threads", "1", "--no-progress", "--seed", "0", *extra]
@@ -45,9 +55,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument(
+        "--old-ftz", action="store_true", help="also time the old one with denormals flushed"
+    )
     args = p.parse_args()
     variants = {
         "old": (args.old, []),
+        **({"old ftz": (args.old + "+ftz", [])} if args.old_ftz else {}),
         "new eager": (args.new, ["--compile", "off"]),
         "new compiled": (args.new, ["--compile", "on"]),
     }
@@ -75,6 +89,10 @@ def main() -> None:
             n / o for n, o in zip(speeds["new compiled"], speeds["old"], strict=True)
         ),
     }
+    if args.old_ftz:
+        result["ratio_compiled_over_old_ftz"] = statistics.median(
+            n / o for n, o in zip(speeds["new compiled"], speeds["old ftz"], strict=True)
+        )
     print(json.dumps(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

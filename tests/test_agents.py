@@ -143,6 +143,23 @@ def test_batchnorm_eval_when_acting_train_when_updating() -> None:
     agent.update(fixed_batch())
 
 
+def test_act_gives_every_module_its_own_mode_back() -> None:
+    """act() keeps its list of modules and sets their flags directly (agents/base.py): each
+    module's own mode comes back as it was, also one set to eval after the first act."""
+    agent = agent_for("sac", batchnorm=True)
+    obs = torch.randn(4, OBS)
+    agent.act(obs)
+    agent.critics.body.layers[0].eval()
+    modes = {n: m.training for n, m in agent.named_modules()}
+    assert not all(modes.values()) and any(modes.values())
+    seen: list[bool] = []
+    hook = agent.actor.register_forward_pre_hook(lambda m, _: seen.append(m.training))
+    agent.act(obs)
+    hook.remove()
+    assert seen == [False]  # the actor ran in eval mode
+    assert {n: m.training for n, m in agent.named_modules()} == modes
+
+
 def _collect(env_id: str, steps: int) -> tuple[ReplayBuffer, int]:
     import gymnasium as gym
 
