@@ -24,8 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-# The other installation's command line with denormal floats flushed to zero, as this
-# version's runs do (widerl/cpu.py): which part of the gain that mode alone gives.
+# A diagnostic variant: the other installation's command line with denormal floats flushed
+# to zero (torch.set_flush_denormal), to see whether denormal arithmetic costs it time. On
+# Hopper-v5 at paper-S it did not (benchmarks/README.md), and no op of a paper-S step
+# produced a denormal, so widerl does not set that mode.
 FTZ_MAIN = (
     "import sys, torch; torch.set_flush_denormal(True); from widerl.cli import main; "
     "sys.exit(main(sys.argv[1:]))"

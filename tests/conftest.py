@@ -3,9 +3,6 @@ import os
 import pytest
 import torch
 
-# Denormals flushed as every widerl run has them (widerl/cpu.py), before any torch work,
-# so that in-process runs compute exactly as the command line's processes do.
-torch.set_flush_denormal(True)
 # Keep tests reproducible and light on a 2-core machine.
 torch.set_num_threads(1)
 os.environ.setdefault("MPLBACKEND", "Agg")

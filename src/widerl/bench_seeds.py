@@ -29,9 +29,6 @@ FILL = 10_000  # random transitions per seed's replay
 def _worker(conn: Any, cfg_json: str, seeds: int, obs_dim: int, act_dim: int,
             compiled: bool, warmup: int) -> None:  # fmt: skip
     """One process: a learning step of `seeds` stacked seeds; times `n` steps on request."""
-    from widerl.cpu import flush_denormals
-
-    flush_denormals()  # as every run's process (cpu.py), before any torch work
     torch.set_num_threads(1)
     import json
 

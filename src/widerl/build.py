@@ -13,7 +13,6 @@ import torch
 from widerl.agents import make_agent
 from widerl.agents.base import Agent
 from widerl.config import Config, compiles
-from widerl.cpu import flush_denormals
 from widerl.device import resolve_device
 from widerl.envs import env_dims
 from widerl.evaluate import Evaluator
@@ -111,7 +110,6 @@ def build(cfg: Config, seeds: list[int] | None = None) -> Run:
     """The run of `cfg`, or with `seeds` one independent agent per seed (each seed's config is
     `cfg` with that seed), stacked along the networks' members dimension."""
     device = resolve_device(cfg.device)
-    flush_denormals()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     cfgs = [cfg] if seeds is None else [dataclasses.replace(cfg, seed=s) for s in seeds]

@@ -18,7 +18,6 @@ import click
 
 from widerl.cli_options import config_options, given_values, preset_option, train_options
 from widerl.config import ALGOS, ARCHS, CRITIC_HEADS, DEVICES, PRESETS, ConfigError, resolve
-from widerl.cpu import flush_denormals
 from widerl.errors import CollectorsFailed, Diverged
 
 if TYPE_CHECKING:
@@ -507,7 +506,6 @@ _NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and exit status 2."""
-    flush_denormals()  # before any torch work, so that OpenMP's threads inherit it (cpu.py)
     try:
         rv = app.main(args=argv, prog_name="widerl", standalone_mode=False)
     except click.exceptions.Exit as e:

@@ -32,7 +32,6 @@ from widerl.agents import make_agent
 from widerl.agents.base import Agent
 from widerl.collect import Chunk, Collector
 from widerl.config import Config, from_dict
-from widerl.cpu import flush_denormals
 from widerl.envs import env_dims, make_vec_env
 from widerl.errors import CollectorsFailed
 from widerl.rayinit import init_ray, owns_local_ray, shutdown_ray
@@ -83,7 +82,6 @@ class CollectorWorker:
     (and in-process in tests)."""
 
     def __init__(self, cfg_values: dict, index: int, seed: int, store: Any = None) -> None:
-        flush_denormals()  # as in the learner (cpu.py)
         torch.set_num_threads(1)  # many small forward passes; leave the cores to the envs
         torch.manual_seed(seed)
         cfg: Config = from_dict(cfg_values)
