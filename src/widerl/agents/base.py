@@ -312,7 +312,7 @@ class Agent(nn.Module, abc.ABC):
         single = obs.dim() == 2
         if single:
             obs = obs.unsqueeze(0)
-        if self._submodules is None:  # the networks are all built by now
+        if self._submodules is None:  # built once: no network is replaced after __init__
             self._submodules = tuple(self.modules())
         with eval_mode(self, self._submodules):
             a = self._act(self.features.state(obs), deterministic)
