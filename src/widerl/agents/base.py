@@ -94,7 +94,7 @@ class Agent(nn.Module, abc.ABC):
         self.update_gens = [torch.Generator(gen).manual_seed(s["update"]) for s in streams]
         self.act_gens = [torch.Generator(gen).manual_seed(s["act"]) for s in streams]
         self.n_updates = 0
-        self._submodules: tuple[nn.Module, ...] | None = None  # act's eval_mode list
+        self._submodules: tuple[nn.Module, ...] | None = None  # see `evaluating`
         self.critic_params = Differentiable(self, self._names("critics."))
         self.critic_opt = self.adam(self.critic_params.params)
         self._build_optimizers()
@@ -272,7 +272,7 @@ class Agent(nn.Module, abc.ABC):
         and every network in eval mode (BatchNorm on its running statistics): what an Ape-X
         collector uses as initial priority, and what a loss landscape holds fixed."""
         batch, single = by_seed(batch)
-        with eval_mode(self):
+        with self.evaluating():
             noise = self.draw_noise(batch.obs.shape[1])
             target = self.td_target(batch, self.features.state(batch.next_obs), noise)
             z_sa = self.features.state_action(self.features.state(batch.obs), batch.act)
@@ -312,11 +312,16 @@ class Agent(nn.Module, abc.ABC):
         single = obs.dim() == 2
         if single:
             obs = obs.unsqueeze(0)
-        if self._submodules is None:  # built once: no network is replaced after __init__
-            self._submodules = tuple(self.modules())
-        with eval_mode(self, self._submodules):
+        with self.evaluating():
             a = self._act(self.features.state(obs), deterministic)
         return a[0] if single else a
+
+    def evaluating(self) -> contextlib.AbstractContextManager[nn.Module]:
+        """`eval_mode` of the whole agent over a list of its modules built once (no network
+        is replaced after __init__): acting, priorities and probes run it per call."""
+        if self._submodules is None:
+            self._submodules = tuple(self.modules())
+        return eval_mode(self, self._submodules)
 
     @abc.abstractmethod
     def _act(self, z_s: torch.Tensor, deterministic: bool) -> torch.Tensor:

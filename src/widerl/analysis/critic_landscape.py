@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import torch
 
-from widerl.agents.base import Agent, eval_mode
+from widerl.agents.base import Agent
 from widerl.analysis.landscape import filter_normalized_direction, loss_surface
 from widerl.nets.ensemble import EnsembleLinear
 from widerl.replay import Batch
@@ -18,7 +18,7 @@ from widerl.replay import Batch
 def fixed_td_targets(agent: Agent, batch: Batch, seed: int) -> torch.Tensor:
     """Q-hat(s, a) = r + gamma * E[V(s')] of the trained agent (Eq. 3), through the agent's own
     td_target. SAC samples a' ~ pi(s'): seeded here, without touching any random stream."""
-    with eval_mode(agent):
+    with agent.evaluating():
         return agent.current_td_target(batch, seed)
 
 
@@ -28,7 +28,7 @@ def critic_td_loss(agent: Agent, batch: Batch, target: torch.Tensor) -> Callable
     critic step minimises it (uniform weights). Only the critics move along the directions,
     so z_sa is computed once. Call it with the agent in eval mode (see critic_landscape). A
     single-seed batch `[B, ...]`, and its target as `current_td_target` gives it."""
-    with torch.no_grad(), eval_mode(agent):
+    with torch.no_grad(), agent.evaluating():
         obs, act = batch.obs.unsqueeze(0), batch.act.unsqueeze(0)
         z_sa = agent.features.state_action(agent.features.state(obs), act)
     head = agent.critics.head
@@ -70,5 +70,5 @@ def critic_landscape(
     generator = torch.Generator(device="cpu").manual_seed(seed)
     d1 = filter_normalized_direction(params, generator, layouts)
     d2 = filter_normalized_direction(params, generator, layouts)
-    with eval_mode(agent):
+    with agent.evaluating():
         return loss_surface(params, loss, d1, d2, span, grid, on_point)

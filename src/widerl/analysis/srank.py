@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from widerl.agents.base import Agent, eval_mode
+from widerl.agents.base import Agent
 
 
 def srank(features: torch.Tensor, delta: float = 0.01) -> int:
@@ -46,7 +46,7 @@ def critic_penultimate_features(agent: Agent, obs: torch.Tensor, act: torch.Tens
 
 def member_penultimate_features(agent: Agent, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
     """Phi of each seed's first critic on that seed's batch: `[K, B, obs_dim] -> [K, B, F]`."""
-    with torch.no_grad(), eval_mode(agent):
+    with torch.no_grad(), agent.evaluating():
         z_s = agent.features.state(obs)
         z_sa = agent.features.state_action(z_s, act)
         return agent.critics.features(z_sa)[:, 0]
