@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from widerl.agents.base import Agent
+from widerl.allocator import keep_freed_memory
 from widerl.nets.features import FeatureLearner
 from widerl.replay import TRANSITION_FIELDS, Batch, ReplayBuffer
 
@@ -45,6 +46,8 @@ class LearnStep:
         self.batch_size = batch_size
         self.beta = torch.zeros((), dtype=torch.float64, device=self.replay.device)
         self.compiled = compiled
+        if self.replay.device.type == "cpu":
+            keep_freed_memory()  # the step's temporaries reuse warm pages (allocator.py)
         self._fn: Callable[..., dict[str, torch.Tensor]] = self._step
         if compiled:  # True: inductor, what --compile runs; a string: that backend (tests)
             backend = compiled if isinstance(compiled, str) else "inductor"
