@@ -160,6 +160,9 @@ def test_experiment_runs_as_ray_tasks_on_both_nodes(
 ) -> None:
     c = cluster
     c.start_node()  # the previous test lost it
+    # Its collectors hold the head's one CPU until they have exited (slower on a loaded
+    # machine); until then SPREAD can only place both runs on the second node.
+    wait_for("the previous test's collectors to exit", lambda: collectors(c) == (0, 0))
     storage = tmp_path / "shared"
     args = ["experiment", "activation", "--envs", "Pendulum-v1", "--seeds", "1"]
     args += ["--steps", "30", "--unit-scale", "0.0625", "--ray-address", c.address]
