@@ -20,7 +20,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 -m "not ray"
+	$(BIN)/python -m pytest -m ray
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

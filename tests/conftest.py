@@ -48,13 +48,14 @@ def forbid_host_sync(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under `make test` (pytest-xdist, two workers) every test that starts Ray runs in one
-    worker, one after another: each has its own temp folder, ports and PIDs, but two Ray
-    clusters at once on 2 cores would slow both past their timeouts."""
+    """Every test that starts Ray is marked `ray`: `make test` runs the others on two
+    pytest-xdist workers and then these one after another on their own. Each has its own
+    temp folder, ports and PIDs, but with another test beside them on 2 cores, Ray's timing
+    changed enough to fail two of them (a SPREAD placement, a SIGTERM's exit code)."""
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
         if "ray_tmp" in fixtures or item.module.__name__ in RAY_MODULES:
-            item.add_marker(pytest.mark.xdist_group("ray"))
+            item.add_marker(pytest.mark.ray)
 
 
 RAY_MODULES = {"test_cluster", "test_distributed", "test_experiments_ray", "test_reliability_ray"}
