@@ -216,6 +216,7 @@ SCALED = {"units", "actor_units", "ofenet_units", "utd", "warmup", "reset_every"
 def test_scaling_dry_run_and_unit_scale_shrink_the_actor_too(tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
     args = ["experiment", "scaling", "--out", str(out), "--dry-run", "--seeds", "2"]
+    args += ["--seeds-per-process", "1"]  # a command per seed (the default stacks them)
     rc = main([*args, "--envs", "Hopper-v5", "--steps", "3000", "--unit-scale", "0.125"])
     assert rc == 0
     lines = capsys.readouterr().out.splitlines()
@@ -336,9 +337,19 @@ def test_file_names_match_the_run_folder() -> None:
     assert LOG not in RUN_FILES  # a log alone must not make `train` refuse the folder
 
 
+def test_by_default_a_runs_seeds_train_stacked_in_one_process(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    assert main(["experiment", "depth", "--out", str(out), "--dry-run", "--seeds", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "5 runs x 2 seed(s) = 10 jobs in 5 processes" in lines[0]
+    assert len(lines) == 6 and all(" --seeds 0,1 " in line for line in lines[1:])
+    assert f"--out {out}/depth/Ant-v5-mlp-256x16 " in lines[5]
+
+
 def test_dry_run_prints_every_command_and_runs_nothing(tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
-    rc = main(["experiment", "depth", "--out", str(out), "--dry-run", "--seeds", "2"])
+    apart = ["--seeds-per-process", "1"]  # a command per seed (the default stacks them)
+    rc = main(["experiment", "depth", "--out", str(out), "--dry-run", "--seeds", "2", *apart])
     assert rc == 0
     lines = capsys.readouterr().out.splitlines()
     assert "5 runs x 2 seed(s) = 10 jobs" in lines[0] and "1000000 gradient steps" in lines[0]
@@ -348,7 +359,7 @@ def test_dry_run_prints_every_command_and_runs_nothing(tmp_path: Path, capsys) -
     assert "--seed 1" in lines[10]
     assert not out.exists()
     _metrics(out / "depth" / "Ant-v5-mlp-256x1" / "s0", [0, 1_000_000])
-    main(["experiment", "depth", "--out", str(out), "--dry-run", "--seeds", "1"])
+    main(["experiment", "depth", "--out", str(out), "--dry-run", "--seeds", "1", *apart])
     assert capsys.readouterr().out.splitlines()[1].startswith("[done] ")
 
 
@@ -466,6 +477,7 @@ def test_tiny_experiment_runs_skips_and_extends(tmp_path: Path, capsys, monkeypa
     monkeypatch.setitem(EXPERIMENTS, "tiny", tiny)
     out = tmp_path / "exp"
     args = ["experiment", "tiny", "--out", str(out), "--steps", "30", "--jobs", "2"]
+    args += ["--seeds-per-process", "1"]  # a process per seed (the default stacks them)
     assert main([*args, "--train-args", TINY_TRAIN]) == 0
     printed = capsys.readouterr().out
     assert "2 runs x 2 seed(s) = 4 jobs" in printed
@@ -491,6 +503,7 @@ def test_tiny_experiment_runs_skips_and_extends(tmp_path: Path, capsys, monkeypa
 
     # A larger budget continues each run from its checkpoint.
     more = ["experiment", "tiny", "--out", str(out), "--seeds", "1", "--jobs", "2"]
+    more += ["--seeds-per-process", "1"]
     assert main([*more, "--steps", "36", "--train-args", TINY_TRAIN]) == 0
     assert "2 finished, 0 skipped" in capsys.readouterr().out
     for run in runs:

@@ -29,10 +29,11 @@ NOT_COMPARED_ON_RESUME = ("out", "steps", "threads", "progress", "eval_every")
 
 NEW, RESUME, RESTART, DONE = "new", "resume", "restart", "done"
 # Whether `widerl experiment` trains all of a run's seeds in one process by default
-# (--seeds-per-process). `widerl bench --seeds 5` on the loaded 2-core machine measured 0.88x
-# for paper-original and 1.31x for paper-S (README, widerl bench): no default that is faster
-# for every run, so one process per seed stays the default.
-STACK_SEEDS = False
+# (--seeds-per-process). `widerl bench --seeds 5` on an idle 2-core machine, once the learning
+# step kept its freed memory (allocator.py), measured 1.25-1.28x for paper-original (1.01x
+# compiled) and 1.18-1.22x for paper-S against separate processes (benchmarks/README.md), and
+# one process per run saves memory: stacking is the default.
+STACK_SEEDS = True
 
 
 @dataclass(frozen=True)
