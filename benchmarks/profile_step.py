@@ -17,11 +17,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from widerl.agents import make_agent
-from widerl.bench import _random_transitions
+from widerl.bench import random_replay
 from widerl.config import resolve
 from widerl.envs import env_dims
 from widerl.learner import LearnStep
-from widerl.replay import ReplayBuffer
 
 
 def main() -> None:
@@ -36,9 +35,7 @@ def main() -> None:
     cfg = resolve({"env": args.env, "algo": args.algo}, args.preset)
     obs_dim, act_dim = env_dims(args.env)
     agent = make_agent(cfg, obs_dim, act_dim, torch.device("cpu"))
-    d = _random_transitions(10_000, obs_dim, act_dim, 0)
-    replay = ReplayBuffer(obs_dim, act_dim, 10_000, seed=0)
-    replay.add(d["obs"], d["act"], d["rew"], d["next_obs"], d["term"])
+    replay = random_replay(obs_dim, act_dim, 10_000, seed=0)
     step = LearnStep(replay, agent.features, agent, cfg.batch_size)
     for i in range(5):  # allocator and caches warm
         step(i, args.steps)

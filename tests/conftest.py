@@ -47,6 +47,9 @@ def forbid_host_sync(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
     return forbid
 
 
+RAY_MODULES = {"test_cluster", "test_distributed", "test_experiments_ray", "test_reliability_ray"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that starts Ray is marked `ray`: `make test` runs the others on two
     pytest-xdist workers and then these one after another on their own. Each has its own
@@ -56,6 +59,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         fixtures = getattr(item, "fixturenames", ())
         if "ray_tmp" in fixtures or item.module.__name__ in RAY_MODULES:
             item.add_marker(pytest.mark.ray)
-
-
-RAY_MODULES = {"test_cluster", "test_distributed", "test_experiments_ray", "test_reliability_ray"}

@@ -23,17 +23,13 @@ from widerl import allocator
 if sys.argv[1:] == ["plain"]:
     allocator._done = False
 from widerl.agents import make_agent
-from widerl.bench import _random_transitions
+from widerl.bench import random_replay
 from widerl.config import resolve
 from widerl.learner import LearnStep
-from widerl.replay import ReplayBuffer
 torch.set_num_threads(1)
 cfg = resolve({"env": "Hopper-v5", "arch": "densenet", "units": 256, "layers": 2})
 agent = make_agent(cfg, 11, 3, torch.device("cpu"))
-d = _random_transitions(1000, 11, 3, 0)
-replay = ReplayBuffer(11, 3, 1000, seed=0)
-replay.add(d["obs"], d["act"], d["rew"], d["next_obs"], d["term"])
-step = LearnStep(replay, agent.features, agent, 256)
+step = LearnStep(random_replay(11, 3, 1000, seed=0), agent.features, agent, 256)
 for i in range(5):
     step(i, 100)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

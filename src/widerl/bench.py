@@ -99,6 +99,22 @@ def _random_transitions(n: int, obs_dim: int, act_dim: int, seed: int) -> dict[s
     }
 
 
+def random_replay(
+    obs_dim: int,
+    act_dim: int,
+    n: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+    prioritized: bool = False,
+) -> ReplayBuffer:
+    """A full replay of `n` random transitions (`_random_transitions(n, ..., seed)`; the
+    replay's own sampler seeded with `seed` too): what the benchmarks time updates on."""
+    data = _random_transitions(n, obs_dim, act_dim, seed)
+    replay = ReplayBuffer(obs_dim, act_dim, n, device, prioritized=prioritized, seed=seed)
+    replay.add(data["obs"], data["act"], data["rew"], data["next_obs"], data["term"])
+    return replay
+
+
 # --- ours ---------------------------------------------------------------------------------
 def _time_ours(step: LearnStep, n: int, sync: Callable[[], None]) -> float:
     """Learning steps per second over ``n`` steps: what `widerl train` runs per update

@@ -33,20 +33,17 @@ def _worker(conn: Any, cfg_json: str, seeds: int, obs_dim: int, act_dim: int,
     import json
 
     from widerl.agents import make_agent
-    from widerl.bench import _random_transitions
+    from widerl.bench import random_replay
     from widerl.config import from_dict
     from widerl.learner import LearnStep
-    from widerl.replay import ReplayBuffer
 
     cfg = from_dict(json.loads(cfg_json))
     dev = torch.device("cpu")
     agent = make_agent(cfg, obs_dim, act_dim, dev, seeds=list(range(seeds)))
-    replays = []
-    for k in range(seeds):
-        data = _random_transitions(FILL, obs_dim, act_dim, k)
-        replay = ReplayBuffer(obs_dim, act_dim, FILL, dev, prioritized=cfg.prioritized, seed=k)
-        replay.add(data["obs"], data["act"], data["rew"], data["next_obs"], data["term"])
-        replays.append(replay)
+    replays = [
+        random_replay(obs_dim, act_dim, FILL, k, dev, prioritized=cfg.prioritized)
+        for k in range(seeds)
+    ]
     # Matmul FLOPs per step, over a full TD3 delay cycle (eager: the counter sees eager ops).
     cycle = cfg.policy_delay if cfg.algo == "td3" else 1
     eager = LearnStep(replays, agent.features, agent, cfg.batch_size)
