@@ -410,3 +410,44 @@ def test_each_learning_step_compiles_its_own_graphs() -> None:
             rb.add(b.obs, b.act, b.rew, b.next_obs, b.term)
             step = LearnStep(rb, agent.features, agent, 8, compiled="eager")
             assert torch.isfinite(step(0, 2)["critic_loss"])
+
+
+def _plain_product(self, x: torch.Tensor, frozen: int = 0) -> torch.Tensor:  # noqa: ANN001
+    return torch.baddbmm(self.bias, x, self.weight)
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+@pytest.mark.parametrize("features", ["raw", "ofenet", "obs_norm"])
+def test_skipping_the_constant_columns_gradient_changes_no_update(
+    algo: str, features: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DenseNet agents skip the input gradient of the columns that carry none (z_s inside
+    z_sa in the actor's loss, z_sa inside the critics' later layers: nets/ensemble.py). That
+    relies on every feature learner's z_sa beginning with z_s; with it, three updates give
+    the parameters of the plain product to float rounding, for fewer FLOPs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from widerl.nets.ensemble import EnsembleLinear
+
+    kw = {"arch": "densenet", "activation": "swish", "lr": 1e-3, "policy_delay": 1}
+    if features != "raw":
+        kw.update(ofenet_units=16, ofenet_layers=2)
+    if features == "obs_norm":
+        kw["obs_norm"] = True
+
+    def run() -> tuple[dict[str, torch.Tensor], float]:
+        agent = agent_for(algo, **kw)
+        z_s = agent.features.state(fixed_batch().obs.unsqueeze(0))
+        act = torch.rand(1, B, ACT)
+        assert torch.equal(agent.features.state_action(z_s, act)[..., : z_s.shape[-1]], z_s)
+        with FlopCounterMode(display=False) as flops:
+            for seed in range(3):
+                agent.update(fixed_batch(seed=seed))
+        return {k: v.clone() for k, v in agent.state_dict().items()}, flops.get_total_flops()
+
+    ours, skipped = run()
+    monkeypatch.setattr(EnsembleLinear, "forward", _plain_product)
+    ref, full = run()
+    for k, v in ref.items():
+        torch.testing.assert_close(ours[k], v, rtol=1e-5, atol=1e-6, msg=k)
+    assert skipped < full

@@ -103,6 +103,50 @@ def test_ensemble_linear_is_one_linear_per_member() -> None:
         torch.testing.assert_close(y[e], x[e] @ layer.weight[e] + layer.bias[e])
 
 
+def _plain_product(self: EnsembleLinear, x: torch.Tensor, frozen: int = 0) -> torch.Tensor:
+    return torch.baddbmm(self.bias, x, self.weight)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_frozen_prefix_gives_the_plain_gradients_with_fewer_flops(compiled: bool) -> None:
+    """A DenseNet whose input begins with constant columns (z_s inside z_sa in the actor's
+    loss): the gradients of the other input columns and of the weights equal the plain
+    product's, eagerly and traced by torch.compile under torch.func.grad (what the compiled
+    step runs), and the backward skips the constant columns' products."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = make_body("densenet", 2, 12, 16, 3, activation="swish")
+    reset_members(net, [torch.Generator().manual_seed(s) for s in (0, 1)])
+    const, var = torch.randn(2, 32, 9), torch.randn(2, 32, 3)
+    w = net.layers[1].linear.weight
+
+    def loss(w_: torch.Tensor, var_: torch.Tensor) -> torch.Tensor:
+        out = torch.func.functional_call(
+            net, {"layers.1.linear.weight": w_}, (torch.cat([const, var_], -1), 9)
+        )
+        return out.square().sum()
+
+    def grad(w_: torch.Tensor, var_: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.func.grad(loss, argnums=(0, 1))(w_, var_)
+
+    if compiled:  # (a dispatch mode such as the FLOP counter would keep dynamo out)
+        ours = torch.compile(grad, fullgraph=True, backend="aot_eager")(w, var)
+    with FlopCounterMode(display=False) as skipped:
+        eager = grad(w, var)
+    ours = ours if compiled else eager
+    plain = pytest.MonkeyPatch()
+    plain.setattr(EnsembleLinear, "forward", _plain_product)
+    try:
+        with FlopCounterMode(display=False) as full:
+            ref = grad(w, var)
+    finally:
+        plain.undo()
+    for a, b in zip(ours, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert ours[1].abs().sum() > 0
+    assert skipped.get_total_flops() < full.get_total_flops()
+
+
 def test_ensemble_init_matches_torch_linear_bounds_and_is_per_seed() -> None:
     """torch's nn.Linear default: weights and biases U(-1/sqrt(in), 1/sqrt(in)); Glorot:
     U(-sqrt(6/(in+out)), ...), zero bias. Seed k's members come from generators[k] alone."""

@@ -10,6 +10,7 @@ from torch import nn
 
 from widerl.agents.base import Agent, Noise
 from widerl.autodiff import Differentiable
+from widerl.nets.ensemble import constant_prefix
 from widerl.nets.heads import GaussianActor
 from widerl.optim import Adam
 from widerl.replay import Batch
@@ -71,7 +72,9 @@ class SAC(Agent):
         """SAC Eq. 7: J_pi = E[alpha log pi(a|s) - Q(s, a)], a reparameterised; per seed,
         summed over seeds. Only the actor's parameters are differentiated."""
         a, logp = self.actor.sample(z_s, eps)
-        q = self.policy_value(self.critics(self.features.state_action(z_s, a)))
+        # z_sa begins with z_s, a constant here: the critics skip its columns' gradient.
+        z_sa = self.features.state_action(z_s, a)
+        q = self.policy_value(self.critics(z_sa, constant_prefix(z_s, 0)))
         per_seed = (alpha[:, None] * logp - q).mean(-1)
         return per_seed.sum(), (per_seed.detach(), logp.detach())
 

@@ -9,6 +9,7 @@ import torch
 
 from widerl.agents.base import Agent, Noise, float_buffers, matching
 from widerl.autodiff import Differentiable
+from widerl.nets.ensemble import constant_prefix
 from widerl.nets.heads import DeterministicActor
 from widerl.optim import Adam, soft_update
 from widerl.replay import Batch
@@ -66,7 +67,8 @@ class TD3(Agent):
     def actor_loss(self, z_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Deterministic policy gradient through the first critic (TD3 Eq. 6): J = -Q_1(s,
         pi(s)), per seed, summed over seeds; only the actor is differentiated."""
-        q = self.critics.first(self.features.state_action(z_s, self.actor(z_s)))
+        z_sa = self.features.state_action(z_s, self.actor(z_s))
+        q = self.critics.first(z_sa, constant_prefix(z_s, 0))  # z_sa begins with z_s, constant
         per_seed = -q.mean(-1)
         return per_seed.sum(), per_seed.detach()
 

@@ -6,6 +6,9 @@ members of one network, evaluated in one pass; the many-seeds mode stacks K agen
 same dimension (critics E = K x N, actors E = K). Members never mix: every op is per member,
 so member e's outputs and gradients depend on member e's parameters and inputs only.
 
+A layer whose leading input columns carry no gradient (`frozen`, e.g. the target features
+z_s inside z_sa in the actor's loss) takes the input gradient of the other columns only.
+
 Initialisation draws each seed's block of members from that seed's own generator, so a
 member starts from the weights the single run of the same seed starts from, whatever else
 shares the process.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,7 +41,13 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(members, 1, out_dim))
         self.reset_parameters()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, frozen: int = 0) -> torch.Tensor:
+        """x W + b. `frozen`: how many leading columns of x no gradient is wanted for (they
+        are constants of the loss being differentiated); their input gradient is skipped."""
+        # Only where it pays: the custom backward costs a padded copy of the gradient (and
+        # eagerly a Python call), worth it when it skips at least a quarter of the product.
+        if 4 * frozen >= self.in_dim and frozen < self.in_dim and x.requires_grad:
+            return _FrozenPrefixLinear.apply(x, self.weight, self.bias, frozen)
         return torch.baddbmm(self.bias, x, self.weight)
 
     def bounds(self) -> tuple[float, float]:
@@ -69,6 +79,44 @@ class EnsembleLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"members={self.members}, in={self.in_dim}, out={self.out_dim}, init={self.init}"
+
+
+def constant_prefix(x: torch.Tensor, frozen: int) -> int:
+    """The leading columns of x that carry no gradient: all of them when x carries none."""
+    return frozen if x.requires_grad else x.shape[-1]
+
+
+class _FrozenPrefixLinear(torch.autograd.Function):
+    """baddbmm(b, x, W) whose gradient for x covers only the columns from `frozen` on: the
+    product g W^T for the leading columns would be computed only to be discarded (autograd
+    takes the input gradient of a product whole). The frozen columns' gradient is zero."""
+
+    @staticmethod
+    def forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, frozen: int) -> torch.Tensor:
+        return torch.baddbmm(b, x, w)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        x, w, _, frozen = inputs
+        ctx.frozen = frozen
+        ctx.save_for_backward(x, w)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, w = ctx.saved_tensors
+        # While torch.compile traces, needs_input_grad reads False for torch.func.grad's
+        # tensors: every gradient is then written out, and the ones unused are dropped from
+        # the graph.
+        tracing = torch.compiler.is_compiling()
+        gx = gw = gb = None
+        if tracing or ctx.needs_input_grad[0]:
+            tail = torch.bmm(g, w[:, ctx.frozen :].transpose(1, 2))
+            gx = torch.nn.functional.pad(tail, (ctx.frozen, 0))
+        if tracing or ctx.needs_input_grad[1]:
+            gw = torch.bmm(x.transpose(1, 2), g)
+        if tracing or ctx.needs_input_grad[2]:
+            gb = g.sum(1, keepdim=True)
+        return gx, gw, gb, None
 
 
 def _uniform(t: torch.Tensor, a: float, g: torch.Generator | None) -> None:

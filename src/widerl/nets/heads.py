@@ -22,7 +22,7 @@ from torch import nn
 
 from widerl.nets.bodies.base import Body
 from widerl.nets.critic_heads import CriticHead, ScalarHead
-from widerl.nets.ensemble import EnsembleLinear
+from widerl.nets.ensemble import EnsembleLinear, constant_prefix
 
 # Bounds on the pre-squash log standard deviation, as in the SAC authors' implementation.
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
@@ -111,16 +111,22 @@ class CriticEnsemble(nn.Module):
         n = self._critics_per_seed(k)
         return z_sa.unsqueeze(1).expand(k, n, b, d).reshape(k * n, b, d)
 
-    def outputs(self, z_sa: torch.Tensor) -> torch.Tensor:
-        """The output layer of every critic `[K, N, B, out_dim]` (what the head reads)."""
+    def outputs(self, z_sa: torch.Tensor, frozen: int = 0) -> torch.Tensor:
+        """The output layer of every critic `[K, N, B, out_dim]` (what the head reads).
+        `frozen`: the leading columns of z_sa without a gradient (the actor's loss: z_s)."""
         k, b = z_sa.shape[0], z_sa.shape[1]
-        return self.out(self.body(self._members(z_sa))).view(k, -1, b, self.head.out_dim)
+        x = self._members(z_sa)
+        if not self.body.keeps_input:
+            return self.out(self.body(x)).view(k, -1, b, self.head.out_dim)
+        frozen = constant_prefix(x, frozen)
+        h = self.out(self.body(x, frozen), frozen)
+        return h.view(k, -1, b, self.head.out_dim)
 
-    def forward(self, z_sa: torch.Tensor) -> torch.Tensor:
+    def forward(self, z_sa: torch.Tensor, frozen: int = 0) -> torch.Tensor:
         """Q of every critic `[K, N, B]`."""
-        return self.head.value(self.outputs(z_sa))
+        return self.head.value(self.outputs(z_sa, frozen))
 
-    def first(self, z_sa: torch.Tensor) -> torch.Tensor:
+    def first(self, z_sa: torch.Tensor, frozen: int = 0) -> torch.Tensor:
         """Q_1 of every seed `[K, B]`, computing only the first critic (TD3's actor step
         needs no other): the ensemble run on a view of its first members."""
         k = z_sa.shape[0]
@@ -128,7 +134,7 @@ class CriticEnsemble(nn.Module):
             name: t.view(k, self.n, *t.shape[1:])[:, 0]
             for name, t in [*self.named_parameters(), *self.named_buffers()]
         }
-        return torch.func.functional_call(self, views, (z_sa,))[:, 0]
+        return torch.func.functional_call(self, views, (z_sa, frozen))[:, 0]
 
     def features(self, z_sa: torch.Tensor) -> torch.Tensor:
         """Penultimate-layer features Phi `[K, N, B, F]`, whose effective rank the paper

@@ -26,7 +26,7 @@ import torch
 
 from widerl.autodiff import Differentiable
 from widerl.nets.bodies.densenet import DenseNet
-from widerl.nets.ensemble import EnsembleLinear, reset_members, trained_names
+from widerl.nets.ensemble import EnsembleLinear, constant_prefix, reset_members, trained_names
 from widerl.nets.features import FeatureLearner
 from widerl.optim import Adam, soft_update
 
@@ -55,7 +55,8 @@ class OFENetNets(torch.nn.Module):
         self.predictor = EnsembleLinear(members, self.phi_sa.out_dim, target_dim, init="glorot")
 
     def state_action(self, z_s: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        return self.phi_sa(torch.cat([z_s, act], dim=-1))
+        # The agent's z_s carries no gradient: phi_sa's layers skip its columns' gradient.
+        return self.phi_sa(torch.cat([z_s, act], dim=-1), constant_prefix(z_s, 0))
 
     def predict(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         return self.predictor(self.state_action(self.phi_s(obs), act))

@@ -63,8 +63,8 @@ class Layer(nn.Module):
         self.act = activation_module(activation)
         self.in_dim, self.out_dim = in_dim, out_dim
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.linear(x)
+    def forward(self, x: torch.Tensor, frozen: int = 0) -> torch.Tensor:
+        h = self.linear(x, frozen)  # frozen: leading columns of x without a gradient
         if self.norm is not None:
             h = self.norm(h)
         return self.act(h)
@@ -72,7 +72,13 @@ class Layer(nn.Module):
 
 class Body(nn.Module):
     """Hidden layers of one connectivity; `out_dim` is what a head receives, and the output
-    is the penultimate-layer feature Phi whose effective rank the paper tracks (A.4)."""
+    is the penultimate-layer feature Phi whose effective rank the paper tracks (A.4).
+
+    A body whose output begins with its input (`keeps_input`, DenseNet) also takes
+    `forward(x, frozen)`: the leading columns of x that carry no gradient in the loss being
+    differentiated, whose input gradients its layers then skip (nets/ensemble.py)."""
+
+    keeps_input = False
 
     def __init__(
         self,
