@@ -5,7 +5,7 @@ product, timed in alternated rounds so that both see the same load.
     python benchmarks/grad_skip_ab.py --preset paper-S --env Hopper-v5 --compile
 
 Prints each side's matmul GFLOP per step (FlopCounterMode, eager), its steps/s per round,
-and the median of the per-round ratios. One thread.
+and the median of the per-round ratios; `--rounds 0` only counts the FLOPs. One thread.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def main() -> None:
     p.add_argument("--algo", default="sac")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--steps", type=int, default=10, help="steps per round")
-    p.add_argument("--rounds", type=int, default=30)
+    p.add_argument("--rounds", type=int, default=30, help="0: count the FLOPs only")
     args = p.parse_args()
     torch.set_num_threads(1)
     cfg = resolve({"env": args.env, "algo": args.algo}, args.preset)
@@ -53,6 +53,8 @@ def main() -> None:
         with FlopCounterMode(display=False) as flops:
             eager(0, 100)
         print(f"{name}: {flops.get_total_flops() / 1e9:.3f} GFLOP per step")
+        if not args.rounds:
+            continue
         step = LearnStep(replay, agent.features, agent, cfg.batch_size, compiled=args.compile)
         for i in range(3):  # compilation, allocator and caches warm
             step(i, 100)
@@ -66,6 +68,8 @@ def main() -> None:
                 steps[name](i, 100)
             rates[name].append(args.steps / (time.perf_counter() - t0))
     EnsembleLinear.forward = SKIP  # type: ignore[method-assign]
+    if not args.rounds:
+        return
     ratios = [a / b for a, b in zip(rates["skip"], rates["plain"], strict=True)]
     for name, v in rates.items():
         print(f"{name}: steps/s {' '.join(f'{x:.1f}' for x in v)}")
