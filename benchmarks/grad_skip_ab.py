@@ -27,10 +27,6 @@ from widerl.nets.ensemble import EnsembleLinear
 SKIP = EnsembleLinear.forward
 
 
-def plain(self: EnsembleLinear, x: torch.Tensor, frozen: int = 0) -> torch.Tensor:
-    return torch.baddbmm(self.bias, x, self.weight)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="paper-S")
@@ -43,7 +39,7 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = resolve({"env": args.env, "algo": args.algo}, args.preset)
     obs_dim, act_dim = env_dims(args.env)
-    sides = {"skip": SKIP, "plain": plain}
+    sides = {"skip": SKIP, "plain": EnsembleLinear.product}
     steps = {}
     for name, forward in sides.items():
         EnsembleLinear.forward = forward  # type: ignore[method-assign]

@@ -46,8 +46,15 @@ class EnsembleLinear(nn.Module):
         are constants of the loss being differentiated); their input gradient is skipped."""
         # Only where it pays: the custom backward costs a padded copy of the gradient (and
         # eagerly a Python call), worth it when it skips at least a quarter of the product.
+        # (The quarter is a judgement, not a measured break-even: it leaves out OFENet's
+        # phi_s, whose 11 observation columns are a sliver of every layer's input.)
         if 4 * frozen >= self.in_dim and frozen < self.in_dim and x.requires_grad:
             return _FrozenPrefixLinear.apply(x, self.weight, self.bias, frozen)
+        return self.product(x)
+
+    def product(self, x: torch.Tensor, frozen: int = 0) -> torch.Tensor:
+        """x W + b with autograd's own backward, every input column's gradient taken (what
+        `forward` does without `frozen`; tests and benchmarks compare the skip against it)."""
         return torch.baddbmm(self.bias, x, self.weight)
 
     def bounds(self) -> tuple[float, float]:

@@ -34,7 +34,8 @@ class FeatureLearner(nn.Module, abc.ABC):
     @abc.abstractmethod
     def state_action(self, z_s: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """z_sa, what the critics see. It begins with z_s itself (its first s_dim columns),
-        which lets the actor's gradient skip those columns (Agent.policy_q)."""
+        which lets the actor's gradient skip those columns (the actor losses of agents/sac.py,
+        agents/td3.py)."""
 
     def update(
         self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor

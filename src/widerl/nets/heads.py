@@ -116,10 +116,11 @@ class CriticEnsemble(nn.Module):
         `frozen`: the leading columns of z_sa without a gradient (the actor's loss: z_s)."""
         k, b = z_sa.shape[0], z_sa.shape[1]
         x = self._members(z_sa)
-        if not self.body.keeps_input:
-            return self.out(self.body(x)).view(k, -1, b, self.head.out_dim)
-        frozen = constant_prefix(x, frozen)
-        h = self.out(self.body(x, frozen), frozen)
+        if self.body.keeps_input:  # DenseNet: the output layer sees x's columns too
+            frozen = constant_prefix(x, frozen)
+            h = self.out(self.body(x, frozen), frozen)
+        else:
+            h = self.out(self.body(x))
         return h.view(k, -1, b, self.head.out_dim)
 
     def forward(self, z_sa: torch.Tensor, frozen: int = 0) -> torch.Tensor:
