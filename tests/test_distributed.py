@@ -128,7 +128,7 @@ def test_ctrl_c_stops_collectors_and_resume_completes(tmp_path: Path, ray_tmp: s
     cmd = train_cmd(out, *flags, "--no-progress", "--actors=2", "--envs-per-actor=2")
     cmd += ["--steps=100000", "--eval-every=50"]
     # Its own process group, so that Ctrl-C can be sent as a terminal sends it: to every
-    # process of the group (the learner and the Ray processes it started).
+    # process of the group (the learner and its watchdog; Ray's daemons have their own).
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )

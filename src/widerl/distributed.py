@@ -171,9 +171,10 @@ class RayCollectors:
         """`version`: the learner's update count now (not 0 when a run is resumed); it
         labels the first published weights and varies the collectors' seeds per session.
         `stop`: true once the learner was asked to stop (signals.StopSignals). From then on
-        no Ray call is made until `close`: a SIGTERM sent to the whole process group (as
-        systemd and Slurm do) also ends this run's raylet, and a Ray call that then finds
-        it gone ends the learner before it has saved its checkpoint."""
+        no Ray call is made until `close`: a SIGTERM sent to every process of the job (systemd's
+        default, Slurm) also ends the raylet, and a Ray call that then finds it gone ends the
+        learner before it has saved its checkpoint. (A local Ray of this run's own runs in a
+        session of its own, so a signal to the learner's process group does not reach it.)"""
         import ray
 
         self.ray = ray

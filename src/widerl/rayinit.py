@@ -2,8 +2,9 @@
 this run's own on this machine, and stopping it again.
 
 A private instance never joins another cluster, listens on loopback only, keeps widerl's
-signal handlers in charge, and is watched by `ray_reaper`, which ends its processes when the
-learner dies. Only the standard library is imported at module level (Ray when called).
+signal handlers in charge, runs in a session of its own, and is watched by `ray_reaper`,
+which ends its processes when the learner dies. Only the standard library is imported at
+module level (Ray when called).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 from widerl import ray_reaper
 from widerl.config import ConfigError
@@ -78,15 +81,16 @@ _reaper: subprocess.Popen | None = None  # ray_reaper of the local instance we s
 def _start_local(num_cpus: int) -> None:
     """A Ray instance of this run only: always a new one (`address="local"`: never a cluster
     recorded in RAY_TMPDIR's ray_current_cluster or named by RAY_ADDRESS), listening on
-    loopback only, with light settings (no dashboard web UI, a bounded object store), and a
-    watchdog (ray_reaper) that ends its processes within a second if this process dies."""
+    loopback only, in a session of its own, with light settings (no dashboard web UI, a
+    bounded object store), and a watchdog (ray_reaper) that ends its processes within a
+    second if this process dies."""
     import ray
 
     global _reaper
     marker = f"{os.getpid()}-{secrets.token_hex(8)}"
     _reaper = ray_reaper.start(marker)
     try:
-        with _keeping_signal_handlers(), _loopback_only(), _marked(marker):
+        with _keeping_signal_handlers(), _loopback_only(), _marked(marker), _own_session():
             ray.init(
                 address="local",
                 include_dashboard=False,
@@ -158,6 +162,35 @@ def _loopback_only() -> Iterator[None]:
     finally:
         if saved is not None:
             ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+@contextlib.contextmanager
+def _own_session() -> Iterator[None]:
+    """Ray's daemons (GCS, raylet and, through the raylet, its agents and workers) in a
+    session of their own, outside the learner's process group. A signal to the learner's
+    group (a terminal's job control, `kill -TERM -PGID`) then stops the learner alone, which
+    saves and shuts its Ray down. Before, the raylet died with it, and Ray's core worker in
+    the learner ends the process (exit 1, in a thread of its own, at any moment) as soon as
+    it finds the object store gone: a checkpoint written meanwhile survived by chance (the
+    CI run of 18e7ac7 lost the race). Ray starts its daemons with `services.ConsolePopen`;
+    on Windows it makes it a new process group for the same reason."""
+    from ray._private import services
+
+    base = getattr(services, "ConsolePopen", None)
+    if base is None or sys.platform == "win32":
+        yield
+        return
+
+    class _OwnSession(base):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("start_new_session", True)
+            super().__init__(*args, **kwargs)
+
+    services.ConsolePopen = _OwnSession
+    try:
+        yield
+    finally:
+        services.ConsolePopen = base
 
 
 def _marked(marker: str) -> contextlib.AbstractContextManager:
