@@ -170,10 +170,10 @@ def _own_session() -> Iterator[None]:
     session of their own, outside the learner's process group. A signal to the learner's
     group (a terminal's job control, `kill -TERM -PGID`) then stops the learner alone, which
     saves and shuts its Ray down. Before, the raylet died with it, and Ray's core worker in
-    the learner ends the process (exit 1, in a thread of its own, at any moment) as soon as
-    it finds the object store gone: a checkpoint written meanwhile survived by chance (the
-    CI run of 18e7ac7 lost the race). Ray starts its daemons with `services.ConsolePopen`;
-    on Windows it makes it a new process group for the same reason."""
+    the learner ends the process (exit 1, from a thread of its own, at any moment) as soon
+    as it finds the object store gone, so whether the checkpoint was saved first was a race
+    (the CI run of 18e7ac7 lost it). Ray starts its daemons with `services.ConsolePopen`;
+    on Windows it makes that a new process group for the same reason."""
     from ray._private import services
 
     base = getattr(services, "ConsolePopen", None)
