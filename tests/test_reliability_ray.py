@@ -75,9 +75,9 @@ def test_sigterm_to_the_process_group_mid_run_saves_and_stops(tmp_path: Path, ra
     wait_rows(out, 3, proc)
     # Ray's core worker ends the learner when it finds the raylet gone (a race it lost in CI):
     # none of the run's Ray processes is in the learner's group, only the learner's watchdog.
-    others = ray_pids(ray_tmp) - {proc.pid}
-    in_group = {p for p in others if _pgid(p) == proc.pid and not _is_reaper(p)}
-    assert not in_group, [_comm(p) for p in in_group]
+    others = {p for p in ray_pids(ray_tmp) - {proc.pid} if "ray_reaper" not in _proc(p, "cmdline")}
+    in_group = {p for p in others if _pgid(p) == proc.pid}
+    assert not in_group, [_proc(p, "comm") for p in in_group]
     os.killpg(proc.pid, signal.SIGTERM)  # the learner and its watchdog
     stopped = assert_stopped_cleanly(proc, out)
     # Saved at the stop, not only at the last evaluation.
@@ -92,7 +92,7 @@ def test_sigterm_while_ray_starts_stops_cleanly(tmp_path: Path, ray_tmp: str) ->
     proc = spawn(train_cmd(out, *DISTRIBUTED, "--steps=100000", "--eval-every=50"))
     deadline = time.monotonic() + 120
     # Ray's GCS is up: ray.init is under way (it takes seconds more to return).
-    while not any("gcs_server" in _comm(p) for p in ray_pids(ray_tmp)):
+    while not any("gcs_server" in _proc(p, "comm") for p in ray_pids(ray_tmp)):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGTERM)  # the learner alone, like `kill PID`
@@ -108,16 +108,10 @@ def _pgid(pid: int) -> int | None:
         return None
 
 
-def _is_reaper(pid: int) -> bool:
+def _proc(pid: int, name: str) -> str:
+    """/proc/PID/NAME as text; empty once the process is gone."""
     try:
-        return b"widerl.ray_reaper" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text()
+        return Path(f"/proc/{pid}/{name}").read_bytes().decode(errors="replace")
     except OSError:
         return ""
 

@@ -54,7 +54,8 @@ class EnsembleLinear(nn.Module):
 
     def product(self, x: torch.Tensor, frozen: int = 0) -> torch.Tensor:
         """x W + b with autograd's own backward, every input column's gradient taken (what
-        `forward` does without `frozen`; tests and benchmarks compare the skip against it)."""
+        `forward` does without `frozen`). It takes forward's `frozen` and ignores it, so that
+        tests and benchmarks can put it in forward's place to compare the skip against it."""
         return torch.baddbmm(self.bias, x, self.weight)
 
     def bounds(self) -> tuple[float, float]:
