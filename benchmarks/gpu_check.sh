@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The CUDA checks of issue 2, as one short script for a lent GPU machine.
+# widerl on a real GPU, as one short script for a lent GPU machine: what the suite's fake-CUDA
+# check (tests/fake_cuda.py) cannot see.
 #
 #   benchmarks/gpu_check.sh prepare   # here, with package registries: wheels into .whl/
 #   benchmarks/gpu_check.sh run       # there (no network): tests and benchmarks on CUDA
@@ -10,7 +11,19 @@
 # tool must carry (`carry: [".whl"]`). `run` installs them into /tmp/site, puts src/ on
 # PYTHONPATH (no build step: setuptools' build isolation needs the network) and writes
 # everything it measures under $OUT (or ./gpu-check-results). Ray is not needed: only
-# `--actors N` imports it. DEVICE=cpu runs the same steps on a CPU, to try the script itself.
+# `--actors N` imports it. DEVICE=cpu runs the same steps on a CPU, to try the script itself
+# (QUICK=1 makes every step tiny).
+#
+# What it runs, in order (each step's output in its own file under $OUT):
+#   1. the CUDA tests: tests/test_devices.py (update numerics against the CPU, resets, the
+#      memory check, the device matrix) and tests/test_replay.py;
+#   2. benchmarks/cuda_step.py for SAC 256x2 (paper-original), TD3 256x2, paper-S and paper-L
+#      at Ant-v5's sizes: the step's parameters against the CPU's to 1e-4 (TF32 off), then
+#      updates/s, compile seconds and peak memory eager, with CUDA graphs (reduce-overhead)
+#      and without (max-autotune-no-cudagraphs), at float32 and TF32 matmul precision;
+#   3. `widerl bench` against Stable-Baselines3 on the same GPU, with the matmul peak;
+#   4. a paper-S run trained on CUDA, then evaluated, loaded (`load_policy`) and resumed on
+#      the CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,28 +59,50 @@ torch.cuda.get_device_name() if torch.cuda.is_available() else '-', \
 'gymnasium', gymnasium.__version__, 'mujoco', mujoco.__version__, 'sb3', sb3.__version__)" \
         | tee "$out/versions.txt"
 
-    # 1. Every device-parametrized test (tests/test_devices.py) and the CUDA replay tests.
-    "$py" -m pytest -q -p no:cacheprovider tests/test_devices.py tests/test_replay.py -rs \
-        2>&1 | tee "$out/tests.txt"
+    local quick="${QUICK:-}"
+    local updates=300 wide_updates=50 steps="${RUN_STEPS:-2000}" warmup=1000 pretrain=200
+    if [ -n "$quick" ]; then
+        updates=5 wide_updates=2 steps=20 warmup=100 pretrain=5
+    fi
 
-    # 2. Update throughput next to SB3 on the same device, and the matmul peak.
-    local wide_updates=50
-    [ "$device" = cpu ] && wide_updates=3
-    for spec in "sac 256 Hopper-v5 200" "td3 256 Hopper-v5 200" "sac 2048 Ant-v5 $wide_updates"; do
+    # 1. Every device-parametrized test and the CUDA replay tests.
+    "$py" -m pytest -q -p no:cacheprovider tests/test_devices.py tests/test_replay.py -rs \
+        2>&1 | tee "$out/tests.txt" || true
+
+    # 2. The step on the device: numerics against the CPU, speed and memory per compile mode.
+    for spec in "sac paper-original Hopper-v5 $updates" "td3 paper-original Hopper-v5 $updates" \
+        "sac paper-S Ant-v5 $updates" "sac paper-L Ant-v5 $wide_updates"; do
         set -- $spec
-        "$py" -m widerl.cli bench --device "$device" --algo "$1" --units "$2" --layers 2 \
-            --env "$3" --updates "$4" --rounds 5 --json >"$out/bench-$1-$2.json"
-        "$py" -c "import json,sys; d=json.load(open(sys.argv[1])); \
-print(sys.argv[1], {k: d[k] for k in ('ours_updates_per_s','peer_updates_per_s','ratio',\
-'peak_flops_fraction')})" "$out/bench-$1-$2.json"
+        "$py" benchmarks/cuda_step.py --device "$device" --algo "$1" --preset "$2" --env "$3" \
+            --updates "$4" --out "$out" 2>&1 | tee -a "$out/cuda-step.txt" || true
     done
 
-    # 3. A short real run on the device: paper-S SAC with OFENet on Hopper-v5.
-    rm -rf /tmp/gpu-check-run
+    # 3. Update throughput next to SB3 on the same device, and the matmul peak.
+    for spec in "sac 256 Hopper-v5 $updates" "td3 256 Hopper-v5 $updates" \
+        "sac 2048 Ant-v5 $wide_updates"; do
+        set -- $spec
+        "$py" -m widerl.cli bench --device "$device" --algo "$1" --units "$2" --layers 2 \
+            --env "$3" --updates "$4" --rounds 5 --json >"$out/bench-$1-$2.json" || true
+        "$py" -c "import json,sys; d=json.load(open(sys.argv[1])); \
+print(sys.argv[1], {k: d[k] for k in ('ours_updates_per_s','peer_updates_per_s','ratio',\
+'peak_flops_fraction')})" "$out/bench-$1-$2.json" || true
+    done
+
+    # 4. A short real run on the device (paper-S SAC with OFENet on Hopper-v5), then on the CPU:
+    # evaluated, loaded and resumed.
+    local run=/tmp/gpu-check-run
+    rm -rf "$run"
     "$py" -m widerl.cli train --device "$device" --env Hopper-v5 --preset paper-S \
-        --steps "${RUN_STEPS:-2000}" --warmup 1000 --ofenet-pretrain 200 --eval-every 1000 \
-        --eval-episodes 2 --no-progress --out /tmp/gpu-check-run | tee "$out/train.txt"
-    cp /tmp/gpu-check-run/metrics.csv "$out/train-metrics.csv"
+        --steps "$steps" --warmup "$warmup" --ofenet-pretrain "$pretrain" \
+        --eval-every "$((steps / 2))" --eval-episodes 2 --checkpoint-replay --no-progress \
+        --out "$run" 2>&1 | tee "$out/train.txt"
+    cp "$run/metrics.csv" "$out/train-metrics.csv"
+    "$py" -m widerl.cli eval "$run" --device cpu --episodes 2 2>&1 | tee "$out/cross.txt"
+    "$py" -c "import sys, numpy as np, widerl; p = widerl.load_policy(sys.argv[1]); \
+print('load_policy on cpu:', p.act(np.zeros(p.obs_dim)))" "$run" 2>&1 | tee -a "$out/cross.txt"
+    "$py" -m widerl.cli train --resume "$run" --device cpu --steps "$((steps + steps / 10))" \
+        --no-progress 2>&1 | tee -a "$out/cross.txt"
+    cp "$run/metrics.csv" "$out/cross-metrics.csv"
 }
 
 case "${1:-}" in

@@ -4,8 +4,11 @@ On a CPU-only machine the CUDA cases are skipped and the CPU cases keep the test
 honest; `benchmarks/gpu_check.sh` runs this file on a GPU machine.
 """
 
+import csv
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -92,19 +95,28 @@ def test_learn_step_forces_no_host_sync(
         assert means["aux_loss"] > 0
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_train_on_device_then_eval_and_resume(device: str, tmp_path: Path) -> None:
-    """A run trained on `device` evaluates on the CPU (the checkpoint maps onto it) and resumes
-    on `device`."""
+@pytest.mark.parametrize("then_on", DEVICES)
+@pytest.mark.parametrize("trained_on", DEVICES)
+def test_train_on_device_then_eval_load_resume_and_report_on_another(
+    trained_on: str, then_on: str, tmp_path: Path
+) -> None:
+    """The device matrix with real devices (on a GPU machine all four pairs; here cpu, cpu):
+    a run trained on `trained_on` evaluates, loads with load_policy, resumes (--device is a
+    resume override) and reports on `then_on`."""
+    from widerl.policy import load_policy
+
     out = tmp_path / "run"
     tiny = ["--units", "16", "--layers", "2", "--batch-size", "32", "--no-progress"]
-    common = ["--env", "Pendulum-v1", "--device", device, "--eval-episodes", "1", *tiny]
+    common = ["--env", "Pendulum-v1", "--eval-episodes", "1", "--checkpoint-replay", *tiny]
     args = ["train", "--out", str(out), "--steps", "40", "--warmup", "50", "--eval-every", "20"]
-    assert main([*args, *common]) == 0
-    assert main(["eval", str(out), "--episodes", "1", "--device", "cpu"]) == 0
-    assert main(["train", "--resume", str(out), "--steps", "60", "--no-progress"]) == 0
+    assert main([*args, *common, "--device", trained_on]) == 0
+    assert main(["eval", str(out), "--episodes", "1", "--device", then_on]) == 0
+    assert load_policy(out, device=then_on).act(np.zeros(3)).shape == (1,)
+    resume = ["train", "--resume", str(out), "--steps", "60", "--device", then_on]
+    assert main([*resume, "--no-progress"]) == 0
     state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert state["grad_step"] == 60
+    assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
 
 
 @CUDA
@@ -197,3 +209,82 @@ def test_a_replay_beyond_the_devices_memory_is_refused(device: str, tmp_path: Pa
     where = "cuda:0 has" if device == "cuda" else "this machine has"
     assert f"--buffer-size {capacity} needs" in err and where in err, err
     assert not out.exists()
+
+
+# --- crossing devices: trained on one, evaluated, loaded, resumed and reported on another ------
+def _philox(seed: int) -> torch.Tensor:
+    """A CUDA generator's state: 16 bytes, the Philox seed and offset."""
+    return torch.tensor([seed, 0], dtype=torch.int64).view(torch.uint8)
+
+
+def cuda_format(run: Path, bare: bool = False) -> None:
+    """Rewrite a CPU run's checkpoint as a CUDA run writes it: every generator state in CUDA's
+    format, saved from a CUDA device, and the global CUDA RNG state beside the CPU's. `bare`:
+    the generator states as widerl wrote them before each carried its device (tensors alone)."""
+    path = run / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    gens = state["agent"]["generators"]
+    for name in ("update", "act"):
+        states = [_philox(100 + i) for i in range(len(gens[name]))]
+        gens[name] = states if bare else [{"device": "cuda", "state": s} for s in states]
+    state["rng"]["cuda"] = _philox(7)
+    for buffer in ("replay", "holdout"):
+        if state.get(buffer) is not None:
+            state[buffer]["rng_device"], state[buffer]["rng_state"] = "cuda", _philox(9)
+    torch.save(state, path)
+
+
+CROSS_TRAIN = ["--env", "Pendulum-v1", "--units", "16", "--layers", "2", "--batch-size", "32",
+               "--warmup", "50", "--eval-every", "20", "--eval-episodes", "1", "--no-progress",
+               "--checkpoint-replay", "--ofenet-units", "8", "--ofenet-layers", "2",
+               "--ofenet-pretrain", "5"]  # fmt: skip
+
+
+def trained_run(out: Path, trained_on: str) -> Path:
+    """A 40-update run with OFENet and its replay in the checkpoint, as trained on `cpu`, or
+    in CUDA's checkpoint format (`cuda-format`; `cuda-format-bare`: an older checkpoint's)."""
+    assert main(["train", "--out", str(out), "--steps", "40", *CROSS_TRAIN]) == 0
+    if trained_on != "cpu":
+        cuda_format(out, bare=trained_on.endswith("bare"))
+    return out
+
+
+@pytest.mark.parametrize("trained_on", ["cpu", "cuda-format", "cuda-format-bare"])
+def test_a_run_trained_on_either_device_evaluates_loads_resumes_and_reports_on_the_cpu(
+    trained_on: str, tmp_path: Path
+) -> None:
+    """The CPU side of the device matrix (tests/test_fake_cuda.py has the cuda side). A CUDA
+    run's generator states cannot be set on CPU generators: they seed them, the same way every
+    time, so two resumes of one checkpoint write the same rows."""
+    from widerl.policy import load_policy
+
+    run = trained_run(tmp_path / "run", trained_on)
+    assert main(["eval", str(run), "--episodes", "1", "--device", "cpu"]) == 0
+    assert load_policy(run).act(np.zeros(3)).shape == (1,)
+    twin = tmp_path / "twin"
+    shutil.copytree(run, twin)
+    for d in (run, twin):
+        assert main(["train", "--resume", str(d), "--device", "cpu", "--steps", "60"]) == 0
+        state = torch.load(d / "checkpoint.pt", weights_only=True)
+        assert state["grad_step"] == 60
+    kept = ("grad_step", "eval_return_mean", "critic_loss", "actor_loss")
+    assert rows(run, kept) == rows(twin, kept)
+    assert main(["report", str(run), "--out", str(tmp_path / "report")]) == 0
+    assert (tmp_path / "report" / "report.md").is_file()
+
+
+@pytest.mark.slow
+def test_runs_trained_on_either_device_evaluate_load_and_resume_on_fake_cuda(
+    tmp_path: Path,
+) -> None:
+    """The cuda side of the device matrix, on fake CUDA: a CPU run (whose generator states a
+    CUDA generator refuses: "RNG state is wrong size") and a CUDA-format one."""
+    import fake_cuda
+
+    runs = [trained_run(tmp_path / t, t) for t in ("cpu", "cuda-format")]
+    fake_cuda.check("test_fake_cuda:check_crossing", runs=[str(r) for r in runs])
+
+
+def rows(run: Path, columns: tuple[str, ...]) -> list[tuple[str, ...]]:
+    with (run / "metrics.csv").open() as f:
+        return [tuple(r[c] for c in columns) for r in csv.DictReader(f)]

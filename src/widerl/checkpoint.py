@@ -80,24 +80,39 @@ def pack_run(
         rng["cuda"] = torch.cuda.get_rng_state(run.device)
     intake = part.intake.state_dict(with_versions=exact)
     versions = intake.pop("versions")
-    return {
-        "format": FORMAT_VERSION,
-        "env": c.env,
-        "algo": c.algo,
-        "grad_step": progress.grad_step,
-        "wall_time": wall_time,
-        "agent": run.agent.checkpoint_state() if agent is None else agent,
-        "collector": {**intake, "inline": run.source.state_dict(lane)},
-        "means": progress.means[lane].state_dict(),
-        "logged_step": progress.logged_step,
-        "pretrain_steps": progress.pretrain_steps,
-        "pretrained": progress.pretrained,
-        "rng": rng,
-        "replay": part.replay.state_dict() if exact else None,
-        "versions": versions,
-        "holdout": part.holdout.state_dict() if exact and part.holdout is not None else None,
-        **part.probes.state_dict(),
-    }
+    return on_cpu(
+        {
+            "format": FORMAT_VERSION,
+            "env": c.env,
+            "algo": c.algo,
+            "grad_step": progress.grad_step,
+            "wall_time": wall_time,
+            "agent": run.agent.checkpoint_state() if agent is None else agent,
+            "collector": {**intake, "inline": run.source.state_dict(lane)},
+            "means": progress.means[lane].state_dict(),
+            "logged_step": progress.logged_step,
+            "pretrain_steps": progress.pretrain_steps,
+            "pretrained": progress.pretrained,
+            "rng": rng,
+            "replay": part.replay.state_dict() if exact else None,
+            "versions": versions,
+            "holdout": part.holdout.state_dict() if exact and part.holdout is not None else None,
+            **part.probes.state_dict(),
+        }
+    )
+
+
+def on_cpu(tree: Any) -> Any:
+    """`tree` with every tensor moved to the CPU: a checkpoint holds no device tensors, so it
+    loads on any machine (with or without a GPU) as it is, and the state saved on one device
+    restores onto another (generator states: generators.py)."""
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().cpu()
+    if isinstance(tree, dict):
+        return {k: on_cpu(v) for k, v in tree.items()}
+    if type(tree) in (list, tuple):
+        return type(tree)(on_cpu(v) for v in tree)
+    return tree
 
 
 def unpack_run(states: list[dict[str, Any]], run: Any, progress: Any, agent: dict) -> float:

@@ -16,12 +16,12 @@ that the buffer tracks itself (``size``, ``pos``).
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
+from . import generators
 from .replay_storage import TensorStorage, compact_reserve, rows_of, storage_nbytes
 from .sumtree import SumTree, tree_nbytes
 
@@ -254,8 +254,7 @@ class ReplayBuffer:
         self.capacity = int(capacity)
         self.prioritized = bool(prioritized)
         self.storage = TensorStorage(obs_dim, act_dim, self.capacity, self.device, reserve)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(int(seed))
+        self.generator = generators.device_generator(self.device, seed)
         self.sampler: UniformSampler | PrioritizedSampler
         if self.prioritized:
             self.sampler = PrioritizedSampler(
@@ -370,7 +369,7 @@ class ReplayBuffer:
             "alpha": self.alpha,
             "eps": self.eps,
             "rng_device": self.device.type,
-            "rng_state": self.generator.get_state(),
+            "rng_state": self.generator.get_state().cpu(),
             **self.storage.state_dict(),
         }
         state.update(self.sampler.state_dict(self.storage.live_slots()))
@@ -397,15 +396,9 @@ class ReplayBuffer:
         else:
             self.storage.load_state_dict(state)
             self.sampler.load_state_dict(state, self.storage.live_slots())
-        if state["rng_device"] == self.device.type:
-            self.generator.set_state(state["rng_state"])
-        else:
-            # CPU and CUDA generators have different state formats; the stream cannot carry over.
-            warnings.warn(
-                f"replay RNG state was saved on {state['rng_device']}, buffer is on "
-                f"{self.device.type}: keeping the current generator",
-                stacklevel=2,
-            )
+        # Saved on another device type, the state seeds the generator (generators.py).
+        saved = {"device": state["rng_device"], "state": state["rng_state"]}
+        generators.restore_generator(self.generator, saved)
 
     def nbytes(self) -> int:
         """Bytes held by the storage and sampler tensors."""

@@ -211,7 +211,9 @@ class Trainer:
         """Continue from `state` (already loaded checkpoints: one, or one per seed) or from the
         seeds' checkpoints."""
         if state is None:
-            states = [load_checkpoint(d, map_location=self.parts.device) for d in self.run_dirs]
+            # On the CPU, as the CLI loads them: each part moves what it keeps to its device,
+            # and the host-side states (replay rows, envs, collectors) stay numpy-readable.
+            states = [load_checkpoint(d) for d in self.run_dirs]
         else:
             states = state if isinstance(state, list) else [state]
         agent = states[0]["agent"]

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from widerl import generators
 from widerl.autodiff import Differentiable
 from widerl.checkpoint import check_fits
 from widerl.config import Config, ConfigError
@@ -91,8 +92,8 @@ class Agent(nn.Module, abc.ABC):
         self.to(self.device)
         self.features.build_optimizer()
         gen = self.device if self.device.type != "meta" else "cpu"
-        self.update_gens = [torch.Generator(gen).manual_seed(s["update"]) for s in streams]
-        self.act_gens = [torch.Generator(gen).manual_seed(s["act"]) for s in streams]
+        self.update_gens = [generators.device_generator(gen, s["update"]) for s in streams]
+        self.act_gens = [generators.device_generator(gen, s["act"]) for s in streams]
         self.n_updates = 0
         self._submodules: tuple[nn.Module, ...] | None = None  # see `evaluating`
         self.critic_params = Differentiable(self, self._names("critics."))
@@ -260,7 +261,7 @@ class Agent(nn.Module, abc.ABC):
         batch, single = by_seed(batch)
         gens = None
         if seed is not None:
-            gens = [torch.Generator(g.device).manual_seed(seed + i)
+            gens = [generators.device_generator(g.device, seed + i)
                     for i, g in enumerate(self.update_gens)]  # fmt: skip
         noise = self.draw_noise(batch.obs.shape[1], gens)
         target = self.td_target(batch, self.features.state(batch.next_obs), noise)
@@ -404,8 +405,8 @@ class Agent(nn.Module, abc.ABC):
             "n_updates": self.n_updates,
             "extra": self._extra_state(),
             "generators": {
-                "update": [g.get_state() for g in self.update_gens],
-                "act": [g.get_state() for g in self.act_gens],
+                "update": [generators.generator_state(g) for g in self.update_gens],
+                "act": [generators.generator_state(g) for g in self.act_gens],
             },
         }
 
@@ -426,13 +427,11 @@ class Agent(nn.Module, abc.ABC):
         self._load_extra_state(state.get("extra", {}))
         gens = state.get("generators")
         if gens is not None:
+            # Saved on another device type, a state seeds these generators (generators.py).
             for g, s in zip(
                 self.update_gens + self.act_gens, gens["update"] + gens["act"], strict=True
             ):
-                if s.device.type == "cpu" and g.device.type == "cpu":
-                    g.set_state(s)
-                elif g.device.type != "cpu":
-                    g.set_state(s.cpu())
+                generators.restore_generator(g, s)
 
 
 def matching(target: nn.Module, online: Differentiable, prefix: str) -> list[torch.Tensor]:
