@@ -68,7 +68,7 @@ from typing import Any
 import torch
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten, tree_map_only
 from torch.utils.weak import WeakIdKeyDictionary
 
 CUDA_STATE_BYTES = 16  # torch.cuda.get_rng_state(): the Philox seed and offset, 8 bytes each
@@ -382,30 +382,14 @@ class FakeCuda(FakeTensorMode):
                     holder.pop(ref, None)
 
 
-def _real(tree: Any) -> Any:
-    """`tree` with fake CPU tensors as placeholders; a cuda tensor fails (piece 6)."""
-    if isinstance(tree, torch.Tensor):
-        if tree.device.type != "cpu":
-            raise AssertionError(
-                f"a checkpoint holds a tensor {tuple(tree.shape)} on {tree.device}: it would "
-                "not load on a machine without that device"
-            )
-        return _placeholder(tree) if isinstance(tree, FakeTensor) else tree
-    if isinstance(tree, dict):
-        return {k: _real(v) for k, v in tree.items()}
-    if type(tree) in (list, tuple):
-        return type(tree)(_real(v) for v in tree)
-    return tree
-
-
-def _to_cuda(tree: Any) -> Any:
-    if isinstance(tree, torch.Tensor):
-        return tree.to("cuda")
-    if isinstance(tree, dict):
-        return {k: _to_cuda(v) for k, v in tree.items()}
-    if type(tree) in (list, tuple):
-        return type(tree)(_to_cuda(v) for v in tree)
-    return tree
+def _real(t: torch.Tensor) -> torch.Tensor:
+    """A fake CPU tensor as a placeholder; a cuda tensor fails (piece 6)."""
+    if t.device.type != "cpu":
+        raise AssertionError(
+            f"a checkpoint holds a tensor {tuple(t.shape)} on {t.device}: it would not load "
+            "on a machine without that device"
+        )
+    return _placeholder(t) if isinstance(t, FakeTensor) else t
 
 
 @contextlib.contextmanager
@@ -427,13 +411,14 @@ def fake_cuda() -> Iterator[FakeCuda]:
     save, load = torch.save, torch.load
 
     def save_real(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
-        save(_real(obj), f, *args, **kwargs)
+        save(tree_map_only(torch.Tensor, _real, obj), f, *args, **kwargs)
 
     def load_real(f: Any, map_location: Any = None, **kwargs: Any) -> Any:
         with unset_fake_temporarily():
             obj = load(f, map_location="cpu", **kwargs)
         if map_location is not None and torch.device(map_location).type == "cuda":
-            obj = _to_cuda(obj)  # what a load onto a GPU gives: device tensors
+            # what a load onto a GPU gives: device tensors
+            obj = tree_map_only(torch.Tensor, lambda t: t.to("cuda"), obj)
         return obj
 
     with contextlib.ExitStack() as stack:
