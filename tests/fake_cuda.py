@@ -118,9 +118,10 @@ def build_shim() -> Path:
     out = SHIM_CACHE / f"shim-{key}.so"
     if out.is_file():
         return out
-    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    names = [os.environ["CXX"]] if os.environ.get("CXX") else ["c++", "g++"]
+    cxx = next((found for n in names if (found := shutil.which(n))), None)
     if cxx is None:
-        raise Unavailable("no C++ compiler (c++ or g++) to build the fake-CUDA shim")
+        raise Unavailable(f"no C++ compiler ({' or '.join(names)}) to build the fake-CUDA shim")
     SHIM_CACHE.mkdir(parents=True, exist_ok=True)
     src = SHIM_CACHE / f"shim-{key}.cpp"
     src.write_text(SHIM_SOURCE)

@@ -248,3 +248,12 @@ def test_the_fake_cuda_check_fails_where_cuda_would(tmp_path: Path) -> None:
 
 def test_collectors_get_cpu_weights_from_a_cuda_learner() -> None:
     fake_cuda.check("test_fake_cuda:check_acting_state")
+
+
+def test_without_a_compiler_the_checks_skip_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fake_cuda, "SHIM_CACHE", tmp_path)  # nothing built yet
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    with pytest.raises(fake_cuda.Unavailable, match=r"^no C\+\+ compiler \(no-such-compiler\)"):
+        fake_cuda.build_shim()
