@@ -360,10 +360,18 @@ def test_compile_is_refused_with_distributed(capsys) -> None:
     assert "--compile" in capsys.readouterr().err
 
 
+def test_no_peer_with_a_peer_is_refused(capsys) -> None:
+    """--no-peer beside --peer sbx contradicts it: refused (it once silently won)."""
+    from widerl.cli import main
+
+    assert main(["bench", "--obs-dim", "3", "--act-dim", "1", "--peer", "sbx", "--no-peer"]) == 2
+    assert "--no-peer and --peer sbx" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("args", "peer"),
     [([], "sb3"), (["--peer"], "sb3"), (["--peer", "sbx"], "sbx"), (["--peer", "none"], "none"),
-     (["--no-peer"], "none"), (["--peer", "sbx", "--no-peer"], "none")],
+     (["--no-peer"], "none"), (["--peer", "none", "--no-peer"], "none")],
 )  # fmt: skip
 def test_cli_peer_spellings(args: list[str], peer: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """--peer NAME, the older bare --peer (SB3) and --no-peer; only flags given reach ours."""

@@ -9,6 +9,7 @@ depends on timing.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import signal
@@ -258,6 +259,36 @@ def test_a_nonfinite_loss_stops_the_run_in_one_line(tmp_path: Path, capsys, algo
     assert len(err.splitlines()) == 1 and "diverged" in err and "--force" in err, err
     assert train(out, "--algo", algo, "--force") == 0  # --force replaces it (diverged.json too)
     assert not (out / "diverged.json").exists()
+
+
+@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EACCES])
+def test_a_folder_that_stops_taking_writes_mid_run_ends_in_one_line_and_resumes(
+    err: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A disk that fills (or a permission that goes) at the second metrics row: exit 1, the
+    file and the cause in one line with the resume command, the last checkpoint kept; once
+    the folder takes writes again the resume finishes the run."""
+    from widerl.logger import RunLogger
+
+    out = tmp_path / "run"
+    write, calls = RunLogger.write, [0]
+
+    def failing(self: RunLogger, row: dict) -> None:
+        calls[0] += 1
+        if calls[0] == 3:  # rows at updates 0 and 50 are written; the one at 100 is not
+            raise OSError(err, os.strerror(err), str(self.path))
+        write(self, row)
+
+    monkeypatch.setattr(RunLogger, "write", failing)
+    assert train(out) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("widerl: error: cannot write "), lines
+    assert os.strerror(err) in lines[0] and f"widerl train --resume {out}" in lines[0]
+    assert "metrics.csv" in lines[0] and "last checkpoint (update 50)" in lines[0], lines[0]
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["grad_step"] == 50
+    monkeypatch.setattr(RunLogger, "write", write)
+    assert resume(out) == 0
+    assert [int(r["grad_step"]) for r in rows(out)] == STEPS
 
 
 def test_a_nonfinite_parameter_is_caught_at_the_row(

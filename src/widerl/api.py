@@ -60,6 +60,8 @@ def prepare_resume(
     from widerl.paths import check_writable
     from widerl.preflight import preflight
     from widerl.rundir import (
+        check_continuable,
+        check_stored_env,
         clear_outputs,
         load_config,
         merge_resume,
@@ -80,9 +82,10 @@ def prepare_resume(
             "(--force, e.g. with a lower --lr)"
         )
     cfg = merge_resume(stored, given, run_dir)
+    check_continuable(run_dir)  # rows without a checkpoint are not a run to start afresh
+    check_stored_env(cfg, run_dir, "--resume")
     preflight(cfg)  # before the checkpoint takes its share of the memory
     _refuse_unreachable_ray(cfg.ray_address)  # before writing
-    remove_temp_files(run_dir)
     ckpt = None
     if (run_dir / CHECKPOINT).is_file():
         ckpt = load_checkpoint(run_dir)
@@ -91,6 +94,13 @@ def prepare_resume(
                 f"checkpoint in {str(run_dir)!r} is for env {ckpt.get('env')!r}, "
                 f"but its config.json says {stored.env!r}"
             )
+        done = int(ckpt["grad_step"])
+        if cfg.steps < done:
+            raise ConfigError(
+                f"--steps {cfg.steps} is below the {done} updates the run in {str(run_dir)!r} "
+                f"has done; give --steps {done} or more"
+            )
+    remove_temp_files(run_dir)
     # Nothing learned yet (stopped or crashed before its first checkpoint, or a checkpoint
     # from before learning without the warm-up data): start it afresh from its config.
     if ckpt is None or (int(ckpt["grad_step"]) == 0 and ckpt.get("replay") is None):
@@ -106,6 +116,15 @@ def check_new(cfg: Config) -> Path:
 
     preflight(cfg)  # env sizes, threads, device, memory: before the folder is touched
     run_dir = Path(cfg.out) if cfg.out else default_out(cfg)
+    if is_seeds_run(run_dir):  # even with --force: it replaces a run of its own kind only
+        from widerl.seeds import read_seeds
+
+        seeds = ",".join(map(str, read_seeds(run_dir) or []))
+        raise ConfigError(
+            f"--out {str(run_dir)!r} holds a run of seeds {seeds}; a single run needs a folder "
+            f"of its own (--force replaces a single run only; to replace the seeds, remove the "
+            "folder first)"
+        )
     cfg.out = str(run_dir)
     _refuse_unreachable_ray(cfg.ray_address)  # before the run folder is touched
     return run_dir

@@ -16,9 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from widerl.cli_options import config_options, given_values, preset_option, train_options
+from widerl.cli_options import (
+    config_options,
+    count,
+    given_values,
+    preset_option,
+    train_options,
+)
 from widerl.config import ALGOS, ARCHS, CRITIC_HEADS, DEVICES, PRESETS, ConfigError, resolve
-from widerl.errors import CollectorsFailed, Diverged
+from widerl.errors import CollectorsFailed, Diverged, OutputFailed
 
 if TYPE_CHECKING:
     from widerl.signals import StopSignals
@@ -136,12 +142,10 @@ def _train(
 
 @app.command("eval")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option(
-    "--episodes", type=click.IntRange(min=1), default=10, show_default=True, help="Episodes to run."
-)
+@click.option("--episodes", type=count(1), default=10, show_default=True, help="Episodes to run.")
 @click.option(
     "--seed",
-    type=int,
+    type=count(0),
     default=12345,
     show_default=True,
     help="Seed of the first episode (episode i uses seed + i).",
@@ -155,9 +159,26 @@ def _train(
 @click.option(
     "--device", type=click.Choice(DEVICES), default="cpu", show_default=True, help="Torch device."
 )
-def eval_cmd(run_dir: Path, episodes: int, seed: int, video: Path | None, device: str) -> None:
+@click.option(
+    "--threads",
+    type=count(1),
+    default=1,
+    show_default=True,
+    help="Torch CPU threads, at most this machine's CPUs (acting on one observation at a time "
+    "is fastest on one).",
+)
+def eval_cmd(
+    run_dir: Path, episodes: int, seed: int, video: Path | None, device: str, threads: int
+) -> None:
     """Run a trained run's deterministic policy on a fresh env; print mean and std return."""
+    from widerl.preflight import check_threads
+
+    check_threads(threads)
+    import torch
+
     from widerl.evaluate import evaluate_run
+
+    torch.set_num_threads(threads)
 
     if video is not None and video.suffix not in (".gif", ".mp4"):
         raise ConfigError(f"--video {str(video)!r} must end in .gif or .mp4")
@@ -199,20 +220,19 @@ _NET_FIELDS = (
 
 
 @app.command("summary")
-@click.option(
-    "--obs-dim", type=click.IntRange(min=1), required=True, help="Observation size (Ant-v2: 111)."
-)
-@click.option(
-    "--act-dim", type=click.IntRange(min=1), required=True, help="Action size (Ant-v2: 8)."
-)
+@click.option("--obs-dim", type=count(1), required=True, help="Observation size (Ant-v2: 111).")
+@click.option("--act-dim", type=count(1), required=True, help="Action size (Ant-v2: 8).")
 @preset_option
 @config_options(only=_NET_FIELDS)
 def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -> None:
     """Per-layer input units, output units and parameters of every network a configuration
     builds, laid out like the paper's Table 2."""
+    from widerl.preflight import check_env_settings
     from widerl.summary import render_summary
 
-    click.echo(render_summary(resolve(given_values(kwargs), preset), obs_dim, act_dim), nl=False)
+    cfg = resolve(given_values(kwargs), preset)
+    check_env_settings(cfg, obs_dim, source="--obs-dim")  # train's checks, where they apply
+    click.echo(render_summary(cfg, obs_dim, act_dim), nl=False)
 
 
 @app.command("bench")
@@ -225,13 +245,13 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
 )
 @click.option(
     "--units",
-    type=click.IntRange(min=1),
+    type=count(1),
     default=None,
     help="Units per hidden layer, both sides [default: 256, or --preset's].",
 )
 @click.option(
     "--layers",
-    type=click.IntRange(min=1),
+    type=count(1),
     default=None,
     help="Hidden layers, both sides [default: 2, or --preset's].",
 )
@@ -249,30 +269,28 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
 )
 @click.option(
     "--obs-dim",
-    type=click.IntRange(min=1),
+    type=count(1),
     default=None,
     help="Observation size (overrides --env).",
 )
-@click.option(
-    "--act-dim", type=click.IntRange(min=1), default=None, help="Action size (overrides --env)."
-)
+@click.option("--act-dim", type=count(1), default=None, help="Action size (overrides --env).")
 @click.option(
     "--batch-size",
-    type=click.IntRange(min=1),
+    type=count(1),
     default=256,
     show_default=True,
     help="Minibatch size of each timed update (both sides).",
 )
 @click.option(
     "--updates",
-    type=click.IntRange(min=1),
+    type=count(1),
     default=200,
     show_default=True,
     help="Updates per timed round and side.",
 )
 @click.option(
     "--rounds",
-    type=click.IntRange(min=1),
+    type=count(1),
     default=5,
     show_default=True,
     help="Interleaved rounds (ours, peer, peer, ours, ...).",
@@ -300,7 +318,7 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
 )
 @click.option(
     "--atoms",
-    type=click.IntRange(min=2),
+    type=count(2),
     default=None,
     help="Atoms (c51) or bins (hlgauss) of a categorical head [default: 101, or --preset's].",
 )
@@ -331,7 +349,7 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
 )
 @click.option(
     "--threads",
-    type=click.IntRange(min=1),
+    type=count(1),
     default=None,
     help="CPU threads for both sides: torch's intra-op threads, and with --peer sbx JAX's "
     "intra-op pool [default: each library's]. 1 is steadier on a busy machine.",
@@ -344,7 +362,7 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
 )
 @click.option(
     "--envs-per-actor",
-    type=click.IntRange(min=1),
+    type=count(1),
     default=8,
     show_default=True,
     help="With --distributed: envs per collector.",
@@ -359,7 +377,7 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
 )
 @click.option(
     "--seeds",
-    type=click.IntRange(min=1),
+    type=count(1),
     default=None,
     help="Instead: seed-updates/s of this many seeds stacked in one process (train --seeds) "
     "against as many single-seed runs, each side as `widerl experiment --jobs 2` runs it (two "
@@ -451,6 +469,8 @@ def bench_cmd(
         result = run_seeds_bench(cfg, seeds, obs_dim, act_dim, updates, rounds, compiled)
         click.echo(json.dumps(result) if as_json else format_seeds_bench(result))
         return
+    if no_peer and peer not in (None, "none"):
+        raise ConfigError(f"--no-peer and --peer {peer} contradict each other; give one of them")
     peer = peer or "sb3"
     if no_peer:
         peer = "none"
@@ -460,12 +480,9 @@ def bench_cmd(
         missing = peer_missing(peer)
         if missing:
             raise ConfigError(missing)
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda: no CUDA device is available; choose cpu")
     head = {"critic_head": critic_head, "atoms": atoms}
+    _check_bench(algo, units, layers, arch, head, batch_size, preset, obs_dim, act_dim, device,
+                 threads)  # fmt: skip
     result = run_bench(
         algo=algo,
         units=units,
@@ -485,6 +502,35 @@ def bench_cmd(
         preset=preset,
     )
     click.echo(json.dumps(result) if as_json else format_bench(result))
+
+
+def _check_bench(
+    algo: str,
+    units: int | None,
+    layers: int | None,
+    arch: str | None,
+    head: dict[str, Any],
+    batch_size: int,
+    preset: str | None,
+    obs_dim: int,
+    act_dim: int,
+    device: str,
+    threads: int | None,
+) -> None:
+    """`train`'s checks of what a bench builds (its networks, its replay of random
+    transitions, the step's batch, threads, device), before anything is allocated."""
+    from widerl.bench import DEFAULT_FILL
+    from widerl.device import resolve_device
+    from widerl.memory import check_memory
+    from widerl.preflight import check_threads
+
+    if threads is not None:
+        check_threads(threads)
+    shape = {"units": units, "layers": layers, "arch": arch, **head}
+    cfg = resolve({"algo": algo, "batch_size": batch_size,
+                   "buffer_size": max(batch_size, DEFAULT_FILL),
+                   **{k: v for k, v in shape.items() if v is not None}}, preset)  # fmt: skip
+    check_memory(cfg, obs_dim, act_dim, resolve_device(device))
 
 
 # --- commands defined in their own modules: one import and one add_command each ----------
@@ -519,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"widerl: error: {e}", file=sys.stderr)
         return 2
-    except (CollectorsFailed, Diverged) as e:  # not bad input (exit 1), no traceback either
+    except (CollectorsFailed, Diverged, OutputFailed) as e:  # not bad input (exit 1), no traceback
         print(f"widerl: error: {e}", file=sys.stderr)
         return 1
     except click.exceptions.Abort:

@@ -11,9 +11,15 @@ from typing import Any
 
 import click
 
-from widerl.config import PRESETS, Config
+from widerl.config import INT_LIMIT, PRESETS, Config
 
 _CLICK_TYPES = {bool: bool, int: int, float: float, str: str}
+
+
+def count(least: int = 1) -> click.IntRange:
+    """An integer option of at least `least`, and at most what int64 holds (torch and numpy
+    count with it): every command's counts, sizes and seeds, as `train`'s are."""
+    return click.IntRange(min=least, max=INT_LIMIT)
 
 
 def _flag(name: str) -> str:
@@ -35,9 +41,9 @@ def config_options(only: tuple[str, ...] | None = None) -> Callable:
             choices = f.metadata.get("choices")
             typ: Any = click.Choice(choices) if choices else kind
             if f.metadata.get("positive"):
-                typ = click.IntRange(min=1)
+                typ = count(1)
             elif f.metadata.get("nonneg"):
-                typ = click.IntRange(min=0)
+                typ = count(0)
             default = f.metadata.get("default_text", f.default)
             fn = click.option(
                 decl,

@@ -12,6 +12,7 @@ Defaults are resolved in three layers (lowest first):
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 from collections.abc import Collection
@@ -290,8 +291,56 @@ class Config:
     checkpoint_replay: bool = _f(False, "Store the replay buffer in checkpoints (exact resume).")
     progress: bool = _f(True, "Show a progress bar.")
 
+    def __post_init__(self) -> None:
+        check_types(self)
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+INT_LIMIT = 2**63 - 1  # the largest integer torch and numpy count with (int64)
+FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32 (the networks' type)
+
+
+def check_types(cfg: Config) -> None:
+    """ConfigError naming the first setting whose value is not of its type (an int where a
+    float belongs is taken as that float; a bool is no int), or an integer beyond int64."""
+    for f in dataclasses.fields(cfg):
+        value, want = getattr(cfg, f.name), type(f.default)
+        if want is float and type(value) is int:
+            setattr(cfg, f.name, float(value))
+            continue
+        if type(value) is not want:
+            raise ConfigError(f"{f.name} must be {_TYPE_WORDS[want]}, got {value!r}")
+        if want is int and abs(value) > INT_LIMIT:
+            flag = "--" + f.name.replace("_", "-")
+            raise ConfigError(f"{flag} {value} is beyond the largest integer, {INT_LIMIT}")
+
+
+def _checked_init(init: Any) -> Any:
+    """Config(...) with a key that is no setting: ConfigError with the close matches, not
+    dataclasses' TypeError."""
+
+    def __init__(self: Config, *args: Any, **kwargs: Any) -> None:
+        check_keys(kwargs, "Config")
+        init(self, *args, **kwargs)
+
+    __init__.__doc__ = init.__doc__
+    return __init__
+
+
+def check_keys(values: Collection[str], where: str) -> None:
+    """ConfigError for the first key that is not a setting, with the settings it is close to."""
+    names = [f.name for f in dataclasses.fields(Config)]
+    for key in values:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=3)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise ConfigError(f"{where}: {key!r} is not a setting{hint}")
+
+
+Config.__init__ = _checked_init(Config.__init__)  # type: ignore[method-assign]
 
 
 # Values that differ between the algorithms' original papers (A.4): applied before presets.
@@ -487,8 +536,7 @@ def resolve(overrides: dict[str, Any], preset: str | None = None) -> Config:
     """Build a Config from algorithm defaults, a preset and explicit overrides (in that order)."""
     if preset is not None and preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-    unknown = set(overrides) - set(field_names())
-    assert not unknown, f"internal: unknown config fields {unknown}"
+    check_keys(overrides, "resolve")
     layered: dict[str, Any] = dict(PRESETS.get(preset, {})) if preset else {}
     algo = overrides.get("algo", layered.get("algo", Config.algo))
     if algo not in ALGOS:
@@ -573,6 +621,11 @@ def validate_modern(cfg: Config, given: Collection[str] = ()) -> None:
             raise ConfigError(f"--atoms must be at least 2 for --critic-head {cfg.critic_head}")
         if not cfg.v_min < cfg.v_max:
             raise ConfigError(f"--v-min {cfg.v_min:g} must be smaller than --v-max {cfg.v_max:g}")
+        if not cfg.v_max - cfg.v_min < FLOAT32_MAX:
+            raise ConfigError(
+                f"--v-min {cfg.v_min:g} to --v-max {cfg.v_max:g} spans more than float32 holds "
+                f"(the support's type, at most {FLOAT32_MAX:.3g}); use a narrower support"
+            )
         if "critic_loss" in given and cfg.critic_loss != "mse":
             raise ConfigError(
                 f"--critic-loss {cfg.critic_loss} applies to --critic-head scalar; "

@@ -35,11 +35,27 @@ def _register_dmc() -> None:
 
 def _make(env_id: str, **kw: object) -> gym.Env:
     """gym.make, with DeepMind Control's dict observations flattened into one vector (the
-    order of the task's observation dict; BRO and SimBa use the same flat states)."""
-    if not env_id.startswith(DMC_PREFIX):
-        return gym.make(env_id, **kw)
-    _register_dmc()
-    return FlattenObservation(gym.make(env_id, **kw))
+    order of the task's observation dict; BRO and SimBa use the same flat states). An env
+    registered without its package installed (Gymnasium's Box2D tasks, say) is a ConfigError
+    naming the package."""
+    dmc = env_id.startswith(DMC_PREFIX)
+    if dmc:
+        _register_dmc()
+    try:
+        env = gym.make(env_id, **kw)
+    except MISSING_PACKAGE as e:
+        raise ConfigError(f"env {env_id!r} cannot be made here: {first_line(e)}") from None
+    return FlattenObservation(env) if dmc else env
+
+
+# What Gymnasium raises for an env (or its renderer) whose package is not installed.
+MISSING_PACKAGE = (gym.error.DependencyNotInstalled, ImportError)
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's message as one line (the first of several), or its type's name."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def check_env_id(env_id: str) -> None:
@@ -50,7 +66,7 @@ def check_env_id(env_id: str) -> None:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=4, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(
-            f"unknown env id {env_id!r}{hint} (continuous-control ids include "
+            f"unknown env id {env_id!r} (--env){hint} (continuous-control ids include "
             "Hopper-v5, Walker2d-v5, HalfCheetah-v5, Ant-v5, Humanoid-v5, "
             "InvertedPendulum-v5, Pendulum-v1, dm_control/cheetah-run-v0)"
         )

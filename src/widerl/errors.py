@@ -22,3 +22,10 @@ class Diverged(RuntimeError):
         self.quantity, self.update, self.by = quantity, update, by
         when = "by" if by else "at"
         super().__init__(f"diverged: {quantity} became non-finite {when} update {update}{detail}")
+
+
+class OutputFailed(RuntimeError):
+    """The run folder stopped taking writes mid-run (disk full, permissions, a read-only
+    remount): the message names the file and the cause, and the resume command. The last
+    checkpoint written stays valid (checkpoints are written whole or not at all), so the run
+    continues from it once the folder is writable again (exit 1)."""

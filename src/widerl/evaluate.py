@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from widerl.agents.base import Agent
-from widerl.envs import make_env
+from widerl.config import ConfigError
+from widerl.envs import MISSING_PACKAGE, first_line, make_env
 
 
 class Evaluator:
@@ -74,6 +75,19 @@ def run_episode(
     return total, length
 
 
+def check_renders(env: gym.Env, env_id: str, video: Path) -> None:
+    """One frame before any episode runs: an env whose renderer needs a package that is not
+    installed (pygame for classic control) is a ConfigError, not a traceback after the
+    episodes."""
+    env.reset(seed=0)
+    try:
+        env.render()
+    except MISSING_PACKAGE as e:
+        raise ConfigError(
+            f"--video {str(video)!r}: env {env_id!r} cannot render here: {first_line(e)}"
+        ) from None
+
+
 def write_video(frames: list, path: Path, fps: int = 30) -> None:
     """GIF through Pillow; MP4 (or any other suffix) through imageio's ffmpeg plugin."""
     import imageio.v3 as iio
@@ -95,6 +109,8 @@ def evaluate_run(
     cfg, agent, _ = load_run(Path(run_dir), resolve_device(device), "widerl eval RUN_DIR")
     env = make_env(cfg.env, render_mode="rgb_array" if video is not None else None)
     try:
+        if video is not None:
+            check_renders(env, cfg.env, video)
         returns = []
         for i in range(episodes):
             frames: list | None = [] if (video is not None and i == 0) else None

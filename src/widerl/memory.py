@@ -15,6 +15,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -36,15 +37,28 @@ class Part:
     on_device: bool  # on the training device (the host when that is the CPU)
 
 
-def network_nbytes(cfg: Config, obs_dim: int, act_dim: int, seeds: int = 1) -> int:
-    """Parameters and buffers of every network (targets included), plus one gradient and two
-    Adam moments per trainable parameter, for `seeds` seeds stacked; built on the meta
-    device, so nothing is allocated."""
+def meta_agent(cfg: Config, obs_dim: int, act_dim: int, seeds: int = 1) -> Any:
+    """The agent of `cfg` on the meta device: shapes without memory. Networks whose sizes
+    overflow int64 cannot be built even there: ConfigError."""
     from widerl.agents import make_agent
 
     meta = torch.device("meta")
-    with meta:  # the default device too: modules built before `.to(device)` stay shapes only
-        agent = make_agent(cfg, obs_dim, act_dim, meta, seeds=list(range(seeds)))
+    try:
+        with meta:  # the default device too: modules built before `.to(device)` stay shapes
+            return make_agent(cfg, obs_dim, act_dim, meta, seeds=list(range(seeds)))
+    except (RuntimeError, OverflowError, TypeError):
+        raise ConfigError(
+            f"--units {cfg.units} x --layers {cfg.layers} (--critics {cfg.critics}, "
+            f"--atoms {cfg.atoms}, --ofenet-units {cfg.ofenet_units}) gives weight tensors too "
+            "large to count (beyond int64 elements); use smaller networks"
+        ) from None
+
+
+def network_nbytes(cfg: Config, obs_dim: int, act_dim: int, seeds: int = 1) -> int:
+    """Parameters and buffers of every network (targets included), plus one gradient and two
+    Adam moments per trainable parameter, for `seeds` seeds stacked (`meta_agent`: nothing is
+    allocated)."""
+    agent = meta_agent(cfg, obs_dim, act_dim, seeds)
     tensors = [*agent.parameters(), *agent.buffers()]
     stored = sum(t.numel() * t.element_size() for t in tensors)
     trainable = sum(p.numel() * p.element_size() for p in agent.trained_parameters())
@@ -62,6 +76,7 @@ def run_parts(cfg: Config, obs_dim: int, act_dim: int, seeds: int = 1) -> list[P
         Part("replay", seeds * replay, True),
         Part("weight versions", seeds * VERSION_BYTES * cfg.buffer_size, False),
         Part("networks and Adam", network_nbytes(cfg, obs_dim, act_dim, seeds), True),
+        Part("a learning step's batch", seeds * step_nbytes(cfg), True),
     ]
     if cfg.ofenet_units:
         holdout = seeds * replay_nbytes(obs_dim, act_dim, HOLDOUT_SIZE, False)
@@ -69,6 +84,62 @@ def run_parts(cfg: Config, obs_dim: int, act_dim: int, seeds: int = 1) -> list[P
     if cfg.checkpoint_replay:  # the seeds' checkpoints are written one after another
         parts.append(Part("checkpoint copy of the replay", replay, False))
     return parts
+
+
+def step_nbytes(cfg: Config) -> int:
+    """A rough bound on what one seed's learning step holds at once for its batch: each
+    network's hidden activations and their gradients (a few float32 copies per unit; the
+    critics see s and s', CrossQ both in one pass), a categorical head's outputs, and C51's
+    projection, which is dense over atoms x atoms (critic_heads.py)."""
+    b = cfg.batch_size * (2 if cfg.algo == "crossq" else 1)
+    hidden = cfg.units * cfg.layers * (cfg.layers + 1) // 2 if cfg.arch == "densenet" else (
+        cfg.units * cfg.layers)  # fmt: skip
+    floats = 6 * b * hidden * (cfg.critics + 2)  # critics, their targets, the policy
+    if cfg.critic_head != "scalar":
+        floats += 4 * b * cfg.critics * cfg.atoms
+    if cfg.critic_head == "c51":
+        floats += 2 * b * cfg.atoms * cfg.atoms
+    return 4 * floats
+
+
+# The settings that size the networks, with the value that makes each smallest among the
+# usual ones: the one whose change saves the most memory is the one a refusal names.
+_NETWORK_KNOBS = (("units", 256), ("layers", 2), ("critics", 2), ("atoms", 101),
+                  ("batch_size", 256), ("actor_units", 0), ("ofenet_units", 0))  # fmt: skip
+
+
+def _culprit(cfg: Config, obs_dim: int, act_dim: int, seeds: int) -> tuple[str, str]:
+    """What to name in a refusal for networks that do not fit: the flag whose usual value
+    (or one seed instead of --seeds' many) would save the most memory, and the hint."""
+    import dataclasses
+
+    def sized(c: Config, k: int) -> int:
+        return network_nbytes(c, obs_dim, act_dim, k) + k * step_nbytes(c)
+
+    base = sized(cfg, seeds)
+    options: list[tuple[int, str, str]] = []
+    if seeds > 1:
+        saved = base - sized(cfg, 1)
+        options.append((saved, f"--seeds of {seeds} seeds", "; train fewer seeds per process"))
+    for name, usual in _NETWORK_KNOBS:
+        value = getattr(cfg, name)
+        if name == "atoms" and cfg.critic_head == "scalar" or value <= usual:
+            continue
+        try:
+            smaller = sized(dataclasses.replace(cfg, **{name: usual}), seeds)
+        except ConfigError:
+            continue
+        flag = "--" + name.replace("_", "-")
+        hint = f"; use a smaller {flag}" if name == "batch_size" else (
+            f"; use smaller networks (a smaller {flag})")  # fmt: skip
+        options.append((base - smaller, f"{flag} {value}", hint))
+    if not options:
+        return (f"--units {cfg.units} x --layers {cfg.layers}",
+                "; use smaller networks (--units, --layers, --ofenet-units)")  # fmt: skip
+    _, head, hint = max(options)
+    if not head.startswith(("--units", "--layers")):
+        head += f" (with --units {cfg.units} x --layers {cfg.layers})"
+    return head, hint
 
 
 def _read_int(path: Path) -> int | None:
@@ -150,8 +221,7 @@ def check_memory(
             hint = f"; use --buffer-size <= {_round_down((avail - fixed) / per_slot):,}"
             head = f"--buffer-size {cfg.buffer_size}"
         else:
-            hint = "; use smaller networks (--units, --layers, --ofenet-units)"
-            head = f"--units {cfg.units} x --layers {cfg.layers}"
+            head, hint = _culprit(cfg, obs_dim, act_dim, seeds)
         raise ConfigError(
             f"{head} needs {fmt_bytes(need)} of memory ({listed}) but {place} has "
             f"{fmt_bytes(avail)} available{hint}"

@@ -15,12 +15,13 @@ import torch
 from widerl.agents import make_agent
 from widerl.agents.base import Agent
 from widerl.checkpoint import load_checkpoint
-from widerl.config import Config
+from widerl.config import Config, ConfigError
 
 
 class Policy:
     """`act(obs, deterministic=True)`: obs `[obs_dim]` -> action `[act_dim]`, or a batch
-    `[n, obs_dim]` -> `[n, act_dim]` (numpy arrays or anything np.asarray takes)."""
+    `[n, obs_dim]` -> `[n, act_dim]` (numpy arrays or anything np.asarray takes); ConfigError
+    for an obs of another shape or with a NaN or inf in it."""
 
     def __init__(self, agent: Agent, cfg: Config, low: np.ndarray, high: np.ndarray) -> None:
         self.agent, self.cfg = agent.eval(), cfg
@@ -28,11 +29,20 @@ class Policy:
         self.obs_dim, self.act_dim = agent.obs_dim, agent.act_dim
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        x = np.asarray(obs, dtype=np.float32)
+        try:
+            x = np.asarray(obs, dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"obs cannot be read as numbers ({e})") from None
         single = x.ndim == 1
-        if x.shape[-1] != self.obs_dim or x.ndim not in (1, 2):
-            raise ValueError(
+        if x.ndim not in (1, 2) or x.shape[-1] != self.obs_dim:
+            raise ConfigError(
                 f"obs of shape {x.shape}: expected ({self.obs_dim},) or (n, {self.obs_dim})"
+            )
+        if not np.isfinite(x).all():
+            where = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
+            raise ConfigError(
+                f"obs holds {x[where]} (nan or inf) at index {where}: a policy's action for a "
+                "non-finite observation means nothing"
             )
         t = torch.as_tensor(x.reshape(-1, self.obs_dim), device=self.agent.device)
         a = self.agent.act(t, deterministic=deterministic).cpu().numpy()
@@ -44,10 +54,11 @@ class Policy:
 def load_policy(run_dir: str | Path, device: str = "cpu") -> Policy:
     """The policy of the run in `run_dir` (any run folder: finished, stopped or resumed)."""
     from widerl.envs import make_env
-    from widerl.rundir import load_config
+    from widerl.rundir import check_stored_env, load_config
 
     run_dir = Path(run_dir)
-    cfg = load_config(run_dir)
+    cfg = load_config(run_dir, "load_policy")
+    check_stored_env(cfg, run_dir, "load_policy")
     dev = torch.device(device)
     state = load_checkpoint(run_dir, map_location=dev)
     env = make_env(cfg.env)

@@ -17,12 +17,13 @@ def _checked_dims(env_id: str) -> tuple[int, int]:
     return env_dims(env_id)
 
 
-def check_env_settings(cfg: Config, obs_dim: int) -> None:
-    """Settings whose allowed range depends on the env's sizes."""
+def check_env_settings(cfg: Config, obs_dim: int, source: str | None = None) -> None:
+    """Settings whose allowed range depends on the env's sizes (`source`: where obs_dim came
+    from, default the env)."""
     if cfg.ofenet_units and cfg.ofenet_target_dim > obs_dim:
         raise ConfigError(
             f"--ofenet-target-dim {cfg.ofenet_target_dim} is larger than the observation of "
-            f"{cfg.env} ({obs_dim} dims); use 1..{obs_dim}, or 0 for all of them"
+            f"{source or cfg.env} ({obs_dim} dims); use 1..{obs_dim}, or 0 for all of them"
         )
 
 

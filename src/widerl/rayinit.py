@@ -10,6 +10,7 @@ module level (Ray when called).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import signal
@@ -35,9 +36,15 @@ _AUTH_HINT = (
 
 def check_ray_address(address: str, timeout: float = 5.0) -> None:
     """Fail in seconds, not minutes, when nothing listens at HOST:PORT (Ray itself keeps
-    retrying a dead address for a long time). `auto` is left to Ray to resolve."""
-    if address == "auto" or address.startswith("ray://"):
+    retrying a dead address for a long time). `auto` is resolved as Ray resolves it
+    (RAY_ADDRESS, else the cluster `ray start` last started on this machine), then checked."""
+    if address.startswith("ray://"):
         return
+    if address == "auto":
+        resolved = _resolve_auto()
+        if resolved is None:
+            return
+        address = resolved
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():
         raise ConfigError(f"--ray-address {address!r} is not auto or HOST:PORT")
@@ -49,6 +56,28 @@ def check_ray_address(address: str, timeout: float = 5.0) -> None:
             "cluster with `ray start --head --port=PORT`, or leave --ray-address empty to "
             "run locally"
         ) from None
+
+
+def _resolve_auto() -> str | None:
+    """The address `--ray-address auto` means: RAY_ADDRESS, else the cluster `ray start` last
+    started on this machine (Ray's own lookup, a private function: if a Ray release moves it,
+    the check is skipped and Ray resolves `auto` itself). Ray would fall back to any Ray
+    process it finds, another widerl run's private instance included, which this run could
+    not join: ConfigError instead."""
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"]
+    try:
+        from ray._private.services import find_bootstrap_address
+    except ImportError:
+        return None
+    resolved = find_bootstrap_address(None)
+    if not resolved:
+        raise ConfigError(
+            "--ray-address 'auto': no Ray cluster was started on this machine (none with "
+            "`ray start`, and RAY_ADDRESS is not set); start one with `ray start --head`, or "
+            "leave --ray-address empty to run locally"
+        )
+    return resolved
 
 
 def init_ray(address: str, num_actors: int) -> bool:
@@ -75,6 +104,7 @@ def init_ray(address: str, num_actors: int) -> bool:
 
 
 _QUIET = {"log_to_driver": False, "configure_logging": False}
+_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 _reaper: subprocess.Popen | None = None  # ray_reaper of the local instance we started
 
 
@@ -87,6 +117,10 @@ def _start_local(num_cpus: int) -> None:
     import ray
 
     global _reaper
+    # Ray >= 2.59 turns token authentication on for a new local instance and says so in a
+    # warning on every run; for an instance private to this run (loopback only) that notice
+    # tells the user nothing to act on. Authentication stays as Ray sets it.
+    logging.getLogger(_AUTH_LOGGER).setLevel(logging.ERROR)
     marker = f"{os.getpid()}-{secrets.token_hex(8)}"
     _reaper = ray_reaper.start(marker)
     try:

@@ -3,6 +3,7 @@ a folder for the lifetime of the run that uses it, record a divergence."""
 
 from __future__ import annotations
 
+import csv
 import errno
 import fcntl
 import json
@@ -11,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from widerl.config import Config, ConfigError, from_dict, validate
-from widerl.layout import CHECKPOINT, CONFIG, DIVERGED, LOCK, METRICS, RUN_FILES
+from widerl.layout import CHECKPOINT, CONFIG, DIVERGED, LOCK, METRICS, RUN_FILES, SEEDS
 from widerl.paths import check_writable, os_message
 
 # Temporary files of writes a kill interrupted (checkpoint.save_atomic, RunLogger, _write).
@@ -150,13 +151,104 @@ def load_config(run_dir: Path, arg: str = "--resume") -> Config:
     argument the user typed, e.g. `--resume` or `widerl eval RUN_DIR`)."""
     path = run_dir / CONFIG
     if not run_dir.is_dir():
-        raise ConfigError(f"{arg} {str(run_dir)!r} is not a folder")
+        what = " (it does not exist)" if not run_dir.exists() else ""
+        raise ConfigError(f"{arg} {str(run_dir)!r} is not a folder{what}")
+    if path.is_dir():
+        raise ConfigError(f"{arg} {str(run_dir)!r}: its {CONFIG} is a folder, not a run's config")
+    if not path.is_file() and (run_dir / SEEDS).is_file():
+        raise ConfigError(
+            f"{arg} {str(run_dir)!r} holds a run of several seeds, one folder each: give one "
+            f"seed's folder, e.g. {str(run_dir / 's0')!r}"
+        )
     if not path.is_file():
         raise ConfigError(f"{arg} {str(run_dir)!r} holds no run (no {CONFIG})")
     try:
-        return from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as e:
-        raise ConfigError(f"cannot read {str(path)!r}: {e}") from None
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"cannot read {str(path)!r}: {_reason(e)}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(
+            f"cannot read {str(path)!r}: it holds a JSON {type(values).__name__}, not the "
+            "object of settings a run writes"
+        )
+    try:
+        cfg = from_dict(values)
+        validate(cfg)
+    except ConfigError as e:
+        raise ConfigError(f"{str(path)!r}: {e} (was it edited by hand?)") from None
+    return cfg
+
+
+def read_rows(run_dir: Path, arg: str) -> list[dict[str, str]]:
+    """The rows of the run's metrics.csv (none if it has none yet), checked: ConfigError
+    (one line naming the file) when it is a folder, not UTF-8 text, or not a table of rows
+    with an integer grad_step, as a hand edit or a damaged copy would leave it."""
+    path = Path(run_dir) / METRICS
+    if path.is_dir():
+        raise ConfigError(f"{arg} {str(run_dir)!r}: its {METRICS} is a folder, not a table")
+    if not path.exists():
+        return []
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            columns = reader.fieldnames or []
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise ConfigError(f"cannot read {str(path)!r}: {_reason(e)}") from None
+    if "grad_step" not in columns:
+        raise ConfigError(
+            f"cannot read {str(path)!r}: it has no grad_step column (is it a widerl "
+            "metrics.csv? was it edited by hand?)"
+        )
+    for i, row in enumerate(rows, start=2):
+        step = row.get("grad_step") or ""
+        if not step.isdigit():
+            raise ConfigError(
+                f"cannot read {str(path)!r}: line {i} has grad_step {step!r}, not a count of "
+                "updates (was it edited by hand?)"
+            )
+    return rows
+
+
+def check_stored_env(cfg: Config, run_dir: Path, arg: str) -> None:
+    """The env a run's config.json names is one this machine can make (ConfigError naming the
+    folder: the user did not type it)."""
+    from widerl.envs import check_env_id  # imports gymnasium
+
+    try:
+        check_env_id(cfg.env)
+    except ConfigError as e:
+        raise ConfigError(f"{arg} {str(run_dir)!r}: the env its {CONFIG} names: {e}") from None
+
+
+def check_continuable(run_dir: Path, arg: str = "--resume") -> None:
+    """ConfigError unless the folder's checkpoint can carry on what the folder holds: a
+    checkpoint.pt that is no file, or rows in metrics.csv without any checkpoint, would make a
+    fresh start delete results (the run restarts from update 0 only when it has none)."""
+    path = run_dir / CHECKPOINT
+    if path.exists() and not path.is_file():
+        raise ConfigError(
+            f"{arg} {str(run_dir)!r}: its {CHECKPOINT} is a folder, not a checkpoint; move it "
+            "aside or restore the file, then resume"
+        )
+    rows = read_rows(run_dir, arg)
+    if not path.exists() and rows:
+        raise ConfigError(
+            f"{arg} {str(run_dir)!r} holds {len(rows)} rows of {METRICS} (up to update "
+            f"{rows[-1]['grad_step']}) but no {CHECKPOINT} to continue them from; restore "
+            f"{CHECKPOINT}, or start the run anew with --out {run_dir} --force, which deletes them"
+        )
+
+
+def _reason(e: Exception) -> str:
+    """An error reading a text file as one phrase."""
+    if isinstance(e, UnicodeDecodeError):
+        return f"it is not UTF-8 text (byte {e.start})"
+    if isinstance(e, json.JSONDecodeError):
+        return f"it is not valid JSON ({e.msg}, line {e.lineno} column {e.colno})"
+    if isinstance(e, OSError):
+        return e.strerror or str(e)
+    return str(e)
 
 
 # Settings a resumed run may change: how long it runs and where, not what it learns.

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import io
 
-import torch
 from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from widerl.agents import make_agent
 from widerl.config import Config
+from widerl.memory import meta_agent
 from widerl.nets.bodies.base import Body
 from widerl.nets.ensemble import EnsembleLinear
 
@@ -41,9 +40,7 @@ def linear_row(name: str, linear: EnsembleLinear) -> tuple[str, int, int, int]:
 def network_tables(cfg: Config, obs_dim: int, act_dim: int) -> list[tuple[str, list, int, list]]:
     """(network name, table rows, table total, extra rows) for every network of the agent.
     Built on the meta device: shapes without memory, so paper-L costs nothing."""
-    meta = torch.device("meta")
-    with meta:  # the default device too: modules built before `.to(device)` stay shapes only
-        agent = make_agent(cfg, obs_dim, act_dim, meta)
+    agent = meta_agent(cfg, obs_dim, act_dim)
     tables = []
     if cfg.ofenet_units:
         of = getattr(agent.features, "inner", agent.features).online  # behind --obs-norm

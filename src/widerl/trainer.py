@@ -16,6 +16,7 @@ learning step, everything else per seed (build.Lane). Each seed writes its own r
 from __future__ import annotations
 
 import contextlib
+import errno
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from widerl.checkpoint import load_checkpoint, pack_run, save_atomic, unpack_run
 from widerl.config import Config, ConfigError
 from widerl.device import resolve_device
 from widerl.divergence import FiniteCheck
-from widerl.errors import CollectorsFailed, Diverged
+from widerl.errors import CollectorsFailed, Diverged, OutputFailed
 from widerl.layout import CHECKPOINT
 from widerl.learner import stack_batches
 from widerl.logger import MetricMeans, RunLogger, make_progress
@@ -348,6 +349,17 @@ class Trainer:
             ) from e
         except Diverged as e:
             raise self._diverged(e) from None
+        except OSError as e:
+            if not self._is_output_error(e):
+                raise
+            saved = pr.saved_step
+            kept = "none yet" if saved is None else f"update {saved}"
+            raise OutputFailed(
+                f"cannot write {e.filename or self.run_dir!s} ({e.strerror or e}); the run "
+                f"stopped at update {pr.grad_step} and its last checkpoint ({kept}) is kept: "
+                f"once the folder takes writes again, continue with `widerl train --resume "
+                f"{self.run_dir}`"
+            ) from None
         finally:
             p.close()
             for logger in loggers:
@@ -369,6 +381,13 @@ class Trainer:
             last_evals=list(pr.last_eval),
             curves=curves,
         )
+
+    def _is_output_error(self, e: OSError) -> bool:
+        """Whether `e` is a write into the run's folders failing (not an env's own error)."""
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            return True
+        name = str(e.filename or "")
+        return any(name.startswith(str(d)) for d in (self.run_dir, *self.run_dirs))
 
     def _seed_names(self) -> list[str]:
         return [str(lane.cfg.seed) for lane in self.parts.lanes]

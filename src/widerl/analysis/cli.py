@@ -7,13 +7,21 @@ from pathlib import Path
 
 import click
 
-from widerl.config import DEVICES, ConfigError
+from widerl.cli_options import count
+from widerl.config import DEVICES, INT_LIMIT, ConfigError
+
+# A 1001 x 1001 grid is a million loss evaluations, hours on a CPU: finer than any figure needs.
+MAX_GRID = 1001
 
 
 @click.command("landscape")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option(
-    "--grid", type=int, default=21, show_default=True, help="Points per axis (at least 3)."
+    "--grid",
+    type=click.IntRange(max=INT_LIMIT),
+    default=21,
+    show_default=True,
+    help="Points per axis (at least 3).",
 )
 @click.option(
     "--span",
@@ -24,7 +32,7 @@ from widerl.config import DEVICES, ConfigError
 )
 @click.option(
     "--seed",
-    type=int,
+    type=count(0),
     default=0,
     show_default=True,
     help="Seed of the two random directions (and of SAC's sampled next actions).",
@@ -48,6 +56,11 @@ def landscape_cmd(
     landscape_contour.png, landscape_surface.png and landscape.csv (alpha,beta,loss)."""
     if grid < 3:
         raise ConfigError(f"--grid {grid} must be at least 3")
+    if grid > MAX_GRID:
+        raise ConfigError(
+            f"--grid {grid} would evaluate the loss at {grid * grid:,} points (each a pass over "
+            f"the stored batch); use at most {MAX_GRID}"
+        )
     if not (math.isfinite(span) and span > 0):
         raise ConfigError(f"--span {span} must be a positive number")
     if not run_dir.is_dir():

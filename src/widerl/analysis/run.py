@@ -23,14 +23,14 @@ def load_run(
     `widerl landscape`); `arg` names the folder in messages as the user typed it."""
     from widerl.agents import make_agent
     from widerl.checkpoint import load_checkpoint
-    from widerl.envs import check_env_id, env_dims
+    from widerl.envs import env_dims
     from widerl.layout import CHECKPOINT
-    from widerl.rundir import load_config
+    from widerl.rundir import check_stored_env, load_config
 
     run_dir = Path(run_dir)
     cfg = load_config(run_dir, arg)
     state = load_checkpoint(run_dir, map_location=device)
-    check_env_id(cfg.env)
+    check_stored_env(cfg, run_dir, arg)
     obs_dim, act_dim = env_dims(cfg.env)
     agent = make_agent(cfg, obs_dim, act_dim, device)
     agent.load_checkpoint_state(state["agent"], where=f"{CHECKPOINT} in {str(run_dir)!r}")

@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from widerl.config import ConfigError, resolve
+from widerl.cli_options import count
+from widerl.config import INT_LIMIT, ConfigError, resolve
 from widerl.experiments.plan import (
     STACK_SEEDS,
     Job,
@@ -36,6 +37,9 @@ cluster, on whichever node has room, its folder under --storage (a path every no
 Experiments (paper defaults: 5 seeds, 1M gradient steps):
 {_LIST}
 """
+
+
+_INT = click.IntRange(max=INT_LIMIT)  # checked to be positive in plan(), with its own words
 
 
 def parse_train_args(text: str | None) -> dict[str, Any]:
@@ -73,7 +77,8 @@ def check_jobs(jobs: list[Job | PackJob]) -> None:
             continue
         seen.add(job.run)
         try:
-            preflight(resolve({**job.settings, "steps": job.steps}, job.preset), job.seeds)
+            settings = {**job.settings, "steps": job.steps, "threads": job.threads}
+            preflight(resolve(settings, job.preset), job.seeds)
         except ConfigError as e:
             raise ConfigError(f"run {job.run}: {e}") from None
 
@@ -124,7 +129,7 @@ def run_on_cluster(
     then run the jobs as Ray tasks."""
     from widerl.experiments.ray_runner import check_cluster, run_tasks_on_ray
     from widerl.experiments.runner import run_jobs
-    from widerl.rayinit import init_ray, shutdown_ray
+    from widerl.rayinit import check_ray_address, init_ray, shutdown_ray
 
     def need(job: Job) -> tuple[float, float]:
         if cpus_per_run is not None:
@@ -132,6 +137,7 @@ def run_on_cluster(
         cfg = resolve({**job.settings, "steps": job.steps}, job.preset)
         return float(max(job.threads, 1) + cfg.actors), gpus_per_run
 
+    check_ray_address(address)  # before --storage is created
     storage.mkdir(parents=True, exist_ok=True)
     started = init_ray(address, 0)
     try:
@@ -144,13 +150,13 @@ def run_on_cluster(
 
 @click.command("experiment", help=_HELP)
 @click.argument("name")
-@click.option("--seeds", type=int, default=None, help="Seeds 0..K-1 [default: 5, the paper's].")
+@click.option("--seeds", type=_INT, default=None, help="Seeds 0..K-1 [default: 5, the paper's].")
 @click.option(
-    "--steps", type=int, default=None, help="Gradient steps per run [default: the paper's, 1M]."
+    "--steps", type=_INT, default=None, help="Gradient steps per run [default: the paper's, 1M]."
 )
 @click.option(
     "--jobs",
-    type=int,
+    type=_INT,
     default=None,
     help="Runs at a time [default: 1; with --ray-address, as many as the cluster holds].",
 )
@@ -202,7 +208,7 @@ def run_on_cluster(
 )
 @click.option(
     "--threads",
-    type=int,
+    type=_INT,
     default=1,
     show_default=True,
     help="Torch threads per run (keep jobs x threads <= cores).",
@@ -222,7 +228,7 @@ def run_on_cluster(
 )
 @click.option(
     "--seeds-per-process",
-    type=click.IntRange(min=1),
+    type=count(1),
     default=None,
     help="Train this many seeds of a run in one process (`widerl train --seeds`, networks "
     "stacked), 1 for a process per seed; 1 or at least --seeds [default: "
@@ -272,7 +278,12 @@ def experiment_cmd(
     if seeds_per_process is None:  # the measured default (benchmarks/README.md)
         seeds_per_process = n_seeds if STACK_SEEDS else 1
     job_list = pack_jobs(job_list, seeds_per_process)
-    check_jobs(job_list)
+    try:
+        check_jobs(job_list)
+    except ConfigError as e:
+        if unit_scale == 1.0:
+            raise
+        raise ConfigError(f"{e} (the widths times --unit-scale {unit_scale:g})") from None
     packed = f" in {len(job_list)} processes" if len(job_list) < n_jobs else ""
     click.echo(
         f"experiment {exp.name} ({exp.figure}: {exp.title}): {n_runs} runs x "

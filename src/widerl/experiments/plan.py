@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import json
 import shlex
 import sys
 from dataclasses import dataclass
@@ -257,6 +258,14 @@ def plan(
     if owned:
         flags = ", ".join("--" + k.replace("_", "-") for k in owned)
         raise ConfigError(f"--train-args may not set {flags}; the experiment sets them")
+    studied = sorted(set(overrides) & set(varied(exp)))
+    if studied:
+        flags = ", ".join("--" + k.replace("_", "-") for k in studied)
+        raise ConfigError(
+            f"--train-args may not set {flags}: experiment {exp.name} varies it across its "
+            "runs, and every run would then train the same value under its own label (use "
+            "--runs to keep some runs, or --unit-scale to scale the widths)"
+        )
     n_steps = steps or exp.steps
     scale = {"eval_every": eval_every_for(n_steps)} if steps else {}
     specs = select_runs(exp, runs)
@@ -279,6 +288,29 @@ def plan(
                     )
                 )
     return jobs
+
+
+# The settings that say what a run is (its algorithm, networks, collection): where an
+# experiment's runs differ in one, a --train-args value for it would train the same thing
+# under every run's label. The rest (learning rate, batch size, warm-up, ...) are details a
+# recipe sets and --train-args may tune.
+NAMING = ("algo", "arch", "units", "layers", "activation", "batchnorm", "critics", "critic_head",
+          "obs_norm", "ofenet_units", "ofenet_layers", "actor_units", "actor_layers", "actors",
+          "prioritized")  # fmt: skip
+
+
+def varied(exp: Experiment) -> list[str]:
+    """What `exp` studies: the settings among `NAMING` its runs (or their presets) set and
+    whose values differ between the runs. A value that differs only as a consequence (an
+    algorithm's own default, say) is not among them."""
+    from widerl.config import PRESETS, resolve
+
+    env = exp.envs[0]
+    named = {k for spec in exp.runs for k in (*spec.settings, *PRESETS.get(spec.preset or "", {}))}
+    values = [json.loads(resolve({"env": env, **spec.settings}, spec.preset).to_json())
+              for spec in exp.runs]  # fmt: skip
+    named &= set(NAMING)
+    return sorted(k for k in named if any(v[k] != values[0][k] for v in values[1:]))
 
 
 def scaled_units(

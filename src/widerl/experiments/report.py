@@ -358,15 +358,23 @@ def _write_results(sums: list[Summary], path: Path) -> None:
 
 def write_report(
     dirs: list[Path], out: Path, force: bool, score: str = "final", reps: int = 2000, seed: int = 0
-) -> tuple[Path, int, int]:
-    """Write OUT/report.md with its figures and results.csv; return (page, runs, groups)."""
+) -> tuple[Path, int, int, list[Path]]:
+    """Write OUT/report.md with its figures and results.csv; return (page, runs, groups, the
+    runs left out for want of an evaluation)."""
     assert score in SCORES, score
     found = find_run_dirs(dirs)  # a wrong DIR is reported before a full OUT
     check_out(out, force)
-    groups = group_runs([load_run(d) for d in found])
+    runs = [load_run(d) for d in found]
+    # A run stopped in its warm-up has no row yet: it would empty its configuration's curve
+    # (only steps every seed reached are averaged), so it is left out and listed.
+    pending = [r for r in runs if not r.steps.size]
+    groups = group_runs([r for r in runs if r.steps.size])
     sums, empty = summarize(groups)
     if not sums:
-        raise ConfigError("no run has an evaluation yet (metrics.csv has no eval_return_mean)")
+        raise ConfigError(
+            f"no run under {', '.join(repr(str(d)) for d in dirs)} has an evaluation yet "
+            f"({len(runs)} runs found; metrics.csv holds no eval_return_mean)"
+        )
     check_writable(out, "--out")
     n_runs = sum(s.group.seeds for s in sums)
     lines = [
@@ -392,11 +400,17 @@ def write_report(
     for env in sorted({s.group.env for s in sums}):
         lines += _env_section(env, [s for s in sums if s.group.env == env], out)
     lines += _iqm_section(sums, score, reps, seed, out)
+    if empty or pending:
+        lines += ["## Not shown", ""]
     if empty:
-        lines += ["## Not shown", "", "No evaluation step common to all seeds yet:", ""]
+        lines += ["No evaluation step common to all seeds yet:", ""]
         lines += [
             f"- {g.env} {g.label}: " + ", ".join(_shown(r.path) for r in g.runs) for g in empty
         ]
+        lines.append("")
+    if pending:
+        lines += ["Runs without an evaluation yet (stopped in their warm-up), left out:", ""]
+        lines += [f"- `{_shown(r.path)}`" for r in pending]
         lines.append("")
     lines += ["## Runs", "", f"Per configuration, in `{RESULTS}` as numbers.", ""]
     for s in sums:
@@ -405,4 +419,4 @@ def write_report(
     _write_results(sums, out / RESULTS)
     page = out / REPORT
     page.write_text("\n".join(lines) + "\n")
-    return page, n_runs, len(sums)
+    return page, n_runs, len(sums), [r.path for r in pending]

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from widerl.cli_options import count
+
 
 @click.command("report")
 @click.argument("dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -20,13 +22,13 @@ import click
 )
 @click.option(
     "--bootstrap-reps",
-    type=click.IntRange(min=100),
+    type=count(100),
     default=2000,
     show_default=True,
     help="Bootstrap replicates of the IQM confidence intervals.",
 )
 @click.option(
-    "--bootstrap-seed", type=int, default=0, show_default=True, help="Seed of the bootstrap."
+    "--bootstrap-seed", type=count(0), default=0, show_default=True, help="Seed of the bootstrap."
 )
 def report_cmd(
     dirs: tuple[Path, ...],
@@ -41,7 +43,10 @@ def report_cmd(
     a Table 1 of highest average returns and IQMs across envs with bootstrap CIs."""
     from widerl.experiments.report import write_report
 
-    page, runs, groups = write_report(
+    page, runs, groups, pending = write_report(
         list(dirs), out, force, score=score, reps=bootstrap_reps, seed=bootstrap_seed
     )
+    if pending:
+        names = ", ".join(str(p) for p in pending)
+        click.echo(f"left out {len(pending)} run(s) without an evaluation yet: {names}")
     click.echo(f"report: {page} ({runs} runs, {groups} configurations)")

@@ -21,7 +21,7 @@ import numpy as np
 
 from widerl.config import Config, ConfigError
 from widerl.layout import CONFIG, METRICS, TB
-from widerl.rundir import RESUMABLE_OVERRIDES
+from widerl.rundir import RESUMABLE_OVERRIDES, load_config
 
 RETURN = "eval_return_mean"
 SRANK = "srank"
@@ -101,6 +101,9 @@ def find_run_dirs(dirs: list[Path]) -> list[Path]:
         if not Path(d).is_dir():
             raise ConfigError(f"{str(d)!r} is not a folder")
         for root, subdirs, files in os.walk(d):
+            for name in (CONFIG, METRICS):
+                if name in subdirs:  # a damaged copy or a hand edit: say so, do not skip it
+                    raise ConfigError(f"{str(Path(root) / name)!r} is a folder, not a run's file")
             subdirs[:] = sorted(s for s in subdirs if s != TB)  # TensorBoard events only
             if CONFIG in files and METRICS in files:
                 found.setdefault(Path(root).resolve(), None)
@@ -122,14 +125,11 @@ def _number(text: str, path: Path, line: int, column: str) -> float:
 
 
 def load_run(run_dir: Path) -> Run:
-    cfg_path = run_dir / CONFIG
-    try:
-        raw = json.loads(cfg_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"cannot read {str(cfg_path)!r}: {e}") from None
-    if not isinstance(raw, dict) or "env" not in raw:
-        raise ConfigError(f"cannot read {str(cfg_path)!r}: not a widerl config (no 'env')")
-    # Runs written before a setting existed ran with its default.
+    # The config as every command reads it (types and values checked); the grouping keeps
+    # what the file says (its `dims` too). Runs written before a setting existed ran with
+    # its default.
+    load_config(run_dir, "widerl report: run")
+    raw = json.loads((run_dir / CONFIG).read_text(encoding="utf-8"))
     config = {**_DEFAULTS, **raw}
     path = run_dir / METRICS
     try:
@@ -160,7 +160,8 @@ def load_run(run_dir: Path) -> Run:
         last = step
         by_step[int(step)] = [_number(row.get(c) or "", path, i, c) for c in present]
     steps = np.array(sorted(by_step), dtype=np.int64)
-    table = np.array([by_step[s] for s in steps], dtype=np.float64).reshape(len(steps), -1)
+    table = np.array([by_step[s] for s in steps], dtype=np.float64)
+    table = table.reshape(len(steps), len(present))  # a run stopped in its warm-up has none
     columns = {c: table[:, j] for j, c in enumerate(present)}
     return Run(path=run_dir, config=config, steps=steps, columns=columns)
 
