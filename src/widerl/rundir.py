@@ -179,15 +179,15 @@ def load_config(run_dir: Path, arg: str = "--resume") -> Config:
     return cfg
 
 
-def read_rows(run_dir: Path, arg: str) -> list[dict[str, str]]:
-    """The rows of the run's metrics.csv (none if it has none yet), checked: ConfigError
-    (one line naming the file) when it is a folder, not UTF-8 text, or not a table of rows
-    with an integer grad_step, as a hand edit or a damaged copy would leave it."""
+def read_rows(run_dir: Path, arg: str) -> tuple[list[str], list[dict[str, str]]]:
+    """The columns and rows of the run's metrics.csv (none if it has none yet), checked:
+    ConfigError (one line naming the file) when it is a folder, not UTF-8 text, or not a
+    table of rows with an integer grad_step, as a hand edit or a damaged copy would leave it."""
     path = Path(run_dir) / METRICS
     if path.is_dir():
         raise ConfigError(f"{arg} {str(run_dir)!r}: its {METRICS} is a folder, not a table")
     if not path.exists():
-        return []
+        return [], []
     try:
         with path.open(newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
@@ -207,7 +207,7 @@ def read_rows(run_dir: Path, arg: str) -> list[dict[str, str]]:
                 f"cannot read {str(path)!r}: line {i} has grad_step {step!r}, not a count of "
                 "updates (was it edited by hand?)"
             )
-    return rows
+    return list(columns), rows
 
 
 def check_stored_env(cfg: Config, run_dir: Path, arg: str) -> None:
@@ -231,7 +231,7 @@ def check_continuable(run_dir: Path, arg: str = "--resume") -> None:
             f"{arg} {str(run_dir)!r}: its {CHECKPOINT} is a folder, not a checkpoint; move it "
             "aside or restore the file, then resume"
         )
-    rows = read_rows(run_dir, arg)
+    _, rows = read_rows(run_dir, arg)
     if not path.exists() and rows:
         raise ConfigError(
             f"{arg} {str(run_dir)!r} holds {len(rows)} rows of {METRICS} (up to update "

@@ -8,7 +8,6 @@ group's curve instead of silently changing what is averaged).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
@@ -21,7 +20,7 @@ import numpy as np
 
 from widerl.config import Config, ConfigError
 from widerl.layout import CONFIG, METRICS, TB
-from widerl.rundir import RESUMABLE_OVERRIDES, load_config
+from widerl.rundir import RESUMABLE_OVERRIDES, load_config, read_rows
 
 RETURN = "eval_return_mean"
 SRANK = "srank"
@@ -132,33 +131,24 @@ def load_run(run_dir: Path) -> Run:
     raw = json.loads((run_dir / CONFIG).read_text(encoding="utf-8"))
     config = {**_DEFAULTS, **raw}
     path = run_dir / METRICS
-    try:
-        with path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise ConfigError(f"cannot read {str(path)!r}: {e}") from None
-    for needed in ("grad_step", RETURN):
-        if needed not in header:
-            raise ConfigError(f"cannot read {str(path)!r}: no {needed!r} column")
+    header, rows = read_rows(run_dir, "widerl report: run")
+    if RETURN not in header:
+        raise ConfigError(f"cannot read {str(path)!r}: no {RETURN!r} column")
     present = [c for c in CURVE_COLUMNS if c in header]
     by_step: dict[int, list[float]] = {}
     last = None
     for i, row in enumerate(rows, start=2):
-        step = _number(row.get("grad_step") or "", path, i, "grad_step")
-        if not math.isfinite(step):
-            raise ConfigError(f"cannot read {str(path)!r}: line {i} has no grad_step")
+        step = int(row["grad_step"])  # read_rows: a count of updates on every line
         if last is not None and step <= last:
             # Rows of two runs interleaved (two trainings on one folder, which the run lock
             # now prevents) or a hand-edited file: no curve can be read from it.
-            how = "repeats" if step == last else f"goes back after {int(last)}"
+            how = "repeats" if step == last else f"goes back after {last}"
             raise ConfigError(
-                f"cannot read {str(path)!r}: line {i}, grad_step {int(step)} {how}; "
+                f"cannot read {str(path)!r}: line {i}, grad_step {step} {how}; "
                 "the file mixes rows of more than one run"
             )
         last = step
-        by_step[int(step)] = [_number(row.get(c) or "", path, i, c) for c in present]
+        by_step[step] = [_number(row.get(c) or "", path, i, c) for c in present]
     steps = np.array(sorted(by_step), dtype=np.int64)
     table = np.array([by_step[s] for s in steps], dtype=np.float64)
     table = table.reshape(len(steps), len(present))  # a run stopped in its warm-up has none
