@@ -29,10 +29,10 @@ from typing import Any
 import torch
 
 from widerl.agents import make_agent
-from widerl.bench import random_replay
-from widerl.config import resolve
-from widerl.envs import env_dims
-from widerl.learner import LearnStep, _own_code
+from widerl.bench.update import random_replay
+from widerl.collect.envs import env_dims
+from widerl.config.settings import resolve
+from widerl.run.step import LearnStep, _own_code
 
 FILL = 10_000
 

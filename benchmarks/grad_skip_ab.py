@@ -18,11 +18,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from widerl.agents import make_agent
-from widerl.bench import random_replay
-from widerl.config import resolve
-from widerl.envs import env_dims
-from widerl.learner import LearnStep
+from widerl.bench.update import random_replay
+from widerl.collect.envs import env_dims
+from widerl.config.settings import resolve
 from widerl.nets.ensemble import EnsembleLinear
+from widerl.run.step import LearnStep
 
 SKIP = EnsembleLinear.forward
 

@@ -20,8 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 import widerl
-from widerl import sources, trainer
-from widerl.learner import LearnStep
+from widerl.collect import sources
+from widerl.run import trainer
+from widerl.run.step import LearnStep
 
 TOTALS: collections.Counter[str] = collections.Counter()
 COUNTS: collections.Counter[str] = collections.Counter()

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from widerl.agents import make_agent
-from widerl.config import resolve
-from widerl.replay import ReplayBuffer
+from widerl.config.settings import resolve
+from widerl.replay.buffer import ReplayBuffer
 
 
 def make_step(cfg_overrides: dict, preset: str, obs_dim: int, act_dim: int, replay: ReplayBuffer):  # noqa: ANN201

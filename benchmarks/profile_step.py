@@ -17,10 +17,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from widerl.agents import make_agent
-from widerl.bench import random_replay
-from widerl.config import resolve
-from widerl.envs import env_dims
-from widerl.learner import LearnStep
+from widerl.bench.update import random_replay
+from widerl.collect.envs import env_dims
+from widerl.config.settings import resolve
+from widerl.run.step import LearnStep
 
 
 def main() -> None:

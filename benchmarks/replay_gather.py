@@ -21,8 +21,8 @@ import types
 import numpy as np
 import torch
 
-from widerl.replay import ReplayBuffer, compact_reserve, replay_nbytes
-from widerl.sumtree import tree_nbytes
+from widerl.replay.buffer import ReplayBuffer, compact_reserve, replay_nbytes
+from widerl.replay.sumtree import tree_nbytes
 
 
 def old_replay(rev: str) -> types.ModuleType:

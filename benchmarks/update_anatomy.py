@@ -30,10 +30,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from widerl.agents import make_agent
-from widerl.bench import _random_transitions, _torch_threads
-from widerl.bench_peers import make_sb3_model
-from widerl.config import resolve
-from widerl.replay import ReplayBuffer
+from widerl.bench.peers import make_sb3_model
+from widerl.bench.update import _random_transitions, _torch_threads
+from widerl.config.settings import resolve
+from widerl.replay.buffer import ReplayBuffer
 
 _aten = torch.ops.aten
 MATMUL_OPS = {

@@ -20,7 +20,7 @@ switched on by `fake_cuda()` and undone when the context ends.
 2. CUDA generators (`FakeCudaGenerator`). `torch.Generator("cuda")` needs CUDA's library. A
    stand-in reports device cuda and keeps a state of CUDA's format (16 bytes: seed and offset)
    whose `set_state` refuses any other size, as CUDA's does; widerl makes every device
-   generator through `widerl.generators.device_generator`, which is replaced. A random op
+   generator through `widerl.replay.generators.device_generator`, which is replaced. A random op
    given a generator of the wrong device raises, as it would on CUDA (`_CudaChecks`).
 3. `torch.cuda` without CUDA: `is_available`, the global RNG state, free memory and the
    device's name answer as a GPU machine's would, and its lazy initialisation (which
@@ -398,7 +398,7 @@ def fake_cuda() -> Iterator[FakeCuda]:
     """Everything above, for one block: tensors on "cuda" are fake ones."""
     if not shim_loaded():
         raise RuntimeError("fake_cuda() runs in an interpreter started by run_checks")
-    import widerl.generators
+    import widerl.replay.generators
 
     mode = FakeCuda()
     swap = torch.utils.swap_tensors
@@ -426,7 +426,7 @@ def fake_cuda() -> Iterator[FakeCuda]:
         patch = stack.enter_context(_Patches())
         patch(torch, "save", save_real)
         patch(torch, "load", load_real)
-        patch(widerl.generators, "device_generator", _device_generator)
+        patch(widerl.replay.generators, "device_generator", _device_generator)
         patch(torch.utils, "swap_tensors", swap_fake)
         for name, stub in _CUDA_STUBS.items():
             patch(torch.cuda, name, stub)

@@ -4,7 +4,7 @@ start of the command), which a timer could not hit reliably on a loaded machine.
 
     python tests/hooked_train.py MODULE:ATTR[.ATTR] N SIGNAL {before,after} TRAIN-ARGS...
 
-e.g. `widerl.trainer:Trainer.learn_step 137 SIGINT after --env Pendulum-v1 ...` stops the run
+e.g. `widerl.run.trainer:Trainer.learn_step 137 SIGINT after --env Pendulum-v1 ...` stops the run
 right after its 137th update. Not a test module (pytest collects test_*.py only).
 """
 

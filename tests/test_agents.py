@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from widerl.agents import make_agent
-from widerl.collect import Collector
-from widerl.config import resolve
-from widerl.envs import make_env
-from widerl.replay import Batch, ReplayBuffer
+from widerl.collect.collector import Collector
+from widerl.collect.envs import make_env
+from widerl.config.settings import resolve
+from widerl.replay.buffer import Batch, ReplayBuffer
 
 OBS, ACT, B = 5, 2, 64
 
@@ -219,8 +219,8 @@ def test_update_forces_no_host_sync(algo: str, arch: str, forbid_host_sync) -> N
 
 
 def test_device_cuda_without_cuda_is_a_user_error() -> None:
-    from widerl.config import ConfigError
-    from widerl.device import resolve_device
+    from widerl.config.settings import ConfigError
+    from widerl.run.device import resolve_device
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -275,7 +275,7 @@ def _run_steps(
     algo: str, compiled: bool | str, n: int = 4, **kw: object
 ) -> tuple[list[dict], dict]:
     """n learning steps (sample, OFENet, agent, priorities) on a fixed prioritized replay."""
-    from widerl.learner import LearnStep
+    from widerl.run.step import LearnStep
 
     agent = agent_for(algo, policy_delay=2, **kw)
     rb = ReplayBuffer(OBS, ACT, 1_000, prioritized=True, seed=3)
@@ -339,8 +339,8 @@ def test_compiled_learning_step_matches_eager(
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
 def test_adam_matches_torch_optim(weight_decay: float) -> None:
-    """widerl.optim.Adam is torch.optim.Adam (and AdamW with weight decay) step for step."""
-    from widerl.optim import Adam
+    """widerl.nets.optim.Adam is torch.optim.Adam (and AdamW with weight decay) step for step."""
+    from widerl.nets.optim import Adam
 
     torch.manual_seed(0)
     w1 = torch.randn(6, 4, requires_grad=True)
@@ -400,7 +400,7 @@ def test_each_learning_step_compiles_its_own_graphs() -> None:
     with the limit at 1 graph, three compiled steps over three capacities all run."""
     import torch._dynamo
 
-    from widerl.learner import LearnStep
+    from widerl.run.step import LearnStep
 
     with torch._dynamo.config.patch(recompile_limit=1):
         for capacity in (100, 200, 300):

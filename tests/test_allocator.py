@@ -1,4 +1,4 @@
-"""widerl.allocator: a CPU learning step keeps freed memory, so repeated temporaries stop
+"""widerl.run.allocator: a CPU learning step keeps freed memory, so repeated temporaries stop
 faulting in fresh pages; a user's own malloc settings are left alone. Each case runs in a
 fresh interpreter: malloc's thresholds are per process."""
 
@@ -19,13 +19,13 @@ pytestmark = pytest.mark.skipif(
 # counted; "plain" marks the thresholds as done without setting them, as elsewhere.
 STEPS = """
 import resource, sys, torch
-from widerl import allocator
+import widerl.run.allocator as allocator
 if sys.argv[1:] == ["plain"]:
     allocator._done = False
 from widerl.agents import make_agent
-from widerl.bench import random_replay
-from widerl.config import resolve
-from widerl.learner import LearnStep
+from widerl.bench.update import random_replay
+from widerl.config.settings import resolve
+from widerl.run.step import LearnStep
 torch.set_num_threads(1)
 cfg = resolve({"env": "Hopper-v5", "arch": "densenet", "units": 256, "layers": 2})
 agent = make_agent(cfg, 11, 3, torch.device("cpu"))

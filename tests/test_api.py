@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import widerl
-from widerl.evaluate import evaluate_run
+from widerl.run.evaluate import evaluate_run
 
 TINY = {
     "env": "Pendulum-v1",
@@ -109,8 +109,8 @@ def test_a_compiled_run_compiles_once_and_matches_the_eager_run(
     ("aot_eager": the same capture as inductor, seconds instead of a minute to build)."""
     import torch
 
-    import widerl.learner as learner
-    from widerl.trainer import Trainer
+    import widerl.run.step as learner
+    from widerl.run.trainer import Trainer
 
     original = learner.compile_step
     monkeypatch.setattr(learner, "compile_step", lambda fn, dev, backend="inductor": original(
@@ -137,7 +137,7 @@ def test_a_compiled_run_compiles_once_and_matches_the_eager_run(
 
 
 def test_compile_auto_compiles_long_runs_only() -> None:
-    from widerl.config import COMPILE_AUTO_STEPS, compiles
+    from widerl.config.settings import COMPILE_AUTO_STEPS, compiles
 
     assert not compiles(widerl.resolve({"steps": COMPILE_AUTO_STEPS - 1}))
     assert compiles(widerl.resolve({"steps": COMPILE_AUTO_STEPS}))

@@ -1,4 +1,4 @@
-"""widerl.bench: result shape, the ratios' definitions, the FLOP count against a hand count,
+"""widerl.bench.update: result shape, the ratios' definitions, the FLOP count against a hand count,
 the sbx peer (JAX threads, compilations kept out of the timing), presets and a compiled step."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from widerl.bench import format_bench, measure_matmul_peak, run_bench
+from widerl.bench.update import format_bench, measure_matmul_peak, run_bench
 
 OBS, ACT, UNITS, B = 11, 3, 16, 32
 
@@ -74,9 +74,9 @@ def hand_count(algo: str) -> float:
 @pytest.mark.parametrize("algo", ["sac", "td3"])
 def test_update_flops_match_hand_count(algo: str) -> None:
     from widerl.agents import make_agent
-    from widerl.bench import update_flops
-    from widerl.config import resolve
-    from widerl.replay import ReplayBuffer
+    from widerl.bench.update import update_flops
+    from widerl.config.settings import resolve
+    from widerl.replay.buffer import ReplayBuffer
 
     agent = make_agent(
         resolve({"algo": algo, "units": UNITS, "layers": 1}), OBS, ACT, torch.device("cpu")
@@ -262,7 +262,7 @@ def test_jax_compiles_are_counted() -> None:
     _sbx()
     import jax
 
-    from widerl.bench_peers import count_jax_compiles
+    from widerl.bench.peers import count_jax_compiles
 
     f = jax.jit(lambda x: x * 3.0 + 1.0)
     x = jax.numpy.ones(7)
@@ -282,7 +282,7 @@ def test_jax_runs_on_the_thread_count_asked_for() -> None:
     import jax
     import jax.numpy as jnp
 
-    from widerl.bench_peers import start_jax
+    from widerl.bench.peers import start_jax
 
     cores = os.sched_getaffinity(0)
 
@@ -375,13 +375,13 @@ def test_no_peer_with_a_peer_is_refused(capsys) -> None:
 )  # fmt: skip
 def test_cli_peer_spellings(args: list[str], peer: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """--peer NAME, the older bare --peer (SB3) and --no-peer; only flags given reach ours."""
-    import widerl.bench
+    import widerl.bench.update
     from widerl.cli import main
 
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(widerl.bench, "run_bench", lambda **kw: seen.update(kw) or {})
-    monkeypatch.setattr(widerl.bench, "format_bench", lambda r: "")
-    monkeypatch.setattr("widerl.bench_peers.peer_missing", lambda name: None)
+    monkeypatch.setattr(widerl.bench.update, "run_bench", lambda **kw: seen.update(kw) or {})
+    monkeypatch.setattr(widerl.bench.update, "format_bench", lambda r: "")
+    monkeypatch.setattr("widerl.bench.peers.peer_missing", lambda name: None)
     assert main(["bench", "--obs-dim", "3", "--act-dim", "1", *args, "--preset", "paper-S"]) == 0
     assert seen["peer"] == peer and seen["preset"] == "paper-S" and seen["compiled"] is False
     assert seen["units"] is seen["layers"] is seen["arch"] is None  # the preset's
@@ -419,8 +419,8 @@ def test_categorical_head_costs_its_atoms() -> None:
 
 
 def test_crossq_baseline_is_sac() -> None:
-    from widerl.bench import baseline_config
-    from widerl.config import resolve
+    from widerl.bench.update import baseline_config
+    from widerl.config.settings import resolve
 
     cfg = resolve({"algo": "crossq", "units": 64, "layers": 3, "actor_units": 32})
     base = baseline_config(cfg)
@@ -430,8 +430,8 @@ def test_crossq_baseline_is_sac() -> None:
 
 
 def test_peer_runs_the_same_method_where_its_library_has_it() -> None:
-    from widerl.bench_peers import _net_arch, peer_method
-    from widerl.config import ConfigError
+    from widerl.bench.peers import _net_arch, peer_method
+    from widerl.config.settings import ConfigError
 
     assert peer_method("sbx", "crossq", "mlp") == ("CrossQ", "MlpPolicy")
     assert peer_method("sbx", "sac", "simba") == ("SAC", "SimbaPolicy")

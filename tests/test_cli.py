@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from widerl.cli import main
-from widerl.logger import TIMING_COLUMNS
+from widerl.record.logger import TIMING_COLUMNS
 
 TINY = [
     "--units",

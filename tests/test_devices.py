@@ -14,9 +14,9 @@ import torch
 
 from widerl.agents import make_agent
 from widerl.cli import main
-from widerl.config import resolve
-from widerl.replay import Batch
-from widerl.trainer import Trainer
+from widerl.config.settings import resolve
+from widerl.replay.buffer import Batch
+from widerl.run.trainer import Trainer
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
 DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
@@ -175,7 +175,7 @@ def test_reset_on_cuda_draws_what_the_cpu_draws() -> None:
 
 @CUDA
 def test_bench_runs_on_cuda() -> None:
-    from widerl.bench import run_bench
+    from widerl.bench.update import run_bench
 
     res = run_bench(
         "sac",
@@ -196,7 +196,7 @@ def test_bench_runs_on_cuda() -> None:
 def test_a_replay_beyond_the_devices_memory_is_refused(device: str, tmp_path: Path, capsys):
     """The memory check compares what lives on the device with its free memory (the GPU's on
     CUDA), before anything is allocated or the run folder exists."""
-    from widerl import memory
+    import widerl.run.memory as memory
 
     dev = torch.device(device, 0) if device == "cuda" else torch.device(device)
     free = memory.device_available(dev) if device == "cuda" else memory.host_available()

@@ -23,10 +23,10 @@ from raytools import ray_pids, start_head, stop_pids
 
 from widerl.agents import make_agent
 from widerl.cli import main
-from widerl.collect import Chunk
-from widerl.config import resolve
-from widerl.distributed import FAULT_ENV, CollectorWorker, export_weights, weight_keys
-from widerl.trainer import Trainer
+from widerl.collect.collector import Chunk
+from widerl.collect.ray_collectors import FAULT_ENV, CollectorWorker, export_weights, weight_keys
+from widerl.config.settings import resolve
+from widerl.run.trainer import Trainer
 
 pytestmark = pytest.mark.slow
 ray_tmp = raytools.ray_tmp
@@ -164,9 +164,9 @@ def test_collectors_failing_past_the_limit_end_the_run_with_one_line_and_a_check
 ) -> None:
     """With no restarts allowed, the first collector death ends the run: exit 1, one line that
     says how to resume, no traceback, and a checkpoint of the updates done so far."""
-    import widerl.distributed
+    import widerl.collect.ray_collectors
 
-    monkeypatch.setattr(widerl.distributed, "MAX_RESTARTS_PER_COLLECTOR", 0)
+    monkeypatch.setattr(widerl.collect.ray_collectors, "MAX_RESTARTS_PER_COLLECTOR", 0)
     monkeypatch.setenv(FAULT_ENV, "60")
     out = tmp_path / "run"
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items() if k != "progress"]
@@ -185,7 +185,7 @@ def test_collectors_failing_past_the_limit_end_the_run_with_one_line_and_a_check
 def test_requests_are_shared_fairly_under_a_budget() -> None:
     """With --max-env-per-update only a few requests may go out at a time: they must go to
     the collector with the fewest outstanding ones, not always to collector 0."""
-    from widerl.distributed import PIPELINE, RayCollectors
+    from widerl.collect.ray_collectors import PIPELINE, RayCollectors
 
     class Handle:
         def __init__(self) -> None:
@@ -249,7 +249,7 @@ def test_collection_budget_counts_only_this_sessions_updates() -> None:
         fill_pipeline=lambda random, max_new=None: asked.append(max_new),
         maybe_inject_fault=lambda step: None,
     )
-    from widerl.sources import RaySource
+    from widerl.collect.sources import RaySource
 
     cfg = resolve({**TINY, "actors": 2, "max_env_per_update": 256.0, "sync_every": 10_000})
     source = RaySource(cfg, seed=0)

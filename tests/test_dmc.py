@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("shimmy", reason="the dmc extra (shimmy, dm-control) is not installed")
 
 from widerl.cli import main  # noqa: E402
-from widerl.envs import check_env_id, env_dims, make_vec_env  # noqa: E402
+from widerl.collect.envs import check_env_id, env_dims, make_vec_env  # noqa: E402
 
 TASK = "dm_control/cartpole-swingup-v0"
 

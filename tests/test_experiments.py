@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from widerl.cli import main
-from widerl.config import PRESETS, Config, ConfigError, resolve
+from widerl.config.settings import PRESETS, Config, ConfigError, resolve
 from widerl.experiments.plan import (
     DONE,
     NEW,
@@ -231,7 +231,7 @@ def test_scaling_dry_run_and_unit_scale_shrink_the_actor_too(tmp_path: Path, cap
 
 
 def test_every_paper_env_id_exists() -> None:
-    from widerl.envs import check_env_id
+    from widerl.collect.envs import check_env_id
 
     for env in {e for exp in EXPERIMENTS.values() for e in exp.envs}:
         check_env_id(env)
@@ -331,8 +331,8 @@ def test_run_state_decides_skip_resume_restart(tmp_path: Path) -> None:
 
 
 def test_file_names_match_the_run_folder() -> None:
-    # The names are defined once (widerl.layout), for planning and training alike.
-    from widerl.layout import LOG, RUN_FILES
+    # The names are defined once (widerl.record.names), for planning and training alike.
+    from widerl.record.names import LOG, RUN_FILES
 
     assert LOG not in RUN_FILES  # a log alone must not make `train` refuse the folder
 

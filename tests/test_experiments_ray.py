@@ -65,7 +65,7 @@ DRIVER = """
     from pathlib import Path
     from widerl.experiments.ray_runner import run_tasks_on_ray
     from widerl.experiments.runner import Task
-    from widerl.rayinit import init_ray, shutdown_ray
+    from widerl.collect.rayinit import init_ray, shutdown_ray
     d, wait, names, jobs = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
     child = json.loads(sys.argv[5])
     init_ray('', 2)

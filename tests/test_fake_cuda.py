@@ -102,10 +102,10 @@ def check_run(case: str, out: str) -> None:
     """One family's run on fake cuda, its resume there, its compiled step; then its checkpoint
     on the CPU."""
     from widerl.cli import main
-    from widerl.config import resolve
-    from widerl.learner import LearnStep
+    from widerl.config.settings import resolve
     from widerl.policy import load_policy
-    from widerl.trainer import Trainer
+    from widerl.run.step import LearnStep
+    from widerl.run.trainer import Trainer
 
     preset, over = CASES[case]
     seeds = SEEDS.get(case)
@@ -150,9 +150,9 @@ def check_run(case: str, out: str) -> None:
 
 def check_harness(out: str) -> None:
     """The fake-CUDA check fails where a real GPU would, and on host reads inside the step."""
-    from widerl import generators
-    from widerl.config import resolve
-    from widerl.trainer import Trainer
+    import widerl.replay.generators as generators
+    from widerl.config.settings import resolve
+    from widerl.run.trainer import Trainer
 
     def fails(fn: Any, *errors: type[BaseException], match: str = "") -> None:
         with pytest.raises(errors or (Exception,), match=match):
@@ -168,7 +168,9 @@ def check_harness(out: str) -> None:
         assert x.sum().item() == 0.0  # outside the step: a placeholder
         fails(lambda: torch.randn(3, generator=torch.Generator(), device="cuda"),
               match="expected a 'cuda' device type for generator")  # fmt: skip
-        fails(lambda: torch.Generator("cuda"))  # only widerl.generators makes cuda generators
+        fails(
+            lambda: torch.Generator("cuda")
+        )  # only widerl.replay.generators makes cuda generators
         g = generators.device_generator("cuda", 0)  # the stand-in, as widerl gets it
         fails(lambda: g.set_state(torch.Generator().get_state()), match="wrong size")
         generators.restore_generator(g, {"device": "cpu", "state": torch.Generator().get_state()})
@@ -199,8 +201,8 @@ def check_acting_state() -> None:
     import numpy as np
 
     from widerl.agents import make_agent
-    from widerl.config import resolve
-    from widerl.distributed import CollectorWorker, export_weights, weight_keys
+    from widerl.collect.ray_collectors import CollectorWorker, export_weights, weight_keys
+    from widerl.config.settings import resolve
 
     cfg = resolve({**COMMON, "actors": 1, "prioritized": True, "initial_priority": "td"})
     with fake_cuda.fake_cuda():
@@ -221,8 +223,8 @@ def check_crossing(runs: list[str]) -> None:
     import numpy as np
 
     from widerl.cli import main
-    from widerl.divergence import FiniteCheck
     from widerl.policy import load_policy
+    from widerl.run.divergence import FiniteCheck
 
     # The divergence check runs, its verdict on placeholder values is dropped (see _guard).
     FiniteCheck.__call__ = lambda self, windows, grad_step: self.failures(windows, grad_step)

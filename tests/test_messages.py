@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from widerl.cli import bench_cmd, main, train_cmd
-from widerl.config import Config, default_out
+from widerl.config.settings import Config, default_out
 
 TINY = ["--units", "16", "--batch-size", "16", "--eval-episodes", "1", "--no-progress"]
 # 200 warm-up steps: one whole Pendulum episode, so train/episode_return is logged.
@@ -250,8 +250,8 @@ def test_learning_curve_legend_stays_off_the_curve_and_the_std_shows(
 ) -> None:
     from matplotlib.collections import PolyCollection
 
-    from widerl import plot
-    from widerl.logger import BASE_COLUMNS
+    import widerl.record.plot as plot
+    from widerl.record.logger import BASE_COLUMNS
 
     header = ",".join(BASE_COLUMNS)
     lines = [header]

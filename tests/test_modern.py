@@ -8,14 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from widerl.agents import make_agent
-from widerl.config import ConfigError, resolve
+from widerl.analysis.summary import count, network_tables
+from widerl.config.settings import ConfigError, resolve
 from widerl.nets.bodies import make_body
 from widerl.nets.bodies.renorm_mlp import RenormMLP
 from widerl.nets.critic_heads import C51Head, HLGaussHead, ScalarHead, select_min
 from widerl.nets.ensemble import EnsembleLinear, reset_members
 from widerl.nets.norms import EnsembleBatchRenorm, EnsembleLayerNorm, record_running_stats
-from widerl.replay import Batch, ReplayBuffer
-from widerl.summary import count, network_tables
+from widerl.replay.buffer import Batch, ReplayBuffer
 
 OBS, ACT, B = 5, 2, 64
 OBS_STATS = {"features.mean", "features.var", "features.count"}
@@ -390,7 +390,7 @@ def test_obs_norm_statistics_are_those_of_all_trained_batches_and_frozen_when_ac
     z = agent.features.state(allobs)
     torch.testing.assert_close(z, (allobs - allobs.mean(0)) / torch.sqrt(allobs.var(0, False)))
     # Buffers of the agent: checkpointed, and sent to Ray collectors with the policy.
-    from widerl.distributed import weight_keys
+    from widerl.collect.ray_collectors import weight_keys
 
     assert {"features.mean", "features.var", "features.count"} <= set(agent.state_dict())
     assert {"features.mean", "features.var"} <= set(weight_keys(agent, with_critics=False))
@@ -555,7 +555,7 @@ OPTIONS = [
 
 @pytest.mark.parametrize(("algo", "kw"), OPTIONS)
 def test_learning_step_trains_with_each_new_option(algo: str, kw: dict) -> None:
-    from widerl.learner import LearnStep
+    from widerl.run.step import LearnStep
 
     agent = agent_for(algo, prioritized=True, **kw)
     rb = ReplayBuffer(OBS, ACT, 1_000, prioritized=True, seed=3)

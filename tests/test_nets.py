@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from widerl.config import LAYERNORM_ARCHS, resolve
+from widerl.analysis.summary import count, network_tables
+from widerl.config.settings import LAYERNORM_ARCHS, resolve
 from widerl.nets.bodies import BODIES, make_body
 from widerl.nets.ensemble import EnsembleLinear, reset_members
 from widerl.nets.norms import EnsembleBatchNorm
-from widerl.summary import count, network_tables
 
 
 def body(arch: str, in_dim: int, units: int, layers: int, activation: str = "relu", **kw):  # noqa: ANN201

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from widerl.agents import make_agent
+from widerl.analysis.summary import network_tables
 from widerl.cli import main
-from widerl.config import resolve
+from widerl.config.settings import resolve
 from widerl.nets.ofenet import OFENet
-from widerl.replay import Batch
-from widerl.summary import network_tables
+from widerl.replay.buffer import Batch
 
 
 def random_batch(n: int = 32, obs_dim: int = 5, act_dim: int = 2) -> Batch:
@@ -233,7 +233,7 @@ def test_rl_gradients_never_reach_ofenet_while_it_trains() -> None:
 
 
 def test_paper_ofenet_preset_follows_the_ofenet_paper_per_task() -> None:
-    from widerl.config import resolve
+    from widerl.config.settings import resolve
 
     hopper = resolve({"env": "Hopper-v5"}, "paper-ofenet")
     assert (hopper.arch, hopper.units, hopper.layers, hopper.activation) == ("mlp", 256, 2, "relu")

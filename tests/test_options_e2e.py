@@ -15,7 +15,7 @@ import raytools
 import torch
 
 import widerl
-from widerl.logger import TIMING_COLUMNS
+from widerl.record.logger import TIMING_COLUMNS
 
 ray_tmp = raytools.ray_tmp
 
@@ -89,8 +89,8 @@ def test_a_compiled_run_compiles_once_and_matches_the_eager_run(
     """--compile on (aot_eager: inductor's graph capture with eager kernels): after the first
     policy-delay cycle nothing recompiles, across a reset too (it changes every tensor in
     place), and the rows are the eager run's but for float rounding."""
-    import widerl.learner as learner
-    from widerl.trainer import Trainer
+    import widerl.run.step as learner
+    from widerl.run.trainer import Trainer
 
     original = learner.compile_step
     monkeypatch.setattr(learner, "compile_step", lambda fn, dev, backend="inductor": original(
@@ -124,7 +124,7 @@ def test_a_collector_acts_with_the_learners_policy_and_obs_statistics(name: str)
     """In process: the weights a collector receives carry --obs-norm's running statistics;
     after loading them it normalises and acts exactly as the learner's agent does."""
     from widerl.agents import make_agent
-    from widerl.distributed import CollectorWorker, export_weights, weight_keys
+    from widerl.collect.ray_collectors import CollectorWorker, export_weights, weight_keys
 
     c = cfg(name, actors=1, envs_per_actor=2, steps=100)
     learner = make_agent(c, 3, 1, torch.device("cpu"))

@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 import torch
 
-import widerl.trainer as train_mod
+import widerl.run.trainer as train_mod
 from widerl.agents import make_agent
-from widerl.config import resolve
-from widerl.logger import TIMING_COLUMNS, MetricMeans
-from widerl.signals import StopSignals
+from widerl.config.settings import resolve
+from widerl.record.logger import TIMING_COLUMNS, MetricMeans
+from widerl.run.signals import StopSignals
 
 HOOK = Path(__file__).with_name("hooked_train.py")
 TINY = ["--units", "16", "--layers", "2", "--batch-size", "32", "--eval-episodes", "2"]
@@ -101,7 +101,7 @@ def test_stop_signals_remember_the_first_signal() -> None:
 
 def test_sigterm_before_the_run_folder_exists_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    p = hooked(out, "widerl.envs:check_env_id", 1, "SIGTERM", "before")
+    p = hooked(out, "widerl.collect.envs:check_env_id", 1, "SIGTERM", "before")
     assert p.returncode == 143, p.stderr
     assert "stopped before the run started" in p.stderr and "Traceback" not in p.stderr
     assert not out.exists()
@@ -135,7 +135,7 @@ def test_sigterm_while_the_trainer_is_built_exits_143_and_resumes_exactly(
 ) -> None:
     out = tmp_path / "run"
     p = hooked(
-        out, "widerl.trainer:Trainer.__init__", 1, "SIGTERM", "before", "--checkpoint-replay"
+        out, "widerl.run.trainer:Trainer.__init__", 1, "SIGTERM", "before", "--checkpoint-replay"
     )
     assert p.returncode == 143, p.stderr
     _stopped_line(p.stderr, out)
@@ -146,8 +146,8 @@ def test_sigterm_while_the_trainer_is_built_exits_143_and_resumes_exactly(
 @pytest.mark.parametrize(
     ("stage", "owner", "attr", "n", "sig"),
     [
-        ("random warm-up", "collect:Collector", "advance", 30, signal.SIGINT),
-        ("the first evaluation", "trainer:Trainer", "evaluate_and_log", 1, signal.SIGTERM),
+        ("random warm-up", "collect.collector:Collector", "advance", 30, signal.SIGINT),
+        ("the first evaluation", "run.trainer:Trainer", "evaluate_and_log", 1, signal.SIGTERM),
         ("a checkpoint write", "os", "fsync", 2, signal.SIGINT),
     ],
 )
@@ -218,7 +218,7 @@ def test_a_folder_with_only_config_json_resumes_from_scratch(
 def test_a_kill_while_config_json_is_written_leaves_the_old_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from widerl.rundir import load_config, write_config
+    from widerl.record.folder import load_config, write_config
 
     cfg = resolve({"env": "Pendulum-v1", "units": 16})
     write_config(tmp_path, cfg)
@@ -268,7 +268,7 @@ def test_a_folder_that_stops_taking_writes_mid_run_ends_in_one_line_and_resumes(
     """A disk that fills (or a permission that goes) at the second metrics row: exit 1, the
     file and the cause in one line with the resume command, the last checkpoint kept; once
     the folder takes writes again the resume finishes the run."""
-    from widerl.logger import RunLogger
+    from widerl.record.logger import RunLogger
 
     out = tmp_path / "run"
     write, calls = RunLogger.write, [0]
@@ -400,7 +400,7 @@ def test_srank_is_measured_on_a_fresh_replay_sample_that_moves_no_random_stream(
     obs = np.zeros((n, 3), np.float32)
     obs[:, 0] = np.arange(n)  # a row's index, readable from the sample
     trainer.replay.add(obs, np.zeros((n, 1)), np.zeros(n), obs, np.zeros(n))
-    from widerl.probes import PROBE_SIZE
+    from widerl.run.probes import PROBE_SIZE
 
     probes = trainer.parts.probes
     streams = (torch.get_rng_state(), trainer.replay.generator.get_state())
@@ -426,7 +426,7 @@ def _bn_agent(algo: str):  # noqa: ANN202
 
 
 def _batch(n: int = 64, seed: int = 0):  # noqa: ANN202
-    from widerl.replay import Batch
+    from widerl.replay.buffer import Batch
 
     g = torch.Generator().manual_seed(seed)
     obs, nxt = torch.randn(n, 3, generator=g), torch.randn(n, 3, generator=g)
@@ -519,7 +519,7 @@ def test_exact_resume_on_mujoco(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_env_state_round_trips_through_a_safe_checkpoint(tmp_path: Path, env_id: str) -> None:
     """Ant-v5 reads xpos before each step, which mj_step leaves at the previous substep's
     state: the captured state covers it, not only qpos/qvel."""
-    from widerl.envs import env_state, make_env, set_env_state
+    from widerl.collect.envs import env_state, make_env, set_env_state
 
     a, b = make_env(env_id), make_env(env_id)
     a.reset(seed=1)

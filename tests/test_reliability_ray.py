@@ -37,7 +37,7 @@ from raytools import (
     wait_rows,
 )
 
-from widerl import ray_reaper
+import widerl.collect.ray_reaper as ray_reaper
 
 pytestmark = pytest.mark.slow
 ray_tmp = raytools.ray_tmp

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from widerl.replay import Batch, ReplayBuffer
-from widerl.sumtree import SumTree
+from widerl.replay.buffer import Batch, ReplayBuffer
+from widerl.replay.sumtree import SumTree
 
 OBS, ACT = 3, 2
 

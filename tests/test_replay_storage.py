@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from widerl import intake as intake_mod
-from widerl.collect import Chunk, Collector
-from widerl.intake import Intake
-from widerl.replay import ReplayBuffer, compact_reserve, replay_nbytes, replay_rows
+import widerl.collect.intake as intake_mod
+from widerl.collect.collector import Chunk, Collector
+from widerl.collect.intake import Intake
+from widerl.replay.buffer import ReplayBuffer, compact_reserve, replay_nbytes, replay_rows
 
 OBS = 4
 
@@ -237,8 +237,8 @@ def test_humanoid_million_transitions_fit_in_1_5_gb() -> None:
     """Issue 12: 1M Humanoid-v5 transitions (obs 348, act 17) in at most 1.5 GB as a run lays
     them out (build.py's compact pool), counting the prioritized tree and the learner's
     per-transition weight version (int32); with a next observation per slot it was 2.87 GB."""
-    from widerl import memory
-    from widerl.config import resolve
+    import widerl.run.memory as memory
+    from widerl.config.settings import resolve
 
     cap = 1_000_000
     cfg = resolve({"env": "Humanoid-v5", "buffer_size": cap, "prioritized": True,
@@ -264,8 +264,8 @@ def test_compiled_step_reads_start_and_size_without_recompiling() -> None:
     pool overflowed, so it does not start at slot 0) samples what the eager step samples, and
     more chunks (new size, new start) run the same graph."""
     from widerl.agents import make_agent
-    from widerl.config import resolve
-    from widerl.learner import LearnStep
+    from widerl.config.settings import resolve
+    from widerl.run.step import LearnStep
 
     def run(compiled: bool | str) -> list[torch.Tensor]:
         log: dict[bytes, tuple] = {}
@@ -314,7 +314,7 @@ def test_a_run_with_an_old_replay_checkpoint_resumes_exactly(
     was never stopped."""
     from test_reliability import resume, rows, signal_at_update, train
 
-    from widerl.checkpoint import save_atomic
+    from widerl.record.checkpoint import save_atomic
 
     assert train(tmp_path / "ref", "--checkpoint-replay") == 0
     out = tmp_path / "run"

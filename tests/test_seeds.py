@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from widerl.cli import main
-from widerl.config import resolve
-from widerl.learner import LearnStep
-from widerl.logger import TIMING_COLUMNS
-from widerl.seeds import parse_seeds
-from widerl.trainer import Trainer
+from widerl.config.settings import resolve
+from widerl.record.logger import TIMING_COLUMNS
+from widerl.record.seeds import parse_seeds
+from widerl.run.step import LearnStep
+from widerl.run.trainer import Trainer
 
 TINY = {"env": "Pendulum-v1", "units": 16, "layers": 2, "batch_size": 32, "warmup": 64,
         "eval_episodes": 1, "progress": False, "compile": "off"}  # fmt: skip

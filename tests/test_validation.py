@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from widerl.cli import main
-from widerl.config import Config, ConfigError, resolve
-from widerl.replay import ReplayBuffer
+from widerl.config.settings import Config, ConfigError, resolve
+from widerl.replay.buffer import ReplayBuffer
 
 # Tiny enough that code which accepted a bad setting finishes quickly (and the test fails).
 PENDULUM = ["train", "--env", "Pendulum-v1", "--units", "16", "--no-progress", "--steps", "20"]
@@ -124,7 +124,7 @@ def test_default_eval_every_above_steps_is_kept() -> None:
 
 
 def test_ofenet_target_dim_without_ofenet_is_not_checked(tmp_path: Path) -> None:
-    from widerl.preflight import check_env_settings
+    from widerl.run.preflight import check_env_settings
 
     check_env_settings(resolve({"env": "Pendulum-v1", "ofenet_target_dim": 50}), obs_dim=3)
     with pytest.raises(ConfigError, match="--ofenet-target-dim 50"):
@@ -142,7 +142,7 @@ def test_ofenet_target_dim_without_ofenet_is_not_checked(tmp_path: Path) -> None
 def test_replay_estimate_is_what_the_buffer_allocates(
     obs_dim: int, act_dim: int, capacity: int, prioritized: bool
 ) -> None:
-    from widerl.replay import replay_nbytes
+    from widerl.replay.buffer import replay_nbytes
 
     rb = ReplayBuffer(obs_dim, act_dim, capacity, prioritized=prioritized)
     actual = rb.storage.nbytes() + rb.sampler.nbytes()
@@ -150,7 +150,7 @@ def test_replay_estimate_is_what_the_buffer_allocates(
 
 
 def test_network_estimate_counts_weights_grads_and_adam() -> None:
-    from widerl import memory
+    import widerl.run.memory as memory
     from widerl.agents import make_agent
 
     cfg = resolve({"units": 16, "ofenet_units": 8, "ofenet_layers": 2})
@@ -168,7 +168,7 @@ def test_network_estimate_counts_weights_grads_and_adam() -> None:
 
 
 def test_memory_check_names_the_figure_and_a_capacity_that_fits(monkeypatch) -> None:
-    from widerl import memory
+    import widerl.run.memory as memory
 
     cfg = resolve({"buffer_size": 1_000_000, "units": 16})
     need = sum(p.nbytes for p in memory.run_parts(cfg, 11, 3))
@@ -185,7 +185,7 @@ def test_memory_check_names_the_figure_and_a_capacity_that_fits(monkeypatch) -> 
 
 
 def test_memory_check_on_cuda_compares_the_device_part_with_its_free_memory(monkeypatch) -> None:
-    from widerl import memory
+    import widerl.run.memory as memory
 
     cfg = resolve({"buffer_size": 100_000, "units": 16, "device": "cuda"})
     parts = memory.run_parts(cfg, 11, 3)
@@ -205,8 +205,8 @@ def test_memory_check_on_cuda_compares_the_device_part_with_its_free_memory(monk
 
 
 def test_checkpoint_replay_counts_the_host_copy() -> None:
-    from widerl import memory
-    from widerl.replay import compact_reserve, replay_nbytes
+    import widerl.run.memory as memory
+    from widerl.replay.buffer import compact_reserve, replay_nbytes
 
     plain = memory.run_parts(resolve({"units": 16}), 11, 3)
     kept = memory.run_parts(resolve({"units": 16, "checkpoint_replay": True}), 11, 3)
@@ -215,7 +215,7 @@ def test_checkpoint_replay_counts_the_host_copy() -> None:
 
 
 def test_the_default_run_fits_this_machine() -> None:
-    from widerl import memory
+    import widerl.run.memory as memory
 
     cfg = resolve({"prioritized": True})  # Hopper-v5, 1M transitions: about 110 MB
     assert sum(p.nbytes for p in memory.run_parts(cfg, 11, 3)) < 200e6

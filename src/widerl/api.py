@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from widerl.config import Config, ConfigError, default_out
-from widerl.signals import StopSignals
+from widerl.config.settings import Config, ConfigError, default_out
+from widerl.run.signals import StopSignals
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Started:
     seeds: list[int] | None = None
 
     def trainer(self) -> Any:
-        from widerl.trainer import Trainer
+        from widerl.run.trainer import Trainer
 
         return Trainer(self.cfg, self.run_dir, seeds=self.seeds)
 
@@ -46,7 +46,7 @@ def _refuse_unreachable_ray(address: str) -> None:
     """--ray-address where nothing answers: a one-line error within seconds (Ray itself would
     retry for minutes). Nothing to check without an address."""
     if address:
-        from widerl.rayinit import check_ray_address
+        from widerl.collect.rayinit import check_ray_address
 
         check_ray_address(address)
 
@@ -55,11 +55,8 @@ def prepare_resume(
     run_dir: Path, given: dict[str, Any], lock: Callable[[Path, str], None]
 ) -> Started:
     """Check and lock `run_dir` for `--resume` with the overrides `given`."""
-    from widerl.checkpoint import load_checkpoint
-    from widerl.layout import CHECKPOINT
-    from widerl.paths import check_writable
-    from widerl.preflight import preflight
-    from widerl.rundir import (
+    from widerl.record.checkpoint import load_checkpoint
+    from widerl.record.folder import (
         check_continuable,
         check_stored_env,
         clear_outputs,
@@ -68,6 +65,9 @@ def prepare_resume(
         read_divergence,
         remove_temp_files,
     )
+    from widerl.record.names import CHECKPOINT
+    from widerl.record.paths import check_writable
+    from widerl.run.preflight import preflight
 
     stored = load_config(run_dir, "--resume")
     check_writable(run_dir, "--resume")
@@ -112,12 +112,12 @@ def prepare_resume(
 def check_new(cfg: Config) -> Path:
     """Every check of a new run's settings (env sizes, device, threads, memory, the cluster's
     address); returns its folder. Writes nothing."""
-    from widerl.preflight import preflight
+    from widerl.run.preflight import preflight
 
     preflight(cfg)  # env sizes, threads, device, memory: before the folder is touched
     run_dir = Path(cfg.out) if cfg.out else default_out(cfg)
     if is_seeds_run(run_dir):  # even with --force: it replaces a run of its own kind only
-        from widerl.seeds import read_seeds
+        from widerl.record.seeds import read_seeds
 
         seeds = ",".join(map(str, read_seeds(run_dir) or []))
         raise ConfigError(
@@ -134,8 +134,8 @@ def prepare_new(
     cfg: Config, run_dir: Path, force: bool, lock: Callable[[Path, str], None]
 ) -> Started:
     """Lock and prepare `run_dir` for the checked `cfg` (check_new)."""
-    from widerl.paths import check_writable
-    from widerl.rundir import prepare_new as prepare_folder
+    from widerl.record.folder import prepare_new as prepare_folder
+    from widerl.record.paths import check_writable
 
     check_writable(run_dir, "--out")  # a read-only filesystem: one line, before the lock
     lock(run_dir, "--out")
@@ -146,8 +146,8 @@ def prepare_new(
 def check_new_seeds(cfg: Config, seeds: list[int]) -> Path:
     """`check_new` for a `--seeds` run (the memory of every seed's replay included); returns
     the folder that holds the seeds' folders. Writes nothing."""
-    from widerl.preflight import preflight
-    from widerl.seeds import default_seeds_out
+    from widerl.record.seeds import default_seeds_out
+    from widerl.run.preflight import preflight
 
     if cfg.actors and len(seeds) > 1:
         raise ConfigError(
@@ -169,11 +169,11 @@ def prepare_new_seeds(
     `force`) before anything is written, then write each seed's config and the seed list."""
     import dataclasses
 
-    from widerl.layout import CONFIG
-    from widerl.paths import check_writable
-    from widerl.rundir import holds_run
-    from widerl.rundir import prepare_new as prepare_folder
-    from widerl.seeds import read_seeds, seed_dir, write_seeds
+    from widerl.record.folder import holds_run
+    from widerl.record.folder import prepare_new as prepare_folder
+    from widerl.record.names import CONFIG
+    from widerl.record.paths import check_writable
+    from widerl.record.seeds import read_seeds, seed_dir, write_seeds
 
     check_writable(out, "--out")
     lock(out, "--out")
@@ -212,8 +212,8 @@ def prepare_resume_seeds(
     (each exactly as a single run's `--resume` checks it); the seeds continue together."""
     import json
 
-    from widerl.paths import check_writable
-    from widerl.seeds import read_seeds, seed_dir
+    from widerl.record.paths import check_writable
+    from widerl.record.seeds import read_seeds, seed_dir
 
     check_writable(out, "--resume")
     lock(out, "--resume")
@@ -245,7 +245,7 @@ def prepare_resume_seeds(
 
 def is_seeds_run(folder: Path) -> bool:
     """Whether `folder` holds a `--seeds` run (rather than a single run)."""
-    from widerl.layout import CONFIG, SEEDS
+    from widerl.record.names import CONFIG, SEEDS
 
     return (Path(folder) / SEEDS).is_file() and not (Path(folder) / CONFIG).is_file()
 
@@ -264,7 +264,7 @@ def train(
     steps=...). With `seeds`, one agent per seed in one process, each seed's run folder
     `out/s<seed>/` (what `widerl train --seeds` does); `resume=` of such a folder continues
     all its seeds. Returns the run's `train.RunResult`."""
-    from widerl.rundir import RunLock
+    from widerl.record.folder import RunLock
 
     with StopSignals() as stop, contextlib.ExitStack() as held:
 

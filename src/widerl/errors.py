@@ -1,6 +1,7 @@
 """Errors that reach the command line as one line (without importing torch or Ray for it).
 
-Bad input is `widerl.config.ConfigError` (exit 2); these are failures of a run itself (exit 1).
+Bad input is `widerl.config.settings.ConfigError` (exit 2); these are failures of a run
+itself (exit 1).
 """
 
 

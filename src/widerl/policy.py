@@ -14,8 +14,8 @@ import torch
 
 from widerl.agents import make_agent
 from widerl.agents.base import Agent
-from widerl.checkpoint import load_checkpoint
-from widerl.config import Config, ConfigError
+from widerl.config.settings import Config, ConfigError
+from widerl.record.checkpoint import load_checkpoint
 
 
 class Policy:
@@ -53,8 +53,8 @@ class Policy:
 
 def load_policy(run_dir: str | Path, device: str = "cpu") -> Policy:
     """The policy of the run in `run_dir` (any run folder: finished, stopped or resumed)."""
-    from widerl.envs import make_env
-    from widerl.rundir import check_stored_env, load_config
+    from widerl.collect.envs import make_env
+    from widerl.record.folder import check_stored_env, load_config
 
     run_dir = Path(run_dir)
     cfg = load_config(run_dir, "load_policy")

@@ -25,18 +25,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from widerl import generators
-from widerl.autodiff import Differentiable
-from widerl.checkpoint import check_fits
-from widerl.config import Config, ConfigError
+import widerl.replay.generators as generators
+from widerl.config.settings import Config, ConfigError
+from widerl.nets.autodiff import Differentiable
 from widerl.nets.bodies import make_body
 from widerl.nets.critic_heads import elementwise_critic_loss, make_head, select_min
 from widerl.nets.ensemble import reset_members, trained_names
 from widerl.nets.feature_learners import make_features
 from widerl.nets.features import FeatureLearner
 from widerl.nets.heads import CriticEnsemble
-from widerl.optim import Adam, soft_update
-from widerl.replay import Batch
+from widerl.nets.optim import Adam, soft_update
+from widerl.record.checkpoint import check_fits
+from widerl.replay.buffer import Batch
 
 Noise = dict[str, torch.Tensor]
 

@@ -19,7 +19,7 @@ import torch
 from widerl.agents.base import Noise, eval_mode
 from widerl.agents.sac import SAC
 from widerl.nets.bodies.renorm_mlp import RenormMLP
-from widerl.replay import Batch
+from widerl.replay.buffer import Batch
 
 
 class CrossQ(SAC):

@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from widerl.agents.base import Agent, Noise
-from widerl.autodiff import Differentiable
+from widerl.nets.autodiff import Differentiable
 from widerl.nets.ensemble import constant_prefix
 from widerl.nets.heads import GaussianActor
-from widerl.optim import Adam
-from widerl.replay import Batch
+from widerl.nets.optim import Adam
+from widerl.replay.buffer import Batch
 
 
 class SAC(Agent):

@@ -8,11 +8,11 @@ import copy
 import torch
 
 from widerl.agents.base import Agent, Noise, float_buffers, matching
-from widerl.autodiff import Differentiable
+from widerl.nets.autodiff import Differentiable
 from widerl.nets.ensemble import constant_prefix
 from widerl.nets.heads import DeterministicActor
-from widerl.optim import Adam, soft_update
-from widerl.replay import Batch
+from widerl.nets.optim import Adam, soft_update
+from widerl.replay.buffer import Batch
 
 
 class TD3(Agent):

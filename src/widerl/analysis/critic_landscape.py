@@ -11,7 +11,7 @@ import torch
 from widerl.agents.base import Agent
 from widerl.analysis.landscape import filter_normalized_direction, loss_surface
 from widerl.nets.ensemble import EnsembleLinear
-from widerl.replay import Batch
+from widerl.replay.buffer import Batch
 
 
 @torch.no_grad()

@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 
 from widerl.agents.base import Agent
-from widerl.config import Config, ConfigError
-from widerl.replay import TRANSITION_FIELDS as _FIELDS
-from widerl.replay import Batch, replay_rows
+from widerl.config.settings import Config, ConfigError
+from widerl.replay.buffer import TRANSITION_FIELDS as _FIELDS
+from widerl.replay.buffer import Batch, replay_rows
 
 # Transitions drawn from a stored replay buffer when the checkpoint has no probe batch.
 REPLAY_SAMPLES = 4096
@@ -22,10 +22,10 @@ def load_run(
     """Config, trained agent and the raw checkpoint of `run_dir` (`widerl eval` and
     `widerl landscape`); `arg` names the folder in messages as the user typed it."""
     from widerl.agents import make_agent
-    from widerl.checkpoint import load_checkpoint
-    from widerl.envs import env_dims
-    from widerl.layout import CHECKPOINT
-    from widerl.rundir import check_stored_env, load_config
+    from widerl.collect.envs import env_dims
+    from widerl.record.checkpoint import load_checkpoint
+    from widerl.record.folder import check_stored_env, load_config
+    from widerl.record.names import CHECKPOINT
 
     run_dir = Path(run_dir)
     cfg = load_config(run_dir, arg)

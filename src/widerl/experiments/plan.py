@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from widerl.config import ConfigError
+from widerl.config.settings import ConfigError
 from widerl.experiments.registry import EXPERIMENTS, Experiment, RunSpec
-from widerl.layout import CHECKPOINT, CONFIG, LOG, METRICS
+from widerl.record.names import CHECKPOINT, CONFIG, LOG, METRICS
 
 PAPER_EVAL_EVERY = 5_000  # Ota et al. (2020)'s protocol; the Config default
 MIN_CURVE_POINTS = 20  # a scaled-down run still evaluates at least this often
@@ -141,7 +141,7 @@ def pack_state(members: tuple[Job, ...]) -> str | None:
     resume (their folder is a `--seeds` run of exactly these seeds, all with a checkpoint);
     None when they cannot go on together (some seeds learned apart): then each seed runs
     alone."""
-    from widerl.seeds import read_seeds
+    from widerl.record.seeds import read_seeds
 
     states = {m.state() for m in members}
     if states == {DONE}:
@@ -303,7 +303,7 @@ def varied(exp: Experiment) -> list[str]:
     """What `exp` studies: the settings among `NAMING` its runs (or their presets) set and
     whose values differ between the runs. A value that differs only as a consequence (an
     algorithm's own default, say) is not among them."""
-    from widerl.config import PRESETS, resolve
+    from widerl.config.settings import PRESETS, resolve
 
     env = exp.envs[0]
     named = {k for spec in exp.runs for k in (*spec.settings, *PRESETS.get(spec.preset or "", {}))}
@@ -321,7 +321,7 @@ def scaled_units(
     factor is 1."""
     if factor == 1.0:
         return {}
-    from widerl.config import resolve
+    from widerl.config.settings import resolve
 
     cfg = resolve({"env": env, **settings}, preset)
     out = {"units": max(1, round(cfg.units * factor))}
@@ -367,7 +367,7 @@ def parse_envs(text: str | None) -> tuple[str, ...] | None:
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise ConfigError(f"--envs lists {', '.join(dup)} more than once")
-    from widerl.envs import check_env_id  # imports gymnasium
+    from widerl.collect.envs import check_env_id  # imports gymnasium
 
     for env_id in ids:
         check_env_id(env_id)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from widerl.experiments.runner import STOPPED, Outcome, Task
-from widerl.signals import StopSignals
+from widerl.run.signals import StopSignals
 
 POLL_S = 0.2
 CHECK_S = 1.0  # how often a running task asks whether to stop
@@ -197,7 +197,7 @@ def check_cluster(storage: Path, cpus: float, gpus: float) -> None:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from widerl.config import ConfigError
+    from widerl.config.settings import ConfigError
 
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     fits = [

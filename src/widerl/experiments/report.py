@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from widerl.config import ConfigError
+from widerl.config.settings import ConfigError
 from widerl.experiments import plots, stats
 from widerl.experiments.runs import (
     IGNORED,
@@ -31,7 +31,7 @@ from widerl.experiments.runs import (
     label_of,
     load_run,
 )
-from widerl.paths import check_writable
+from widerl.record.paths import check_writable
 
 REPORT = "report.md"
 RESULTS = "results.csv"

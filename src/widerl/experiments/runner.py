@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from widerl.experiments.plan import DONE, Job
-from widerl.signals import StopSignals
+from widerl.run.signals import StopSignals
 
 POLL_S = 0.2
 # Exit statuses of a child we stopped: `widerl train` exits 130 after a clean stop; a

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from widerl.config import Config, ConfigError
-from widerl.layout import CONFIG, METRICS, TB
-from widerl.rundir import RESUMABLE_OVERRIDES, load_config, read_rows
+from widerl.config.settings import Config, ConfigError
+from widerl.record.folder import RESUMABLE_OVERRIDES, load_config, read_rows
+from widerl.record.names import CONFIG, METRICS, TB
 
 RETURN = "eval_return_mean"
 SRANK = "srank"

@@ -24,11 +24,11 @@ import copy
 
 import torch
 
-from widerl.autodiff import Differentiable
+from widerl.nets.autodiff import Differentiable
 from widerl.nets.bodies.densenet import DenseNet
 from widerl.nets.ensemble import EnsembleLinear, constant_prefix, reset_members, trained_names
 from widerl.nets.features import FeatureLearner
-from widerl.optim import Adam, soft_update
+from widerl.nets.optim import Adam, soft_update
 
 
 def _dense(members: int, in_dim: int, total_units: int, layers: int) -> DenseNet:

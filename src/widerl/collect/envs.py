@@ -1,0 +1,231 @@
+"""Environment construction: checked ids, actions rescaled to [-1, 1], vectorised stepping.
+
+Termination and truncation stay separate all the way to the replay buffer: only a real
+termination stops bootstrapping (a time-limit end is not a terminal state).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.wrappers import FlattenObservation, RescaleAction
+
+from widerl.config.settings import ConfigError
+
+# DeepMind Control Suite tasks through Gymnasium (shimmy): `dm_control/<domain>-<task>-v0`.
+DMC_PREFIX = "dm_control/"
+
+
+def _register_dmc() -> None:
+    """Put shimmy's DeepMind Control ids into Gymnasium's registry (the `dmc` extra)."""
+    # dm_control picks its rendering backend on import: EGL renders offscreen on a headless
+    # machine (GLFW would warn there is no display).
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    try:
+        import shimmy
+    except ImportError:
+        raise ConfigError(
+            "DeepMind Control tasks need shimmy and dm-control: pip install 'widerl[dmc]'"
+        ) from None
+    gym.register_envs(shimmy)
+
+
+def _make(env_id: str, **kw: object) -> gym.Env:
+    """gym.make, with DeepMind Control's dict observations flattened into one vector (the
+    order of the task's observation dict; BRO and SimBa use the same flat states). An env
+    registered without its package installed (Gymnasium's Box2D tasks, say) is a ConfigError
+    naming the package."""
+    dmc = env_id.startswith(DMC_PREFIX)
+    if dmc:
+        _register_dmc()
+    try:
+        env = gym.make(env_id, **kw)
+    except MISSING_PACKAGE as e:
+        raise ConfigError(f"env {env_id!r} cannot be made here: {first_line(e)}") from None
+    return FlattenObservation(env) if dmc else env
+
+
+# What Gymnasium raises for an env (or its renderer) whose package is not installed.
+MISSING_PACKAGE = (gym.error.DependencyNotInstalled, ImportError)
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's message as one line (the first of several), or its type's name."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise ConfigError unless `env_id` is a registered env with a continuous action space."""
+    if env_id.startswith(DMC_PREFIX):
+        _register_dmc()
+    if env_id not in gym.registry:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=4, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(
+            f"unknown env id {env_id!r} (--env){hint} (continuous-control ids include "
+            "Hopper-v5, Walker2d-v5, HalfCheetah-v5, Ant-v5, Humanoid-v5, "
+            "InvertedPendulum-v5, Pendulum-v1, dm_control/cheetah-run-v0)"
+        )
+    env = _make(env_id)
+    try:
+        if not isinstance(env.action_space, gym.spaces.Box):
+            raise ConfigError(
+                f"env {env_id!r} has a {type(env.action_space).__name__} action space; "
+                "widerl needs continuous (Box) actions"
+            )
+    finally:
+        env.close()
+
+
+def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
+    """One env whose actions are in [-1, 1]^|A| (the agents' convention)."""
+    env = _make(env_id, render_mode=render_mode)
+    shape, dtype = env.action_space.shape, env.action_space.dtype  # DMC's are float64
+    return RescaleAction(env, np.full(shape, -1.0, dtype), np.full(shape, 1.0, dtype))
+
+
+def make_vec_env(env_id: str, num_envs: int) -> gym.vector.SyncVectorEnv:
+    """`num_envs` copies stepped together. SAME_STEP autoreset hands back the final
+    observation of an ending episode in `info["final_obs"]` in the step it ends, so the
+    stored transition has the true next state and the returned obs is already the reset one."""
+    return gym.vector.SyncVectorEnv(
+        [lambda: make_env(env_id) for _ in range(num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+
+
+def env_dims(env_id: str) -> tuple[int, int]:
+    env = _make(env_id)
+    try:
+        return int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
+    finally:
+        env.close()
+
+
+# --- an env's state as plain tensors and ints, for exact resume (--checkpoint-replay) --------
+# torch is imported where used: check_env_id callers (`experiment --dry-run`) need no torch.
+def _plain(value: object) -> object:
+    """numpy arrays and scalars (in RNG states) as tensors and Python numbers: checkpoints are
+    loaded with weights_only=True, which rebuilds nothing else."""
+    import torch
+
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _numpy(value: object) -> object:
+    import torch
+
+    if isinstance(value, dict):
+        return {k: _numpy(v) for k, v in value.items()}
+    if isinstance(value, torch.Tensor):
+        return value.numpy().copy()
+    return value
+
+
+def _is_mujoco(env: gym.Env) -> bool:
+    if not (hasattr(env, "model") and hasattr(env, "data")):
+        return False
+    import mujoco
+
+    return isinstance(env.model, mujoco.MjModel) and isinstance(env.data, mujoco.MjData)
+
+
+def _mujoco_state(env: gym.Env) -> dict:
+    """The full integration state (qpos, qvel, act, warm-start, time, controls, applied forces:
+    mjSTATE_INTEGRATION), plus every float array of mjData whose size the model fixes. The
+    latter matter because mj_step leaves kinematic quantities (xpos, xipos, ...) at the state
+    before its last substep, and some envs read them before stepping (Ant-v5, Humanoid-v5 take
+    the position before an action from xpos / xipos): mj_forward would recompute them at the
+    current state instead. Arrays sized by the contacts of a step are recomputed by every step
+    and left out."""
+    import mujoco
+    import torch
+
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    model, data = env.model, env.data
+    state = np.empty(mujoco.mj_stateSize(model, spec))
+    mujoco.mj_getState(model, data, state, spec)
+    fresh = mujoco.MjData(model)
+    arrays = {}
+    for name in dir(data):
+        value = getattr(data, name, None) if not name.startswith("_") else None
+        if (
+            isinstance(value, np.ndarray)
+            and value.dtype == np.float64
+            and value.size
+            and getattr(fresh, name).shape == value.shape
+        ):
+            arrays[name] = torch.from_numpy(value.copy())
+    return {"integration": torch.from_numpy(state), "arrays": arrays}
+
+
+def _set_mujoco_state(env: gym.Env, sim: dict) -> None:
+    import mujoco
+
+    for name, value in sim["arrays"].items():
+        dst = getattr(env.data, name, None)
+        if isinstance(dst, np.ndarray) and dst.shape == tuple(value.shape):
+            dst[...] = value.numpy()
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    mujoco.mj_setState(env.model, env.data, sim["integration"].numpy(), spec)
+
+
+def _is_classic(env: gym.Env) -> bool:
+    # Classic-control envs keep their whole simulator state in `state` (Pendulum: angle and
+    # angular velocity); others with a `state` attribute need not (CarRacing: an image).
+    return type(env).__module__.startswith("gymnasium.envs.classic_control") and hasattr(
+        env, "state"
+    )
+
+
+def _time_limit(env: gym.Env) -> gym.Env | None:
+    while env is not None:
+        if hasattr(env, "_elapsed_steps"):
+            return env
+        env = getattr(env, "env", None)
+    return None
+
+
+def env_state(env: gym.Env) -> dict | None:
+    """What the env's next steps depend on, as tensors and ints: the simulator state, the
+    time limit's step counter and the env's RNG (episode resets draw from it). None where the
+    simulator state cannot be captured (only MuJoCo and classic-control envs are covered)."""
+    base = env.unwrapped
+    if _is_mujoco(base):
+        sim = {"mujoco": _mujoco_state(base)}
+    elif _is_classic(base) and base.state is not None:
+        sim = {"classic": _plain(np.array(base.state))}
+    else:
+        return None
+    limit = _time_limit(env)
+    return {
+        "sim": sim,
+        "elapsed": None if limit is None else limit._elapsed_steps,
+        "rng": _plain(base.np_random.bit_generator.state),
+    }
+
+
+def set_env_state(env: gym.Env, state: dict) -> None:
+    """Put an env (already reset once) back into the state `env_state` captured."""
+    base = env.unwrapped
+    if "mujoco" in state["sim"]:
+        _set_mujoco_state(base, state["sim"]["mujoco"])
+    else:
+        base.state = state["sim"]["classic"].numpy().copy()
+    limit = _time_limit(env)
+    if limit is not None:
+        limit._elapsed_steps = state["elapsed"]
+    rng = _numpy(state["rng"])
+    bit_generator = getattr(np.random, rng["bit_generator"])()
+    bit_generator.state = rng
+    base.np_random = np.random.Generator(bit_generator)

@@ -1,0 +1,123 @@
+"""One learning step: sample a batch, update the feature learner (OFENet), update the agent
+(critics, actor, temperature, targets), write priorities back.
+
+The step is one function. Every random number it needs (the batch's draws, the agents' noise)
+is drawn before it from the owners' generators, and every value it reads that changes
+between steps is a device tensor, so with --compile torch.compile traces the whole step into
+one graph (captured as a CUDA graph on a GPU) that never waits for the host. The same
+function runs eagerly otherwise.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from widerl.agents.base import Agent
+from widerl.nets.features import FeatureLearner
+from widerl.replay.buffer import TRANSITION_FIELDS, Batch, ReplayBuffer
+from widerl.run.allocator import keep_freed_memory
+
+
+class LearnStep:
+    """`step(grad_step, total_steps) -> metrics` (detached device tensors, one per name).
+
+    With a list of replays (one per seed, the run's seeds stacked along the members
+    dimension) each seed's batch comes from its own replay and sampler, the batches are
+    stacked `[K, B, ...]` and one update trains every seed; metrics are `[K]` and "idx" the
+    rows learned from `[K, B]`. With a single replay they are a single seed's (scalars)."""
+
+    def __init__(
+        self,
+        replay: ReplayBuffer | Sequence[ReplayBuffer],
+        features: FeatureLearner,
+        agent: Agent,
+        batch_size: int,
+        compiled: bool | str = False,
+    ) -> None:
+        self.single = isinstance(replay, ReplayBuffer)
+        self.replays = [replay] if isinstance(replay, ReplayBuffer) else list(replay)
+        if len(self.replays) != agent.k:
+            raise ValueError(f"{len(self.replays)} replays for an agent of {agent.k} seeds")
+        self.replay, self.features, self.agent = self.replays[0], features, agent
+        self.batch_size = batch_size
+        self.beta = torch.zeros((), dtype=torch.float64, device=self.replay.device)
+        self.compiled = compiled
+        if self.replay.device.type == "cpu":
+            keep_freed_memory()  # the step's temporaries reuse warm pages (allocator.py)
+        self._fn: Callable[..., dict[str, torch.Tensor]] = self._step
+        if compiled:  # True: inductor, what --compile runs; a string: that backend (tests)
+            backend = compiled if isinstance(compiled, str) else "inductor"
+            self._fn = compile_step(_own_code(self._step), self.replay.device, backend)
+
+    def __call__(self, grad_step: int, total_steps: int) -> dict[str, torch.Tensor]:
+        u = [r.draw(self.batch_size) for r in self.replays]  # each seed's own sampler stream
+        # Every seed's replay has the same schedule of beta (one config).
+        self.beta.fill_(self.replay.beta(grad_step / max(total_steps, 1)))
+        noise = self.agent.draw_noise(self.batch_size)
+        metrics = self._fn(u, self.beta, noise, self.agent.actor_step_due())
+        self.agent.n_updates += 1
+        return {k: v[0] for k, v in metrics.items()} if self.single else metrics
+
+    def _step(
+        self,
+        u: list[torch.Tensor],
+        beta: torch.Tensor,
+        noise: dict[str, torch.Tensor],
+        actor_step: bool,
+    ) -> dict[str, torch.Tensor]:
+        sampled = [r.gather(uk, beta) for r, uk in zip(self.replays, u, strict=True)]
+        batch = stack_batches(sampled)
+        aux = self.features.update(batch.obs, batch.act, batch.next_obs)
+        with torch.no_grad():
+            metrics: dict[str, Any] = self.agent._update(batch, noise, actor_step)
+        if aux is not None:
+            metrics[self.features.metric_name] = aux
+        for k, (replay, b) in enumerate(zip(self.replays, sampled, strict=True)):
+            replay.update_priorities(b.idx, metrics["td_abs"][k])
+        metrics["idx"] = batch.idx  # which rows were learned from (weight_age)
+        return metrics
+
+
+def stack_batches(batches: Sequence[Batch]) -> Batch:
+    """Per-seed batches `[B, ...]` as one `[K, B, ...]` batch (seed k's at k). One seed, the
+    common case, gets views: no copy of the batch in every update."""
+
+    def join(xs: list[torch.Tensor]) -> torch.Tensor:
+        return xs[0].unsqueeze(0) if len(xs) == 1 else torch.stack(xs)
+
+    weights = [b.weight for b in batches]
+    return Batch(
+        *(join([getattr(b, f) for b in batches]) for f in TRANSITION_FIELDS),
+        weight=None if weights[0] is None else join(weights),  # type: ignore[arg-type]
+        idx=join([b.idx for b in batches]),
+    )
+
+
+def _own_code(method: Callable[..., Any]) -> Callable[..., Any]:
+    """The bound method over a copy of its code object. torch.compile keeps its graphs and its
+    recompile limit (8) per code object, so without a copy every LearnStep a process builds
+    (runs trained one after another, tests, a notebook) would add graphs to the same code and
+    the 9th would fail with "hit config.recompile_limit". With a copy each step holds only its
+    own graphs, and they go when it does."""
+    fn = method.__func__  # type: ignore[attr-defined]
+    copy = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__)
+    return types.MethodType(copy, method.__self__)  # type: ignore[attr-defined]
+
+
+def compile_step(
+    fn: Callable[..., Any], device: torch.device, backend: str = "inductor"
+) -> Callable[..., Any]:
+    """torch.compile of a whole learning step as one graph. On CPU, inductor's C++ wrapper
+    calls the kernels without a Python call each (measured faster, benchmarks/README.md); on
+    CUDA the graph is captured as a CUDA graph ("reduce-overhead"). Another `backend` (e.g.
+    "aot_eager": the same capture of the graph, forward and backward, run by eager kernels)
+    compiles in seconds instead of a minute: the tests use it for most cases."""
+    if backend != "inductor":
+        return torch.compile(fn, fullgraph=True, dynamic=False, backend=backend)
+    if device.type == "cuda":
+        return torch.compile(fn, fullgraph=True, dynamic=False, mode="reduce-overhead")
+    return torch.compile(fn, fullgraph=True, dynamic=False, options={"cpp_wrapper": True})
