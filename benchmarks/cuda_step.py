@@ -31,7 +31,7 @@ import torch
 from widerl.agents import make_agent
 from widerl.bench.update import random_replay
 from widerl.collect.envs import env_dims
-from widerl.config.settings import resolve
+from widerl.config import resolve
 from widerl.run.step import LearnStep, _own_code
 
 FILL = 10_000

@@ -20,7 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from widerl.agents import make_agent
 from widerl.bench.update import random_replay
 from widerl.collect.envs import env_dims
-from widerl.config.settings import resolve
+from widerl.config import resolve
 from widerl.nets.ensemble import EnsembleLinear
 from widerl.run.step import LearnStep
 

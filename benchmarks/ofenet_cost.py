@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from widerl.agents import make_agent
-from widerl.config.settings import resolve
+from widerl.config import resolve
 from widerl.replay.buffer import ReplayBuffer
 
 

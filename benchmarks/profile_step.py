@@ -19,7 +19,7 @@ from torch.profiler import ProfilerActivity, profile
 from widerl.agents import make_agent
 from widerl.bench.update import random_replay
 from widerl.collect.envs import env_dims
-from widerl.config.settings import resolve
+from widerl.config import resolve
 from widerl.run.step import LearnStep
 
 

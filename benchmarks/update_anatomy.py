@@ -32,7 +32,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from widerl.agents import make_agent
 from widerl.bench.peers import make_sb3_model
 from widerl.bench.update import _random_transitions, _torch_threads
-from widerl.config.settings import resolve
+from widerl.config import resolve
 from widerl.replay.buffer import ReplayBuffer
 
 _aten = torch.ops.aten

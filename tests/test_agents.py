@@ -5,7 +5,7 @@ import torch
 from widerl.agents import make_agent
 from widerl.collect.collector import Collector
 from widerl.collect.envs import make_env
-from widerl.config.settings import resolve
+from widerl.config import resolve
 from widerl.replay.buffer import Batch, ReplayBuffer
 
 OBS, ACT, B = 5, 2, 64
@@ -219,7 +219,7 @@ def test_update_forces_no_host_sync(algo: str, arch: str, forbid_host_sync) -> N
 
 
 def test_device_cuda_without_cuda_is_a_user_error() -> None:
-    from widerl.config.settings import ConfigError
+    from widerl.config import ConfigError
     from widerl.run.device import resolve_device
 
     if torch.cuda.is_available():

@@ -24,7 +24,7 @@ if sys.argv[1:] == ["plain"]:
     allocator._done = False
 from widerl.agents import make_agent
 from widerl.bench.update import random_replay
-from widerl.config.settings import resolve
+from widerl.config import resolve
 from widerl.run.step import LearnStep
 torch.set_num_threads(1)
 cfg = resolve({"env": "Hopper-v5", "arch": "densenet", "units": 256, "layers": 2})

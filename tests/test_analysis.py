@@ -18,7 +18,7 @@ from widerl.analysis.critic_landscape import critic_landscape, fixed_td_targets
 from widerl.analysis.landscape import filter_normalized_direction, loss_surface
 from widerl.analysis.srank import critic_srank, srank
 from widerl.cli import main
-from widerl.config.settings import resolve
+from widerl.config import resolve
 from widerl.nets.norms import EnsembleBatchNorm
 from widerl.record.checkpoint import load_checkpoint, save_atomic
 from widerl.replay.buffer import Batch, replay_rows

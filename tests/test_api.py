@@ -137,7 +137,7 @@ def test_a_compiled_run_compiles_once_and_matches_the_eager_run(
 
 
 def test_compile_auto_compiles_long_runs_only() -> None:
-    from widerl.config.settings import COMPILE_AUTO_STEPS, compiles
+    from widerl.config import COMPILE_AUTO_STEPS, compiles
 
     assert not compiles(widerl.resolve({"steps": COMPILE_AUTO_STEPS - 1}))
     assert compiles(widerl.resolve({"steps": COMPILE_AUTO_STEPS}))

@@ -869,7 +869,7 @@ class Outcome:
 def classify(case: Case, workdir: Path, seconds: float = 60) -> Outcome:
     """Run `case` in a fresh sandbox under `workdir` and say which class its outcome is."""
     from widerl.cli import main
-    from widerl.config.settings import ConfigError
+    from widerl.config import ConfigError
 
     box = workdir / case.id
     shutil.copytree(base(), box, symlinks=True)

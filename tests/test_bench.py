@@ -75,7 +75,7 @@ def hand_count(algo: str) -> float:
 def test_update_flops_match_hand_count(algo: str) -> None:
     from widerl.agents import make_agent
     from widerl.bench.update import update_flops
-    from widerl.config.settings import resolve
+    from widerl.config import resolve
     from widerl.replay.buffer import ReplayBuffer
 
     agent = make_agent(
@@ -420,7 +420,7 @@ def test_categorical_head_costs_its_atoms() -> None:
 
 def test_crossq_baseline_is_sac() -> None:
     from widerl.bench.update import baseline_config
-    from widerl.config.settings import resolve
+    from widerl.config import resolve
 
     cfg = resolve({"algo": "crossq", "units": 64, "layers": 3, "actor_units": 32})
     base = baseline_config(cfg)
@@ -431,7 +431,7 @@ def test_crossq_baseline_is_sac() -> None:
 
 def test_peer_runs_the_same_method_where_its_library_has_it() -> None:
     from widerl.bench.peers import _net_arch, peer_method
-    from widerl.config.settings import ConfigError
+    from widerl.config import ConfigError
 
     assert peer_method("sbx", "crossq", "mlp") == ("CrossQ", "MlpPolicy")
     assert peer_method("sbx", "sac", "simba") == ("SAC", "SimbaPolicy")

@@ -14,7 +14,7 @@ import torch
 
 from widerl.agents import make_agent
 from widerl.cli import main
-from widerl.config.settings import resolve
+from widerl.config import resolve
 from widerl.replay.buffer import Batch
 from widerl.run.trainer import Trainer
 

@@ -25,7 +25,7 @@ from widerl.agents import make_agent
 from widerl.cli import main
 from widerl.collect.collector import Chunk
 from widerl.collect.ray_collectors import FAULT_ENV, CollectorWorker, export_weights, weight_keys
-from widerl.config.settings import resolve
+from widerl.config import resolve
 from widerl.run.trainer import Trainer
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from widerl.cli import main
-from widerl.config.settings import PRESETS, Config, ConfigError, resolve
+from widerl.config import PRESETS, Config, ConfigError, resolve
 from widerl.experiments.plan import (
     DONE,
     NEW,

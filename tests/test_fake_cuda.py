@@ -102,7 +102,7 @@ def check_run(case: str, out: str) -> None:
     """One family's run on fake cuda, its resume there, its compiled step; then its checkpoint
     on the CPU."""
     from widerl.cli import main
-    from widerl.config.settings import resolve
+    from widerl.config import resolve
     from widerl.policy import load_policy
     from widerl.run.step import LearnStep
     from widerl.run.trainer import Trainer
@@ -151,7 +151,7 @@ def check_run(case: str, out: str) -> None:
 def check_harness(out: str) -> None:
     """The fake-CUDA check fails where a real GPU would, and on host reads inside the step."""
     import widerl.replay.generators as generators
-    from widerl.config.settings import resolve
+    from widerl.config import resolve
     from widerl.run.trainer import Trainer
 
     def fails(fn: Any, *errors: type[BaseException], match: str = "") -> None:
@@ -202,7 +202,7 @@ def check_acting_state() -> None:
 
     from widerl.agents import make_agent
     from widerl.collect.ray_collectors import CollectorWorker, export_weights, weight_keys
-    from widerl.config.settings import resolve
+    from widerl.config import resolve
 
     cfg = resolve({**COMMON, "actors": 1, "prioritized": True, "initial_priority": "td"})
     with fake_cuda.fake_cuda():

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from widerl.cli import bench_cmd, main, train_cmd
-from widerl.config.settings import Config, default_out
+from widerl.config import Config, default_out
 
 TINY = ["--units", "16", "--batch-size", "16", "--eval-episodes", "1", "--no-progress"]
 # 200 warm-up steps: one whole Pendulum episode, so train/episode_return is logged.

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from widerl.agents import make_agent
 from widerl.analysis.summary import count, network_tables
-from widerl.config.settings import ConfigError, resolve
+from widerl.config import ConfigError, resolve
 from widerl.nets.bodies import make_body
 from widerl.nets.bodies.renorm_mlp import RenormMLP
 from widerl.nets.critic_heads import C51Head, HLGaussHead, ScalarHead, select_min

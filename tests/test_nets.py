@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from widerl.analysis.summary import count, network_tables
-from widerl.config.settings import LAYERNORM_ARCHS, resolve
+from widerl.config import LAYERNORM_ARCHS, resolve
 from widerl.nets.bodies import BODIES, make_body
 from widerl.nets.ensemble import EnsembleLinear, reset_members
 from widerl.nets.norms import EnsembleBatchNorm

@@ -9,7 +9,7 @@ import torch
 from widerl.agents import make_agent
 from widerl.analysis.summary import network_tables
 from widerl.cli import main
-from widerl.config.settings import resolve
+from widerl.config import resolve
 from widerl.nets.ofenet import OFENet
 from widerl.replay.buffer import Batch
 
@@ -233,7 +233,7 @@ def test_rl_gradients_never_reach_ofenet_while_it_trains() -> None:
 
 
 def test_paper_ofenet_preset_follows_the_ofenet_paper_per_task() -> None:
-    from widerl.config.settings import resolve
+    from widerl.config import resolve
 
     hopper = resolve({"env": "Hopper-v5"}, "paper-ofenet")
     assert (hopper.arch, hopper.units, hopper.layers, hopper.activation) == ("mlp", 256, 2, "relu")

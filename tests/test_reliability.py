@@ -25,7 +25,7 @@ import torch
 
 import widerl.run.trainer as train_mod
 from widerl.agents import make_agent
-from widerl.config.settings import resolve
+from widerl.config import resolve
 from widerl.record.logger import TIMING_COLUMNS, MetricMeans
 from widerl.run.signals import StopSignals
 

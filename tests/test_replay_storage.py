@@ -238,7 +238,7 @@ def test_humanoid_million_transitions_fit_in_1_5_gb() -> None:
     them out (build.py's compact pool), counting the prioritized tree and the learner's
     per-transition weight version (int32); with a next observation per slot it was 2.87 GB."""
     import widerl.run.memory as memory
-    from widerl.config.settings import resolve
+    from widerl.config import resolve
 
     cap = 1_000_000
     cfg = resolve({"env": "Humanoid-v5", "buffer_size": cap, "prioritized": True,
@@ -264,7 +264,7 @@ def test_compiled_step_reads_start_and_size_without_recompiling() -> None:
     pool overflowed, so it does not start at slot 0) samples what the eager step samples, and
     more chunks (new size, new start) run the same graph."""
     from widerl.agents import make_agent
-    from widerl.config.settings import resolve
+    from widerl.config import resolve
     from widerl.run.step import LearnStep
 
     def run(compiled: bool | str) -> list[torch.Tensor]:

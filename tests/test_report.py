@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from widerl.cli import main
-from widerl.config.settings import Config, ConfigError
+from widerl.config import Config, ConfigError
 from widerl.experiments import stats
 from widerl.experiments.report import find_grids, summarize, write_report
 from widerl.experiments.runs import load_groups

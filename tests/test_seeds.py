@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from widerl.cli import main
-from widerl.config.settings import resolve
+from widerl.config import resolve
 from widerl.record.logger import TIMING_COLUMNS
 from widerl.record.seeds import parse_seeds
 from widerl.run.step import LearnStep

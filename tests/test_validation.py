@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from widerl.cli import main
-from widerl.config.settings import Config, ConfigError, resolve
+from widerl.config import Config, ConfigError, resolve
 from widerl.replay.buffer import ReplayBuffer
 
 # Tiny enough that code which accepted a bad setting finishes quickly (and the test fails).

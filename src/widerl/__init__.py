@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from widerl.config.settings import PRESETS, Config, ConfigError, resolve
+from widerl.config import PRESETS, Config, ConfigError, resolve
 
 __version__ = "0.2.0"
 __all__ = ["PRESETS", "Config", "ConfigError", "load_policy", "resolve", "train"]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from widerl.config.settings import Config, ConfigError, default_out
+from widerl.config import Config, ConfigError, default_out
 from widerl.run.signals import StopSignals
 
 
@@ -263,7 +263,7 @@ def train(
     `resume=DIR` continue the run there (`overrides` may change what `--resume` allows, e.g.
     steps=...). With `seeds`, one agent per seed in one process, each seed's run folder
     `out/s<seed>/` (what `widerl train --seeds` does); `resume=` of such a folder continues
-    all its seeds. Returns the run's `train.RunResult`."""
+    all its seeds. Returns the run's `trainer.RunResult`."""
     from widerl.record.folder import RunLock
 
     with StopSignals() as stop, contextlib.ExitStack() as held:

@@ -1,12 +1,15 @@
 """Errors that reach the command line as one line (without importing torch or Ray for it).
 
-Bad input is `widerl.config.settings.ConfigError` (exit 2); these are failures of a run
-itself (exit 1).
+Bad input is `ConfigError` (exit 2); the others are failures of a run itself (exit 1).
 """
 
 
+class ConfigError(ValueError):
+    """A setting a user can get wrong; the CLI prints it on one line and exits with 2."""
+
+
 class CollectorsFailed(RuntimeError):
-    """Ape-X collectors died more often than `distributed.MAX_RESTARTS_PER_COLLECTOR` allows:
+    """Ape-X collectors died more often than `ray_collectors.MAX_RESTARTS_PER_COLLECTOR` allows:
     a bug in the env or the collector, not bad luck. The trainer saves a checkpoint before this
     reaches the user (exit 1)."""
 

@@ -14,7 +14,7 @@ import torch
 
 from widerl.agents import make_agent
 from widerl.agents.base import Agent
-from widerl.config.settings import Config, ConfigError
+from widerl.config import Config, ConfigError
 from widerl.record.checkpoint import load_checkpoint
 
 

@@ -1,4 +1,4 @@
-"""The registry of algorithms (torch-free, so that config.py can list the names).
+"""The registry of algorithms (torch-free, so that config/fields.py can list the names).
 
 Each algorithm is a subclass of agents.base.Agent in a file of its own; adding one is that
 file plus one line here.

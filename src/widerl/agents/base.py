@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 import widerl.replay.generators as generators
-from widerl.config.settings import Config, ConfigError
+from widerl.config import Config, ConfigError
 from widerl.nets.autodiff import Differentiable
 from widerl.nets.bodies import make_body
 from widerl.nets.critic_heads import elementwise_critic_loss, make_head, select_min
@@ -335,7 +335,7 @@ class Agent(nn.Module, abc.ABC):
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One update on a given batch: noise drawn, `_update` run, counter advanced. (The
-        trainer runs the whole learning step, sampling included: learner.LearnStep.)"""
+        trainer runs the whole learning step, sampling included: run/step.py's LearnStep.)"""
         batch, single = by_seed(batch)
         noise = self.draw_noise(batch.obs.shape[1])
         with torch.no_grad():

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from widerl.agents.base import Agent
-from widerl.config.settings import Config, ConfigError
+from widerl.config import Config, ConfigError
 from widerl.replay.buffer import TRANSITION_FIELDS as _FIELDS
 from widerl.replay.buffer import Batch, replay_rows
 

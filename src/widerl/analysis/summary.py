@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from widerl.config.settings import Config
+from widerl.config import Config
 from widerl.nets.bodies.base import Body
 from widerl.nets.ensemble import EnsembleLinear
 from widerl.run.memory import meta_agent

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from widerl.collect.envs import make_vec_env
-from widerl.config.settings import resolve
+from widerl.config import resolve
 from widerl.record.logger import read_metrics
 from widerl.record.names import METRICS
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from widerl.config.settings import ConfigError
+from widerl.config import ConfigError
 
 __all__ = [
     "MANY",

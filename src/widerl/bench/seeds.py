@@ -34,7 +34,7 @@ def _worker(conn: Any, cfg_json: str, seeds: int, obs_dim: int, act_dim: int,
 
     from widerl.agents import make_agent
     from widerl.bench.update import random_replay
-    from widerl.config.settings import from_dict
+    from widerl.config import from_dict
     from widerl.run.step import LearnStep
 
     cfg = from_dict(json.loads(cfg_json))

@@ -38,7 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from widerl.agents import make_agent
 from widerl.agents.base import Agent
 from widerl.bench.peers import ONE, PEERS, count_jax_compiles, make_peer, peer_method
-from widerl.config.settings import Config, resolve
+from widerl.config import Config, resolve
 from widerl.nets.ensemble import EnsembleLinear
 from widerl.replay.buffer import ReplayBuffer
 from widerl.run.step import LearnStep

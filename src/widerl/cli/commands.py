@@ -1,6 +1,6 @@
 """The `widerl` command line: train, eval, summary, bench.
 
-`train`'s flags are generated from the `Config` dataclass (config.py), so every setting has
+`train`'s flags are generated from the `Config` dataclass (config/fields.py), so every setting has
 exactly one declaration, one default and one help text. Errors a user can cause print one
 line naming the value and what is allowed, and exit with status 2 (no traceback).
 """
@@ -23,7 +23,7 @@ from widerl.cli.options import (
     preset_option,
     train_options,
 )
-from widerl.config.settings import (
+from widerl.config import (
     ALGOS,
     ARCHS,
     CRITIC_HEADS,

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from widerl.cli.options import count
-from widerl.config.settings import DEVICES, INT_LIMIT, ConfigError
+from widerl.config import DEVICES, INT_LIMIT, ConfigError
 
 # A 1001 x 1001 grid is a million loss evaluations, hours on a CPU: finer than any figure needs.
 MAX_GRID = 1001

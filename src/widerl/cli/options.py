@@ -1,5 +1,5 @@
 """The command line's options that more than one command shares: every Config field as a
-flag (generated from config.py, so each setting has one declaration, one default and one
+flag (generated from config/fields.py, so each setting has one declaration, one default and one
 help text), --preset, and the whole option set of `widerl train`."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from widerl.config.settings import INT_LIMIT, PRESETS, Config
+from widerl.config import INT_LIMIT, PRESETS, Config
 
 _CLICK_TYPES = {bool: bool, int: int, float: float, str: str}
 

@@ -3,7 +3,8 @@
 
 The same `Collector` runs inline in the learner (`--actors 0`, the paper's "w/o Ape-X") and
 inside every Ray collector process (`--actors N`, Sec. 3.2); where its chunks go is the
-learner's business (`Trainer.ingest`), so both paths fill the replay the same way.
+learner's business (`Intake.add`, through `Trainer.take`), so both paths fill the replay the
+same way.
 """
 
 from __future__ import annotations

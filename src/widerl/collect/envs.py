@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import FlattenObservation, RescaleAction
 
-from widerl.config.settings import ConfigError
+from widerl.config import ConfigError
 
 # DeepMind Control Suite tasks through Gymnasium (shimmy): `dm_control/<domain>-<task>-v0`.
 DMC_PREFIX = "dm_control/"

@@ -33,7 +33,7 @@ from widerl.agents.base import Agent
 from widerl.collect.collector import Chunk, Collector
 from widerl.collect.envs import env_dims, make_vec_env
 from widerl.collect.rayinit import init_ray, owns_local_ray, shutdown_ray
-from widerl.config.settings import Config, from_dict
+from widerl.config import Config, from_dict
 from widerl.errors import CollectorsFailed
 from widerl.replay.buffer import TRANSITION_FIELDS, Batch
 

@@ -5,10 +5,10 @@ branch on how collection happens.
   learner, one env step per update (A.4); with --seeds every seed's actions come from one
   forward pass of the stacked policies.
 - `RaySource` (`--actors N`, Ape-X-like, Sec. 3.2): N Ray collector processes kept busy
-  (distributed.RayCollectors); their chunks are taken in as they arrive and the learner never
+  (ray_collectors.RayCollectors); their chunks are taken in as they arrive and the learner never
   waits for them.
 
-Both hand back `collect.Chunk`s, one list per seed, which the trainer's intakes put into
+Both hand back `collector.Chunk`s, one list per seed, which the trainer's intakes put into
 each seed's replay the same way.
 """
 
@@ -25,7 +25,7 @@ import torch
 from widerl.agents.base import Agent
 from widerl.collect.collector import Chunk, Collector
 from widerl.collect.envs import make_vec_env
-from widerl.config.settings import Config
+from widerl.config import Config
 
 Lanes = list[list[Chunk]]  # chunks per seed, in the run's order of seeds
 
@@ -139,7 +139,7 @@ class InlineSource(Source):
 
 
 class RaySource(Source):
-    """N collector processes on Ray (distributed.RayCollectors), each with a pipeline of
+    """N collector processes on Ray (ray_collectors.RayCollectors), each with a pipeline of
     requests, weights published every --sync-every updates, collection bounded by
     --max-env-per-update."""
 

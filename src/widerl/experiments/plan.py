@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from widerl.config.settings import ConfigError
+from widerl.config import ConfigError
 from widerl.experiments.registry import EXPERIMENTS, Experiment, RunSpec
 from widerl.record.names import CHECKPOINT, CONFIG, LOG, METRICS
 
@@ -208,7 +208,7 @@ def last_grad_step(run_dir: Path) -> int | None:
 
 
 def run_state(run_dir: Path, steps: int) -> str:
-    """done: its metrics reached `steps` (the trainer logs the last update, train.py);
+    """done: its metrics reached `steps` (the trainer logs the last update, run/trainer.py);
     resume: a checkpoint to continue from; restart: a folder a crash left without a
     checkpoint (nothing learned to lose); new: nothing there yet."""
     last = last_grad_step(run_dir)
@@ -303,7 +303,7 @@ def varied(exp: Experiment) -> list[str]:
     """What `exp` studies: the settings among `NAMING` its runs (or their presets) set and
     whose values differ between the runs. A value that differs only as a consequence (an
     algorithm's own default, say) is not among them."""
-    from widerl.config.settings import PRESETS, resolve
+    from widerl.config import PRESETS, resolve
 
     env = exp.envs[0]
     named = {k for spec in exp.runs for k in (*spec.settings, *PRESETS.get(spec.preset or "", {}))}
@@ -321,7 +321,7 @@ def scaled_units(
     factor is 1."""
     if factor == 1.0:
         return {}
-    from widerl.config.settings import resolve
+    from widerl.config import resolve
 
     cfg = resolve({"env": env, **settings}, preset)
     out = {"units": max(1, round(cfg.units * factor))}

@@ -197,7 +197,7 @@ def check_cluster(storage: Path, cpus: float, gpus: float) -> None:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from widerl.config.settings import ConfigError
+    from widerl.config import ConfigError
 
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     fits = [

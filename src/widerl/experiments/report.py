@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from widerl.config.settings import ConfigError
+from widerl.config import ConfigError
 from widerl.experiments import plots, stats
 from widerl.experiments.runs import (
     IGNORED,

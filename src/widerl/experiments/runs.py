@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from widerl.config.settings import Config, ConfigError
+from widerl.config import Config, ConfigError
 from widerl.record.folder import RESUMABLE_OVERRIDES, load_config, read_rows
 from widerl.record.names import CONFIG, METRICS, TB
 

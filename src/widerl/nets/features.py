@@ -1,6 +1,6 @@
 """Feature learners: what the agent sees (z_s for the actor, z_sa for the critics).
 
-The agent never knows which feature learner feeds it (DESIGN.md): it receives an object with
+The agent never knows which feature learner feeds it: it receives an object with
 `s_dim`, `sa_dim`, `state(obs)` and `state_action(z_s, act)`. The trainer drives the learner's
 own training through the same interface, without naming OFENet: `update` (one auxiliary step
 on a batch, returning its loss per seed or None), `pretrain_updates` (steps on the warm-up data

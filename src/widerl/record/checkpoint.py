@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from widerl.config.settings import ConfigError
+from widerl.config import ConfigError
 from widerl.record.names import CHECKPOINT
 
 # 2: networks are ensembles (weights [members, in, out], the critics one module); 1 was

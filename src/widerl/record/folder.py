@@ -11,7 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-from widerl.config.settings import Config, ConfigError, from_dict, validate
+from widerl.config import Config, ConfigError, from_dict, validate
 from widerl.record.names import CHECKPOINT, CONFIG, DIVERGED, LOCK, METRICS, RUN_FILES, SEEDS
 from widerl.record.paths import check_writable, os_message
 

@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from widerl.config.settings import ConfigError
+from widerl.config import ConfigError
 
 
 def os_message(flag: str, path: Path, e: OSError) -> str:

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from widerl.config.settings import Config, ConfigError
+from widerl.config import Config, ConfigError
 from widerl.record.names import SEEDS
 
 MAX_SEEDS = 1_024  # a typo guard: `--seeds 0-99999` would build 100,000 replays

@@ -1,7 +1,7 @@
 """Replay buffer: one preallocated tensor storage, a uniform or a prioritized sampler.
 
 Storage and sampling are separate (the storage x sampler split TorchRL uses): ``TensorStorage``
-(replay_storage.py: each observation stored once) only knows rows and the ring position; a
+(storage.py: each observation stored once) only knows rows and the ring position; a
 sampler only chooses row indices. ``ReplayBuffer`` is the facade the agents use.
 
 Prioritized sampling is the proportional variant of Schaul et al. 2016 ("Prioritized Experience
@@ -248,7 +248,7 @@ class ReplayBuffer:
         reserve: int | None = None,
     ) -> None:
         """`reserve`: rows for next observations that no later transition's observation
-        holds (episode ends, replay_storage.py); by default one per slot, which any data fits.
+        holds (episode ends, storage.py); by default one per slot, which any data fits.
         A run's replay gets ``compact_reserve(capacity)``, 1/64 of it."""
         self.device = _resolve_device(device)
         self.capacity = int(capacity)
@@ -306,7 +306,7 @@ class ReplayBuffer:
         without them new transitions get the running max priority. Ignored when uniform.
 
         Rows may come from several envs, interleaved in any way: which row's observation is
-        another's next observation is found from the values (replay_storage.py).
+        another's next observation is found from the values (storage.py).
         """
         obs_t = torch.as_tensor(obs)
         if obs_t.dim() != 2 or obs_t.shape[0] < 1:

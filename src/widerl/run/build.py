@@ -1,6 +1,6 @@
-"""The composition root: a Config becomes the parts of a run (DESIGN.md). Everything else
-receives its collaborators; only this module decides which feature learner, agent, replay,
-sampler and collection source a configuration means."""
+"""The composition root: a Config becomes the parts of a run (docs/learning-core.md).
+Everything else receives its collaborators; only this module decides which feature learner,
+agent, replay, sampler and collection source a configuration means."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from widerl.agents.base import Agent
 from widerl.collect.envs import env_dims
 from widerl.collect.intake import HOLDOUT_EVERY, HOLDOUT_SIZE, Intake
 from widerl.collect.sources import Source, make_source
-from widerl.config.settings import Config, compiles
+from widerl.config import Config, compiles
 from widerl.nets.feature_learners import make_features
 from widerl.nets.features import FeatureLearner
 from widerl.replay.buffer import ReplayBuffer, compact_reserve

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from widerl.config.settings import ConfigError
+from widerl.config import ConfigError
 
 
 def resolve_device(name: str) -> torch.device:

@@ -10,7 +10,7 @@ import torch
 
 from widerl.agents.base import Agent
 from widerl.collect.envs import MISSING_PACKAGE, first_line, make_env
-from widerl.config.settings import ConfigError
+from widerl.config import ConfigError
 
 
 class Evaluator:

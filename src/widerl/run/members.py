@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from widerl.config.settings import Config, ConfigError
+from widerl.config import Config, ConfigError
 
 
 class Layout:

@@ -3,7 +3,7 @@
 The replay is preallocated in full (`torch.zeros` touches every page), so a capacity that
 does not fit fails only after seconds of allocating, or gets the process killed. This module
 adds up what the Trainer allocates, from the sizes alone and without allocating anything:
-the replay as replay.py lays it out, OFENet's held-out buffer, the weight-version column,
+the replay as replay/buffer.py lays it out, OFENet's held-out buffer, the weight-version column,
 the networks with their gradients and Adam moments and, with --checkpoint-replay, the host
 copy of the replay a checkpoint write holds.
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from widerl.config.settings import Config, ConfigError
+from widerl.config import Config, ConfigError
 from widerl.replay.buffer import compact_reserve, replay_nbytes
 
 VERSION_BYTES = 4  # int32 weight version of each replay slot (Trainer.versions), on the host

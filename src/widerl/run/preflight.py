@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from functools import cache
 
-from widerl.config.settings import Config, ConfigError
+from widerl.config import Config, ConfigError
 
 
 @cache

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from widerl.collect.sources import Lanes
-from widerl.config.settings import Config, ConfigError
+from widerl.config import Config, ConfigError
 from widerl.errors import CollectorsFailed, Diverged, OutputFailed
 from widerl.record.checkpoint import load_checkpoint, pack_run, save_atomic, unpack_run
 from widerl.record.folder import write_config, write_divergence

@@ -1,4 +1,4 @@
-"""The registry of bodies (torch-free, so that config.py can list the names).
+"""The registry of bodies (torch-free, so that config/fields.py can list the names).
 
 A body maps `[E, B, in_dim]` to `[E, B, out_dim]` through `layers` hidden layers of `units`
 units (nets/bodies/base.py); for the residual bodies (simba, bronet) `layers` counts blocks
@@ -16,7 +16,7 @@ BODIES: dict[str, str] = {
     "resnet": "widerl.nets.bodies.resnet:ResNet",
     "d2rl": "widerl.nets.bodies.d2rl:D2RL",
     "densenet": "widerl.nets.bodies.densenet:DenseNet",
-    # Beyond the paper: residual bodies with LayerNorm (README, "Beyond the paper").
+    # Beyond the paper: residual bodies with LayerNorm (docs/paper.md, "Beyond the paper").
     "simba": "widerl.nets.bodies.simba:SimBa",
     "bronet": "widerl.nets.bodies.bronet:BroNet",
 }
@@ -30,5 +30,5 @@ def body_class(name: str) -> Any:
 
 
 def make_body(name: str, members: int, in_dim: int, units: int, layers: int, **kw: Any) -> Any:
-    """The body called `name` (see base.Body for the keyword arguments)."""
+    """The body called `name` (see nets/bodies/base.py for the keyword arguments)."""
     return body_class(name)(members, in_dim, units, layers, **kw)

@@ -1,0 +1,358 @@
+"""Every setting of a training run, in one typed dataclass: each field carries its default,
+its one-line help text (the command line builds its flags and `--help` from these, so the
+documentation lives where the setting is declared) and its allowed range or choices. Types are
+checked when a Config is made (`check_types`); values and their relations in validate.py; the
+presets in presets.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from widerl.agents import ALGORITHMS
+from widerl.errors import ConfigError
+from widerl.nets.bodies import BODIES
+
+ALGOS = tuple(ALGORITHMS)
+ARCHS = tuple(BODIES)
+ACTIVATIONS = ("swish", "relu")
+INITIAL_PRIORITIES = ("td", "max")
+CRITIC_LOSSES = ("mse", "huber")
+CRITIC_HEADS = ("scalar", "c51", "hlgauss")  # nets/critic_heads.py
+LAYERNORM_ARCHS = ("simba", "bronet")  # residual bodies normalised by LayerNorm
+DEVICES = ("auto", "cpu", "cuda")
+COMPILE_MODES = ("auto", "on", "off")
+# --compile auto compiles runs at least this long (benchmarks/README.md: compilation costs
+# 20-90 s on a 2-core CPU and a compiled step is 1.3-1.6x faster, which repays it after
+# 10k-30k updates; the margin covers slower machines and larger networks).
+COMPILE_AUTO_STEPS = 50_000
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class Config:
+    # --- run ---
+    algo: str = _f("sac", "RL algorithm.", choices=ALGOS)
+    env: str = _f("Hopper-v5", "Gymnasium environment id (continuous actions).")
+    seed: int = _f(
+        0, "Root seed; every env, network and sampler seed derives from it.", nonneg=True
+    )
+    steps: int = _f(1_000_000, "Gradient updates to run (the paper's x-axis).", positive=True)
+    warmup: int = _f(
+        10_000,
+        "Env steps of random actions before learning (A.4).",
+        nonneg=True,
+        default_text="10000 for sac, 100000 for td3, 5000 for crossq",
+    )
+    eval_every: int = _f(
+        5_000,
+        "Evaluate every N gradient updates (and after the last). Given explicitly it must not "
+        "exceed --steps; a default or preset value above --steps leaves the evaluations at "
+        "update 0 and the last update.",
+        positive=True,
+    )
+    eval_episodes: int = _f(10, "Episodes per evaluation (deterministic policy).", positive=True)
+    device: str = _f("auto", "Torch device: auto picks cuda when available.", choices=DEVICES)
+    compile: str = _f(
+        "auto",
+        "torch.compile the whole learning step into one graph (a CUDA graph on a GPU): on, "
+        "off, or auto = on for runs of at least 50,000 updates, where the faster step repays "
+        "the compilation (20-90 s before the first update on a CPU).",
+        choices=COMPILE_MODES,
+    )
+    threads: int = _f(
+        0,
+        "Torch CPU threads, at most this machine's CPU count; 0 keeps torch's default (all "
+        "cores). Use 1 when several runs share the CPU: oversubscribed threads stall.",
+        nonneg=True,
+    )
+
+    # --- networks (Sec. 3.3, 4.1, 4.2): one body for actor and critics ---
+    arch: str = _f(
+        "mlp",
+        "Connectivity of actor and critic bodies; simba and bronet are residual bodies with "
+        "LayerNorm (SimBa, Lee et al. 2024; BRO, Nauman et al. 2024).",
+        choices=ARCHS,
+    )
+    units: int = _f(
+        256, "Units per hidden layer (simba, bronet: the width of every block).", positive=True
+    )
+    layers: int = _f(2, "Hidden layers per body (simba, bronet: residual blocks).", positive=True)
+    actor_units: int = _f(
+        0, "Units of the policy's body; 0 = --units (critics and policy alike).", nonneg=True
+    )
+    actor_layers: int = _f(
+        0, "Hidden layers (blocks) of the policy's body; 0 = --layers.", nonneg=True
+    )
+    activation: str = _f("relu", "Hidden activation (swish = x * sigmoid(x)).", choices=ACTIVATIONS)
+    batchnorm: bool = _f(False, "BatchNorm after each hidden Linear (train mode in updates).")
+    critic_head: str = _f(
+        "scalar",
+        "What each critic outputs: scalar = Q, regressed with --critic-loss; c51 = a "
+        "categorical distribution on --atoms points spanning [--v-min, --v-max], trained on "
+        "the projected distributional TD target (Bellemare et al. 2017); hlgauss = a histogram "
+        "of --atoms bins on that interval, trained on a Gaussian around the TD target "
+        "(Farebrother et al. 2024). Q is the distribution's mean; both use cross-entropy.",
+        choices=CRITIC_HEADS,
+    )
+    atoms: int = _f(
+        101, "c51 / hlgauss: support points / bins, at least 2 (FastTD3: 101).", positive=True
+    )
+    v_min: float = _f(
+        -100.0,
+        "c51 / hlgauss: lower end of the value support (Q and TD targets are clipped to it); "
+        "set it to the task's returns: the default fits rewards in [-1, 1] at gamma 0.99.",
+    )
+    v_max: float = _f(100.0, "c51 / hlgauss: upper end of the value support (> --v-min).")
+    hlgauss_sigma: float = _f(
+        0.75,
+        "hlgauss: std of the target Gaussian, in bin widths (Farebrother et al. 2024: 0.75).",
+        low=0.0,
+        open_low=True,
+    )
+    critics: int = _f(
+        2,
+        "Critics per agent, one ensemble evaluated in one pass (2 = the twin critics of "
+        "SAC/TD3); with N > 2 the TD target takes the minimum of a random pair and the actor "
+        "their mean (REDQ).",
+        positive=True,
+    )
+
+    obs_norm: bool = _f(
+        False,
+        "Normalise observations with their running mean and variance (SimBa), updated from "
+        "every batch the learner trains on, frozen when acting; combines with OFENet (its "
+        "input is normalised, its prediction target stays the raw next state).",
+    )
+
+    # --- OFENet (Sec. 3.1, A.1, A.2) ---
+    ofenet_units: int = _f(
+        0,
+        "OFENet: features added by each of phi_s and phi_sa, split evenly "
+        "across its layers (2048 = 8 x 256, Table 2); 0 disables OFENet.",
+        nonneg=True,
+    )
+    ofenet_layers: int = _f(
+        8, "OFENet: DenseNet blocks in each of phi_s and phi_sa.", positive=True
+    )
+    ofenet_target_dim: int = _f(
+        0,
+        "OFENet: predict only the first N dims of s_{t+1} (e.g. without contact forces); 0 = all.",
+        nonneg=True,
+    )
+    ofenet_pretrain: int = _f(
+        10_000,
+        "OFENet: auxiliary updates on the warm-up data before RL updates start.",
+        nonneg=True,
+    )
+
+    # --- shared agent hyperparameters (Sec. 4, A.4) ---
+    gamma: float = _f(0.99, "Discount factor, in [0, 1].", low=0.0, high=1.0)
+    tau: float = _f(
+        0.005, "Target network smoothing coefficient, in (0, 1].", low=0.0, high=1.0, open_low=True
+    )
+    lr: float = _f(
+        3e-4,
+        "Adam learning rate of actor and critics (> 0).",
+        low=0.0,
+        open_low=True,
+        default_text="0.0003 for sac, 0.001 for td3 and crossq",
+    )
+    adam_beta1: float = _f(
+        0.9,
+        "Adam beta1 of actor and critics, in [0, 1) (CrossQ: 0.5).",
+        low=0.0,
+        default_text="0.9, 0.5 for crossq",
+    )
+    weight_decay: float = _f(
+        0.0,
+        "Decoupled weight decay of actor and critics (AdamW: theta -= lr * wd * theta each "
+        "update; SimBa 0.01, BRO 0.0001); >= 0.",
+        low=0.0,
+    )
+    batch_size: int = _f(256, "Minibatch size of each update.", positive=True)
+    critic_loss: str = _f(
+        "mse", "Critic loss; the paper's presets use huber (A.1).", choices=CRITIC_LOSSES
+    )
+    buffer_size: int = _f(
+        1_000_000, "Replay capacity in transitions (at least --batch-size).", positive=True
+    )
+    utd: int = _f(
+        1,
+        "Gradient updates per env step, the update-to-data (replay) ratio (BRO: 10, SimBa: "
+        "2): inline, one env step every N updates; with --actors and no "
+        "--max-env-per-update, collection runs at most 1/N env steps per update ahead.",
+        positive=True,
+    )
+    reset_every: int = _f(
+        0,
+        "Reset the agent every N gradient updates (BRO, after Nikishin et al. 2022): networks "
+        "drawn anew, targets and optimizer state with them, the replay kept (the resets "
+        "column of metrics.csv counts them); 0 = never.",
+        nonneg=True,
+    )
+
+    # --- SAC (Haarnoja et al. 2018) ---
+    alpha_init: float = _f(1.0, "SAC: initial entropy temperature (> 0).", low=0.0, open_low=True)
+    autotune: bool = _f(True, "SAC: tune alpha towards the target entropy.")
+    entropy_target_scale: float = _f(
+        1.0,
+        "SAC: the target entropy is -N x |A| (SAC v2: 1; SimBa and BRO: 0.5); >= 0.",
+        low=0.0,
+    )
+
+    # --- TD3 (Fujimoto et al. 2018) ---
+    policy_noise: float = _f(0.2, "TD3: std of target policy smoothing noise (>= 0).", low=0.0)
+    noise_clip: float = _f(0.5, "TD3: clip of target policy smoothing noise (>= 0).", low=0.0)
+    policy_delay: int = _f(
+        2,
+        "TD3, CrossQ: critic updates per actor (and target) update.",
+        positive=True,
+        default_text="2, 3 for crossq",
+    )
+    expl_noise: float = _f(0.1, "TD3: std of Gaussian exploration noise (>= 0).", low=0.0)
+
+    # --- CrossQ (Bhatt et al. 2024) ---
+    renorm_warmup: int = _f(
+        100_000,
+        "CrossQ: training passes during which each Batch Renormalization layer acts as "
+        "BatchNorm (r = 1, d = 0) while its running statistics settle (CrossQ: 100000).",
+        nonneg=True,
+    )
+
+    # --- prioritized replay (Schaul et al. 2016) ---
+    prioritized: bool = _f(False, "Proportional prioritized replay instead of uniform.")
+    per_alpha: float = _f(0.6, "Prioritized replay: priority exponent alpha (>= 0).", low=0.0)
+    per_beta: float = _f(
+        0.4,
+        "Prioritized replay: initial IS exponent, in [0, 1], annealed to 1.",
+        low=0.0,
+        high=1.0,
+    )
+
+    # --- Ape-X-like distributed collection (Sec. 3.2, A.1, Fig. 11) ---
+    actors: int = _f(
+        0,
+        "Collector processes on Ray, each stepping --envs-per-actor envs with the latest "
+        "weights (paper: 2); 0 collects inline in the learner (the paper's w/o Ape-X).",
+        nonneg=True,
+    )
+    envs_per_actor: int = _f(32, "Envs stepped by each collector (paper: 32).", positive=True)
+    sync_every: int = _f(
+        100, "Publish the learner's weights to the collectors every N updates.", positive=True
+    )
+    initial_priority: str = _f(
+        "td",
+        "Priority of new transitions with --prioritized and --actors > 0: td = the collector's "
+        "own |TD error| (Ape-X), max = the replay's running max.",
+        choices=INITIAL_PRIORITIES,
+    )
+    max_env_per_update: float = _f(
+        0.0,
+        "Bound on collection running ahead of learning: after the warm-up, collected plus "
+        "requested env steps stay within N per update; 0 = unbounded.",
+        low=0.0,
+    )
+    ray_address: str = _f(
+        "",
+        "Ray cluster to join (auto, or HOST:PORT of `ray start --head`); empty starts Ray "
+        "on this machine and shuts it down at the end.",
+        default_text="none (a private Ray on this machine)",
+    )
+    collector_wait: float = _f(
+        300.0,
+        "Seconds the learner waits with no collector running (all lost, e.g. with a node, "
+        "and none placed again for want of resources) before it saves a checkpoint and stops "
+        "with exit status 1; learning pauses meanwhile.",
+        low=0.0,
+        open_low=True,
+    )
+
+    # --- output ---
+    out: str = _f(
+        "",
+        "Run folder.",
+        default_text="a folder under runs/ named by env, algo, arch, units x layers and seed, "
+        "e.g. runs/Hopper-v5-sac-mlp-256x2-s0",
+    )
+    checkpoint_replay: bool = _f(False, "Store the replay buffer in checkpoints (exact resume).")
+    progress: bool = _f(True, "Show a progress bar.")
+
+    def __post_init__(self) -> None:
+        check_types(self)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+INT_LIMIT = 2**63 - 1  # the largest integer torch and numpy count with (int64)
+FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32 (the networks' type)
+
+
+def check_types(cfg: Config) -> None:
+    """ConfigError naming the first setting whose value is not of its type (an int where a
+    float belongs is taken as that float; a bool is no int), or an integer beyond int64."""
+    for f in dataclasses.fields(cfg):
+        value, want = getattr(cfg, f.name), type(f.default)
+        if want is float and type(value) is int:
+            setattr(cfg, f.name, float(value))
+            continue
+        if type(value) is not want:
+            raise ConfigError(f"{f.name} must be {_TYPE_WORDS[want]}, got {value!r}")
+        if want is int and abs(value) > INT_LIMIT:
+            flag = "--" + f.name.replace("_", "-")
+            raise ConfigError(f"{flag} {value} is beyond the largest integer, {INT_LIMIT}")
+
+
+def _checked_init(init: Any) -> Any:
+    """Config(...) with a key that is no setting: ConfigError with the close matches, not
+    dataclasses' TypeError."""
+
+    def __init__(self: Config, *args: Any, **kwargs: Any) -> None:
+        check_keys(kwargs, "Config")
+        init(self, *args, **kwargs)
+
+    __init__.__doc__ = init.__doc__
+    return __init__
+
+
+def check_keys(values: Collection[str], where: str) -> None:
+    """ConfigError for the first key that is not a setting, with the settings it is close to."""
+    names = [f.name for f in dataclasses.fields(Config)]
+    for key in values:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=3)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise ConfigError(f"{where}: {key!r} is not a setting{hint}")
+
+
+Config.__init__ = _checked_init(Config.__init__)  # type: ignore[method-assign]
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(Config)]
+
+
+def compiles(cfg: Config) -> bool:
+    """Whether the run's learning step is torch.compile'd (--compile)."""
+    return cfg.compile == "on" or (cfg.compile == "auto" and cfg.steps >= COMPILE_AUTO_STEPS)
+
+
+def default_out(cfg: Config) -> Path:
+    return Path("runs") / f"{cfg.env}-{cfg.algo}-{cfg.arch}-{cfg.units}x{cfg.layers}-s{cfg.seed}"
+
+
+def from_dict(d: dict[str, Any]) -> Config:
+    """Rebuild a Config from a run's config.json, ignoring keys a newer version dropped."""
+    names = set(field_names())
+    return Config(**{k: v for k, v in d.items() if k in names})

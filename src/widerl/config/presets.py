@@ -1,0 +1,211 @@
+"""The named presets and per-algorithm defaults, and `resolve`: a Config from defaults, a
+preset and explicit overrides, in three layers (lowest first):
+  1. the dataclass defaults (fields.py), with the per-algorithm values of `ALGO_DEFAULTS`;
+  2. a preset (`--preset NAME`), see `PRESETS`;
+  3. flags given explicitly on the command line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from widerl.config.fields import ALGOS, Config, check_keys
+from widerl.config.validate import validate
+from widerl.errors import ConfigError
+
+# Values that differ between the algorithms' original papers (A.4): applied before presets.
+ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sac": {"warmup": 10_000, "lr": 3e-4},
+    # TD3 paper: Adam 1e-3; batch 256 instead of 100 as in this paper (A.4).
+    "td3": {"warmup": 100_000, "lr": 1e-3},
+    # CrossQ (Bhatt et al. 2024, App. "hyperparameters"; the authors' train.py): Adam lr 1e-3
+    # with beta1 0.5, policy delay 3, 5000 random steps before learning.
+    "crossq": {"warmup": 5_000, "lr": 1e-3, "adam_beta1": 0.5, "policy_delay": 3},
+}
+
+# The paper's agents (Sec. 4.2, Table 2). S/M/L widths; DenseNet, Swish, Huber (A.1, A.2).
+_PAPER = {
+    "arch": "densenet",
+    "layers": 2,
+    "activation": "swish",
+    "critic_loss": "huber",
+    "ofenet_layers": 8,
+}
+PRESETS: dict[str, dict[str, Any]] = {
+    # Plain SAC / TD3 of the original papers: 2 x 256 MLP, ReLU, MSE (Table 2 "Original").
+    "paper-original": {
+        "arch": "mlp",
+        "units": 256,
+        "layers": 2,
+        "activation": "relu",
+        "critic_loss": "mse",
+    },
+    "paper-S": {**_PAPER, "units": 256, "ofenet_units": 256},
+    "paper-M": {**_PAPER, "units": 1024, "ofenet_units": 1024},
+    "paper-L": {**_PAPER, "units": 2048, "ofenet_units": 2048},
+    # The "OFENet" column of Table 1 (Ota et al. 2020): the original agents (2 x 256 MLP,
+    # ReLU, MSE) fed by an OFENet whose phi_s and phi_sa each add 240 features over 6
+    # DenseNet layers (40 units each; Humanoid: 8 layers of 30). Source: the settings in the
+    # authors' code release (Hopper, Walker2d, Humanoid); HalfCheetah's and Ant's were not
+    # found, so they use the 6-layer setting. TD3 there used 400-300 hidden units; our bodies
+    # have one width, so TD3 keeps 2 x 256 as in `paper-original`.
+    "paper-ofenet": {
+        "arch": "mlp",
+        "units": 256,
+        "layers": 2,
+        "activation": "relu",
+        "critic_loss": "mse",
+        "ofenet_units": 240,
+        "ofenet_layers": 6,
+    },
+    # `make demo`: the paper's full method at a small size (OFENet + DenseNet agent + 2
+    # collector processes on prioritized replay) that learns InvertedPendulum-v5 in about
+    # 10 minutes on 2 CPU cores. Collection may run at most 4 env steps per update ahead, so
+    # the collectors do not starve the learner of the 2 cores.
+    "demo": {
+        **_PAPER,
+        "env": "InvertedPendulum-v5",
+        "units": 256,
+        "ofenet_units": 64,
+        "ofenet_layers": 4,
+        "ofenet_pretrain": 1_000,
+        "steps": 10_000,
+        "warmup": 2_000,
+        "eval_every": 1_000,
+        "eval_episodes": 5,
+        "actors": 2,
+        "envs_per_actor": 4,
+        "prioritized": True,
+        "max_env_per_update": 4.0,
+        "threads": 1,
+    },
+    # --- beyond the paper (docs/paper.md, "Beyond the paper: modern bodies, heads, CrossQ") ---
+    # SimBa + SAC (Lee et al. 2024, Sec. 5 and App. "hyperparameters"; values as in the
+    # authors' release, configs/agent/sac_simba.yaml and configs/base.yaml).
+    "simba": {
+        "algo": "sac",
+        "arch": "simba",
+        "units": 512,  # critic hidden dim 512 ...
+        "layers": 2,  # ... in 2 residual blocks
+        "actor_units": 128,  # actor hidden dim 128 ...
+        "actor_layers": 1,  # ... in 1 block
+        "activation": "relu",  # the blocks' MLP: Linear(d, 4d) -> ReLU -> Linear(4d, d)
+        "obs_norm": True,  # running-statistics observation normalisation (RSNorm)
+        "lr": 1e-4,  # actor, critic and temperature learning rate
+        "weight_decay": 1e-2,  # AdamW for actor and critic (temperature: none)
+        "alpha_init": 0.01,  # initial temperature
+        "entropy_target_scale": 0.5,  # target entropy -|A| / 2
+        "utd": 2,  # two updates per env step
+        "batch_size": 256,
+        "warmup": 5_000,  # random transitions before learning
+        "buffer_size": 1_000_000,
+        "tau": 0.005,
+        "critic_loss": "mse",
+        # SimBa's discount is a heuristic of the episode length (from TD-MPC2): 0.99 for its
+        # benchmark's 1000-step DMC tasks at action repeat 2; widerl repeats no actions.
+        "gamma": 0.99,
+    },
+    # BRO (Nauman et al. 2024, Sec. 3 and App. "hyperparameters"; values as in the authors'
+    # release: train_parallel.py, configs/bro_default.py, jaxrl/bro/bro_learner.py).
+    # Left out: BRO's optimistic exploration (a second, optimistic policy for acting with
+    # its adjusted KL and optimism parameters) and with it its risk-neutral TD target (the
+    # critics' mean, "pessimism 0"): widerl keeps SAC's clipped double-Q minimum.
+    "bro": {
+        "algo": "sac",
+        "arch": "bronet",
+        "units": 512,  # critic BroNet width 512 ...
+        "layers": 2,  # ... 2 residual blocks ("depth 2")
+        "actor_units": 256,  # actor BroNet width 256 ...
+        "actor_layers": 1,  # ... 1 block
+        "activation": "relu",
+        "lr": 3e-4,  # actor, critic and temperature
+        "weight_decay": 1e-4,  # AdamW (optax's default decay, which BRO keeps)
+        "alpha_init": 1.0,
+        "entropy_target_scale": 0.5,  # target entropy -|A| / 2
+        "utd": 10,  # replay ratio 10 ("BRO (fast)": 2, with a single early reset)
+        # BRO resets everything at env steps 15k, 50k, 250k, 500k, 750k, 1M, ...; widerl's
+        # schedule is periodic, in updates: every 250k env steps at replay ratio 10 (the two
+        # early resets are not reproduced).
+        "reset_every": 2_500_000,
+        "batch_size": 128,
+        "warmup": 2_500,
+        "buffer_size": 1_000_000,
+        "tau": 0.005,
+        "gamma": 0.99,
+        # BRO's critic is distributional: 100 quantiles with the quantile Huber loss. widerl
+        # has no quantile head; it uses HL-Gauss's classification critic on 101 bins
+        # (Farebrother et al. 2024), whose support must cover the task's soft Q values:
+        # per task below, else --v-min / --v-max (the default fits DMC's rewards in [0, 1]).
+        "critic_head": "hlgauss",
+        "atoms": 101,
+    },
+    # CrossQ (Bhatt et al. 2024, Sec. 4 and App. "hyperparameters"; the authors' train.py).
+    "crossq": {
+        "algo": "crossq",
+        "arch": "mlp",
+        "units": 2048,  # wide critics: 2 x 2048 ...
+        "layers": 2,
+        "actor_units": 256,  # ... and a 2 x 256 policy
+        "actor_layers": 2,
+        "activation": "relu",
+        "lr": 1e-3,  # actor, critic and temperature
+        "adam_beta1": 0.5,  # actor and critic
+        "policy_delay": 3,
+        "utd": 1,
+        "renorm_warmup": 100_000,  # Batch Renormalization acts as BatchNorm for 100k passes
+        "batch_size": 256,
+        "warmup": 5_000,
+        "buffer_size": 1_000_000,
+        "gamma": 0.99,
+        "critic_loss": "mse",
+    },
+}
+
+
+# Per-task values applied with a preset, before explicit flags, keyed by the id's base name.
+# OFENet predicts s_{t+1} without the contact forces (Ota et al. 2020 predict Ant-v2's first 27
+# and Humanoid-v2's first 292 dims); in -v5 those are Ant's first 27 of 105 and Humanoid's
+# first 270 of 348 dims (REFERENCE.md).
+_OFENET_TARGETS = {"Ant": {"ofenet_target_dim": 27}, "Humanoid": {"ofenet_target_dim": 270}}
+# The value support of the bro preset's HL-Gauss critic on the MuJoCo tasks: soft Q at gamma
+# 0.99 is about (reward per step + entropy bonus) / (1 - gamma); the bounds leave headroom
+# over the per-step rewards of strong agents on -v5 (widerl's choice, not BRO's).
+_BRO_SUPPORT = {
+    "Hopper": {"v_min": -100.0, "v_max": 600.0},
+    "Walker2d": {"v_min": -100.0, "v_max": 800.0},
+    "HalfCheetah": {"v_min": -300.0, "v_max": 1_800.0},
+    "Ant": {"v_min": -200.0, "v_max": 1_000.0},
+    "Humanoid": {"v_min": -100.0, "v_max": 1_200.0},
+}
+PRESET_TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "bro": _BRO_SUPPORT,
+    "paper-S": _OFENET_TARGETS,
+    "paper-M": _OFENET_TARGETS,
+    "paper-L": _OFENET_TARGETS,
+    "paper-ofenet": {
+        "Ant": {"ofenet_target_dim": 27},
+        "Humanoid": {"ofenet_target_dim": 270, "ofenet_layers": 8},
+    },
+}
+
+
+def task_name(env_id: str) -> str:
+    """'Ant-v5' -> 'Ant'."""
+    return env_id.rsplit("-v", 1)[0]
+
+
+def resolve(overrides: dict[str, Any], preset: str | None = None) -> Config:
+    """Build a Config from algorithm defaults, a preset and explicit overrides (in that order)."""
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    check_keys(overrides, "resolve")
+    layered: dict[str, Any] = dict(PRESETS.get(preset, {})) if preset else {}
+    algo = overrides.get("algo", layered.get("algo", Config.algo))
+    if algo not in ALGOS:
+        raise ConfigError(f"unknown algo {algo!r}; choose from {', '.join(ALGOS)}")
+    env = overrides.get("env", layered.get("env", Config.env))
+    per_task = PRESET_TASK_DEFAULTS.get(preset or "", {}).get(task_name(env), {})
+    values = {**ALGO_DEFAULTS[algo], **layered, **per_task, **overrides}
+    cfg = Config(**values)
+    validate(cfg, given=overrides)
+    return cfg

@@ -1,0 +1,111 @@
+"""Values and their relations: every setting that cannot work is refused before anything is
+allocated or written, with a ConfigError naming the value and what is allowed. Checks that need
+the env's sizes or this machine are in run/preflight.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Collection
+
+from widerl.config.fields import FLOAT32_MAX, LAYERNORM_ARCHS, Config
+from widerl.errors import ConfigError
+
+
+def _range_text(low: float | None, high: float | None, open_low: bool) -> str:
+    if high is None:
+        return f"{'>' if open_low else '>='} {low:g}"
+    return f"in {'(' if open_low else '['}{low:g}, {high:g}]"
+
+
+def validate(cfg: Config, given: Collection[str] = ()) -> None:
+    """Refuse every setting that cannot work, before anything is allocated or written: a
+    ConfigError naming the value and what is allowed. `given` are the fields the user set
+    explicitly (some relations only bind those; see --eval-every). Checks that need the
+    env's sizes or this machine are in `preflight.py`."""
+    for f in dataclasses.fields(Config):
+        value = getattr(cfg, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"{flag} {value!r} is not one of {', '.join(choices)}")
+        if f.metadata.get("positive") and value <= 0:
+            raise ConfigError(f"{flag} must be a positive integer, got {value}")
+        if f.metadata.get("nonneg") and value < 0:
+            raise ConfigError(f"{flag} must be >= 0, got {value}")
+        if isinstance(f.default, float):
+            low, high = f.metadata.get("low"), f.metadata.get("high")
+            open_low = bool(f.metadata.get("open_low"))
+            allowed = "a finite number" if low is None else _range_text(low, high, open_low)
+            if not math.isfinite(value):
+                also = "" if low is None else f" {allowed}"
+                raise ConfigError(f"{flag} must be a finite number{also}, got {value}")
+            too_low = low is not None and (value <= low if open_low else value < low)
+            if too_low or (high is not None and value > high):
+                raise ConfigError(f"{flag} must be {allowed}, got {value}")
+    if cfg.buffer_size < cfg.batch_size:
+        # The warm-up waits for one batch in the replay: it would wait forever.
+        raise ConfigError(
+            f"--buffer-size {cfg.buffer_size} is smaller than --batch-size {cfg.batch_size}: "
+            f"the replay could never hold one batch; use --buffer-size >= {cfg.batch_size}"
+        )
+    if cfg.batch_size < 2 and (cfg.batchnorm or cfg.ofenet_units):
+        # BatchNorm in train mode needs two samples per feature (OFENet always has it, A.1).
+        what = "--batchnorm" if cfg.batchnorm else "OFENet (--ofenet-units > 0, BatchNorm)"
+        raise ConfigError(f"--batch-size {cfg.batch_size} is too small for {what}; use >= 2")
+    if "eval_every" in given and cfg.eval_every > cfg.steps:
+        raise ConfigError(
+            f"--eval-every {cfg.eval_every} is larger than --steps {cfg.steps}, so its period "
+            f"never comes round (only updates 0 and {cfg.steps} would be evaluated); use "
+            f"--eval-every <= {cfg.steps}"
+        )
+    if cfg.ray_address and not cfg.actors:
+        raise ConfigError(
+            f"--ray-address {cfg.ray_address!r} needs --actors > 0 (collectors run on Ray)"
+        )
+    validate_modern(cfg, given)
+    if cfg.ofenet_units and cfg.ofenet_units % cfg.ofenet_layers:
+        raise ConfigError(
+            f"--ofenet-units {cfg.ofenet_units} must split evenly across "
+            f"--ofenet-layers {cfg.ofenet_layers}"
+        )
+
+
+def validate_modern(cfg: Config, given: Collection[str] = ()) -> None:
+    """The relations of the options beyond the paper (bodies, critic heads, CrossQ)."""
+    if cfg.adam_beta1 >= 1.0:
+        raise ConfigError(f"--adam-beta1 must be in [0, 1), got {cfg.adam_beta1}")
+    if cfg.arch in LAYERNORM_ARCHS and cfg.batchnorm:
+        raise ConfigError(
+            f"--arch {cfg.arch} normalises with LayerNorm; it does not take --batchnorm"
+        )
+    if cfg.critic_head != "scalar":
+        if cfg.atoms < 2:
+            raise ConfigError(f"--atoms must be at least 2 for --critic-head {cfg.critic_head}")
+        if not cfg.v_min < cfg.v_max:
+            raise ConfigError(f"--v-min {cfg.v_min:g} must be smaller than --v-max {cfg.v_max:g}")
+        if not cfg.v_max - cfg.v_min < FLOAT32_MAX:
+            raise ConfigError(
+                f"--v-min {cfg.v_min:g} to --v-max {cfg.v_max:g} spans more than float32 holds "
+                f"(the support's type, at most {FLOAT32_MAX:.3g}); use a narrower support"
+            )
+        if "critic_loss" in given and cfg.critic_loss != "mse":
+            raise ConfigError(
+                f"--critic-loss {cfg.critic_loss} applies to --critic-head scalar; "
+                f"{cfg.critic_head} trains with cross-entropy"
+            )
+    if cfg.algo == "crossq":
+        if cfg.arch != "mlp":
+            raise ConfigError(
+                f"--algo crossq builds MLPs with Batch Renormalization; --arch {cfg.arch} "
+                "is not supported with it (use --arch mlp)"
+            )
+        if cfg.batchnorm:
+            raise ConfigError(
+                "--algo crossq always normalises with Batch Renormalization; drop --batchnorm"
+            )
+        if cfg.batch_size < 2:
+            raise ConfigError(
+                f"--batch-size {cfg.batch_size} is too small for CrossQ's Batch "
+                "Renormalization; use >= 2"
+            )
