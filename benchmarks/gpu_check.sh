@@ -15,8 +15,8 @@
 # (QUICK=1 makes every step tiny).
 #
 # What it runs, in order (each step's output in its own file under $OUT):
-#   1. the CUDA tests: tests/test_devices.py (update numerics against the CPU, resets, the
-#      memory check, the device matrix) and tests/test_replay.py;
+#   1. the CUDA tests: tests/run/test_devices.py (update numerics against the CPU, resets, the
+#      memory check, the device matrix) and tests/replay/test_replay.py;
 #   2. benchmarks/cuda_step.py for SAC 256x2 (paper-original), TD3 256x2, paper-S and paper-L
 #      at Ant-v5's sizes: the step's parameters against the CPU's to 1e-4 (TF32 off), then
 #      updates/s, compile seconds and peak memory eager, with CUDA graphs (reduce-overhead)
@@ -66,7 +66,7 @@ torch.cuda.get_device_name() if torch.cuda.is_available() else '-', \
     fi
 
     # 1. Every device-parametrized test and the CUDA replay tests.
-    "$py" -m pytest -q -p no:cacheprovider tests/test_devices.py tests/test_replay.py -rs \
+    "$py" -m pytest -q -p no:cacheprovider tests/run/test_devices.py tests/replay/test_replay.py -rs \
         2>&1 | tee "$out/tests.txt" || true
 
     # 2. The step on the device: numerics against the CPU, speed and memory per compile mode.

@@ -146,16 +146,16 @@ class Unavailable(Exception):
 _BOOT = """
 import ctypes, importlib, json, os, sys
 ctypes.CDLL(sys.argv[1], mode=os.RTLD_GLOBAL)
-sys.path.insert(0, sys.argv[2])
+sys.path[:0] = [sys.argv[2], *(os.path.join(sys.argv[2], d) for d in os.listdir(sys.argv[2]))]
 module, name = sys.argv[3].split(":")
 getattr(importlib.import_module(module), name)(**json.loads(sys.argv[4]))
 """
 
 
 def run_checks(target: str, timeout: float = 600, **kwargs: Any) -> subprocess.CompletedProcess:
-    """Run `module:function(**kwargs)` (a module under tests/) in a fresh interpreter with the
-    shim loaded; its exit status and output come back. `Unavailable` where fake CUDA cannot
-    run."""
+    """Run `module:function(**kwargs)` (a module in tests/ or one of its folders) in a fresh
+    interpreter with the shim loaded; its exit status and output come back. `Unavailable`
+    where fake CUDA cannot run."""
     shim = build_shim()
     tests = str(Path(__file__).resolve().parent)
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}

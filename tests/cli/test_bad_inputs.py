@@ -4,7 +4,7 @@ with its cause and the resume command), no traceback, and nothing that was there
 changed, nothing new written.
 
 Each case runs in a sandbox copied from a set of prepared folders (`SANDBOX`), is classified
-(`classify`), and the test asserts "clean". `python tests/test_bad_inputs.py` prints how many
+(`classify`), and the test asserts "clean". `python tests/cli/test_bad_inputs.py` prints how many
 cases fall in each class, by command, without asserting: the counts in the issue's report.
 """
 

@@ -170,7 +170,7 @@ def test_update_anatomy_benchmark_splits_an_update() -> None:
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).parents[1] / "benchmarks" / "update_anatomy.py"
+    path = Path(__file__).parents[2] / "benchmarks" / "update_anatomy.py"
     spec = importlib.util.spec_from_file_location("update_anatomy", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

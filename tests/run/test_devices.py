@@ -253,7 +253,7 @@ def trained_run(out: Path, trained_on: str) -> Path:
 def test_a_run_trained_on_either_device_evaluates_loads_resumes_and_reports_on_the_cpu(
     trained_on: str, tmp_path: Path
 ) -> None:
-    """The CPU side of the device matrix (tests/test_fake_cuda.py has the cuda side). A CUDA
+    """The CPU side of the device matrix (tests/run/test_fake_cuda.py has the cuda side). A CUDA
     run's generator states cannot be set on CPU generators: they seed them, the same way every
     time, so two resumes of one checkpoint write the same rows."""
     from widerl.policy import load_policy

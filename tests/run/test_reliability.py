@@ -29,7 +29,7 @@ from widerl.config import resolve
 from widerl.record.logger import TIMING_COLUMNS, MetricMeans
 from widerl.run.signals import StopSignals
 
-HOOK = Path(__file__).with_name("hooked_train.py")
+HOOK = Path(__file__).parents[1] / "hooked_train.py"
 TINY = ["--units", "16", "--layers", "2", "--batch-size", "32", "--eval-episodes", "2"]
 TINY += ["--no-progress", "--compile=off"]  # some runs are 1M updates, stopped early
 RUN = ["--env", "Pendulum-v1", "--warmup", "60", "--eval-every", "50", "--steps", "150"]
