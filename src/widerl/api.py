@@ -55,10 +55,10 @@ def prepare_resume(
     run_dir: Path, given: dict[str, Any], lock: Callable[[Path, str], None]
 ) -> Started:
     """Check and lock `run_dir` for `--resume` with the overrides `given`."""
+    from widerl.collect.envs import check_stored_env
     from widerl.record.checkpoint import load_checkpoint
     from widerl.record.folder import (
         check_continuable,
-        check_stored_env,
         clear_outputs,
         load_config,
         merge_resume,
@@ -83,7 +83,7 @@ def prepare_resume(
         )
     cfg = merge_resume(stored, given, run_dir)
     check_continuable(run_dir)  # rows without a checkpoint are not a run to start afresh
-    check_stored_env(cfg, run_dir, "--resume")
+    check_stored_env(cfg.env, run_dir, "--resume")
     preflight(cfg)  # before the checkpoint takes its share of the memory
     _refuse_unreachable_ray(cfg.ray_address)  # before writing
     ckpt = None

@@ -53,12 +53,12 @@ class Policy:
 
 def load_policy(run_dir: str | Path, device: str = "cpu") -> Policy:
     """The policy of the run in `run_dir` (any run folder: finished, stopped or resumed)."""
-    from widerl.collect.envs import make_env
-    from widerl.record.folder import check_stored_env, load_config
+    from widerl.collect.envs import check_stored_env, make_env
+    from widerl.record.folder import load_config
 
     run_dir = Path(run_dir)
     cfg = load_config(run_dir, "load_policy")
-    check_stored_env(cfg, run_dir, "load_policy")
+    check_stored_env(cfg.env, run_dir, "load_policy")
     dev = torch.device(device)
     state = load_checkpoint(run_dir, map_location=dev)
     env = make_env(cfg.env)

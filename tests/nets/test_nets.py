@@ -3,7 +3,8 @@ import torch
 
 from widerl.analysis.summary import count, network_tables
 from widerl.config import LAYERNORM_ARCHS, resolve
-from widerl.nets.bodies import BODIES, make_body
+from widerl.config.registries import REGISTRIES
+from widerl.nets.bodies import make_body
 from widerl.nets.ensemble import EnsembleLinear, reset_members
 from widerl.nets.norms import EnsembleBatchNorm
 
@@ -158,7 +159,7 @@ def test_ensemble_init_matches_torch_linear_bounds_and_is_per_seed() -> None:
     assert torch.equal(both.weight[2:], alone.weight) and torch.equal(both.bias[2:], alone.bias)
 
 
-@pytest.mark.parametrize("arch", sorted(BODIES))
+@pytest.mark.parametrize("arch", sorted(REGISTRIES["arch"]))
 def test_members_never_mix(arch: str) -> None:
     """Member e's output depends on member e's input and parameters only (with BatchNorm,
     except for the LayerNorm bodies, which take none)."""

@@ -35,7 +35,6 @@ from widerl.nets.feature_learners import make_features
 from widerl.nets.features import FeatureLearner
 from widerl.nets.heads import CriticEnsemble
 from widerl.nets.optim import Adam, soft_update
-from widerl.record.checkpoint import check_fits
 from widerl.replay.buffer import Batch
 
 Noise = dict[str, torch.Tensor]
@@ -432,6 +431,33 @@ class Agent(nn.Module, abc.ABC):
                 self.update_gens + self.act_gens, gens["update"] + gens["act"], strict=True
             ):
                 generators.restore_generator(g, s)
+
+
+def check_fits(expected: dict[str, torch.Tensor], stored: dict[str, Any], where: str) -> None:
+    """ConfigError unless `stored` has exactly the tensors of `expected`, with their shapes:
+    the checkpoint `where` was written by a run with other settings than its config.json."""
+    head = f"{where} does not fit its config.json"
+    tail = "the config and the checkpoint do not belong together"
+    for name, tensor in expected.items():
+        want = tuple(tensor.shape)
+        if name not in stored:
+            raise ConfigError(
+                f"{head}: tensor {name} {want} of the networks config.json describes is not in "
+                f"the checkpoint; {tail}"
+            )
+        have = tuple(getattr(stored[name], "shape", ()))
+        if have != want:
+            raise ConfigError(
+                f"{head}: tensor {name} has shape {have} in the checkpoint but {want} in the "
+                f"networks config.json describes; {tail}"
+            )
+    extra = [k for k in stored if k not in expected]
+    if extra:
+        more = f" and {len(extra) - 1} more" if len(extra) > 1 else ""
+        raise ConfigError(
+            f"{head}: the checkpoint holds tensor {extra[0]}{more}, which the networks "
+            f"config.json describes do not have; {tail}"
+        )
 
 
 def matching(target: nn.Module, online: Differentiable, prefix: str) -> list[torch.Tensor]:

@@ -22,15 +22,15 @@ def load_run(
     """Config, trained agent and the raw checkpoint of `run_dir` (`widerl eval` and
     `widerl landscape`); `arg` names the folder in messages as the user typed it."""
     from widerl.agents import make_agent
-    from widerl.collect.envs import env_dims
+    from widerl.collect.envs import check_stored_env, env_dims
     from widerl.record.checkpoint import load_checkpoint
-    from widerl.record.folder import check_stored_env, load_config
+    from widerl.record.folder import load_config
     from widerl.record.names import CHECKPOINT
 
     run_dir = Path(run_dir)
     cfg = load_config(run_dir, arg)
     state = load_checkpoint(run_dir, map_location=device)
-    check_stored_env(cfg, run_dir, arg)
+    check_stored_env(cfg.env, run_dir, arg)
     obs_dim, act_dim = env_dims(cfg.env)
     agent = make_agent(cfg, obs_dim, act_dim, device)
     agent.load_checkpoint_state(state["agent"], where=f"{CHECKPOINT} in {str(run_dir)!r}")

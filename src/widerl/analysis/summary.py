@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from widerl.agents import meta_agent
 from widerl.config import Config
 from widerl.nets.bodies.base import Body
 from widerl.nets.ensemble import EnsembleLinear
-from widerl.run.memory import meta_agent
 
 
 def count(module: nn.Module, members: int = 1) -> int:

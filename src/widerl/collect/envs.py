@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -79,6 +80,15 @@ def check_env_id(env_id: str) -> None:
             )
     finally:
         env.close()
+
+
+def check_stored_env(env_id: str, run_dir: Path, arg: str) -> None:
+    """The env a run's config.json names is one this machine can make (ConfigError naming the
+    folder: the user did not type it)."""
+    try:
+        check_env_id(env_id)
+    except ConfigError as e:
+        raise ConfigError(f"{arg} {str(run_dir)!r}: the env its config.json names: {e}") from None
 
 
 def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:

@@ -25,7 +25,7 @@ import torch
 from widerl.agents.base import Agent
 from widerl.collect.collector import Chunk, Collector
 from widerl.collect.envs import make_vec_env
-from widerl.config import Config
+from widerl.config import Config, registries
 
 Lanes = list[list[Chunk]]  # chunks per seed, in the run's order of seeds
 
@@ -73,6 +73,11 @@ class Source(abc.ABC):
 
 class InlineSource(Source):
     """One env per seed in the learner's process, one env step per learning step."""
+
+    @classmethod
+    def from_config(cls, cfg: Config, seeds: list[dict[str, int]], device: torch.device
+                    ) -> InlineSource:  # fmt: skip
+        return cls(cfg, [s["collect"] for s in seeds], device)
 
     def __init__(self, cfg: Config, seeds: list[int], device: torch.device) -> None:
         self.cfg, self.device = cfg, device
@@ -143,6 +148,13 @@ class RaySource(Source):
     requests, weights published every --sync-every updates, collection bounded by
     --max-env-per-update."""
 
+    @classmethod
+    def from_config(cls, cfg: Config, seeds: list[dict[str, int]], device: torch.device
+                    ) -> RaySource:  # fmt: skip
+        if len(seeds) != 1:  # cli refuses --actors with several seeds
+            raise ValueError("Ray collectors serve a single seed")
+        return cls(cfg, seeds[0]["actors"])
+
     def __init__(self, cfg: Config, seed: int) -> None:
         self.cfg, self.seed = cfg, seed
         self.remote: Any = None
@@ -200,9 +212,7 @@ class RaySource(Source):
 
 def make_source(cfg: Config, seeds: list[dict[str, int]], device: torch.device) -> Source:
     """The source of a run whose seeds' streams are `seeds` (build.derive_seeds, one per
-    seed); Ray collectors serve one seed (cli refuses --actors with several)."""
-    if cfg.actors:
-        if len(seeds) != 1:
-            raise ValueError("Ray collectors serve a single seed")
-        return RaySource(cfg, seeds[0]["actors"])
-    return InlineSource(cfg, [s["collect"] for s in seeds], device)
+    seed): Ray collectors with --actors > 0, else the learner's own envs (registered as
+    `source` in config/registries.py)."""
+    name = "ray" if cfg.actors else "inline"
+    return registries.load("source", name).from_config(cfg, seeds, device)

@@ -15,16 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from widerl.agents import ALGORITHMS
+from widerl.config.registries import names
 from widerl.errors import ConfigError
-from widerl.nets.bodies import BODIES
 
-ALGOS = tuple(ALGORITHMS)
-ARCHS = tuple(BODIES)
+ALGOS = names("algo")
+ARCHS = names("arch")
 ACTIVATIONS = ("swish", "relu")
 INITIAL_PRIORITIES = ("td", "max")
 CRITIC_LOSSES = ("mse", "huber")
-CRITIC_HEADS = ("scalar", "c51", "hlgauss")  # nets/critic_heads.py
+CRITIC_HEADS = names("critic_head")
 LAYERNORM_ARCHS = ("simba", "bronet")  # residual bodies normalised by LayerNorm
 DEVICES = ("auto", "cpu", "cuda")
 COMPILE_MODES = ("auto", "on", "off")

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-HEADS = ("scalar", "c51", "hlgauss")
+from widerl.config import registries
 
 
 def elementwise_critic_loss(kind: str, q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -41,6 +41,10 @@ class ScalarHead:
 
     out_dim = 1
     name = "scalar"
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> ScalarHead:
+        return cls(cfg.critic_loss)
 
     def __init__(self, kind: str = "mse") -> None:
         self.kind = kind
@@ -103,6 +107,10 @@ class C51Head(_Categorical):
 
     name = "c51"
 
+    @classmethod
+    def from_config(cls, cfg: Any) -> C51Head:
+        return cls(cfg.atoms, cfg.v_min, cfg.v_max)
+
     def points(self, like: torch.Tensor) -> torch.Tensor:
         return torch.linspace(
             self.v_min, self.v_max, self.out_dim, device=like.device, dtype=like.dtype
@@ -148,6 +156,10 @@ class HLGaussHead(_Categorical):
 
     name = "hlgauss"
 
+    @classmethod
+    def from_config(cls, cfg: Any) -> HLGaussHead:
+        return cls(cfg.atoms, cfg.v_min, cfg.v_max, cfg.hlgauss_sigma)
+
     def __init__(self, atoms: int, v_min: float, v_max: float, sigma_ratio: float = 0.75):
         super().__init__(atoms, v_min, v_max)
         self.width = (v_max - v_min) / atoms
@@ -176,15 +188,8 @@ CriticHead = ScalarHead | C51Head | HLGaussHead
 
 
 def make_head(cfg: Any) -> CriticHead:
-    """The head named by `cfg.critic_head`."""
-    name = cfg.critic_head
-    if name == "scalar":
-        return ScalarHead(cfg.critic_loss)
-    if name == "c51":
-        return C51Head(cfg.atoms, cfg.v_min, cfg.v_max)
-    if name == "hlgauss":
-        return HLGaussHead(cfg.atoms, cfg.v_min, cfg.v_max, cfg.hlgauss_sigma)
-    raise ValueError(f"unknown critic head {name!r}; choose from {', '.join(HEADS)}")
+    """The head named by `cfg.critic_head` (config/registries.py)."""
+    return registries.load("critic_head", cfg.critic_head).from_config(cfg)
 
 
 def select_min(out: torch.Tensor, q: torch.Tensor, pair: torch.Tensor | None) -> torch.Tensor:

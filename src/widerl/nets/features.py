@@ -13,6 +13,7 @@ Shapes carry the seeds dimension: obs `[K, B, obs_dim]` -> z_s `[K, B, s_dim]`.
 from __future__ import annotations
 
 import abc
+from typing import Any
 
 import torch
 from torch import nn
@@ -65,6 +66,10 @@ class FeatureLearner(nn.Module, abc.ABC):
 
 class RawFeatures(FeatureLearner):
     """No representation learning: z_s = s, z_sa = [s, a]."""
+
+    @classmethod
+    def from_config(cls, cfg: Any, obs_dim: int, act_dim: int, seeds: int = 1) -> RawFeatures:
+        return cls(obs_dim, act_dim)
 
     def __init__(self, obs_dim: int, act_dim: int) -> None:
         super().__init__()

@@ -21,6 +21,7 @@ With K seeds in one process each seed has its own OFENet: members K of every lay
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 
@@ -67,6 +68,12 @@ class OFENet(FeatureLearner):
 
     metric_name = "aux_loss"
     has_heldout = True
+
+    @classmethod
+    def from_config(cls, cfg: Any, obs_dim: int, act_dim: int, seeds: int = 1) -> OFENet:
+        return cls(obs_dim, act_dim, units=cfg.ofenet_units, layers=cfg.ofenet_layers,
+                   target_dim=cfg.ofenet_target_dim, pretrain_updates=cfg.ofenet_pretrain,
+                   seeds=seeds)  # fmt: skip
 
     def __init__(
         self,

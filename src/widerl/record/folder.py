@@ -210,17 +210,6 @@ def read_rows(run_dir: Path, arg: str) -> tuple[list[str], list[dict[str, str]]]
     return list(columns), rows
 
 
-def check_stored_env(cfg: Config, run_dir: Path, arg: str) -> None:
-    """The env a run's config.json names is one this machine can make (ConfigError naming the
-    folder: the user did not type it)."""
-    from widerl.collect.envs import check_env_id  # imports gymnasium
-
-    try:
-        check_env_id(cfg.env)
-    except ConfigError as e:
-        raise ConfigError(f"{arg} {str(run_dir)!r}: the env its {CONFIG} names: {e}") from None
-
-
 def check_continuable(run_dir: Path, arg: str = "--resume") -> None:
     """ConfigError unless the folder's checkpoint can carry on what the folder holds: a
     checkpoint.pt that is no file, or rows in metrics.csv without any checkpoint, would make a

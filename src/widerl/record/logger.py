@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -206,3 +207,43 @@ def make_progress(enabled: bool) -> Progress:
         TimeRemainingColumn(),
         disable=not enabled,
     )
+
+
+class RunBar:
+    """The progress bar of a run: its stage (warm-up, pre-training, ...), then updates,
+    updates/s since the last refresh, env steps and the last evaluation's returns."""
+
+    EVERY = 100  # updates between refreshes
+
+    def __init__(self, enabled: bool, title: str, total: int, done: int, env_steps: int) -> None:
+        self.title = title
+        self.bar = make_progress(enabled)
+        self.task = self.bar.add_task(title, total=total, completed=done, ups=0.0,
+                                      env_step=env_steps, last_eval="-")  # fmt: skip
+        self.since = (time.perf_counter(), done)
+
+    def __enter__(self) -> RunBar:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)  # type: ignore[arg-type]
+
+    def stage(self, description: str | None = None) -> None:
+        """Show `description` (a stage before learning) or, without one, the run's title."""
+        self.bar.update(self.task, description=description or self.title)
+
+    def start(self, at: tuple[float, int]) -> None:
+        """Count updates/s from `at` (a time and an update count)."""
+        self.since = at
+
+    def tick(self, grad_step: int, env_steps: int, last_evals: list[float | None]) -> None:
+        """Refresh every `EVERY` updates."""
+        if grad_step % self.EVERY:
+            return
+        now = time.perf_counter()
+        t, g = self.since
+        last = "/".join("-" if v is None else f"{v:.1f}" for v in last_evals)
+        self.bar.update(self.task, completed=grad_step, ups=(grad_step - g) / max(now - t, 1e-9),
+                        env_step=env_steps, last_eval=last)  # fmt: skip
+        self.since = (now, grad_step)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 import widerl.replay.generators as generators
+from widerl.config import registries
 from widerl.replay.storage import TensorStorage, compact_reserve, rows_of, storage_nbytes
 from widerl.replay.sumtree import SumTree, tree_nbytes
 
@@ -94,6 +95,12 @@ def draw_uniform(generator: torch.Generator, batch_size: int) -> torch.Tensor:
 class UniformSampler:
     """Indices i.i.d. uniform over the stored rows; no importance weights."""
 
+    @classmethod
+    def make(cls, capacity: int, generator: torch.Generator, device: torch.device,
+             **priorities: float) -> UniformSampler:  # fmt: skip
+        """`priorities` (alpha, eps, beta) are the prioritized sampler's; uniform has none."""
+        return cls(capacity, generator, device)
+
     def __init__(self, capacity: int, generator: torch.Generator, device: torch.device) -> None:
         self.capacity = capacity
         self.generator = generator
@@ -133,6 +140,11 @@ class UniformSampler:
 
 class PrioritizedSampler:
     """Proportional prioritization (Schaul et al. 2016) over a b-ary ``SumTree``."""
+
+    @classmethod
+    def make(cls, capacity: int, generator: torch.Generator, device: torch.device,
+             **priorities: float) -> PrioritizedSampler:  # fmt: skip
+        return cls(capacity, generator, device, **priorities)
 
     def __init__(
         self,
@@ -255,13 +267,10 @@ class ReplayBuffer:
         self.prioritized = bool(prioritized)
         self.storage = TensorStorage(obs_dim, act_dim, self.capacity, self.device, reserve)
         self.generator = generators.device_generator(self.device, seed)
-        self.sampler: UniformSampler | PrioritizedSampler
-        if self.prioritized:
-            self.sampler = PrioritizedSampler(
-                self.capacity, self.generator, self.device, alpha=alpha, eps=eps, beta=beta
-            )
-        else:
-            self.sampler = UniformSampler(self.capacity, self.generator, self.device)
+        sampler = registries.load("sampler", "prioritized" if self.prioritized else "uniform")
+        self.sampler: UniformSampler | PrioritizedSampler = sampler.make(
+            self.capacity, self.generator, self.device, alpha=alpha, eps=eps, beta=beta
+        )
         self.alpha = float(alpha)
         self.eps = float(eps)
 

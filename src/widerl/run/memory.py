@@ -15,7 +15,6 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -37,27 +36,12 @@ class Part:
     on_device: bool  # on the training device (the host when that is the CPU)
 
 
-def meta_agent(cfg: Config, obs_dim: int, act_dim: int, seeds: int = 1) -> Any:
-    """The agent of `cfg` on the meta device: shapes without memory. Networks whose sizes
-    overflow int64 cannot be built even there: ConfigError."""
-    from widerl.agents import make_agent
-
-    meta = torch.device("meta")
-    try:
-        with meta:  # the default device too: modules built before `.to(device)` stay shapes
-            return make_agent(cfg, obs_dim, act_dim, meta, seeds=list(range(seeds)))
-    except (RuntimeError, OverflowError, TypeError):
-        raise ConfigError(
-            f"--units {cfg.units} x --layers {cfg.layers} (--critics {cfg.critics}, "
-            f"--atoms {cfg.atoms}, --ofenet-units {cfg.ofenet_units}) gives weight tensors too "
-            "large to count (beyond int64 elements); use smaller networks"
-        ) from None
-
-
 def network_nbytes(cfg: Config, obs_dim: int, act_dim: int, seeds: int = 1) -> int:
     """Parameters and buffers of every network (targets included), plus one gradient and two
     Adam moments per trainable parameter, for `seeds` seeds stacked (`meta_agent`: nothing is
     allocated)."""
+    from widerl.agents import meta_agent
+
     agent = meta_agent(cfg, obs_dim, act_dim, seeds)
     tensors = [*agent.parameters(), *agent.buffers()]
     stored = sum(t.numel() * t.element_size() for t in tensors)

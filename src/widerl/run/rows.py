@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from widerl.run.probes import sranks as probe_sranks
+
 HOLDOUT_BATCH = 1_024  # held-out transitions the feature learner's test loss is measured on
 
 
@@ -65,3 +67,31 @@ def heldout_losses(parts: Any) -> list[float | None]:
                           for f in ("obs", "act", "next_obs"))  # fmt: skip
     loss = parts.features.heldout_loss(obs, act, next_obs)
     return [None if loss is None else float(v) for v in loss.cpu().tolist()]
+
+
+def write_rows(parts: Any, progress: Any, loggers: list[Any], since: list[tuple[float, int, int]],
+               wall_time: float, check_finite: Any) -> None:  # fmt: skip
+    """Every seed's row at `progress.grad_step` into its logger (metrics.csv, TensorBoard):
+    the evaluation returns, srank, the held-out loss and the metric means since `since`.
+    The divergence check comes first: evaluating or measuring srank with non-finite weights
+    would fail or log garbage."""
+    p, pr = parts, progress
+    windows = [m.read() for m in pr.means]
+    check_finite(windows, pr.grad_step)
+    for m in pr.means:
+        m.reset()
+    sranks = probe_sranks([lane.probes for lane in p.lanes], p.agent, pr.grad_step)
+    returns = p.evaluator(p.agent)  # [K, episodes]
+    heldout = heldout_losses(p)
+    for lane, logger in zip(p.lanes, loggers, strict=True):
+        k = lane.index
+        pr.last_eval[k] = float(returns[k].mean())
+        row = evaluation_row(p, lane, pr, returns[k], since[k], wall_time, sranks[k],
+                             windows[k].means)  # fmt: skip
+        if heldout[k] is not None:
+            row[f"{p.features.metric_name}_heldout"] = heldout[k]
+        logger.write(row)
+        for i, ret in enumerate(lane.intake.collector_returns(max(lane.cfg.actors, 1))):
+            if ret is not None:
+                logger.tb.add_scalar(f"collector/{i}/return", ret, pr.grad_step)
+    pr.logged_step = pr.grad_step
