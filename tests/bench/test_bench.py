@@ -347,7 +347,7 @@ def test_preset_gives_its_own_sizes() -> None:
 def test_compiled_step_is_timed_after_its_compilation() -> None:
     """--compile at a tiny size (compiling takes ~20 s, in the burn-in); a compilation in the
     timed rounds would raise (fail_on_recompile). FLOPs are counted on the eager step."""
-    r = _cli_json(["--algo", "sac", "--peer", "none", "--compile", *TINY_CLI])
+    r = _cli_json(["--algo", "sac", "--peer", "none", "--compile", "on", *TINY_CLI])
     assert r["compiled"] is True and r["ours_updates_per_s"] > 0
     assert r["flops_per_update"] == pytest.approx(hand_count("sac"), rel=1e-9)
     assert "compiled" in format_bench(r)
@@ -356,7 +356,7 @@ def test_compiled_step_is_timed_after_its_compilation() -> None:
 def test_compile_is_refused_with_distributed(capsys) -> None:
     from widerl.cli import main
 
-    assert main(["bench", "--distributed", "--compile"]) == 2
+    assert main(["bench", "--distributed", "--compile", "on"]) == 2
     assert "--compile" in capsys.readouterr().err
 
 

@@ -686,7 +686,7 @@ BENCH = [
     Case("bench-units-int64", bench("--units", BIG), ("--units",)),
     Case("bench-batch-huge", bench("--batch-size", "100000000"), ("--batch-size",)),
     Case("bench-threads-above-cpus", bench("--threads", "4096"), ("--threads", "4096")),
-    Case("bench-threads-zero", bench("--threads", "0"), ("--threads", "0")),
+    Case("bench-threads-negative", bench("--threads", "-1"), ("--threads", "-1")),
     Case("bench-no-peer-and-peer", bench("--peer", "sbx"), ("--no-peer", "--peer")),
     Case("bench-env-unknown", bench("--env", "Nope-v0"), ("Nope-v0",)),
     Case(
@@ -697,7 +697,7 @@ BENCH = [
     Case("bench-device-cuda", bench("--device", "cuda"), ("--device cuda",)),
     Case("bench-atoms-one", bench("--critic-head", "c51", "--atoms", "1"), ("--atoms", "1")),
     Case("bench-preset-unknown", bench("--preset", "nope"), ("--preset", "nope")),
-    Case("bench-seeds-zero", bench("--seeds", "0"), ("--seeds", "0")),
+    Case("bench-seeds-zero", bench("--stacked-seeds", "0"), ("--stacked-seeds", "0")),
     Case("bench-updates-int64", bench("--updates", BIG), ("--updates",)),
     Case("bench-crossq-simba", bench("--algo", "crossq", "--arch", "simba"), ("--arch simba",)),
 ]

@@ -293,7 +293,7 @@ def test_bench_seeds_times_stacked_and_single_processes_side_by_side(capsys) -> 
     import json
     import statistics
 
-    argv = ["bench", "--seeds", "2", "--units", "8", "--layers", "1", "--updates", "4"]
+    argv = ["bench", "--stacked-seeds", "2", "--units", "8", "--layers", "1", "--updates", "4"]
     assert main([*argv, "--rounds", "2", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["seeds"] == 2 and r["processes_per_side"] == 2 and r["threads_per_process"] == 1

@@ -1,4 +1,4 @@
-"""`widerl bench --seeds K`: seed-updates/s of K seeds stacked in one process (`widerl train
+"""`widerl bench --stacked-seeds K`: seed-updates/s of K seeds stacked in one process (`widerl train
 --seeds`) against K single-seed runs, each side as `widerl experiment --jobs 2` runs its
 processes: two processes of one thread each, side by side.
 

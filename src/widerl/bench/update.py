@@ -273,7 +273,7 @@ class _Side:
 
 
 def run_bench(
-    algo: str,
+    algo: str | None,
     units: int | None = None,
     layers: int | None = None,
     arch: str | None = None,
@@ -334,7 +334,7 @@ def run_bench(
         shape = {"units": units, "layers": layers, "arch": arch}
         cfg = resolve(
             {
-                "algo": algo,
+                **({"algo": algo} if algo else {}),  # else --preset's, else sac
                 **{k: v for k, v in shape.items() if v is not None},
                 "batch_size": batch_size,
                 "buffer_size": max(batch_size, fill),  # unused here: the bench has its own

@@ -1,4 +1,4 @@
-"""The `widerl` command line: train, eval, summary, bench.
+"""The `widerl` command line: train, eval and summary, and the registration of the others.
 
 `train`'s flags are generated from the `Config` dataclass (config/fields.py), so every setting has
 exactly one declaration, one default and one help text. Errors a user can cause print one
@@ -8,7 +8,6 @@ line naming the value and what is allowed, and exit with status 2 (no traceback)
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,11 +23,7 @@ from widerl.cli.options import (
     train_options,
 )
 from widerl.config import (
-    ALGOS,
-    ARCHS,
-    CRITIC_HEADS,
     DEVICES,
-    PRESETS,
     ConfigError,
     resolve,
 )
@@ -243,309 +238,14 @@ def summary_cmd(obs_dim: int, act_dim: int, preset: str | None, **kwargs: Any) -
     click.echo(render_summary(cfg, obs_dim, act_dim), nl=False)
 
 
-@app.command("bench")
-@click.option(
-    "--algo",
-    type=click.Choice(ALGOS),
-    default="sac",
-    show_default=True,
-    help="Algorithm whose update is timed (the peer runs the same one: SB3 has no crossq).",
-)
-@click.option(
-    "--units",
-    type=count(1),
-    default=None,
-    help="Units per hidden layer, both sides [default: 256, or --preset's].",
-)
-@click.option(
-    "--layers",
-    type=count(1),
-    default=None,
-    help="Hidden layers, both sides [default: 2, or --preset's].",
-)
-@click.option(
-    "--arch",
-    type=click.Choice(ARCHS),
-    default=None,
-    help="Body of ours (see --peer for the peer's) [default: mlp, or --preset's].",
-)
-@click.option(
-    "--env",
-    default="Hopper-v5",
-    show_default=True,
-    help="Take observation and action sizes from this env.",
-)
-@click.option(
-    "--obs-dim",
-    type=count(1),
-    default=None,
-    help="Observation size (overrides --env).",
-)
-@click.option("--act-dim", type=count(1), default=None, help="Action size (overrides --env).")
-@click.option(
-    "--batch-size",
-    type=count(1),
-    default=256,
-    show_default=True,
-    help="Minibatch size of each timed update (both sides).",
-)
-@click.option(
-    "--updates",
-    type=count(1),
-    default=200,
-    show_default=True,
-    help="Updates per timed round and side.",
-)
-@click.option(
-    "--rounds",
-    type=count(1),
-    default=5,
-    show_default=True,
-    help="Interleaved rounds (ours, peer, peer, ours, ...).",
-)
-@click.option(
-    "--peer",
-    type=click.Choice(["sb3", "sbx", "none"]),
-    default=None,
-    is_flag=False,
-    flag_value="sb3",
-    help="Library timed in the same run, interleaved with ours [default: sb3]: sb3 "
-    "(Stable-Baselines3, PyTorch; `train(gradient_steps=--updates)`), sbx (Stable Baselines "
-    "Jax, jit-compiled; "
-    "timed both one update per call, as a training loop calls it, and --updates per call, "
-    "its JAX compilation excluded by a burn-in), or none. The peer has our critics' and "
-    "policy's widths and depths and runs the same method where its library has one (sbx: "
-    "CrossQ for --algo crossq, SAC with SimBa networks for --arch simba), else its MLP "
-    "SAC/TD3.",
-)
-@click.option(
-    "--critic-head",
-    type=click.Choice(CRITIC_HEADS),
-    default=None,
-    help="Critic head of ours (scalar, c51, hlgauss) [default: scalar, or --preset's].",
-)
-@click.option(
-    "--atoms",
-    type=count(2),
-    default=None,
-    help="Atoms (c51) or bins (hlgauss) of a categorical head [default: 101, or --preset's].",
-)
-@click.option(
-    "--baseline",
-    type=click.Choice(["none", "mlp"]),  # bench.BASELINES (bench imports torch)
-    default="none",
-    show_default=True,
-    help="Also time, interleaved in the same run, our plain MLP agent of the same widths, "
-    "depths, batch and algorithm (SAC for crossq): an MLP body, a scalar critic, no obs-norm, "
-    "no OFENet. Reports its updates/s, fraction of peak and ratio_baseline = ours / it.",
-)
-@click.option("--no-peer", is_flag=True, help="Same as --peer none.")
-@click.option(
-    "--compile/--no-compile",
-    "compiled",
-    default=False,
-    show_default=True,
-    help="Time our learning step torch.compile'd instead of eager. Compiling takes 20-60 s, "
-    "in the burn-in: it is not timed.",
-)
-@click.option(
-    "--device",
-    type=click.Choice(["cpu", "cuda"]),
-    default="cpu",
-    show_default=True,
-    help="Torch device of networks and replay, for both sides.",
-)
-@click.option(
-    "--threads",
-    type=count(1),
-    default=None,
-    help="CPU threads for both sides: torch's intra-op threads, and with --peer sbx JAX's "
-    "intra-op pool [default: each library's]. 1 is steadier on a busy machine.",
-)
-@click.option(
-    "--distributed",
-    is_flag=True,
-    help="Instead: env steps/s that 1 and 2 Ray collectors deliver while a learner trains "
-    "--preset on --env, against the raw step rate of the same envs (same run).",
-)
-@click.option(
-    "--envs-per-actor",
-    type=count(1),
-    default=8,
-    show_default=True,
-    help="With --distributed: envs per collector.",
-)
-@click.option(
-    "--preset",
-    type=click.Choice(list(PRESETS)),
-    default=None,
-    help="Our side's configuration (networks, OFENet, ...); --units/--layers/--arch override "
-    "it, and the peer is an MLP of the resulting width and depth. With --distributed: the "
-    "learner's [default: paper-S there].",
-)
-@click.option(
-    "--seeds",
-    type=count(1),
-    default=None,
-    help="Instead: seed-updates/s of this many seeds stacked in one process (train --seeds) "
-    "against as many single-seed runs, each side as `widerl experiment --jobs 2` runs it (two "
-    "processes of one thread each), side by side, with the fraction of the one-thread matmul "
-    "peak; no peer.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench_cmd(
-    algo: str,
-    units: int | None,
-    layers: int | None,
-    arch: str | None,
-    env: str,
-    obs_dim: int | None,
-    act_dim: int | None,
-    batch_size: int,
-    updates: int,
-    rounds: int,
-    peer: str | None,
-    critic_head: str | None,
-    atoms: int | None,
-    baseline: str,
-    no_peer: bool,
-    compiled: bool,
-    device: str,
-    threads: int | None,
-    distributed: bool,
-    envs_per_actor: int,
-    preset: str | None,
-    seeds: int | None,
-    as_json: bool,
-) -> None:
-    """Learning steps/s of ours and, interleaved in the same run, of a peer's update
-    (Stable-Baselines3 or sbx); FLOPs per update and the fraction of the matmul peak measured
-    in the same run. Only same-run ratios compare on a shared machine; measured figures and
-    their commands: benchmarks/README.md."""
-    from widerl.bench.update import format_bench, run_bench
-
-    if distributed:
-        update_only = {
-            "--compile": compiled,
-            "--baseline": baseline != "none",
-            "--critic-head": critic_head is not None,
-            "--atoms": atoms is not None,
-        }
-        for flag, given in update_only.items():
-            if given:
-                raise ConfigError(
-                    f"{flag} applies to the update bench; it does not apply to --distributed"
-                )
-        from widerl.bench.distributed import format_distributed, run_distributed_bench
-        from widerl.collect.envs import check_env_id
-
-        check_env_id(env)
-        result = run_distributed_bench(
-            env=env,
-            preset=preset or "paper-S",
-            envs_per_actor=envs_per_actor,
-            updates=updates,
-            threads=threads or 1,
-        )
-        click.echo(json.dumps(result) if as_json else format_distributed(result))
-        return
-    if obs_dim is None or act_dim is None:
-        from widerl.collect.envs import check_env_id, env_dims
-
-        check_env_id(env)
-        o, a = env_dims(env)
-        obs_dim, act_dim = obs_dim or o, act_dim or a
-    if seeds is not None:
-        if peer is not None or no_peer or baseline != "none":
-            raise ConfigError(
-                "--seeds compares widerl with itself; it takes no --peer or --baseline"
-            )
-        if device != "cpu" or threads is not None:
-            raise ConfigError(
-                "--seeds times one-thread CPU processes (as `widerl experiment --jobs 2` runs "
-                "them); it takes no --device or --threads"
-            )
-        from widerl.bench.seeds import format_seeds_bench, run_seeds_bench
-
-        shape = {"units": units, "layers": layers, "arch": arch, "critic_head": critic_head,
-                 "atoms": atoms}  # fmt: skip
-        cfg = resolve(
-            {"algo": algo, "batch_size": batch_size,
-             **{k: v for k, v in shape.items() if v is not None}},
-            preset,
-        )  # fmt: skip
-        result = run_seeds_bench(cfg, seeds, obs_dim, act_dim, updates, rounds, compiled)
-        click.echo(json.dumps(result) if as_json else format_seeds_bench(result))
-        return
-    if no_peer and peer not in (None, "none"):
-        raise ConfigError(f"--no-peer and --peer {peer} contradict each other; give one of them")
-    peer = peer or "sb3"
-    if no_peer:
-        peer = "none"
-    if peer != "none":
-        from widerl.bench.peers import peer_missing
-
-        missing = peer_missing(peer)
-        if missing:
-            raise ConfigError(missing)
-    head = {"critic_head": critic_head, "atoms": atoms}
-    _check_bench(algo, units, layers, arch, head, batch_size, preset, obs_dim, act_dim, device,
-                 threads)  # fmt: skip
-    result = run_bench(
-        algo=algo,
-        units=units,
-        layers=layers,
-        arch=arch,
-        settings={k: v for k, v in head.items() if v is not None},
-        baseline=None if baseline == "none" else baseline,
-        obs_dim=obs_dim,
-        act_dim=act_dim,
-        batch_size=batch_size,
-        device=device,
-        updates=updates,
-        rounds=rounds,
-        peer=peer,
-        threads=threads,
-        compiled=compiled,
-        preset=preset,
-    )
-    click.echo(json.dumps(result) if as_json else format_bench(result))
-
-
-def _check_bench(
-    algo: str,
-    units: int | None,
-    layers: int | None,
-    arch: str | None,
-    head: dict[str, Any],
-    batch_size: int,
-    preset: str | None,
-    obs_dim: int,
-    act_dim: int,
-    device: str,
-    threads: int | None,
-) -> None:
-    """`train`'s checks of what a bench builds (its networks, its replay of random
-    transitions, the step's batch, threads, device), before anything is allocated."""
-    from widerl.bench.update import DEFAULT_FILL
-    from widerl.run.device import resolve_device
-    from widerl.run.memory import check_memory
-    from widerl.run.preflight import check_threads
-
-    if threads is not None:
-        check_threads(threads)
-    shape = {"units": units, "layers": layers, "arch": arch, **head}
-    cfg = resolve({"algo": algo, "batch_size": batch_size,
-                   "buffer_size": max(batch_size, DEFAULT_FILL),
-                   **{k: v for k, v in shape.items() if v is not None}}, preset)  # fmt: skip
-    check_memory(cfg, obs_dim, act_dim, resolve_device(device))
-
-
 # --- commands defined in their own modules: one import and one add_command each ----------
 # (keep this block; add new commands below it)
 from widerl.cli.landscape import landscape_cmd  # noqa: E402
 
 app.add_command(landscape_cmd)
+from widerl.cli.bench import bench_cmd  # noqa: E402
+
+app.add_command(bench_cmd)
 from widerl.cli.report import report_cmd  # noqa: E402
 
 app.add_command(report_cmd)

@@ -233,7 +233,7 @@ def run_on_cluster(
     help="Train this many seeds of a run in one process (`widerl train --seeds`, networks "
     "stacked), 1 for a process per seed; 1 or at least --seeds [default: "
     f"{'--seeds' if STACK_SEEDS else 1}: on a 2-core CPU stacked seeds measured 1.01-1.28x "
-    "separate processes, docs/commands.md, `widerl bench --seeds`].",
+    "separate processes, docs/commands.md, `widerl bench --stacked-seeds`].",
 )
 @click.option("--dry-run", is_flag=True, help="Print the runs' commands; run nothing.")
 @click.pass_context

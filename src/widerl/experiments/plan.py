@@ -29,11 +29,11 @@ OWNED = ("seed", "out", "steps", "env", "threads", "progress")
 NOT_COMPARED_ON_RESUME = ("out", "steps", "threads", "progress", "eval_every")
 
 NEW, RESUME, RESTART, DONE = "new", "resume", "restart", "done"
-# Whether `widerl experiment` trains all of a run's seeds in one process by default
-# (--seeds-per-process). `widerl bench --seeds 5` on an idle 2-core machine, once the learning
-# step kept its freed memory (allocator.py), measured 1.25-1.28x for paper-original (1.01x
-# compiled) and 1.18-1.22x for paper-S against separate processes (benchmarks/README.md), and
-# one process per run saves memory: stacking is the default.
+# Whether `widerl experiment` trains all of a run's seeds in one process by default (--seeds-per-
+# process). `widerl bench --stacked-seeds 5` on an idle 2-core machine, once the learning step
+# kept its freed memory (allocator.py), measured 1.25-1.28x for paper-original (1.01x compiled)
+# and 1.18-1.22x for paper-S against separate processes (benchmarks/README.md), and one process
+# per run saves memory: stacking is the default.
 STACK_SEEDS = True
 
 
