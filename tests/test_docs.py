@@ -124,7 +124,7 @@ def test_docs_and_docstrings_name_only_what_exists() -> None:
 @pytest.mark.parametrize(
     ("text", "bad"),
     [("see `widerl.run.trainer.Trainer.ingest`", True), ("see `learner.LearnStep`", True),
-     ("in `nets/heads.py`", False), ("in `DESIGN.md`", True), ("`trainer.Trainer`", False),
+     ("in `nets/actors_critics.py`", False), ("in `DESIGN.md`", True), ("`trainer.Trainer`", False),
      ("`widerl.load_policy(run)`", False), ("`build.Run`", False), ("`build.Nope`", True),
      ("`bench_peers.start_jax`", False), ("`distributed.RayCollectors`", True)],
 )  # fmt: skip

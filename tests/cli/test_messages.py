@@ -1,5 +1,5 @@
 """One-line errors where tracebacks or cut messages were, help texts, TensorBoard tags and the
-learning-curve figure (issue 10, items 6, 7 and 9)."""
+learning-curve figure."""
 
 import errno
 import json

@@ -1,4 +1,4 @@
-"""A real two-node Ray cluster (issue 14): the head here, the second node in a network namespace
+"""A real two-node Ray cluster: the head here, the second node in a network namespace
 of its own (netns_cluster.TwoNodes), token authentication on, traffic on a veth pair of
 10.211.x addresses. Skipped, with the reason, where namespaces cannot be made.
 

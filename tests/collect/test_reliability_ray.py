@@ -1,4 +1,4 @@
-"""Reliability of distributed runs (issue 10: items 2, 8, 12, 13), end to end at a tiny size:
+"""Reliability of distributed runs, end to end at a tiny size:
 Pendulum-v1, 2 collectors x 2 envs, a few hundred updates, each run in its own RAY_TMPDIR.
 
 - SIGTERM saves and stops like SIGINT (exit 143, 128 + the signal),

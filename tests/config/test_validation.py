@@ -1,5 +1,5 @@
 """Fail fast: every setting that cannot work is refused before anything is allocated or
-written, in one line naming the value and what is allowed, exit 2 (issue 10, items 1 and 6)."""
+written, in one line naming the value and what is allowed, exit 2."""
 
 import dataclasses
 import json

@@ -234,7 +234,7 @@ def test_old_checkpoints_are_converted(prioritized: bool, chunks: int) -> None:
 
 
 def test_humanoid_million_transitions_fit_in_1_5_gb() -> None:
-    """Issue 12: 1M Humanoid-v5 transitions (obs 348, act 17) in at most 1.5 GB as a run lays
+    """1M Humanoid-v5 transitions (obs 348, act 17) in at most 1.5 GB as a run lays
     them out (build.py's compact pool), counting the prioritized tree and the learner's
     per-transition weight version (int32); with a next observation per slot it was 2.87 GB."""
     import widerl.run.memory as memory

@@ -1,7 +1,7 @@
-"""Issue 13's options through the whole trainer, at a tiny size: each bundle of options resumes
-to the uninterrupted run's rows, runs compiled (aot_eager, compiling once) to the eager run's
-rows, and collects on Ray with --actors (the policy and --obs-norm's statistics reaching the
-collectors with the weights)."""
+"""The options beyond the paper (bodies, heads, CrossQ, obs-norm, resets) through the whole
+trainer, at a tiny size: each bundle of options resumes to the uninterrupted run's rows, runs
+compiled (aot_eager, compiling once) to the eager run's rows, and collects on Ray with
+--actors (the policy and --obs-norm's statistics reaching the collectors with the weights)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Reliability end to end at tiny sizes (Pendulum-v1, 150 updates): interrupts at any moment,
-divergence, run-folder locks, srank's sample and BatchNorm modes, exact resume (issue 10).
+divergence, run-folder locks, srank's sample and BatchNorm modes, exact resume.
 
 Signals land at exact points through tests/hooked_train.py (a real signal sent by the process
 to itself from a patched function), or in-process from a patched Trainer method; nothing here

@@ -121,7 +121,7 @@ CASES = {
         "batchnorm": True,
     },  # fmt: skip
     "crossq": {"algo": "crossq"},
-    # Issue 13's options, stacked: per-seed observation statistics, distributional heads,
+    # The options beyond the paper, stacked: per-seed observation statistics, distributional heads,
     # AdamW (--utd and --reset-every: the trainer's loop, in the test further down).
     "sac-simba-obsnorm-c51": {"algo": "sac", "arch": "simba", "obs_norm": True,
                               "critic_head": "c51", "atoms": 11, "v_min": -10.0,
@@ -339,9 +339,9 @@ def test_a_diverged_seed_keeps_its_last_finite_checkpoint_and_the_others_save(
 
 @pytest.mark.slow
 def test_stacked_seeds_with_utd_and_resets_write_their_single_runs_rows(tmp_path: Path) -> None:
-    """Issue 13's schedules through the trainer's own loop, stacked: two updates per env step
-    (--utd 2) and full resets every 20 updates, with SimBa and --obs-norm. Seed 1's rows in a
-    `--seeds 0,1` run are the rows of the `--seed 1` run (numbers to 1e-4)."""
+    """The schedules beyond the paper through the trainer's own loop, stacked: two updates per
+    env step (--utd 2) and full resets every 20 updates, with SimBa and --obs-norm. Seed 1's
+    rows in a `--seeds 0,1` run are the rows of the `--seed 1` run (numbers to 1e-4)."""
     flags = [*TINY_ARGS, "--arch", "simba", "--obs-norm", "--utd", "2", "--reset-every", "20"]
     flags += ["--steps", "60", "--eval-every", "30"]
     assert main(["train", "--out", str(tmp_path / "many"), "--seeds", "0,1", *flags]) == 0

@@ -26,14 +26,15 @@ import torch
 from torch import nn
 
 import widerl.replay.generators as generators
+from widerl.agents import td
 from widerl.config import Config, ConfigError
+from widerl.nets.actors_critics import CriticEnsemble
 from widerl.nets.autodiff import Differentiable
 from widerl.nets.bodies import make_body
-from widerl.nets.critic_heads import elementwise_critic_loss, make_head, select_min
+from widerl.nets.critic_heads import elementwise_critic_loss, make_head
 from widerl.nets.ensemble import reset_members, trained_names
-from widerl.nets.feature_learners import make_features
+from widerl.nets.feature_factory import make_features
 from widerl.nets.features import FeatureLearner
-from widerl.nets.heads import CriticEnsemble
 from widerl.nets.optim import Adam, soft_update
 from widerl.replay.buffer import Batch
 
@@ -163,68 +164,17 @@ class Agent(nn.Module, abc.ABC):
         """Standard normal noise `[K, *shape]`, seed k's from its own generator."""
         return torch.stack([torch.randn(shape, generator=g, device=g.device) for g in gens])
 
-    def random_pair(self, gens: list[torch.Generator]) -> torch.Tensor | None:
-        """With N > 2 critics, the two whose minimum forms the TD target, drawn anew per
-        update and seed (REDQ, Chen et al. 2021: M = 2 of N); None for N <= 2."""
-        n = self.cfg.critics
-        if n <= 2:
-            return None
-        return torch.stack([torch.randperm(n, generator=g, device=g.device)[:2] for g in gens])
-
     @abc.abstractmethod
     def draw_noise(self, batch_size: int, gens: list[torch.Generator] | None = None) -> Noise:
         """Every random number one update needs, `[K, B, ...]` per name, from `gens` (one
         per seed; default: the agent's update streams)."""
 
-    # --- the critics ------------------------------------------------------------------------
-    @staticmethod
-    def target_min(q: torch.Tensor, pair: torch.Tensor | None) -> torch.Tensor:
-        """Clipped double Q: the minimum over the critics `[K, N, B] -> [K, B]`; with N > 2
-        over the random pair (REDQ's in-target minimisation)."""
-        if pair is not None:
-            q = q.gather(1, pair.unsqueeze(-1).expand(-1, -1, q.shape[-1]))
-        return q.amin(1)
-
-    def policy_value(self, q: torch.Tensor) -> torch.Tensor:
-        """The Q the actor climbs `[K, N, B] -> [K, B]`: the minimum of the twin critics
-        (SAC), or with N > 2 their mean (REDQ)."""
-        return q.amin(1) if q.shape[1] <= 2 else q.mean(1)
-
-    def bootstrap(
-        self,
-        batch: Batch,
-        next_out: torch.Tensor,
-        pair: torch.Tensor | None,
-        bonus: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """The TD target r + gamma * (1 - terminated) * (Z(s', a') - bonus) in the critic
-        head's form, from the critics' outputs on (s', a') `[K, N, B, D]`: Z is the output of
-        the critic with the smaller Q (clipped double Q; the random pair's with N > 2)."""
-        head = self.critics.head
-        chosen = select_min(next_out, head.value(next_out), pair)
-        return head.target(batch.rew, self.cfg.gamma * (1.0 - batch.term), chosen, bonus)
-
+    # --- the critics (the TD machinery itself: agents/td.py) ---------------------------------
     def critic_loss(
         self, batch: Batch, z_sa: torch.Tensor, target: torch.Tensor
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """J_Q on the critics' outputs for z_sa (see `critic_loss_of`)."""
-        return self.critic_loss_of(batch, self.critics.outputs(z_sa), target)
-
-    def critic_loss_of(
-        self, batch: Batch, out: torch.Tensor, target: torch.Tensor
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """J_Q (paper Eq. 2; Huber with --critic-loss huber, A.1; the cross-entropy of a
-        categorical head): every critic learns the same target; importance weights under
-        prioritized replay. Summed over critics and seeds, so each member's gradient is its
-        own loss's. Also |TD error| of the expected values, max over the critics."""
-        head = self.critics.head
-        per_sample = head.loss(out, target)  # [K, N, B]
-        if batch.weight is not None:
-            per_sample = per_sample * batch.weight.unsqueeze(1)
-        per_seed = per_sample.mean(-1).sum(1)  # [K]: sum over critics of their mean loss
-        q = head.value(out)  # [K, N, B]
-        td_abs = (q - head.expected(target).unsqueeze(1)).abs().amax(1)  # [K, B]
-        return per_seed.sum(), (per_seed.detach(), q[:, 0].mean(-1).detach(), td_abs.detach())
+        """J_Q on the critics' outputs for z_sa (`td.critic_loss`)."""
+        return td.critic_loss(self.critics.head, batch, self.critics.outputs(z_sa), target)
 
     def critic_step(
         self, batch: Batch, z_s: torch.Tensor, target: torch.Tensor

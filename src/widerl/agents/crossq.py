@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from widerl.agents import td
 from widerl.agents.base import Noise, eval_mode
 from widerl.agents.sac import SAC
 from widerl.nets.bodies.renorm_mlp import RenormMLP
@@ -47,7 +48,14 @@ class CrossQ(SAC):
         with eval_mode(self.actor):
             a_next, logp_next = self.actor.sample(z_s_next, noise["next"])
         next_out = self.critics.outputs(self.features.state_action(z_s_next, a_next))
-        return self.bootstrap(batch, next_out, noise.get("pair"), self.alpha()[:, None] * logp_next)
+        return td.bootstrap(
+            self.critics.head,
+            self.cfg.gamma,
+            batch,
+            next_out,
+            noise.get("pair"),
+            self.alpha()[:, None] * logp_next,
+        )
 
     def joint_critic_loss(
         self,
@@ -61,8 +69,10 @@ class CrossQ(SAC):
         built from the second half, detached."""
         b = z_sa.shape[1]
         out = self.critics.outputs(torch.cat([z_sa, z_sa_next], dim=1))  # [K, N, 2B, D]
-        target = self.bootstrap(batch, out[:, :, b:].detach(), pair, bonus)
-        return self.critic_loss_of(batch, out[:, :, :b], target)
+        target = td.bootstrap(
+            self.critics.head, self.cfg.gamma, batch, out[:, :, b:].detach(), pair, bonus
+        )
+        return td.critic_loss(self.critics.head, batch, out[:, :, :b], target)
 
     def actor_loss(
         self, z_s: torch.Tensor, eps: torch.Tensor, alpha: torch.Tensor

@@ -8,10 +8,11 @@ import math
 import torch
 from torch import nn
 
+from widerl.agents import td
 from widerl.agents.base import Agent, Noise
+from widerl.nets.actors_critics import GaussianActor
 from widerl.nets.autodiff import Differentiable
 from widerl.nets.ensemble import constant_prefix
-from widerl.nets.heads import GaussianActor
 from widerl.nets.optim import Adam
 from widerl.replay.buffer import Batch
 
@@ -40,7 +41,7 @@ class SAC(Agent):
         gens = gens or self.update_gens
         shape = (batch_size, self.act_dim)
         noise = {"next": self._normal(gens, shape), "now": self._normal(gens, shape)}
-        pair = self.random_pair(gens)
+        pair = td.random_pair(self.cfg.critics, gens)
         if pair is not None:
             noise["pair"] = pair
         return noise
@@ -64,7 +65,14 @@ class SAC(Agent):
         With a distributional head, the target critic's distribution moved the same way."""
         a_next, logp_next = self.actor.sample(z_s_next, noise["next"])
         next_out = self.critics_target.outputs(self.features.state_action(z_s_next, a_next))
-        return self.bootstrap(batch, next_out, noise.get("pair"), self.alpha()[:, None] * logp_next)
+        return td.bootstrap(
+            self.critics.head,
+            self.cfg.gamma,
+            batch,
+            next_out,
+            noise.get("pair"),
+            self.alpha()[:, None] * logp_next,
+        )
 
     def actor_loss(
         self, z_s: torch.Tensor, eps: torch.Tensor, alpha: torch.Tensor
@@ -74,7 +82,7 @@ class SAC(Agent):
         a, logp = self.actor.sample(z_s, eps)
         # z_sa begins with z_s, a constant here: the critics skip its columns' gradient.
         z_sa = self.features.state_action(z_s, a)
-        q = self.policy_value(self.critics(z_sa, constant_prefix(z_s, 0)))
+        q = td.policy_value(self.critics(z_sa, constant_prefix(z_s, 0)))
         per_seed = (alpha[:, None] * logp - q).mean(-1)
         return per_seed.sum(), (per_seed.detach(), logp.detach())
 

@@ -7,10 +7,11 @@ import copy
 
 import torch
 
+from widerl.agents import td
 from widerl.agents.base import Agent, Noise, float_buffers, matching
+from widerl.nets.actors_critics import DeterministicActor
 from widerl.nets.autodiff import Differentiable
 from widerl.nets.ensemble import constant_prefix
-from widerl.nets.heads import DeterministicActor
 from widerl.nets.optim import Adam, soft_update
 from widerl.replay.buffer import Batch
 
@@ -39,7 +40,7 @@ class TD3(Agent):
         """Target policy smoothing noise (TD3 Eq. 14), before scaling and clipping."""
         gens = gens or self.update_gens
         noise = {"smooth": self._normal(gens, (batch_size, self.act_dim))}
-        pair = self.random_pair(gens)
+        pair = td.random_pair(self.cfg.critics, gens)
         if pair is not None:
             noise["pair"] = pair
         return noise
@@ -62,7 +63,7 @@ class TD3(Agent):
         eps = (noise["smooth"] * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
         a_next = (self.actor_target(z_s_next) + eps).clamp(-1.0, 1.0)
         next_out = self.critics_target.outputs(self.features.state_action(z_s_next, a_next))
-        return self.bootstrap(batch, next_out, noise.get("pair"))
+        return td.bootstrap(self.critics.head, self.cfg.gamma, batch, next_out, noise.get("pair"))
 
     def actor_loss(self, z_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Deterministic policy gradient through the first critic (TD3 Eq. 6): J = -Q_1(s,

@@ -102,7 +102,7 @@ class C51Head(_Categorical):
     distribution with its atoms moved to r + disc * (z - b), clipped into [v_min, v_max] and
     projected back onto the support: an atom's mass is split between its two neighbours z_l,
     z_u in proportion to its distance from each. The distribution moved is that of the
-    critic whose expected next value is the smaller (clipped double Q; Agent.bootstrap).
+    critic whose expected next value is the smaller (clipped double Q; agents/td.py's bootstrap).
     FastTD3 (Seo et al. 2025) uses such a critic with 101 atoms, widerl's default."""
 
     name = "c51"

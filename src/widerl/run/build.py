@@ -16,7 +16,7 @@ from widerl.collect.envs import env_dims
 from widerl.collect.intake import HOLDOUT_EVERY, HOLDOUT_SIZE, Intake
 from widerl.collect.sources import Source, make_source
 from widerl.config import Config, compiles
-from widerl.nets.feature_learners import make_features
+from widerl.nets.feature_factory import make_features
 from widerl.nets.features import FeatureLearner
 from widerl.replay.buffer import ReplayBuffer, compact_reserve
 from widerl.run.device import resolve_device
