@@ -24,7 +24,7 @@ from typing import Any
 import widerl.collect.ray_reaper as ray_reaper
 from widerl.config import ConfigError
 
-OBJECT_STORE_BYTES = 512 * 2**20  # bounded local object store (REFERENCE.md: ~7 s start)
+OBJECT_STORE_BYTES = 512 * 2**20  # a bounded local object store starts in seconds
 RAY_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # 0: Ray's single-machine mode
 
 

@@ -165,7 +165,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Per-task values applied with a preset, before explicit flags, keyed by the id's base name.
 # OFENet predicts s_{t+1} without the contact forces (Ota et al. 2020 predict Ant-v2's first 27
 # and Humanoid-v2's first 292 dims); in -v5 those are Ant's first 27 of 105 and Humanoid's
-# first 270 of 348 dims (REFERENCE.md).
+# first 270 of 348 dims (docs/paper.md, "Gymnasium -v5 instead of the paper's -v2").
 _OFENET_TARGETS = {"Ant": {"ofenet_target_dim": 27}, "Humanoid": {"ofenet_target_dim": 270}}
 # The value support of the bro preset's HL-Gauss critic on the MuJoCo tasks: soft Q at gamma
 # 0.99 is about (reward per step + entropy bonus) / (1 - gamma); the bounds leave headroom
