@@ -17,8 +17,7 @@ import numpy as np
 
 from widerl.collect.envs import make_vec_env
 from widerl.config import resolve
-from widerl.record.logger import read_metrics
-from widerl.record.names import METRICS
+from widerl.record.folder import read_rows
 
 
 def raw_step_rate(env_id: str, num_envs: int, seconds: float, seed: int = 0) -> float:
@@ -78,7 +77,7 @@ def run_distributed_bench(
             cfg = resolve(values, preset)
             with tempfile.TemporaryDirectory(prefix="widerl-bench-") as tmp:
                 Trainer(cfg, Path(tmp)).run()
-                last = read_metrics(Path(tmp) / METRICS)[-1]
+                last = read_rows(Path(tmp), "bench")[1][-1]
             eps = float(last["env_steps_per_s"] or 0.0)
             result["settings"].append(
                 {

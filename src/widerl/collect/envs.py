@@ -34,6 +34,16 @@ def _register_dmc() -> None:
     gym.register_envs(shimmy)
 
 
+# What Gymnasium raises for an env (or its renderer) whose package is not installed.
+MISSING_PACKAGE = (gym.error.DependencyNotInstalled, ImportError)
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's message as one line (the first of several), or its type's name."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def _make(env_id: str, **kw: object) -> gym.Env:
     """gym.make, with DeepMind Control's dict observations flattened into one vector (the
     order of the task's observation dict; BRO and SimBa use the same flat states). An env
@@ -47,16 +57,6 @@ def _make(env_id: str, **kw: object) -> gym.Env:
     except MISSING_PACKAGE as e:
         raise ConfigError(f"env {env_id!r} cannot be made here: {first_line(e)}") from None
     return FlattenObservation(env) if dmc else env
-
-
-# What Gymnasium raises for an env (or its renderer) whose package is not installed.
-MISSING_PACKAGE = (gym.error.DependencyNotInstalled, ImportError)
-
-
-def first_line(e: BaseException) -> str:
-    """An exception's message as one line (the first of several), or its type's name."""
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def check_env_id(env_id: str) -> None:

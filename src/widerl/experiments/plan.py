@@ -306,10 +306,10 @@ def varied(exp: Experiment) -> list[str]:
     from widerl.config import PRESETS, resolve
 
     env = exp.envs[0]
-    named = {k for spec in exp.runs for k in (*spec.settings, *PRESETS.get(spec.preset or "", {}))}
+    named = {k for spec in exp.runs for k in (*spec.settings, *PRESETS.get(spec.preset or "", {}))
+             if k in NAMING}  # fmt: skip
     values = [json.loads(resolve({"env": env, **spec.settings}, spec.preset).to_json())
               for spec in exp.runs]  # fmt: skip
-    named &= set(NAMING)
     return sorted(k for k in named if any(v[k] != values[0][k] for v in values[1:]))
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from widerl.record.folder import read_rows
 from widerl.record.names import METRICS, TB
 
 BASE_COLUMNS = [
@@ -168,7 +169,7 @@ class RunLogger:
     def _truncate_after(self, step: int) -> None:
         """Drop rows logged after the checkpoint, so the resumed rows continue without gaps
         or repeats."""
-        rows = read_metrics(self.path) if self.path.exists() else []
+        _, rows = read_rows(self.path.parent, "--resume")
         kept = [r for r in rows if int(r["grad_step"]) <= step]
         tmp = self.path.with_suffix(".csv.tmp")
         with tmp.open("w", newline="") as f:
@@ -188,11 +189,6 @@ class RunLogger:
 
     def close(self) -> None:
         self.tb.close()
-
-
-def read_metrics(path: Path) -> list[dict[str, str]]:
-    with Path(path).open(newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def make_progress(enabled: bool) -> Progress:

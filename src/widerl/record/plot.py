@@ -10,12 +10,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from widerl.record.logger import read_metrics  # noqa: E402
-from widerl.record.names import CURVE, METRICS  # noqa: E402
+from widerl.record.folder import read_rows  # noqa: E402
+from widerl.record.names import CURVE  # noqa: E402
 
 
 def plot_learning_curve(run_dir: Path, title: str) -> Path:
-    rows = [r for r in read_metrics(Path(run_dir) / METRICS) if r["eval_return_mean"]]
+    rows = [r for r in read_rows(Path(run_dir), "plot")[1] if r["eval_return_mean"]]
     fig = learning_curve_figure(rows, title)
     out = Path(run_dir) / CURVE
     fig.savefig(out, dpi=100)
