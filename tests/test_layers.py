@@ -17,8 +17,9 @@ LEVEL = {
     "analysis": 5,
     "run": 6,
     "api": 7, "policy": 7, "bench": 7, "experiments": 7,
-    "cli": 8,
-    "__init__": 9,
+    "exported": 8,  # builds on policy
+    "cli": 9,
+    "__init__": 10,
 }  # fmt: skip
 
 

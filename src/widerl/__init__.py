@@ -1,7 +1,7 @@
 """widerl: training larger networks for off-policy deep RL (Ota, Jha & Kanezaki 2021).
 
 The Python API (see README, "Python API"): `Config`, `resolve`, `PRESETS`, `train`,
-`load_policy`. Importing widerl stays light: torch loads with `train` or `load_policy`.
+`load_policy`, `export`. Importing widerl stays light: torch loads with the last three.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 from widerl.config import PRESETS, Config, ConfigError, resolve
 
 __version__ = "0.2.0"
-__all__ = ["PRESETS", "Config", "ConfigError", "load_policy", "resolve", "train"]
+__all__ = ["PRESETS", "Config", "ConfigError", "export", "load_policy", "resolve", "train"]
 
 
 def __getattr__(name: str) -> Any:
@@ -23,4 +23,8 @@ def __getattr__(name: str) -> Any:
         from widerl.policy import load_policy
 
         return load_policy
+    if name == "export":  # the function; its module is widerl.exported
+        from widerl.exported import export
+
+        return export
     raise AttributeError(f"module 'widerl' has no attribute {name!r}")

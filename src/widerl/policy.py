@@ -51,14 +51,15 @@ class Policy:
         return a[0] if single else a
 
 
-def load_policy(run_dir: str | Path, device: str = "cpu") -> Policy:
-    """The policy of the run in `run_dir` (any run folder: finished, stopped or resumed)."""
+def load_policy(run_dir: str | Path, device: str = "cpu", *, arg: str = "load_policy") -> Policy:
+    """The policy of the run in `run_dir` (any run folder: finished, stopped or resumed);
+    `arg` names the folder in messages (`widerl export RUN_DIR` passes its own)."""
     from widerl.collect.envs import check_stored_env, make_env
     from widerl.record.folder import load_config
 
     run_dir = Path(run_dir)
-    cfg = load_config(run_dir, "load_policy")
-    check_stored_env(cfg.env, run_dir, "load_policy")
+    cfg = load_config(run_dir, arg)
+    check_stored_env(cfg.env, run_dir, arg)
     dev = torch.device(device)
     state = load_checkpoint(run_dir, map_location=dev)
     env = make_env(cfg.env)

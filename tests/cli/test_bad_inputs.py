@@ -703,6 +703,43 @@ BENCH = [
 ]
 
 
+def export(*flags: str, run: str = "{run}") -> list[str]:
+    return ["export", run, *flags]
+
+
+EXPORT = [
+    Case("export-not-a-run", export(run="{empty}"), ("config.json",)),
+    Case("export-missing", export(run="{empty}/nothing"), ("nothing",)),
+    Case("export-a-file", export(run="{file}"), ("file",)),
+    Case("export-seeds-run-no-seed", export(run="{seeds}"), ("seeds 0, 1", "--seed")),
+    Case("export-seeds-run-other-seed", export("--seed", "5", run="{seeds}"), ("--seed 5",)),
+    Case("export-seed-of-one-run", export("--seed", "3"), ("--seed 3", "seed 0")),
+    Case("export-seed-negative", export("--seed", "-1"), ("--seed", "-1")),
+    Case("export-format-unknown", export("--format", "tflite"), ("--format", "tflite")),
+    Case(
+        "export-out-other-suffix",
+        export("--format", "pt2", "--out", "{empty}/p.onnx"),
+        ("--out", ".pt2"),
+    ),  # fmt: skip
+    Case("export-out-exists", export("--out", "{file}"), ("--out", "--force")),
+    Case("export-out-folder", export("--out", "{empty}"), ("--out", "folder")),
+    Case("export-out-unwritable", export("--out", "/proc/widerl/p.onnx"), ("--out",)),
+    Case("export-no-checkpoint", export(), ("checkpoint",), damage=remove("run/checkpoint.pt")),
+    Case(
+        "export-checkpoint-garbage",
+        export(),
+        ("checkpoint.pt",),
+        damage=write("run/checkpoint.pt", "x"),
+    ),  # fmt: skip
+    Case(
+        "export-config-units-string",
+        export(),
+        ("config.json", "units"),
+        damage=edit_config("run", units="wide"),
+    ),  # fmt: skip
+]
+
+
 def api_resolve(**overrides: Any) -> Callable[[Path], Any]:
     def call(box: Path) -> Any:
         import widerl
@@ -754,6 +791,12 @@ def api_policy_obs(box: Path, obs: Any) -> Any:
     return widerl.load_policy(box / "run").act(obs)
 
 
+def widerl_export(run: Path, fmt: str) -> Any:
+    import widerl
+
+    return widerl.export(run, fmt)
+
+
 def api_load_policy(rel: str) -> Callable[[Path], Any]:
     def call(box: Path) -> Any:
         import widerl
@@ -794,10 +837,15 @@ API = [
     Case("api-policy-3d", call=lambda box: api_policy_obs(box, [[[0.0] * 3]]), words=("obs",)),
     Case("api-load-policy-empty", call=api_load_policy("empty"), words=("config.json",)),
     Case("api-load-policy-seeds", call=api_load_policy("seeds"), words=("seeds",)),
+    Case(
+        "api-export-format",
+        call=lambda box: widerl_export(box / "run", "tflite"),
+        words=("format", "tflite"),
+    ),  # fmt: skip
 ]
 
 CASES = [*TRAIN_NEW, *TRAIN_RESUME, *EVAL, *SUMMARY, *LANDSCAPE, *REPORT, *EXPERIMENT, *BENCH,
-         *API]  # fmt: skip
+         *EXPORT, *API]  # fmt: skip
 
 
 # --- the sandbox -------------------------------------------------------------------------------

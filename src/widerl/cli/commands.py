@@ -252,6 +252,9 @@ app.add_command(report_cmd)
 from widerl.cli.experiment import experiment_cmd  # noqa: E402
 
 app.add_command(experiment_cmd)
+from widerl.cli.export import export_cmd  # noqa: E402
+
+app.add_command(export_cmd)
 
 
 # click >= 8.2 raises this for a group called without a command (8.1 prints help and exits 0).

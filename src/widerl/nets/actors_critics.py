@@ -66,8 +66,12 @@ class GaussianActor(nn.Module):
     def act(self, z: torch.Tensor, eps: torch.Tensor | None) -> torch.Tensor:
         """tanh(mean) without noise (deterministic evaluation), else a sample."""
         if eps is None:
-            return torch.tanh(self(z)[0])
+            return self.deterministic(z)
         return self.sample(z, eps)[0]
+
+    def deterministic(self, z: torch.Tensor) -> torch.Tensor:
+        """The evaluation action tanh(mean) (what `widerl eval` and an export run)."""
+        return torch.tanh(self(z)[0])
 
 
 class DeterministicActor(nn.Module):
@@ -80,6 +84,10 @@ class DeterministicActor(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.mean(self.body(z)))
+
+    def deterministic(self, z: torch.Tensor) -> torch.Tensor:
+        """The evaluation action, without exploration noise (what an export runs)."""
+        return self(z)
 
 
 class CriticEnsemble(nn.Module):

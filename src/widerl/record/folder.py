@@ -15,8 +15,13 @@ from widerl.config import Config, ConfigError, from_dict, validate
 from widerl.record.names import CHECKPOINT, CONFIG, DIVERGED, LOCK, METRICS, RUN_FILES, SEEDS
 from widerl.record.paths import check_writable, os_message
 
-# Temporary files of writes a kill interrupted (checkpoint.save_atomic, RunLogger, _write).
-_TEMP_GLOBS = (f".{CHECKPOINT}.*.tmp", *(f"{n}.tmp" for n in (METRICS, CONFIG, DIVERGED)))
+# Temporary files of writes a kill interrupted (checkpoint.save_atomic, RunLogger, _write,
+# widerl export's .policy.<pid>.tmp.<suffix>).
+_TEMP_GLOBS = (
+    f".{CHECKPOINT}.*.tmp",
+    *(f"{n}.tmp" for n in (METRICS, CONFIG, DIVERGED)),
+    ".policy.*.tmp.*",
+)
 
 
 def holds_run(path: Path) -> bool:
