@@ -112,6 +112,11 @@ def resume(*flags: str, run: str = "{run}") -> list[str]:
 
 
 TRAIN_NEW = [
+    # --wandb and its companions
+    Case("wandb-entity-alone", train("--wandb-entity", "lab"), ("--wandb-entity", "--wandb")),
+    Case("wandb-group-alone", train("--wandb-group", "g"), ("--wandb-group", "--wandb")),
+    Case("wandb-project-slash", train("--wandb", "a/b"), ("--wandb", "a/b", "'/'")),
+    Case("wandb-entity-colon", train("--wandb", "p", "--wandb-entity", "a:b"), ("--wandb-entity",)),
     # flags and values click parses
     Case("units-zero", train("--units", "0"), ("--units", "0")),
     Case("units-text", train("--units", "wide"), ("--units", "wide")),

@@ -273,11 +273,11 @@ def test_a_folder_that_stops_taking_writes_mid_run_ends_in_one_line_and_resumes(
     out = tmp_path / "run"
     write, calls = RunLogger.write, [0]
 
-    def failing(self: RunLogger, row: dict) -> None:
+    def failing(self: RunLogger, row: dict, *extra: dict) -> None:
         calls[0] += 1
         if calls[0] == 3:  # rows at updates 0 and 50 are written; the one at 100 is not
             raise OSError(err, os.strerror(err), str(self.path))
-        write(self, row)
+        write(self, row, *extra)
 
     monkeypatch.setattr(RunLogger, "write", failing)
     assert train(out) == 1

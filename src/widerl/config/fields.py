@@ -285,6 +285,19 @@ class Config:
     )
     checkpoint_replay: bool = _f(False, "Store the replay buffer in checkpoints (exact resume).")
     progress: bool = _f(True, "Show a progress bar.")
+    wandb: str = _f(
+        "",
+        "Also log to this Weights & Biases project (needs the 'wandb' extra): the config and "
+        "every TensorBoard scalar, under the same names, against grad_step; one W&B run per "
+        "run folder (per seed with --seeds), which a resume continues. WANDB_MODE=offline "
+        "logs without network. Empty: off.",
+    )
+    wandb_entity: str = _f("", "W&B entity (team or user) of --wandb; empty: your default.")
+    wandb_group: str = _f(
+        "",
+        "W&B group of --wandb's runs; empty: a --seeds run groups its seeds under its folder's "
+        "name, a single run has none.",
+    )
 
     def __post_init__(self) -> None:
         check_types(self)

@@ -63,12 +63,34 @@ def validate(cfg: Config, given: Collection[str] = ()) -> None:
         raise ConfigError(
             f"--ray-address {cfg.ray_address!r} needs --actors > 0 (collectors run on Ray)"
         )
+    validate_tracking(cfg)
     validate_modern(cfg, given)
     if cfg.ofenet_units and cfg.ofenet_units % cfg.ofenet_layers:
         raise ConfigError(
             f"--ofenet-units {cfg.ofenet_units} must split evenly across "
             f"--ofenet-layers {cfg.ofenet_layers}"
         )
+
+
+# W&B refuses these in a project name (and a group or entity with them would not be found).
+_WANDB_FORBIDDEN = "/\\#?%:"
+
+
+def validate_tracking(cfg: Config) -> None:
+    """--wandb and its companions."""
+    for name in ("wandb_entity", "wandb_group"):
+        flag = "--" + name.replace("_", "-")
+        if getattr(cfg, name) and not cfg.wandb:
+            raise ConfigError(f"{flag} {getattr(cfg, name)!r} needs --wandb PROJECT")
+    for name in ("wandb", "wandb_entity"):
+        value = getattr(cfg, name)
+        bad = sorted({c for c in value if c in _WANDB_FORBIDDEN or not c.isprintable()})
+        if bad or len(value) > 128:
+            why = f"characters {' '.join(map(repr, bad))}" if bad else "more than 128 characters"
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(
+                f"{flag} {value!r}: W&B names cannot hold {why}; use letters, digits, - _ ."
+            )
 
 
 def validate_modern(cfg: Config, given: Collection[str] = ()) -> None:

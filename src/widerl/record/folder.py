@@ -246,7 +246,17 @@ def _reason(e: Exception) -> str:
 
 
 # Settings a resumed run may change: how long it runs and where, not what it learns.
-RESUMABLE_OVERRIDES = ("steps", "device", "progress", "threads", "ray_address", "collector_wait")
+RESUMABLE_OVERRIDES = (
+    "steps",
+    "device",
+    "progress",
+    "threads",
+    "ray_address",
+    "collector_wait",
+    "wandb",  # where the run reports, not what it learns
+    "wandb_entity",
+    "wandb_group",
+)
 
 
 def merge_resume(stored: Config, overrides: dict, run_dir: Path) -> Config:

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from widerl.record.folder import read_rows
 from widerl.record.names import METRICS, TB
+from widerl.record.tracking import Tracker
 
 BASE_COLUMNS = [
     "grad_step",
@@ -154,7 +155,17 @@ def _fmt(v: object) -> str:
 
 
 class RunLogger:
-    def __init__(self, run_dir: Path, metric_names: list[str], resume_step: int | None) -> None:
+    """metrics.csv, TensorBoard and, with --wandb, the run's W&B run (record/tracking.py):
+    each row goes to all of them, under the same names, at the same step."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        metric_names: list[str],
+        resume_step: int | None,
+        tracker: Tracker | None = None,
+    ) -> None:
+        self.tracker = tracker
         self.path = Path(run_dir) / METRICS
         self.columns = BASE_COLUMNS + metric_names
         if resume_step is None:
@@ -178,17 +189,28 @@ class RunLogger:
             w.writerows(kept)
         tmp.replace(self.path)
 
-    def write(self, row: dict[str, object]) -> None:
+    def write(self, row: dict[str, object], extra: dict[str, float] | None = None) -> None:
+        """One row of metrics.csv; its numbers, and the `extra` scalars (by tag), to
+        TensorBoard and W&B at the row's grad_step."""
         with self.path.open("a", newline="") as f:
             csv.writer(f).writerow([_fmt(row.get(c)) for c in self.columns])
         step = int(row["grad_step"])  # type: ignore[arg-type]
-        for k, v in row.items():
-            if k != "grad_step" and isinstance(v, (int, float)) and not math.isnan(v):
-                self.tb.add_scalar(tb_tag(k), v, step)
+        scalars = {
+            tb_tag(k): v
+            for k, v in row.items()
+            if k != "grad_step" and isinstance(v, (int, float)) and not math.isnan(v)
+        }
+        scalars.update(extra or {})
+        for tag, v in scalars.items():
+            self.tb.add_scalar(tag, v, step)
         self.tb.flush()
+        if self.tracker is not None:
+            self.tracker.log(scalars, step)
 
     def close(self) -> None:
         self.tb.close()
+        if self.tracker is not None:
+            self.tracker.finish()
 
 
 def make_progress(enabled: bool) -> Progress:

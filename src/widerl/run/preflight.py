@@ -44,6 +44,10 @@ def preflight(cfg: Config, seeds: int = 1) -> tuple[int, int]:
     from widerl.run.memory import check_memory
 
     obs_dim, act_dim = _checked_dims(cfg.env)
+    if cfg.wandb:
+        from widerl.record.tracking import check_installed
+
+        check_installed()
     check_env_settings(cfg, obs_dim)
     check_threads(cfg.threads)
     device = resolve_device(cfg.device)

@@ -90,8 +90,7 @@ def write_rows(parts: Any, progress: Any, loggers: list[Any], since: list[tuple[
                              windows[k].means)  # fmt: skip
         if heldout[k] is not None:
             row[f"{p.features.metric_name}_heldout"] = heldout[k]
-        logger.write(row)
-        for i, ret in enumerate(lane.intake.collector_returns(max(lane.cfg.actors, 1))):
-            if ret is not None:
-                logger.tb.add_scalar(f"collector/{i}/return", ret, pr.grad_step)
+        by_collector = lane.intake.collector_returns(max(lane.cfg.actors, 1))
+        extra = {f"collector/{i}/return": r for i, r in enumerate(by_collector) if r is not None}
+        logger.write(row, extra)
     pr.logged_step = pr.grad_step

@@ -28,6 +28,7 @@ from widerl.record.folder import write_config
 from widerl.record.logger import MetricMeans, RunBar, RunLogger
 from widerl.record.plot import plot_learning_curve
 from widerl.record.seeds import seed_dir, write_seeds
+from widerl.record.tracking import open_tracker
 from widerl.replay.buffer import Batch
 from widerl.run.build import Run, build, derive_seeds
 from widerl.run.device import resolve_device
@@ -258,7 +259,12 @@ class Trainer:
         p, pr = self.parts, self.progress
         heldout = [f"{p.features.metric_name}_heldout"] if p.features.has_heldout else []
         names = pr.means[0].names + heldout
-        return [RunLogger(d, names, pr.logged_step if resume else None) for d in self.run_dirs]
+        seeds_run = self.run_dirs != [self.run_dir]
+        return [
+            RunLogger(d, names, pr.logged_step if resume else None,
+                      open_tracker(lane.cfg, d, seeds_run))  # --wandb, else None
+            for lane, d in zip(p.lanes, self.run_dirs, strict=True)
+        ]  # fmt: skip
 
     def _bar(self) -> RunBar:
         c, pr = self.cfg, self.progress
