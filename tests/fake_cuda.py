@@ -22,8 +22,8 @@ switched on by `fake_cuda()` and undone when the context ends.
    whose `set_state` refuses any other size, as CUDA's does; widerl makes every device
    generator through `widerl.replay.generators.device_generator`, which is replaced. A random op
    given a generator of the wrong device raises, as it would on CUDA (`_CudaChecks`).
-3. `torch.cuda` without CUDA: `is_available`, the global RNG state, free memory and the
-   device's name answer as a GPU machine's would, and its lazy initialisation (which
+3. `torch.cuda` without CUDA: `is_available`, the global RNG state, free memory, bf16
+   support and the device's name answer as a GPU machine's would, and its lazy initialisation (which
    torch.compile's stream tracking triggers) does nothing (`_CUDA_STUBS`).
 4. Module moves. `nn.Module.to` swaps a fake parameter's tensor for the moved one
    (`torch.utils.swap_tensors`), which refuses tensors with weak references; the fake mode's
@@ -263,6 +263,7 @@ _CUDA_STUBS: dict[str, Any] = {
     "mem_get_info": lambda *a: (FAKE_GPU_BYTES, FAKE_GPU_BYTES),
     "synchronize": lambda *a: None,
     "_lazy_init": lambda: None,
+    "is_bf16_supported": lambda *a, **k: True,  # an A100's or H100's answer (--amp bf16)
 }
 
 

@@ -112,6 +112,10 @@ def resume(*flags: str, run: str = "{run}") -> list[str]:
 
 
 TRAIN_NEW = [
+    # --n-step and --amp
+    Case("n-step-zero", train("--n-step", "0"), ("--n-step", "0")),
+    Case("n-step-huge", train("--n-step", "65"), ("--n-step", "65", "64")),
+    Case("amp-fp16", train("--amp", "fp16"), ("--amp", "fp16", "bf16")),
     # --wandb and its companions
     Case("wandb-entity-alone", train("--wandb-entity", "lab"), ("--wandb-entity", "--wandb")),
     Case("wandb-group-alone", train("--wandb-group", "g"), ("--wandb-group", "--wandb")),

@@ -44,10 +44,16 @@ CASES: dict[str, tuple[str | None, dict[str, Any]]] = {
         "paper-S",
         {"ofenet_units": 8, "ofenet_layers": 2, "ofenet_pretrain": 3, "batchnorm": True},
     ),
-    "td3-prioritized": (None, {"algo": "td3", "prioritized": True, "policy_delay": 2}),
+    "td3-prioritized-nstep": (
+        None,
+        {"algo": "td3", "prioritized": True, "policy_delay": 2, "n_step": 3},
+    ),
     # Batch Renormalization past its warm-up, the joint forward of s and s'
     "crossq": ("crossq", {"actor_units": 16, "renorm_warmup": 2}),
-    "simba-obsnorm-c51": ("simba", {"critic_head": "c51", "atoms": 11, "actor_units": 8}),
+    "simba-obsnorm-c51-amp": (
+        "simba",
+        {"critic_head": "c51", "atoms": 11, "actor_units": 8, "amp": "bf16"},
+    ),
     "bronet-hlgauss": ("bro", {"atoms": 11, "actor_units": 8, "utd": 1, "reset_every": 0}),
     "critics-3": (None, {"critics": 3}),
     "seeds-2": (None, {}),  # run with seeds [0, 1]

@@ -37,12 +37,13 @@ SUPPORT = {"atoms": 11, "v_min": -50.0, "v_max": 10.0}
 # Every new option is in at least one bundle; --reset-every falls inside the runs (before
 # updates 61 and 121 of 120: one reset, and the resumed half starts after it).
 BUNDLES: dict[str, dict[str, Any]] = {
-    "sac-simba-obsnorm-c51-adamw-utd-reset": {
+    "sac-simba-obsnorm-c51-adamw-utd-reset-nstep": {
         "algo": "sac", "arch": "simba", "obs_norm": True, "critic_head": "c51", **SUPPORT,
-        "weight_decay": 0.01, "utd": 2, "reset_every": 60,
+        "weight_decay": 0.01, "utd": 2, "reset_every": 60, "n_step": 2,
     },
-    "td3-bronet-hlgauss-reset": {
+    "td3-bronet-hlgauss-reset-nstep-amp": {
         "algo": "td3", "arch": "bronet", "critic_head": "hlgauss", **SUPPORT, "reset_every": 50,
+        "n_step": 3, "amp": "bf16",
     },
     "crossq-obsnorm-hlgauss": {
         "algo": "crossq", "obs_norm": True, "critic_head": "hlgauss", **SUPPORT,
@@ -81,7 +82,7 @@ def test_a_run_resumed_midway_writes_the_uninterrupted_rows(name: str, tmp_path:
 # CrossQ's compiled learning step (with C51, --obs-norm, AdamW) is test_agents'
 # test_compiled_learning_step_matches_eager: compilation is the cost here.
 @pytest.mark.parametrize(
-    "name", ["sac-simba-obsnorm-c51-adamw-utd-reset", "td3-bronet-hlgauss-reset"]
+    "name", ["sac-simba-obsnorm-c51-adamw-utd-reset-nstep", "td3-bronet-hlgauss-reset-nstep-amp"]
 )  # noqa: E501
 def test_a_compiled_run_compiles_once_and_matches_the_eager_run(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -118,7 +119,7 @@ def test_a_compiled_run_compiles_once_and_matches_the_eager_run(
 
 
 @pytest.mark.parametrize(
-    "name", ["sac-simba-obsnorm-c51-adamw-utd-reset", "crossq-obsnorm-hlgauss"]
+    "name", ["sac-simba-obsnorm-c51-adamw-utd-reset-nstep", "crossq-obsnorm-hlgauss"]
 )  # noqa: E501
 def test_a_collector_acts_with_the_learners_policy_and_obs_statistics(name: str) -> None:
     """In process: the weights a collector receives carry --obs-norm's running statistics;
@@ -151,7 +152,7 @@ def test_collectors_on_ray_with_the_new_options(tmp_path: Path, ray_tmp: str) ->
     """--actors 1 with SimBa, --obs-norm, a C51 head, AdamW, --utd 2 and a reset inside the
     run: the run completes with the collector's transitions, a reset counted, and the
     checkpoint resumes on Ray."""
-    name = "sac-simba-obsnorm-c51-adamw-utd-reset"
+    name = "sac-simba-obsnorm-c51-adamw-utd-reset-nstep"
     settings = {"actors": 1, "envs_per_actor": 2, "sync_every": 10, "compile": "off"}
     run = tmp_path / "ray"
     result = widerl.train(cfg(name, steps=80, **settings), run)

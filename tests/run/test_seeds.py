@@ -126,8 +126,8 @@ CASES = {
     "sac-simba-obsnorm-c51": {"algo": "sac", "arch": "simba", "obs_norm": True,
                               "critic_head": "c51", "atoms": 11, "v_min": -10.0,
                               "v_max": 10.0, "weight_decay": 0.01},
-    "td3-bronet-hlgauss": {"algo": "td3", "arch": "bronet", "critic_head": "hlgauss",
-                           "atoms": 11, "v_min": -10.0, "v_max": 10.0},
+    "td3-bronet-hlgauss-nstep": {"algo": "td3", "arch": "bronet", "critic_head": "hlgauss",
+                                 "atoms": 11, "v_min": -10.0, "v_max": 10.0, "n_step": 3},
 }  # fmt: skip
 
 

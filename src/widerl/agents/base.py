@@ -425,6 +425,7 @@ def by_seed(batch: Batch) -> tuple[Batch, bool]:
     if batch.obs.dim() == 3:
         return batch, False
     weight = None if batch.weight is None else batch.weight.unsqueeze(0)
+    discount = None if batch.discount is None else batch.discount.unsqueeze(0)
     return (
         Batch(
             batch.obs.unsqueeze(0),
@@ -434,6 +435,7 @@ def by_seed(batch: Batch) -> tuple[Batch, bool]:
             batch.term.unsqueeze(0),
             weight,
             batch.idx,
+            discount,
         ),
         True,
     )

@@ -42,9 +42,14 @@ def bootstrap(
 ) -> torch.Tensor:
     """The TD target r + gamma * (1 - terminated) * (Z(s', a') - bonus) in the critic head's
     form, from the critics' outputs on (s', a') `[K, N, B, D]`: Z is the output of the critic
-    with the smaller Q (clipped double Q; the random pair's with N > 2)."""
+    with the smaller Q (clipped double Q; the random pair's with N > 2). With --n-step K the
+    batch holds the discounted sum of up to K rewards, the state after them as s' and its
+    gamma^k as `discount` (replay/storage.multi_step): the same formula, gamma^k for gamma.
+    (SAC's entropy bonus then enters at s_{t+k} only; the steps between count their rewards
+    alone.)"""
     chosen = select_min(next_out, head.value(next_out), pair)
-    return head.target(batch.rew, gamma * (1.0 - batch.term), chosen, bonus)
+    discount = gamma if batch.discount is None else batch.discount
+    return head.target(batch.rew, discount * (1.0 - batch.term), chosen, bonus)
 
 
 def critic_loss(

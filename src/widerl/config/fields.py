@@ -27,6 +27,7 @@ CRITIC_HEADS = names("critic_head")
 LAYERNORM_ARCHS = ("simba", "bronet")  # residual bodies normalised by LayerNorm
 DEVICES = ("auto", "cpu", "cuda")
 COMPILE_MODES = ("auto", "on", "off")
+AMP_MODES = ("off", "bf16")
 # --compile auto compiles runs at least this long (benchmarks/README.md: compilation costs
 # 20-90 s on a 2-core CPU and a compiled step is 1.3-1.6x faster, which repays it after
 # 10k-30k updates; the margin covers slower machines and larger networks).
@@ -156,6 +157,24 @@ class Config:
 
     # --- shared agent hyperparameters (Sec. 4, A.4) ---
     gamma: float = _f(0.99, "Discount factor, in [0, 1].", low=0.0, high=1.0)
+    amp: str = _f(
+        "off",
+        "Mixed precision of the learning step: bf16 runs its forward and backward passes under "
+        "torch.autocast with bfloat16; parameters, gradients, optimizer state and target "
+        "networks stay float32. The speed path on GPUs with bf16 tensor cores (A100, H100); "
+        "on a CPU it runs, usually slower.",
+        choices=AMP_MODES,
+    )
+    n_step: int = _f(
+        1,
+        "Multi-step returns: the TD target sums the next K rewards of the same env, "
+        "discounted, and bootstraps with gamma^K from the state after them; a termination "
+        "inside the window ends it without bootstrap, an episode's end by time limit (or a "
+        "gap in the stored stream) ends it early with a bootstrap from there (gamma^k, k < K). "
+        "Sampled from the replay as stored (no off-policy correction); the Ray "
+        "collectors' initial priorities stay one-step. 1: the one-step target.",
+        positive=True,
+    )
     tau: float = _f(
         0.005, "Target network smoothing coefficient, in (0, 1].", low=0.0, high=1.0, open_low=True
     )

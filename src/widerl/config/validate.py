@@ -63,6 +63,9 @@ def validate(cfg: Config, given: Collection[str] = ()) -> None:
         raise ConfigError(
             f"--ray-address {cfg.ray_address!r} needs --actors > 0 (collectors run on Ray)"
         )
+    if cfg.n_step > MAX_N_STEP:
+        # The window is unrolled into the sampling graph, one gather per step.
+        raise ConfigError(f"--n-step {cfg.n_step} is above {MAX_N_STEP}; use 1 to {MAX_N_STEP}")
     validate_tracking(cfg)
     validate_modern(cfg, given)
     if cfg.ofenet_units and cfg.ofenet_units % cfg.ofenet_layers:
@@ -71,6 +74,8 @@ def validate(cfg: Config, given: Collection[str] = ()) -> None:
             f"--ofenet-layers {cfg.ofenet_layers}"
         )
 
+
+MAX_N_STEP = 64
 
 # W&B refuses these in a project name (and a group or entity with them would not be found).
 _WANDB_FORBIDDEN = "/\\#?%:"

@@ -108,6 +108,7 @@ class EnsembleBatchNorm(EnsembleNorm):
         self.register_buffer("running_var", torch.ones(members, 1, features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()  # statistics in float32 under --amp bf16, as autocast keeps torch's norms
         if self.training:
             mean = x.mean(1, keepdim=True)
             var = x.var(1, unbiased=False, keepdim=True)
@@ -159,6 +160,7 @@ class EnsembleBatchRenorm(EnsembleNorm):
         self.register_buffer("steps", torch.zeros(members, 1, 1, dtype=torch.long))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()  # statistics in float32 under --amp bf16, as autocast keeps torch's norms
         if not self.training:
             return (x - self.running_mean) * torch.rsqrt(
                 self.running_var + self.eps

@@ -61,11 +61,13 @@ TRANSITION_FIELDS = ("obs", "act", "rew", "next_obs", "term")
 class Batch(NamedTuple):
     obs: torch.Tensor
     act: torch.Tensor
-    rew: torch.Tensor
-    next_obs: torch.Tensor
+    rew: torch.Tensor  # with --n-step K: the discounted sum of up to K rewards
+    next_obs: torch.Tensor  # with --n-step K: the state the target bootstraps from
     term: torch.Tensor
     weight: torch.Tensor | None
     idx: torch.Tensor
+    # With --n-step K: gamma^k of each sample's bootstrap (k <= K steps taken); None: gamma.
+    discount: torch.Tensor | None = None
 
 
 def _resolve_device(device: torch.device | str) -> torch.device:
@@ -258,10 +260,14 @@ class ReplayBuffer:
         seed: int = 0,
         beta: float = 0.4,
         reserve: int | None = None,
+        n_step: int = 1,
+        gamma: float = 0.99,
     ) -> None:
         """`reserve`: rows for next observations that no later transition's observation
         holds (episode ends, storage.py); by default one per slot, which any data fits.
-        A run's replay gets ``compact_reserve(capacity)``, 1/64 of it."""
+        A run's replay gets ``compact_reserve(capacity)``, 1/64 of it. `n_step` > 1: batches
+        hold n-step returns discounted by `gamma` (storage.multi_step)."""
+        self.n_step, self.gamma = int(n_step), float(gamma)
         self.device = _resolve_device(device)
         self.capacity = int(capacity)
         self.prioritized = bool(prioritized)
@@ -353,8 +359,11 @@ class ReplayBuffer:
         """The batch that the numbers `u` of `draw` select: device ops only, no Python value
         of the buffer's that changes between steps, so it can sit inside a compiled step."""
         idx, weight = self.sampler.choose(u, self.storage.size_t, self.storage.start_t, beta)
-        obs, act, rew, next_obs, term = self.storage.gather(idx)
-        return Batch(obs, act, rew, next_obs, term, weight, idx)
+        if self.n_step == 1:
+            return Batch(*self.storage.gather(idx), weight, idx)
+        obs, act = self.storage.obs.index_select(0, idx), self.storage.act.index_select(0, idx)
+        rew, next_obs, term, discount = self.storage.multi_step(idx, self.n_step, self.gamma)
+        return Batch(obs, act, rew, next_obs, term, weight, idx, discount)
 
     def beta(self, progress: float) -> float:
         """The sampler's importance-sampling exponent at `progress` (0..1) of the run."""

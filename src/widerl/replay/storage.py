@@ -195,6 +195,33 @@ class TensorStorage:
             self.term.index_select(0, idx).to(torch.float32),
         )
 
+    def multi_step(
+        self, idx: torch.Tensor, n_step: int, gamma: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The n-step return of the slots `idx`, following the `next` pointers (device ops
+        only): R = sum_{i<k} gamma^i r_{t+i}, the state s_{t+k} to bootstrap from, whether
+        step t+k-1 terminated, and gamma^k, where k <= n_step stops early at a termination
+        (no bootstrap), at an episode's end by time limit or any other s' without a stored
+        successor (bootstrap from that s'). The pointers keep each env's stream apart, and
+        a transition's successor stays stored as long as it does (the module's docstring),
+        so the whole window is live whenever its first slot is."""
+        rew = self.rew.index_select(0, idx)
+        term = self.term.index_select(0, idx)
+        last = idx
+        steps = torch.ones_like(rew)
+        nxt = self.next.index_select(0, idx).to(idx.dtype)
+        going = (nxt < self.capacity) & ~term  # s' is the s of a stored later step
+        for i in range(1, n_step):
+            cur = torch.where(going, nxt, last)
+            rew = rew + torch.where(going, self.rew.index_select(0, cur) * gamma**i, 0.0)
+            term = torch.where(going, self.term.index_select(0, cur), term)
+            steps = steps + going.to(steps.dtype)
+            last = cur
+            nxt = self.next.index_select(0, last).to(idx.dtype)
+            going = going & (nxt < self.capacity) & ~term
+        next_obs = self.states.index_select(0, self.next.index_select(0, last))
+        return rew, next_obs, term.to(torch.float32), torch.pow(gamma, steps)
+
     @property
     def next_obs(self) -> torch.Tensor:
         """s' of every slot, rebuilt (a copy, for inspection; meaningless for slots not live)."""

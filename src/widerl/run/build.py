@@ -89,6 +89,8 @@ def _lane(index: int, cfg: Config, obs_dim: int, act_dim: int, device: torch.dev
         seed=seeds["replay"],
         beta=cfg.per_beta,
         reserve=compact_reserve(cfg.buffer_size, HOLDOUT_EVERY if features.has_heldout else None),
+        n_step=cfg.n_step,
+        gamma=cfg.gamma,
     )
     # Held-out transitions for the feature learner's test loss: diverted from the replay,
     # never trained on (OFENet's aux_loss_heldout).

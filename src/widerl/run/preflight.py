@@ -51,5 +51,17 @@ def preflight(cfg: Config, seeds: int = 1) -> tuple[int, int]:
     check_env_settings(cfg, obs_dim)
     check_threads(cfg.threads)
     device = resolve_device(cfg.device)
+    if cfg.amp == "bf16" and device.type == "cuda":
+        _check_bf16(device)
     check_memory(cfg, obs_dim, act_dim, device, seeds)
     return obs_dim, act_dim
+
+
+def _check_bf16(device: object) -> None:
+    import torch
+
+    if not torch.cuda.is_bf16_supported():
+        raise ConfigError(
+            f"--amp bf16: this GPU ({torch.cuda.get_device_name(device)}) has no bfloat16 "
+            "support (torch.cuda.is_bf16_supported() is False); use --amp off"
+        )

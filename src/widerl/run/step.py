@@ -10,6 +10,7 @@ function runs eagerly otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import types
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -44,6 +45,7 @@ class LearnStep:
             raise ValueError(f"{len(self.replays)} replays for an agent of {agent.k} seeds")
         self.replay, self.features, self.agent = self.replays[0], features, agent
         self.batch_size = batch_size
+        self.amp = agent.cfg.amp == "bf16"
         self.beta = torch.zeros((), dtype=torch.float64, device=self.replay.device)
         self.compiled = compiled
         if self.replay.device.type == "cpu":
@@ -62,6 +64,15 @@ class LearnStep:
         self.agent.n_updates += 1
         return {k: v[0] for k, v in metrics.items()} if self.single else metrics
 
+    def precision(self) -> contextlib.AbstractContextManager[Any]:
+        """--amp bf16: the updates' forward and backward passes under bfloat16 autocast
+        (matmuls and the ops autocast lowers; norms, losses and softmaxes stay float32 by
+        autocast's own lists). Parameters, gradients, optimizer state and target networks
+        stay float32: autocast casts copies for the ops, never the tensors kept."""
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(self.replay.device.type, dtype=torch.bfloat16)
+
     def _step(
         self,
         u: list[torch.Tensor],
@@ -71,9 +82,13 @@ class LearnStep:
     ) -> dict[str, torch.Tensor]:
         sampled = [r.gather(uk, beta) for r, uk in zip(self.replays, u, strict=True)]
         batch = stack_batches(sampled)
-        aux = self.features.update(batch.obs, batch.act, batch.next_obs)
-        with torch.no_grad():
-            metrics: dict[str, Any] = self.agent._update(batch, noise, actor_step)
+        with self.precision():
+            aux = self.features.update(batch.obs, batch.act, batch.next_obs)
+            with torch.no_grad():
+                metrics: dict[str, Any] = self.agent._update(batch, noise, actor_step)
+        if self.amp:  # what leaves the step is float32, as without --amp (sums, priorities)
+            metrics = {k: v.float() for k, v in metrics.items()}
+            aux = None if aux is None else aux.float()
         if aux is not None:
             metrics[self.features.metric_name] = aux
         for k, (replay, b) in enumerate(zip(self.replays, sampled, strict=True)):
@@ -90,10 +105,12 @@ def stack_batches(batches: Sequence[Batch]) -> Batch:
         return xs[0].unsqueeze(0) if len(xs) == 1 else torch.stack(xs)
 
     weights = [b.weight for b in batches]
+    discounts = [b.discount for b in batches]
     return Batch(
         *(join([getattr(b, f) for b in batches]) for f in TRANSITION_FIELDS),
         weight=None if weights[0] is None else join(weights),  # type: ignore[arg-type]
         idx=join([b.idx for b in batches]),
+        discount=None if discounts[0] is None else join(discounts),  # type: ignore[arg-type]
     )
 
 
