@@ -112,7 +112,13 @@ def resume(*flags: str, run: str = "{run}") -> list[str]:
 
 
 TRAIN_NEW = [
-    # --n-step and --amp
+    # --num-envs, --n-step and --amp
+    Case(
+        "num-envs-with-actors",
+        train("--num-envs", "2", "--actors", "1"),
+        ("--num-envs", "--actors"),
+    ),  # fmt: skip
+    Case("num-envs-zero", train("--num-envs", "0"), ("--num-envs", "0")),
     Case("n-step-zero", train("--n-step", "0"), ("--n-step", "0")),
     Case("n-step-huge", train("--n-step", "65"), ("--n-step", "65", "64")),
     Case("amp-fp16", train("--amp", "fp16"), ("--amp", "fp16", "bf16")),

@@ -121,6 +121,7 @@ CASES = {
         "batchnorm": True,
     },  # fmt: skip
     "crossq": {"algo": "crossq"},
+    "sac-num-envs-3": {"algo": "sac", "num_envs": 3},  # three envs per seed
     # The options beyond the paper, stacked: per-seed observation statistics, distributional heads,
     # AdamW (--utd and --reset-every: the trainer's loop, in the test further down).
     "sac-simba-obsnorm-c51": {"algo": "sac", "arch": "simba", "obs_norm": True,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -102,10 +103,33 @@ def make_vec_env(env_id: str, num_envs: int) -> gym.vector.SyncVectorEnv:
     """`num_envs` copies stepped together. SAME_STEP autoreset hands back the final
     observation of an ending episode in `info["final_obs"]` in the step it ends, so the
     stored transition has the true next state and the returned obs is already the reset one."""
+    if num_envs > 1:
+        _mujoco_warnings_once()
     return gym.vector.SyncVectorEnv(
         [lambda: make_env(env_id) for _ in range(num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )
+
+
+def _mujoco_warnings_once() -> None:
+    """MuJoCo prints its warnings each time (Gymnasium's HalfCheetah-v5 model has a
+    deprecated attribute: one line per copy, 64 for --num-envs 64); say each one once, on
+    stderr, in this process."""
+    try:
+        import mujoco
+    except ImportError:
+        return
+    if getattr(mujoco.get_mju_user_warning(), "widerl_once", False):
+        return
+    seen: set[str] = set()
+
+    def once(message: str) -> None:
+        if message not in seen:
+            seen.add(message)
+            print(f"MuJoCo warning: {message}", file=sys.stderr)
+
+    once.widerl_once = True  # type: ignore[attr-defined]
+    mujoco.set_mju_user_warning(once)
 
 
 def env_dims(env_id: str) -> tuple[int, int]:

@@ -2,8 +2,9 @@
 branch on how collection happens.
 
 - `InlineSource` (`--actors 0`, the paper's "w/o Ape-X"): one env per seed stepped in the
-  learner, one env step per update (A.4); with --seeds every seed's actions come from one
-  forward pass of the stacked policies.
+  learner, one env step per update (A.4); with `--num-envs N` a vector of N envs per seed
+  (the FastTD3 regime); with --seeds every seed's actions come from one forward pass of the
+  stacked policies.
 - `RaySource` (`--actors N`, Ape-X-like, Sec. 3.2): N Ray collector processes kept busy
   (ray_collectors.RayCollectors); their chunks are taken in as they arrive and the learner never
   waits for them.
@@ -72,7 +73,8 @@ class Source(abc.ABC):
 
 
 class InlineSource(Source):
-    """One env per seed in the learner's process, one env step per learning step."""
+    """`--num-envs` envs per seed in the learner's process, stepped together once per
+    `--utd` learning steps."""
 
     @classmethod
     def from_config(cls, cfg: Config, seeds: list[dict[str, int]], device: torch.device
@@ -81,7 +83,7 @@ class InlineSource(Source):
 
     def __init__(self, cfg: Config, seeds: list[int], device: torch.device) -> None:
         self.cfg, self.device = cfg, device
-        self.collectors = [Collector(make_vec_env(cfg.env, 1), s, device) for s in seeds]
+        self.collectors = [Collector(make_vec_env(cfg.env, cfg.num_envs), s, device) for s in seeds]
         self._warned = False
 
     @property
@@ -93,7 +95,7 @@ class InlineSource(Source):
         if random:  # each seed's warm-up actions from its own collector's generator (A.4)
             acts = [c.policy_actions(None) for c in self.collectors]
         else:
-            obs = np.stack([c.obs for c in self.collectors])  # [K, 1, obs_dim]
+            obs = np.stack([c.obs for c in self.collectors])  # [K, num_envs, obs_dim]
             x = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
             acts = list(self.agent.act(x, deterministic=False).cpu().numpy())
         lanes: Lanes = []

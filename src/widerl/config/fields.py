@@ -207,8 +207,8 @@ class Config:
     utd: int = _f(
         1,
         "Gradient updates per env step, the update-to-data (replay) ratio (BRO: 10, SimBa: "
-        "2): inline, one env step every N updates; with --actors and no "
-        "--max-env-per-update, collection runs at most 1/N env steps per update ahead.",
+        "2): inline, one env step (of all --num-envs envs) every N updates; with --actors and "
+        "no --max-env-per-update, collection runs at most 1/N env steps per update ahead.",
         positive=True,
     )
     reset_every: int = _f(
@@ -255,6 +255,15 @@ class Config:
         "Prioritized replay: initial IS exponent, in [0, 1], annealed to 1.",
         low=0.0,
         high=1.0,
+    )
+
+    # --- collection in the learner (the FastTD3 regime: many envs, large batches) ---
+    num_envs: int = _f(
+        1,
+        "Envs the learner steps together without Ray (a Gymnasium vector env; with --seeds, "
+        "this many per seed): each env step adds N transitions, one batched forward pass "
+        "choosing N actions, and --utd counts updates per such vector step.",
+        positive=True,
     )
 
     # --- Ape-X-like distributed collection (Sec. 3.2, A.1, Fig. 11) ---

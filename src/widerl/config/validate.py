@@ -59,6 +59,13 @@ def validate(cfg: Config, given: Collection[str] = ()) -> None:
             f"never comes round (only updates 0 and {cfg.steps} would be evaluated); use "
             f"--eval-every <= {cfg.steps}"
         )
+    if cfg.num_envs > 1 and cfg.actors:
+        raise ConfigError(
+            f"--num-envs {cfg.num_envs} steps envs in the learner, --actors {cfg.actors} in Ray "
+            "collectors: choose one (each collector steps --envs-per-actor envs)"
+        )
+    if cfg.num_envs > MAX_NUM_ENVS:
+        raise ConfigError(f"--num-envs {cfg.num_envs} is above {MAX_NUM_ENVS}")
     if cfg.ray_address and not cfg.actors:
         raise ConfigError(
             f"--ray-address {cfg.ray_address!r} needs --actors > 0 (collectors run on Ray)"
@@ -76,6 +83,7 @@ def validate(cfg: Config, given: Collection[str] = ()) -> None:
 
 
 MAX_N_STEP = 64
+MAX_NUM_ENVS = 65_536  # a typo guard: every env is a simulator in the learner's process
 
 # W&B refuses these in a project name (and a group or entity with them would not be found).
 _WANDB_FORBIDDEN = "/\\#?%:"
