@@ -119,6 +119,13 @@ TRAIN_NEW = [
         ("--num-envs", "--actors"),
     ),  # fmt: skip
     Case("num-envs-zero", train("--num-envs", "0"), ("--num-envs", "0")),
+    Case("expl-noise-max-sac", train("--expl-noise-max", "0.4"), ("--expl-noise-max", "sac")),
+    Case(
+        "expl-noise-max-below",
+        train("--algo", "td3", "--expl-noise", "0.5", "--expl-noise-max", "0.2"),
+        ("--expl-noise-max", "0.2", "0.5"),
+    ),  # fmt: skip
+    Case("arch-typo", train("--arch", "funel"), ("--arch", "funel", "funnel")),
     Case("n-step-zero", train("--n-step", "0"), ("--n-step", "0")),
     Case("n-step-huge", train("--n-step", "65"), ("--n-step", "65", "64")),
     Case("amp-fp16", train("--amp", "fp16"), ("--amp", "fp16", "bf16")),

@@ -4,6 +4,7 @@ updates per vector step; exact resume; refused beside Ray collectors."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -47,8 +48,17 @@ def test_each_vector_step_adds_num_envs_transitions(
 
 
 @pytest.mark.slow
-def test_a_run_of_many_envs_resumed_midway_writes_the_uninterrupted_rows(tmp_path: Path) -> None:
-    settings = {**TINY, "num_envs": 3, "n_step": 2}  # (PER's beta follows --steps: left out)
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"n_step": 2},  # (PER's beta follows --steps: left out)
+        {"algo": "td3", "expl_noise": 0.05, "expl_noise_max": 0.5},  # each env's own std
+    ],
+)
+def test_a_run_of_many_envs_resumed_midway_writes_the_uninterrupted_rows(
+    extra: dict, tmp_path: Path
+) -> None:
+    settings = {**TINY, "num_envs": 3, **extra}
     widerl.train(widerl.resolve({**settings, "steps": 90}), tmp_path / "ref")
     widerl.train(widerl.resolve({**settings, "steps": 60}), tmp_path / "cut")
     widerl.train(resume=tmp_path / "cut", steps=90)
@@ -60,3 +70,58 @@ def test_a_run_of_many_envs_resumed_midway_writes_the_uninterrupted_rows(tmp_pat
 def test_num_envs_beside_ray_collectors_is_refused() -> None:
     with pytest.raises(widerl.ConfigError, match="--num-envs 4 steps envs in the learner"):
         widerl.resolve({**TINY, "num_envs": 4, "actors": 2})
+
+
+def test_each_env_draws_its_exploration_std_when_its_episode_starts() -> None:
+    """--expl-noise-max: stds uniform in [--expl-noise, --expl-noise-max], one per env, drawn
+    anew for exactly the envs whose episode ended; an env with std 0 acts deterministically."""
+    import numpy as np
+    import torch
+
+    from widerl.agents import make_agent
+    from widerl.collect.collector import Collector
+    from widerl.collect.envs import make_vec_env
+
+    collector = Collector(make_vec_env("Hopper-v5", 6), 0, torch.device("cpu"), (0.1, 0.5))
+    first = collector.noise_scale.copy()
+    assert first.shape == (6, 1) and np.all((first >= 0.1) & (first <= 0.5))
+    assert len(np.unique(first)) == 6
+    changed = ended = 0
+    for _ in range(200):  # random actions end Hopper's episodes within tens of steps
+        before = collector.noise_scale.copy()
+        act = collector.rng.uniform(-1, 1, (6, 3)).astype(np.float32)
+        chunk = collector.advance(act)
+        done = chunk.term | (chunk.next_obs != collector.obs).any(1)  # ended: reset obs differs
+        moved = (collector.noise_scale != before)[:, 0]
+        assert not np.any(moved & ~done)  # only envs whose episode ended draw again
+        changed += int(moved.sum())
+        ended += len(chunk.returns)
+    assert ended > 6 and changed == ended
+
+    cfg = widerl.resolve({"algo": "td3", "units": 16, "layers": 1})
+    agent = make_agent(cfg, 11, 3, torch.device("cpu"))
+    obs = torch.randn(4, 11)
+    scale = torch.tensor([[0.0], [0.0], [1.0], [1.0]])
+    acted, mean = agent.act(obs, noise_scale=scale), agent.act(obs, deterministic=True)
+    assert torch.equal(acted[:2], mean[:2]) and not torch.allclose(acted[2:], mean[2:])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["fasttd3", "fastsac"])
+def test_the_fast_presets_run_end_to_end_on_hopper(preset: str, tmp_path: Path) -> None:
+    """The published recipes (bf16 autocast, funnel networks, many envs, AdamW, obs-norm,
+    FastTD3's C51 critic and per-env noise), scaled down only in size: a CPU-sized width,
+    batch, replay and env count."""
+    from widerl.cli import main
+
+    run = tmp_path / "run"
+    small = ["--units", "64", "--actor-units", "32", "--batch-size", "64", "--buffer-size",
+             "4000", "--num-envs", "4", "--warmup", "100", "--steps", "40", "--eval-every",
+             "20", "--eval-episodes", "1", "--threads", "1", "--no-progress"]  # fmt: skip
+    assert main(["train", "--preset", preset, "--env", "Hopper-v5", *small, "--out", str(run)]) == 0
+    got = rows(run)
+    assert [r["grad_step"] for r in got] == ["0", "20", "40"]
+    assert int(got[-1]["env_step"]) - int(got[0]["env_step"]) == 40 // 2 * 4  # utd 2, 4 envs
+    stored = json.loads((run / "config.json").read_text())
+    assert stored["arch"] == "funnel" and stored["amp"] == "bf16" and stored["tau"] == 0.1
+    assert float(got[-1]["critic_loss"]) > 0

@@ -256,14 +256,22 @@ class Agent(nn.Module, abc.ABC):
 
     # --- acting -----------------------------------------------------------------------------
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+    def act(
+        self,
+        obs: torch.Tensor,
+        deterministic: bool = False,
+        noise_scale: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Actions in [-1, 1] for observations `[K, n, obs_dim]` (or `[n, obs_dim]` with one
-        seed), every network in eval mode (BatchNorm on its running statistics)."""
+        seed), every network in eval mode (BatchNorm on its running statistics).
+        `noise_scale` `[K, n, 1]` (or `[n, 1]`): each env's exploration std where the agent
+        explores with added noise (TD3 with --expl-noise-max); None: the configured one."""
         single = obs.dim() == 2
         if single:
             obs = obs.unsqueeze(0)
+            noise_scale = None if noise_scale is None else noise_scale.unsqueeze(0)
         with self.evaluating():
-            a = self._act(self.features.state(obs), deterministic)
+            a = self._act(self.features.state(obs), deterministic, noise_scale)
         return a[0] if single else a
 
     def evaluating(self) -> contextlib.AbstractContextManager[nn.Module]:
@@ -274,8 +282,10 @@ class Agent(nn.Module, abc.ABC):
         return eval_mode(self, self._submodules)
 
     @abc.abstractmethod
-    def _act(self, z_s: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        """Policy actions from state features."""
+    def _act(
+        self, z_s: torch.Tensor, deterministic: bool, noise_scale: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Policy actions from state features (`noise_scale`: see `act`)."""
 
     # --- learning ---------------------------------------------------------------------------
     def actor_step_due(self) -> bool:

@@ -49,7 +49,9 @@ class SAC(Agent):
     def _target_state(self) -> list[tuple[str, nn.Module | dict[str, torch.Tensor]]]:
         return [("", {"log_alpha": self.log_alpha})]
 
-    def _act(self, z_s: torch.Tensor, deterministic: bool) -> torch.Tensor:
+    def _act(
+        self, z_s: torch.Tensor, deterministic: bool, noise_scale: torch.Tensor | None = None
+    ) -> torch.Tensor:  # SAC explores with its own policy's noise: no scale applies
         eps = None
         if not deterministic:
             eps = self._normal(self.act_gens, (z_s.shape[1], self.act_dim))

@@ -48,12 +48,15 @@ class TD3(Agent):
     def _target_state(self) -> list[tuple[str, torch.nn.Module | dict[str, torch.Tensor]]]:
         return [("actor_target.", self.actor_target)]
 
-    def _act(self, z_s: torch.Tensor, deterministic: bool) -> torch.Tensor:
+    def _act(
+        self, z_s: torch.Tensor, deterministic: bool, noise_scale: torch.Tensor | None = None
+    ) -> torch.Tensor:
         a = self.actor(z_s)
         if deterministic:
             return a
         noise = self._normal(self.act_gens, (z_s.shape[1], self.act_dim))
-        return (a + self.cfg.expl_noise * noise).clamp(-1.0, 1.0)
+        scale = self.cfg.expl_noise if noise_scale is None else noise_scale
+        return (a + scale * noise).clamp(-1.0, 1.0)
 
     @torch.no_grad()
     def td_target(self, batch: Batch, z_s_next: torch.Tensor, noise: Noise) -> torch.Tensor:

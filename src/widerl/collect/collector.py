@@ -17,6 +17,7 @@ import torch
 
 from widerl.agents.base import Agent
 from widerl.collect.envs import env_state, set_env_state
+from widerl.config import Config
 from widerl.replay.buffer import TRANSITION_FIELDS
 
 
@@ -52,24 +53,51 @@ class Chunk:
 _ARRAYS = TRANSITION_FIELDS
 
 
+def noise_range(cfg: Config) -> tuple[float, float] | None:
+    """Each env's exploration std range (TD3's --expl-noise-max), or None for one std."""
+    return (cfg.expl_noise, cfg.expl_noise_max) if cfg.expl_noise_max else None
+
+
 class Collector:
-    def __init__(self, envs: gym.vector.VectorEnv, seed: int, device: torch.device) -> None:
+    """`noise_range` (low, high): each env's exploration std, drawn uniformly from it (with
+    the collector's generator) whenever its episode starts (TD3's --expl-noise-max)."""
+
+    def __init__(
+        self,
+        envs: gym.vector.VectorEnv,
+        seed: int,
+        device: torch.device,
+        noise_range: tuple[float, float] | None = None,
+    ) -> None:
         self.envs, self.device = envs, device
         self.num_envs = envs.num_envs
         self.act_shape = envs.single_action_space.shape
         self.rng = np.random.default_rng(seed)
+        self.noise_range = noise_range
+        self.noise_scale: np.ndarray | None = None  # [num_envs, 1] with a noise_range
         self.reset()
 
     def reset(self) -> None:
         """Start fresh episodes in every env (at start, and after restoring a checkpoint)."""
         self.obs, _ = self.envs.reset(seed=int(self.rng.integers(2**31)))
         self.ep_return = np.zeros(self.num_envs)
+        if self.noise_range is not None:
+            self.noise_scale = self._draw_scales(self.num_envs)
+
+    def _draw_scales(self, n: int) -> np.ndarray:
+        low, high = self.noise_range  # type: ignore[misc]
+        return self.rng.uniform(low, high, (n, 1)).astype(np.float32)
 
     def policy_actions(self, agent: Agent | None) -> np.ndarray:
         if agent is None:  # random policy of the warm-up phase
             return self.rng.uniform(-1.0, 1.0, (self.num_envs, *self.act_shape)).astype(np.float32)
         obs = torch.as_tensor(self.obs, dtype=torch.float32, device=self.device)
-        return agent.act(obs, deterministic=False).cpu().numpy()
+        scale = (
+            None
+            if self.noise_scale is None
+            else torch.as_tensor(self.noise_scale, device=self.device)
+        )
+        return agent.act(obs, deterministic=False, noise_scale=scale).cpu().numpy()
 
     def step(self, agent: Agent | None) -> Chunk:
         """One step of every env (actions from one batched forward pass)."""
@@ -94,9 +122,12 @@ class Collector:
             term.astype(bool),
         )
         self.ep_return += rew
-        for i in np.flatnonzero(done):
+        ended = np.flatnonzero(done)
+        for i in ended:
             chunk.returns.append(float(self.ep_return[i]))
             self.ep_return[i] = 0.0
+        if self.noise_scale is not None and len(ended):
+            self.noise_scale[ended] = self._draw_scales(len(ended))
         self.obs = next_obs
         return chunk
 
@@ -108,12 +139,15 @@ class Collector:
         """The RNG, and (for exact resume) the running episodes: each env's state (None where
         it cannot be captured, see envs.env_state), the current observations and returns."""
         sub = getattr(self.envs, "envs", None)  # a SyncVectorEnv's own envs
-        return {
+        state = {
             "rng": self.rng.bit_generator.state,
             "obs": torch.from_numpy(np.array(self.obs)),
             "ep_return": torch.from_numpy(self.ep_return.copy()),
             "envs": None if sub is None else [env_state(e) for e in sub],
         }
+        if self.noise_scale is not None:  # the running episodes' exploration stds
+            state["noise_scale"] = torch.from_numpy(self.noise_scale.copy())
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
@@ -130,4 +164,6 @@ class Collector:
             set_env_state(env, s)
         self.obs = state["obs"].numpy().copy()
         self.ep_return = state["ep_return"].numpy().copy()
+        if self.noise_scale is not None and "noise_scale" in state:
+            self.noise_scale = state["noise_scale"].numpy().copy()
         return True

@@ -30,7 +30,7 @@ import torch
 
 from widerl.agents import make_agent
 from widerl.agents.base import Agent
-from widerl.collect.collector import Chunk, Collector
+from widerl.collect.collector import Chunk, Collector, noise_range
 from widerl.collect.envs import env_dims, make_vec_env
 from widerl.collect.rayinit import init_ray, owns_local_ray, shutdown_ray
 from widerl.config import Config, from_dict
@@ -91,7 +91,7 @@ class CollectorWorker:
         self.agent = make_agent(dataclasses.replace(cfg, device="cpu"), obs_dim, act_dim, cpu)
         self.agent.requires_grad_(False)
         self.envs = make_vec_env(cfg.env, cfg.envs_per_actor)
-        self.collector = Collector(self.envs, seed, cpu)
+        self.collector = Collector(self.envs, seed, cpu, noise_range(cfg))
         self.steps = max(1, math.ceil(CHUNK_TRANSITIONS / cfg.envs_per_actor))
         self.td = cfg.prioritized and cfg.initial_priority == "td"
         self.version = -1

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from widerl.agents.base import Agent
-from widerl.collect.collector import Chunk, Collector
+from widerl.collect.collector import Chunk, Collector, noise_range
 from widerl.collect.envs import make_vec_env
 from widerl.config import Config, registries
 
@@ -83,7 +83,10 @@ class InlineSource(Source):
 
     def __init__(self, cfg: Config, seeds: list[int], device: torch.device) -> None:
         self.cfg, self.device = cfg, device
-        self.collectors = [Collector(make_vec_env(cfg.env, cfg.num_envs), s, device) for s in seeds]
+        noise = noise_range(cfg)
+        self.collectors = [
+            Collector(make_vec_env(cfg.env, cfg.num_envs), s, device, noise) for s in seeds
+        ]
         self._warned = False
 
     @property
@@ -97,7 +100,11 @@ class InlineSource(Source):
         else:
             obs = np.stack([c.obs for c in self.collectors])  # [K, num_envs, obs_dim]
             x = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-            acts = list(self.agent.act(x, deterministic=False).cpu().numpy())
+            scale = None
+            if self.collector.noise_scale is not None:  # [K, num_envs, 1]
+                scales = np.stack([c.noise_scale for c in self.collectors])
+                scale = torch.as_tensor(scales, device=self.device)
+            acts = list(self.agent.act(x, deterministic=False, noise_scale=scale).cpu().numpy())
         lanes: Lanes = []
         for collector, act in zip(self.collectors, acts, strict=True):
             chunk = collector.advance(act)

@@ -238,6 +238,13 @@ class Config:
         default_text="2, 3 for crossq",
     )
     expl_noise: float = _f(0.1, "TD3: std of Gaussian exploration noise (>= 0).", low=0.0)
+    expl_noise_max: float = _f(
+        0.0,
+        "TD3: with a value above 0, each env's exploration std is drawn uniformly from "
+        "[--expl-noise, --expl-noise-max] whenever its episode starts (FastTD3's mixed noise "
+        "over many envs, Seo et al. 2025); 0: every env uses --expl-noise.",
+        low=0.0,
+    )
 
     # --- CrossQ (Bhatt et al. 2024) ---
     renorm_warmup: int = _f(

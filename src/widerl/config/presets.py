@@ -159,6 +159,74 @@ PRESETS: dict[str, dict[str, Any]] = {
         "gamma": 0.99,
         "critic_loss": "mse",
     },
+    # FastTD3 (Seo et al. 2025, arXiv 2505.22642): TD3 on many parallel envs with large
+    # batches. Values from the authors' release, fast_td3/hyperparams.py `BaseArgs` (its
+    # HumanoidBench defaults; its MuJoCo Playground defaults differ: 1,024 envs, gamma 0.97,
+    # support [-10, 10]) and fast_td3.py (the networks). Left out: the actor output layer's
+    # N(0, 0.01) initialisation; learning starts after one batch is stored, not after 10
+    # vector steps; the replay holds 51,200 steps of each env as one ring.
+    "fasttd3": {
+        "algo": "td3",
+        "arch": "funnel",  # critics 1024-512-256, actor 512-256-128 (ReLU)
+        "units": 1024,  # critic_hidden_dim
+        "layers": 3,
+        "actor_units": 512,  # actor_hidden_dim
+        "actor_layers": 3,
+        "activation": "relu",
+        "critic_head": "c51",  # distributional critic, num_atoms 101 on [v_min, v_max]
+        "atoms": 101,
+        "v_min": -250.0,
+        "v_max": 250.0,
+        "critics": 2,  # use_cdq: clipped double Q
+        "num_envs": 128,
+        "batch_size": 32_768,
+        "buffer_size": 51_200 * 128,  # buffer_size 1024 * 50 per env
+        "warmup": 10 * 128,  # learning_starts 10 vector steps
+        "n_step": 1,  # num_steps (3 in its IsaacLab locomotion and DMC configs)
+        "utd": 2,  # num_updates per vector step
+        "policy_delay": 2,  # policy_frequency
+        "lr": 3e-4,  # critic and actor learning rate
+        "weight_decay": 0.1,  # AdamW
+        "tau": 0.1,
+        "gamma": 0.99,
+        "policy_noise": 0.001,  # target policy smoothing std
+        "noise_clip": 0.5,
+        "expl_noise": 0.001,  # std_min: each env's exploration std in [std_min, std_max],
+        "expl_noise_max": 0.4,  # std_max  ... drawn anew when its episode ends
+        "obs_norm": True,  # obs_normalization
+        "amp": "bf16",  # amp, amp_dtype bf16
+    },
+    # FastSAC (Seo et al. 2025, "Learning Sim-to-Real Humanoid Locomotion in 15 Minutes", arXiv
+    # 2512.01996): SAC in FastTD3's regime. Values from the FastSAC release in the same
+    # repository, fast_sac/hyperparams.py `BaseArgs`, fast_sac/fast_sac.py and
+    # fast_sac/train.py. Left out: its actor steps every second update (widerl's SAC steps
+    # it every update), its log-std squashed into [-5, 2] by tanh (widerl clamps to [-20, 2])
+    # and the N(0, 0.01) initialisation of the mean's output layer.
+    "fastsac": {
+        "algo": "sac",
+        "arch": "funnel",  # critics 1024-512-256 (scalar Q), actor 512-256-128 (ReLU)
+        "units": 1024,
+        "layers": 3,
+        "actor_units": 512,
+        "actor_layers": 3,
+        "activation": "relu",
+        "critic_loss": "mse",
+        "critics": 2,  # use_cdq
+        "num_envs": 128,
+        "batch_size": 32_768,
+        "buffer_size": 51_200 * 128,  # 1024 * 50 steps per env
+        "warmup": 10 * 128,  # learning_starts 10 vector steps
+        "n_step": 1,
+        "utd": 2,  # num_updates
+        "lr": 3e-4,  # critic, actor and temperature (alpha's lr is the critic's)
+        "weight_decay": 0.1,  # AdamW for actor and critic
+        "tau": 0.1,
+        "gamma": 0.99,
+        "alpha_init": 0.001,  # log_alpha = log(0.001)
+        "entropy_target_scale": 1.0,  # target entropy -|A|
+        "obs_norm": True,
+        "amp": "bf16",
+    },
 }
 
 

@@ -30,6 +30,7 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "densenet": "widerl.nets.bodies.densenet:DenseNet",
         "simba": "widerl.nets.bodies.simba:SimBa",
         "bronet": "widerl.nets.bodies.bronet:BroNet",
+        "funnel": "widerl.nets.bodies.funnel:Funnel",  # widths halving (FastTD3)
     },
     # --critic-head: what the critics' output layer means (nets/critic_heads.py)
     "critic_head": {

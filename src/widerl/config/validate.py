@@ -59,6 +59,16 @@ def validate(cfg: Config, given: Collection[str] = ()) -> None:
             f"never comes round (only updates 0 and {cfg.steps} would be evaluated); use "
             f"--eval-every <= {cfg.steps}"
         )
+    if cfg.expl_noise_max and cfg.algo != "td3":
+        raise ConfigError(
+            f"--expl-noise-max {cfg.expl_noise_max} shapes TD3's exploration noise; --algo "
+            f"{cfg.algo} explores with its own stochastic policy"
+        )
+    if cfg.expl_noise_max and cfg.expl_noise_max < cfg.expl_noise:
+        raise ConfigError(
+            f"--expl-noise-max {cfg.expl_noise_max} is below --expl-noise {cfg.expl_noise}: "
+            "the stds are drawn from [--expl-noise, --expl-noise-max]"
+        )
     if cfg.num_envs > 1 and cfg.actors:
         raise ConfigError(
             f"--num-envs {cfg.num_envs} steps envs in the learner, --actors {cfg.actors} in Ray "
