@@ -126,6 +126,11 @@ TRAIN_NEW = [
         ("--expl-noise-max", "0.2", "0.5"),
     ),  # fmt: skip
     Case("arch-typo", train("--arch", "funel"), ("--arch", "funel", "funnel")),
+    Case(
+        "env-playground-typo",
+        train("--env", "playground/CheetahRan"),
+        ("playground/CheetahRan", "playground/CheetahRun"),
+    ),  # fmt: skip
     Case("n-step-zero", train("--n-step", "0"), ("--n-step", "0")),
     Case("n-step-huge", train("--n-step", "65"), ("--n-step", "65", "64")),
     Case("amp-fp16", train("--amp", "fp16"), ("--amp", "fp16", "bf16")),

@@ -19,6 +19,8 @@ from widerl.config import ConfigError
 
 # DeepMind Control Suite tasks through Gymnasium (shimmy): `dm_control/<domain>-<task>-v0`.
 DMC_PREFIX = "dm_control/"
+# MuJoCo Playground envs (JAX), `playground/<EnvName>`: collect/playground.py.
+PLAYGROUND_PREFIX = "playground/"
 
 
 def _register_dmc() -> None:
@@ -50,6 +52,10 @@ def _make(env_id: str, **kw: object) -> gym.Env:
     order of the task's observation dict; BRO and SimBa use the same flat states). An env
     registered without its package installed (Gymnasium's Box2D tasks, say) is a ConfigError
     naming the package."""
+    if env_id.startswith(PLAYGROUND_PREFIX):
+        from widerl.collect.playground import PlaygroundEnv
+
+        return PlaygroundEnv(env_id, **kw)  # type: ignore[arg-type]
     dmc = env_id.startswith(DMC_PREFIX)
     if dmc:
         _register_dmc()
@@ -62,6 +68,11 @@ def _make(env_id: str, **kw: object) -> gym.Env:
 
 def check_env_id(env_id: str) -> None:
     """Raise ConfigError unless `env_id` is a registered env with a continuous action space."""
+    if env_id.startswith(PLAYGROUND_PREFIX):
+        from widerl.collect.playground import check_name
+
+        check_name(env_id)  # every Playground env has continuous actions
+        return
     if env_id.startswith(DMC_PREFIX):
         _register_dmc()
     if env_id not in gym.registry:
@@ -103,6 +114,10 @@ def make_vec_env(env_id: str, num_envs: int) -> gym.vector.SyncVectorEnv:
     """`num_envs` copies stepped together. SAME_STEP autoreset hands back the final
     observation of an ending episode in `info["final_obs"]` in the step it ends, so the
     stored transition has the true next state and the returned obs is already the reset one."""
+    if env_id.startswith(PLAYGROUND_PREFIX):  # one jitted call steps them all
+        from widerl.collect.playground import PlaygroundVectorEnv
+
+        return PlaygroundVectorEnv(env_id, num_envs)  # type: ignore[return-value]
     if num_envs > 1:
         _mujoco_warnings_once()
     return gym.vector.SyncVectorEnv(
