@@ -84,3 +84,15 @@ def test_an_env_whose_assets_cannot_be_fetched_is_refused_in_one_line(
     assert "\n" not in line and "'playground/Go1JoystickFlatTerrain' cannot be loaded" in line
     assert "returned non-zero exit status 128" in line and "MuJoCo Menagerie" in line
     playground._compiled.cache_clear()
+
+
+def test_observations_cross_by_dlpack_without_a_copy_on_the_cpu() -> None:
+    import jax.numpy as jnp
+
+    from widerl.collect.playground import _host
+
+    x = jnp.arange(12, dtype=jnp.float32).reshape(4, 3)
+    a = _host(x)
+    assert a.dtype == np.float32 and a.shape == (4, 3)
+    assert a.ctypes.data == np.asarray(x).ctypes.data  # the JAX buffer itself
+    np.testing.assert_array_equal(a, np.arange(12).reshape(4, 3))

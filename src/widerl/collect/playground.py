@@ -3,8 +3,8 @@ Playground envs (JAX: one jitted, vmapped step for all of them) as the learner's
 
 `PlaygroundVectorEnv` speaks Gymnasium's vector API with same-step autoreset, as
 `envs.make_vec_env` does, so the collector, the replay and everything after them are the same
-as for a MuJoCo task: observations come back as numpy arrays (one host copy of the batch per
-step, `_host`), actions go in as numpy. The time limit is the env's
+as for a MuJoCo task: observations come back as numpy arrays sharing the JAX buffers on a CPU
+(DLPack, `_host`), actions go in as numpy. The time limit is the env's
 configured episode length; an episode that reaches it is truncated (bootstrapped), one whose
 `done` is set is terminated. Ending envs are reset with fresh keys inside the same jitted call.
 
@@ -110,10 +110,14 @@ def _compiled(name: str) -> tuple[Any, int, Any, Any]:
 
 
 def _host(x: Any) -> np.ndarray:
-    """A JAX array as a writable float32 numpy array: one host copy of `num_envs` rows (the
-    replay copies them into its own storage next; a device-resident intake, for a GPU
-    simulator beside a GPU learner, would take them by DLPack instead)."""
-    return np.array(x, dtype=np.float32)
+    """A JAX array as a float32 numpy array, handed over by DLPack: on the CPU the result
+    shares the JAX buffer (no copy; nothing downstream writes into observations, and the
+    replay copies them into its own storage); from a GPU simulator, one copy to the host,
+    where the intake is."""
+    import torch
+
+    t = torch.from_dlpack(x)
+    return (t if t.device.type == "cpu" else t.cpu()).numpy().astype(np.float32, copy=False)
 
 
 def _where_rows(mask: Any, a: Any, b: Any) -> Any:
