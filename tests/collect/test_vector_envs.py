@@ -125,3 +125,19 @@ def test_the_fast_presets_run_end_to_end_on_hopper(preset: str, tmp_path: Path) 
     stored = json.loads((run / "config.json").read_text())
     assert stored["arch"] == "funnel" and stored["amp"] == "bf16" and stored["tau"] == 0.1
     assert float(got[-1]["critic_loss"]) > 0
+
+
+@pytest.mark.slow
+def test_the_new_options_combine_with_stacked_seeds(tmp_path: Path) -> None:
+    """--seeds with --num-envs (N envs per seed), --n-step, --amp bf16 and each env's own
+    exploration std: every seed's run folder gets its rows, N env steps per update each."""
+    out = tmp_path / "seeds"
+    settings = {**TINY, "algo": "td3", "num_envs": 2, "n_step": 2, "amp": "bf16",
+                "expl_noise_max": 0.3, "steps": 30}  # fmt: skip
+    widerl.train(widerl.resolve(settings), out, seeds=[0, 1])
+    per_seed = [rows(out / f"s{s}") for s in (0, 1)]
+    for got in per_seed:
+        assert [r["grad_step"] for r in got] == ["0", "30"]
+        assert int(got[1]["env_step"]) - int(got[0]["env_step"]) == 30 * 2
+        assert float(got[1]["critic_loss"]) > 0
+    assert per_seed[0][1]["critic_loss"] != per_seed[1][1]["critic_loss"]
