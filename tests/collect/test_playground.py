@@ -18,27 +18,28 @@ ENV = "playground/CartpoleBalance"  # a DeepMind Control Suite task: its model s
 
 @pytest.mark.slow
 def test_the_vector_env_truncates_resets_and_feeds_a_run(tmp_path: Path) -> None:
-    """One test, so that JAX compiles the env's functions once (they are shared per name)."""
+    """One test, one batch size (4) and the evaluation's 1: JAX compiles the env's functions
+    once per batch size (they are shared per name), for tens of seconds on a CPU."""
     from widerl.collect.envs import make_vec_env
     from widerl.collect.playground import PlaygroundVectorEnv
 
-    envs = PlaygroundVectorEnv(ENV, 3, episode_length=5)
+    envs = PlaygroundVectorEnv(ENV, 4, episode_length=5)
     obs, _ = envs.reset(seed=1)
-    assert obs.shape == (3, 5) and obs.dtype == np.float32 and obs.flags.writeable
-    again, _ = PlaygroundVectorEnv(ENV, 3, episode_length=5).reset(seed=1)
+    assert obs.shape == (4, 5) and obs.dtype == np.float32 and obs.flags.writeable
+    again, _ = PlaygroundVectorEnv(ENV, 4, episode_length=5).reset(seed=1)
     np.testing.assert_array_equal(obs, again)  # the seed decides the start
     rng = np.random.default_rng(0)
     for t in range(1, 6):
-        act = rng.uniform(-1, 1, (3, 1)).astype(np.float32)
+        act = rng.uniform(-1, 1, (4, 1)).astype(np.float32)
         nxt, rew, term, trunc, info = envs.step(act)
-        assert rew.shape == (3,) and not term.any()
+        assert rew.shape == (4,) and not term.any()
         if t < 5:
             assert not trunc.any() and info == {}
         obs = nxt
     assert trunc.all() and info["_final_obs"].all()  # the limit: truncated, bootstrapped
     final = info["final_obs"]
-    assert final.shape == (3, 5) and not np.allclose(final, obs)  # obs: the reset's
-    _, _, _, trunc, _ = envs.step(np.zeros((3, 1), np.float32))
+    assert final.shape == (4, 5) and not np.allclose(final, obs)  # obs: the reset's
+    _, _, _, trunc, _ = envs.step(np.zeros((4, 1), np.float32))
     assert not trunc.any()  # the step counters started again
     assert make_vec_env(ENV, 2).num_envs == 2  # what the learner builds for --num-envs
 
