@@ -4,6 +4,12 @@ Bad input is `ConfigError` (exit 2); the others are failures of a run itself (ex
 """
 
 
+def first_line(e: BaseException) -> str:
+    """An exception's message as one line (the first of several), or its type's name."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 class ConfigError(ValueError):
     """A setting a user can get wrong; the CLI prints it on one line and exits with 2."""
 

@@ -15,12 +15,14 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import FlattenObservation, RescaleAction
 
+from widerl.collect.playground import PREFIX  # (the module imports JAX only when used)
 from widerl.config import ConfigError
+from widerl.errors import first_line
 
 # DeepMind Control Suite tasks through Gymnasium (shimmy): `dm_control/<domain>-<task>-v0`.
 DMC_PREFIX = "dm_control/"
 # MuJoCo Playground envs (JAX), `playground/<EnvName>`: collect/playground.py.
-PLAYGROUND_PREFIX = "playground/"
+PLAYGROUND_PREFIX = PREFIX
 
 
 def _register_dmc() -> None:
@@ -39,12 +41,6 @@ def _register_dmc() -> None:
 
 # What Gymnasium raises for an env (or its renderer) whose package is not installed.
 MISSING_PACKAGE = (gym.error.DependencyNotInstalled, ImportError)
-
-
-def first_line(e: BaseException) -> str:
-    """An exception's message as one line (the first of several), or its type's name."""
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _make(env_id: str, **kw: object) -> gym.Env:

@@ -27,8 +27,9 @@ import gymnasium as gym
 import numpy as np
 
 from widerl.config import ConfigError
+from widerl.errors import first_line
 
-PREFIX = "playground/"  # envs.PLAYGROUND_PREFIX
+PREFIX = "playground/"
 EXTRA = "pip install 'widerl[playground]'"
 
 
@@ -72,8 +73,6 @@ def _compiled(name: str) -> tuple[Any, int, Any, Any]:
     try:
         env = registry.load(name, config_overrides=overrides)
     except Exception as e:  # noqa: BLE001 - a missing asset (MuJoCo Menagerie), a failed fetch
-        from widerl.collect.envs import first_line
-
         raise ConfigError(
             f"MuJoCo Playground env {PREFIX + name!r} cannot be loaded here: {first_line(e)} "
             "(its locomotion and manipulation envs fetch MuJoCo Menagerie from the internet "

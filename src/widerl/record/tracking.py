@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from widerl.config import Config, ConfigError
-from widerl.errors import OutputFailed
+from widerl.errors import OutputFailed, first_line
 from widerl.record.names import WANDB
 
 STEP = "grad_step"  # the x-axis of every logged scalar, as TensorBoard's step
@@ -106,8 +106,7 @@ def read_run_id(run_dir: Path) -> str | None:
 
 
 def _failed(resume_dir: Path, e: Exception) -> OutputFailed:
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
     return OutputFailed(
-        f"--wandb: Weights & Biases failed ({first}); the run is saved, continue with "
+        f"--wandb: Weights & Biases failed ({first_line(e)}); the run is saved, continue with "
         f"`widerl train --resume {resume_dir}` (WANDB_MODE=offline logs without network)"
     )

@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 from widerl.agents.base import Agent
-from widerl.collect.envs import MISSING_PACKAGE, first_line, make_env
+from widerl.collect.envs import MISSING_PACKAGE, make_env
 from widerl.config import ConfigError
+from widerl.errors import first_line
 
 
 class Evaluator:
