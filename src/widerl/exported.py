@@ -125,7 +125,7 @@ def export(
     module = DeterministicPolicy(policy)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")  # torch reads the suffix
     try:
-        WRITERS[fmt](module, tmp, _metadata(run_dir, policy))
+        WRITERS[fmt](module, tmp, _metadata(policy))
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -137,11 +137,17 @@ def pick_format(fmt: str | None, out: str | Path | None) -> str:
     format is refused (the runtimes, and `run_exported`, go by it)."""
     if fmt is not None and fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    suffix = Path(out).suffix if out is not None else ""
+    if out is None:
+        return fmt or "onnx"
+    suffix = Path(out).suffix
     named = {v: k for k, v in SUFFIX.items()}.get(suffix)
     if fmt is None:
-        return named or "onnx"
-    if out is not None and suffix != SUFFIX[fmt]:
+        if named is None:
+            raise ConfigError(
+                f"--out {str(out)!r}: end the file in .onnx, .pt or .pt2, or give --format"
+            )
+        return named
+    if suffix != SUFFIX[fmt]:
         raise ConfigError(
             f"--out {str(out)!r} for --format {fmt}: the file must end in {SUFFIX[fmt]}"
         )
@@ -183,7 +189,7 @@ def _check_onnx_installed() -> None:
             ) from None
 
 
-def _metadata(run_dir: Path, policy: Policy) -> dict[str, str]:
+def _metadata(policy: Policy) -> dict[str, str]:
     """What a user of the artifact needs to know, stored in it where the format allows."""
     import widerl
 

@@ -748,7 +748,13 @@ EXPORT = [
         export("--format", "pt2", "--out", "{empty}/p.onnx"),
         ("--out", ".pt2"),
     ),  # fmt: skip
-    Case("export-out-exists", export("--out", "{file}"), ("--out", "--force")),
+    Case(
+        "export-out-exists",
+        export("--out", "{empty}/p.onnx"),
+        ("--out", "--force"),
+        damage=write("empty/p.onnx", "an earlier export"),
+    ),  # fmt: skip
+    Case("export-out-no-suffix", export("--out", "{empty}/policy.bin"), ("--out", ".onnx")),
     Case("export-out-folder", export("--out", "{empty}"), ("--out", "folder")),
     Case("export-out-unwritable", export("--out", "/proc/widerl/p.onnx"), ("--out",)),
     Case("export-no-checkpoint", export(), ("checkpoint",), damage=remove("run/checkpoint.pt")),

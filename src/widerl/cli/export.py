@@ -20,8 +20,8 @@ FORMATS = ("onnx", "torchscript", "pt2")  # widerl.exported.FORMATS (this module
     type=click.Choice(FORMATS),
     default=None,
     help="onnx (run it with onnxruntime; needs the 'export' extra), torchscript (torch.jit.load) "
-    "or pt2 (torch.export.load). Default: the one --out's suffix (.onnx, .pt, .pt2) names, "
-    "else onnx.",
+    "or pt2 (torch.export.load). Default: the one --out's suffix (.onnx, .pt, .pt2) names; "
+    "onnx without --out.",
 )
 @click.option(
     "--out",
