@@ -144,7 +144,8 @@ def pick_format(fmt: str | None, out: str | Path | None) -> str:
     if fmt is None:
         if named is None:
             raise ConfigError(
-                f"--out {str(out)!r}: end the file in .onnx, .pt or .pt2, or give --format"
+                f"--out {str(out)!r}: end the file in .onnx, .pt or .pt2 (the suffix names "
+                "the format, for the runtimes that load it)"
             )
         return named
     if suffix != SUFFIX[fmt]:
