@@ -126,6 +126,12 @@ TRAIN_NEW = [
         ("--expl-noise-max", "0.2", "0.5"),
     ),  # fmt: skip
     Case("arch-typo", train("--arch", "funel"), ("--arch", "funel", "funnel")),
+    Case("sampler-unknown", train("--sampler", "per"), ("--sampler", "per", "lap")),
+    Case(
+        "sampler-and-prioritized",
+        train("--sampler", "lap", "--prioritized"),
+        ("--prioritized", "--sampler lap"),
+    ),  # fmt: skip
     Case(
         "env-playground-typo",
         train("--env", "playground/CheetahRan"),

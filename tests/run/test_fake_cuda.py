@@ -55,7 +55,7 @@ CASES: dict[str, tuple[str | None, dict[str, Any]]] = {
         {"critic_head": "c51", "atoms": 11, "actor_units": 8, "amp": "bf16"},
     ),
     "bronet-hlgauss": ("bro", {"atoms": 11, "actor_units": 8, "utd": 1, "reset_every": 0}),
-    "critics-3": (None, {"critics": 3}),
+    "critics-3-lap": (None, {"critics": 3, "sampler": "lap", "critic_loss": "huber"}),
     "seeds-2": (None, {}),  # run with seeds [0, 1]
     "utd-2": (None, {"utd": 2, "steps": 8, "eval_every": 4}),
     "reset-every": (None, {"reset_every": 2}),

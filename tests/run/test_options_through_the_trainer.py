@@ -45,9 +45,9 @@ BUNDLES: dict[str, dict[str, Any]] = {
         "algo": "td3", "arch": "bronet", "critic_head": "hlgauss", **SUPPORT, "reset_every": 50,
         "n_step": 3, "amp": "bf16",
     },
-    "crossq-obsnorm-hlgauss": {
+    "crossq-obsnorm-hlgauss-lap": {
         "algo": "crossq", "obs_norm": True, "critic_head": "hlgauss", **SUPPORT,
-        "renorm_warmup": 30, "utd": 2,
+        "renorm_warmup": 30, "utd": 2, "sampler": "lap",
     },
 }  # fmt: skip
 
@@ -119,7 +119,7 @@ def test_a_compiled_run_compiles_once_and_matches_the_eager_run(
 
 
 @pytest.mark.parametrize(
-    "name", ["sac-simba-obsnorm-c51-adamw-utd-reset-nstep", "crossq-obsnorm-hlgauss"]
+    "name", ["sac-simba-obsnorm-c51-adamw-utd-reset-nstep", "crossq-obsnorm-hlgauss-lap"]
 )  # noqa: E501
 def test_a_collector_acts_with_the_learners_policy_and_obs_statistics(name: str) -> None:
     """In process: the weights a collector receives carry --obs-norm's running statistics;

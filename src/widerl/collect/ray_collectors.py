@@ -33,7 +33,7 @@ from widerl.agents.base import Agent
 from widerl.collect.collector import Chunk, Collector, noise_range
 from widerl.collect.envs import env_dims, make_vec_env
 from widerl.collect.rayinit import init_ray, owns_local_ray, shutdown_ray
-from widerl.config import Config, from_dict
+from widerl.config import Config, from_dict, sampler_of
 from widerl.errors import CollectorsFailed
 from widerl.replay.buffer import TRANSITION_FIELDS, Batch
 
@@ -57,6 +57,12 @@ def export_weights(agent: Agent, keys: list[str]) -> dict[str, np.ndarray]:
     """CPU numpy copies: Ray ships numpy arrays through shared memory without pickling."""
     state = agent.acting_state(with_critics=True)
     return {k: state[k].detach().cpu().numpy().copy() for k in keys}
+
+
+def actor_priorities(cfg: Config) -> bool:
+    """Whether collectors compute new transitions' priorities (Ape-X's --initial-priority td,
+    with a sampler that keeps priorities)."""
+    return sampler_of(cfg) != "uniform" and cfg.initial_priority == "td"
 
 
 @torch.no_grad()
@@ -93,7 +99,7 @@ class CollectorWorker:
         self.envs = make_vec_env(cfg.env, cfg.envs_per_actor)
         self.collector = Collector(self.envs, seed, cpu, noise_range(cfg))
         self.steps = max(1, math.ceil(CHUNK_TRANSITIONS / cfg.envs_per_actor))
-        self.td = cfg.prioritized and cfg.initial_priority == "td"
+        self.td = actor_priorities(cfg)
         self.version = -1
         self.store = store  # the learner's WeightStore (Ray); None when driven in-process
 
@@ -218,7 +224,7 @@ class RayCollectors:
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self.store = ray.remote(num_cpus=0)(WeightStore).options(scheduling_strategy=here).remote()
         self._values = dataclasses.asdict(cfg)
-        self.keys = weight_keys(agent, cfg.prioritized and cfg.initial_priority == "td")
+        self.keys = weight_keys(agent, actor_priorities(cfg))
         self.box: list = []
         self._requests = 0
         self._last_request = [0] * cfg.actors

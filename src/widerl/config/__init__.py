@@ -22,6 +22,7 @@ from widerl.config.fields import (
     default_out,
     field_names,
     from_dict,
+    sampler_of,
 )
 from widerl.config.presets import ALGO_DEFAULTS, PRESET_TASK_DEFAULTS, PRESETS, resolve, task_name
 from widerl.config.validate import validate, validate_modern
@@ -32,5 +33,5 @@ __all__ = [
     "CRITIC_HEADS", "CRITIC_LOSSES", "DEVICES", "FLOAT32_MAX", "INITIAL_PRIORITIES",
     "INT_LIMIT", "LAYERNORM_ARCHS", "PRESETS", "PRESET_TASK_DEFAULTS", "Config", "ConfigError",
     "check_keys", "check_types", "compiles", "default_out", "field_names", "from_dict",
-    "resolve", "task_name", "validate", "validate_modern",
+    "resolve", "sampler_of", "task_name", "validate", "validate_modern",
 ]  # fmt: skip

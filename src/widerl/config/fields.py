@@ -28,6 +28,7 @@ LAYERNORM_ARCHS = ("simba", "bronet")  # residual bodies normalised by LayerNorm
 DEVICES = ("auto", "cpu", "cuda")
 COMPILE_MODES = ("auto", "on", "off")
 AMP_MODES = ("off", "bf16")
+SAMPLERS = names("sampler")
 # --compile auto compiles runs at least this long (benchmarks/README.md: compilation costs
 # 20-90 s on a 2-core CPU and a compiled step is 1.3-1.6x faster, which repays it after
 # 10k-30k updates; the margin covers slower machines and larger networks).
@@ -254,9 +255,22 @@ class Config:
         nonneg=True,
     )
 
-    # --- prioritized replay (Schaul et al. 2016) ---
-    prioritized: bool = _f(False, "Proportional prioritized replay instead of uniform.")
-    per_alpha: float = _f(0.6, "Prioritized replay: priority exponent alpha (>= 0).", low=0.0)
+    # --- the replay's sampler: prioritized replay (Schaul et al. 2016), LAP (Fujimoto 2020) ---
+    sampler: str = _f(
+        "uniform",
+        "How batches are drawn from the replay: uniform; prioritized (proportional, Schaul et "
+        "al. 2016: p = (|TD error| + 1e-6)^alpha, importance weights with --per-beta); lap "
+        "(Loss-Adjusted Prioritization, Fujimoto et al. 2020, TD7's: p = max(|TD error|, "
+        "1)^alpha, no importance weights, meant with --critic-loss huber). --prioritized is "
+        "the short form of --sampler prioritized.",
+        choices=SAMPLERS,
+    )
+    prioritized: bool = _f(False, "Short for --sampler prioritized.")
+    per_alpha: float = _f(
+        0.6,
+        "Priority exponent alpha of --sampler prioritized and lap (>= 0; LAP's paper: 0.4).",
+        low=0.0,
+    )
     per_beta: float = _f(
         0.4,
         "Prioritized replay: initial IS exponent, in [0, 1], annealed to 1.",
@@ -286,8 +300,8 @@ class Config:
     )
     initial_priority: str = _f(
         "td",
-        "Priority of new transitions with --prioritized and --actors > 0: td = the collector's "
-        "own |TD error| (Ape-X), max = the replay's running max.",
+        "Priority of new transitions with --sampler prioritized or lap and --actors > 0: td = "
+        "the collector's own |TD error| (Ape-X), max = the replay's running max.",
         choices=INITIAL_PRIORITIES,
     )
     max_env_per_update: float = _f(
@@ -397,6 +411,12 @@ def compiles(cfg: Config) -> bool:
 
 def default_out(cfg: Config) -> Path:
     return Path("runs") / f"{cfg.env}-{cfg.algo}-{cfg.arch}-{cfg.units}x{cfg.layers}-s{cfg.seed}"
+
+
+def sampler_of(cfg: Config) -> str:
+    """The replay's sampler: --sampler, or prioritized where --prioritized (its short form)
+    is set."""
+    return "prioritized" if cfg.prioritized else cfg.sampler
 
 
 def from_dict(d: dict[str, Any]) -> Config:

@@ -44,10 +44,11 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "raw": "widerl.nets.features:RawFeatures",
         "ofenet": "widerl.nets.ofenet:OFENet",
     },
-    # the replay's sampler: uniform, or proportional prioritized with --prioritized
+    # --sampler: the replay's sampler (--prioritized: the short form of --sampler prioritized)
     "sampler": {
         "uniform": "widerl.replay.buffer:UniformSampler",
         "prioritized": "widerl.replay.buffer:PrioritizedSampler",
+        "lap": "widerl.replay.buffer:LAPSampler",  # TD7's (Fujimoto et al. 2020)
     },
     # where transitions come from: the learner's own envs, or Ray collectors with --actors > 0
     "source": {

@@ -69,6 +69,11 @@ def validate(cfg: Config, given: Collection[str] = ()) -> None:
             f"--expl-noise-max {cfg.expl_noise_max} is below --expl-noise {cfg.expl_noise}: "
             "the stds are drawn from [--expl-noise, --expl-noise-max]"
         )
+    if cfg.prioritized and cfg.sampler not in ("uniform", "prioritized"):
+        raise ConfigError(
+            f"--prioritized (short for --sampler prioritized) and --sampler {cfg.sampler} "
+            "name two samplers; give one"
+        )
     if cfg.num_envs > 1 and cfg.actors:
         raise ConfigError(
             f"--num-envs {cfg.num_envs} steps envs in the learner, --actors {cfg.actors} in Ray "

@@ -240,6 +240,30 @@ class PrioritizedSampler:
         self.max_priority.copy_(state["max_priority"])
 
 
+class LAPSampler(PrioritizedSampler):
+    """Loss-Adjusted Prioritization (Fujimoto et al. 2020, Sec. 5; TD7's sampler): priorities
+    p_i = max(|delta_i|, 1)^alpha, i.e. max(|delta_i|^alpha, 1), and no importance weights.
+    The floor of 1 keeps every transition drawable; the bias that prioritized sampling puts on
+    the loss is what LAP's paper removes by pairing it with a Huber loss of threshold 1
+    (`--critic-loss huber`): sampled in proportion to max(|delta|, 1) and weighted by Huber,
+    the expected gradient is the mean squared error's under uniform sampling."""
+
+    MIN_PRIORITY = 1.0
+
+    def beta(self, progress: float) -> float:
+        return 0.0
+
+    def _raw(self, td_abs: torch.Tensor) -> torch.Tensor:
+        p = td_abs.detach().to(device=self.device, dtype=torch.float32).reshape(-1).abs()
+        return p.clamp(min=self.MIN_PRIORITY)
+
+    def choose(
+        self, u: torch.Tensor, size: torch.Tensor, start: torch.Tensor, beta: torch.Tensor | float
+    ) -> tuple[torch.Tensor, None]:
+        """The leaf whose prefix-sum interval holds u * total; no importance weights."""
+        return self.tree.find(u * self.tree.total()), None
+
+
 class ReplayBuffer:
     """Ring replay buffer with uniform or proportional prioritized sampling.
 
@@ -262,18 +286,21 @@ class ReplayBuffer:
         reserve: int | None = None,
         n_step: int = 1,
         gamma: float = 0.99,
+        sampler: str | None = None,
     ) -> None:
         """`reserve`: rows for next observations that no later transition's observation
         holds (episode ends, storage.py); by default one per slot, which any data fits.
         A run's replay gets ``compact_reserve(capacity)``, 1/64 of it. `n_step` > 1: batches
-        hold n-step returns discounted by `gamma` (storage.multi_step)."""
+        hold n-step returns discounted by `gamma` (storage.multi_step). `sampler`: a name of
+        the sampler registry (uniform, prioritized, lap); by default `prioritized` picks."""
         self.n_step, self.gamma = int(n_step), float(gamma)
         self.device = _resolve_device(device)
         self.capacity = int(capacity)
-        self.prioritized = bool(prioritized)
+        self.sampler_name = sampler or ("prioritized" if prioritized else "uniform")
+        self.prioritized = self.sampler_name != "uniform"  # priorities are kept and updated
         self.storage = TensorStorage(obs_dim, act_dim, self.capacity, self.device, reserve)
         self.generator = generators.device_generator(self.device, seed)
-        sampler = registries.load("sampler", "prioritized" if self.prioritized else "uniform")
+        sampler = registries.load("sampler", self.sampler_name)
         self.sampler: UniformSampler | PrioritizedSampler = sampler.make(
             self.capacity, self.generator, self.device, alpha=alpha, eps=eps, beta=beta
         )
@@ -384,6 +411,7 @@ class ReplayBuffer:
             "act_dim": self.act_dim,
             "capacity": self.capacity,
             "prioritized": self.prioritized,
+            "sampler": self.sampler_name,
             "alpha": self.alpha,
             "eps": self.eps,
             "rng_device": self.device.type,
@@ -401,6 +429,9 @@ class ReplayBuffer:
                 raise ValueError(
                     f"{key} mismatch: state has {state[key]}, buffer has {getattr(self, key)}"
                 )
+        named = state.get("sampler", "prioritized" if state["prioritized"] else "uniform")
+        if named != self.sampler_name:  # LAP's and PER's priorities mean different things
+            raise ValueError(f"sampler mismatch: state has {named}, buffer has {self.sampler_name}")
         # Stored priorities are p ** alpha; reinterpreting them under another alpha would
         # silently change the sampling distribution.
         if self.prioritized and state["alpha"] != self.alpha:

@@ -15,7 +15,7 @@ from widerl.agents.base import Agent
 from widerl.collect.envs import env_dims
 from widerl.collect.intake import HOLDOUT_EVERY, HOLDOUT_SIZE, Intake
 from widerl.collect.sources import Source, make_source
-from widerl.config import Config, compiles
+from widerl.config import Config, compiles, sampler_of
 from widerl.nets.feature_factory import make_features
 from widerl.nets.features import FeatureLearner
 from widerl.replay.buffer import ReplayBuffer, compact_reserve
@@ -84,7 +84,7 @@ def _lane(index: int, cfg: Config, obs_dim: int, act_dim: int, device: torch.dev
         act_dim,
         cfg.buffer_size,
         device,
-        prioritized=cfg.prioritized,
+        sampler=sampler_of(cfg),
         alpha=cfg.per_alpha,
         seed=seeds["replay"],
         beta=cfg.per_beta,

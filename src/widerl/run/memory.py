@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from widerl.config import Config, ConfigError
+from widerl.config import Config, ConfigError, sampler_of
 from widerl.replay.buffer import compact_reserve, replay_nbytes
 
 VERSION_BYTES = 4  # int32 weight version of each replay slot (Trainer.versions), on the host
@@ -55,7 +55,7 @@ def run_parts(cfg: Config, obs_dim: int, act_dim: int, seeds: int = 1) -> list[P
 
     # As build.py sizes the pool: OFENet's held-out split takes rows of its own.
     pool = compact_reserve(cfg.buffer_size, HOLDOUT_EVERY if cfg.ofenet_units else None)
-    replay = replay_nbytes(obs_dim, act_dim, cfg.buffer_size, cfg.prioritized, pool)
+    replay = replay_nbytes(obs_dim, act_dim, cfg.buffer_size, sampler_of(cfg) != "uniform", pool)
     parts = [
         Part("replay", seeds * replay, True),
         Part("weight versions", seeds * VERSION_BYTES * cfg.buffer_size, False),
