@@ -127,6 +127,12 @@ TRAIN_NEW = [
     ),  # fmt: skip
     Case("arch-typo", train("--arch", "funel"), ("--arch", "funel", "funnel")),
     Case("sampler-unknown", train("--sampler", "per"), ("--sampler", "per", "lap")),
+    Case("features-no-width", train("--features", "ofenet"), ("--features", "--ofenet-units")),
+    Case(
+        "features-raw-with-width",
+        train("--features", "raw", "--ofenet-units", "16"),
+        ("--features raw", "--ofenet-units 16"),
+    ),  # fmt: skip
     Case(
         "sampler-and-prioritized",
         train("--sampler", "lap", "--prioritized"),

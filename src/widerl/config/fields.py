@@ -29,6 +29,7 @@ DEVICES = ("auto", "cpu", "cuda")
 COMPILE_MODES = ("auto", "on", "off")
 AMP_MODES = ("off", "bf16")
 SAMPLERS = names("sampler")
+FEATURES = ("auto", *names("features"))
 # --compile auto compiles runs at least this long (benchmarks/README.md: compilation costs
 # 20-90 s on a 2-core CPU and a compiled step is 1.3-1.6x faster, which repays it after
 # 10k-30k updates; the margin covers slower machines and larger networks).
@@ -135,6 +136,14 @@ class Config:
         "input is normalised, its prediction target stays the raw next state).",
     )
 
+    # --- the feature learner (Sec. 3.1: representation learning decoupled from RL) ---
+    features: str = _f(
+        "auto",
+        "What feeds the agent: raw (the states and actions as they are) or ofenet (Ota et al. "
+        "2020, sized by --ofenet-units). auto: ofenet when --ofenet-units > 0, else raw; a "
+        "--features that contradicts --ofenet-units is refused.",
+        choices=FEATURES,
+    )
     # --- OFENet (Sec. 3.1, A.1, A.2) ---
     ofenet_units: int = _f(
         0,

@@ -38,7 +38,7 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "c51": "widerl.nets.critic_heads:C51Head",
         "hlgauss": "widerl.nets.critic_heads:HLGaussHead",
     },
-    # the feature learner that feeds the agent: raw states, or OFENet with --ofenet-units > 0
+    # --features: the feature learner that feeds the agent (auto: OFENet with --ofenet-units > 0)
     # (either behind --obs-norm's running statistics)
     "features": {
         "raw": "widerl.nets.features:RawFeatures",

@@ -69,6 +69,13 @@ def validate(cfg: Config, given: Collection[str] = ()) -> None:
             f"--expl-noise-max {cfg.expl_noise_max} is below --expl-noise {cfg.expl_noise}: "
             "the stds are drawn from [--expl-noise, --expl-noise-max]"
         )
+    if cfg.features == "ofenet" and not cfg.ofenet_units:
+        raise ConfigError("--features ofenet needs its width: --ofenet-units > 0 (paper: 2048)")
+    if cfg.features not in ("auto", "ofenet") and cfg.ofenet_units:
+        raise ConfigError(
+            f"--features {cfg.features} with --ofenet-units {cfg.ofenet_units}: OFENet's width "
+            "without OFENet; give --ofenet-units 0, or --features ofenet"
+        )
     if cfg.prioritized and cfg.sampler not in ("uniform", "prioritized"):
         raise ConfigError(
             f"--prioritized (short for --sampler prioritized) and --sampler {cfg.sampler} "

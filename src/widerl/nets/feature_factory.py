@@ -11,7 +11,10 @@ from widerl.nets.obs_norm import ObsNorm
 
 
 def feature_learner_name(cfg: Any) -> str:
-    """OFENet when `cfg.ofenet_units` > 0, the raw state and state-action pair otherwise."""
+    """--features; with `auto`, OFENet when `cfg.ofenet_units` > 0, the raw state and
+    state-action pair otherwise (validate.py refuses a --features that contradicts it)."""
+    if cfg.features != "auto":
+        return cfg.features
     return "ofenet" if cfg.ofenet_units else "raw"
 
 
