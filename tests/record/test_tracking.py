@@ -179,3 +179,14 @@ def test_train_force_starts_a_new_wandb_run(tmp_path: Path) -> None:
     widerl.train(widerl.resolve({**TINY, "steps": 30}), run, force=True)
     assert json.loads((run / "wandb.json").read_text())["id"] != first
     assert len(list((run / "wandb").glob("offline-run-*"))) == 1
+
+
+def test_a_resume_removes_the_temporary_files_a_kill_left(tmp_path: Path) -> None:
+    """A kill while wandb.json or an exported policy was being written leaves its temporary
+    file; the next --resume of the folder removes them with the run's own."""
+    run = tmp_path / "run"
+    widerl.train(widerl.resolve({**TINY, "steps": 30}), run)
+    for name in ("wandb.json.tmp", ".policy.123.tmp.onnx", "metrics.csv.tmp"):
+        (run / name).write_text("half")
+    widerl.train(resume=run, steps=60)
+    assert not [p.name for p in run.iterdir() if "tmp" in p.name]

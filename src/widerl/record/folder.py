@@ -12,14 +12,23 @@ import shutil
 from pathlib import Path
 
 from widerl.config import Config, ConfigError, from_dict, validate
-from widerl.record.names import CHECKPOINT, CONFIG, DIVERGED, LOCK, METRICS, RUN_FILES, SEEDS
+from widerl.record.names import (
+    CHECKPOINT,
+    CONFIG,
+    DIVERGED,
+    LOCK,
+    METRICS,
+    RUN_FILES,
+    SEEDS,
+    WANDB,
+)
 from widerl.record.paths import check_writable, os_message
 
 # Temporary files of writes a kill interrupted (checkpoint.save_atomic, RunLogger, _write,
-# widerl export's .policy.<pid>.tmp.<suffix>).
+# tracking's wandb.json, widerl export's .policy.<pid>.tmp.<suffix>).
 _TEMP_GLOBS = (
     f".{CHECKPOINT}.*.tmp",
-    *(f"{n}.tmp" for n in (METRICS, CONFIG, DIVERGED)),
+    *(f"{n}.tmp" for n in (METRICS, CONFIG, DIVERGED, WANDB)),
     ".policy.*.tmp.*",
 )
 
