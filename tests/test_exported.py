@@ -154,6 +154,26 @@ def test_a_failed_write_leaves_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_disk_that_fills_while_writing_ends_in_one_line_and_no_file(
+    seeds_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    from widerl import exported
+
+    def disk_full(module: object, path: Path, meta: object) -> None:
+        path.write_bytes(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setitem(exported.WRITERS, "pt2", disk_full)
+    out = tmp_path / "p.pt2"
+    with pytest.raises(widerl.ConfigError, match="No space left on device") as e:
+        widerl.export(seeds_run / "s0", "pt2", out)
+    assert "\n" not in str(e.value) and str(out) in str(e.value)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_onnx_without_its_packages_is_refused_in_one_line(seeds_run: Path) -> None:
     code = (
         "import sys; sys.modules['onnxscript'] = None\n"

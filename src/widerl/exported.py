@@ -119,7 +119,7 @@ def export(
     if fmt == "onnx":
         _check_onnx_installed()
     policy = load_policy(run_dir, arg=ARG)  # a damaged run is refused before anything is made
-    from widerl.record.paths import check_writable
+    from widerl.record.paths import check_writable, os_message
 
     check_writable(out.parent, "--out")
     module = DeterministicPolicy(policy)
@@ -127,6 +127,8 @@ def export(
     try:
         WRITERS[fmt](module, tmp, _metadata(policy))
         tmp.replace(out)
+    except OSError as e:  # a full disk, a lost permission: one line, and no partial file
+        raise ConfigError(os_message("--out", out, e)) from None
     finally:
         tmp.unlink(missing_ok=True)
     return out
