@@ -97,12 +97,13 @@ class TwoNodes:
         _ip("addr", "add", f"{self.node_ip}/30", "dev", self.peer, ns=self.ns)
         _ip("link", "set", self.peer, "up", ns=self.ns)
         _ip("link", "set", "lo", "up", ns=self.ns)
-        self.port = free_port(self.head_ip)
+        taken: set[int] = set()
+        self.port = free_port(self.head_ip, taken)
         head = [RAY, "start", "--head", f"--node-ip-address={self.head_ip}"]
         head += [f"--port={self.port}", f"--num-cpus={self.head_cpus}"]
         # The head shares this namespace with other sessions: no fixed default ports.
         for flag in ("dashboard-agent-listen", "metrics-export", "runtime-env-agent"):
-            head.append(f"--{flag}-port={free_port()}")
+            head.append(f"--{flag}-port={free_port(taken=taken)}")
         self._ray_start(head, self.env(**FAST_HEALTH_CHECKS))
         self.start_node()
         return self

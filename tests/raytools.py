@@ -105,10 +105,18 @@ def ray_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     assert not left, f"Ray processes left behind: {left}"
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+def free_port(host: str = "127.0.0.1", taken: set[int] | None = None) -> int:
+    """A port free on `host` now, and not among `taken` (ports asked for already but not yet
+    bound: the kernel may hand the same one out twice, as it did to a head's GCS and its
+    dashboard agent in one run)."""
+    while True:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if taken is None or port not in taken:
+            if taken is not None:
+                taken.add(port)
+            return port
 
 
 def start_head(tmp: str, port: int, *args: str, timeout: float = 120) -> set[int]:
