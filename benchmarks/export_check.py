@@ -17,25 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 
 import widerl
-from widerl.exported import FORMATS, run_exported
-
-
-def observations(env_id: str, n: int) -> np.ndarray:
-    env = gym.make(env_id)
-    env.action_space.seed(0)
-    obs, _ = env.reset(seed=0)
-    out = []
-    for _ in range(n):
-        out.append(obs)
-        obs, _, term, trunc, _ = env.step(env.action_space.sample())
-        if term or trunc:
-            obs, _ = env.reset()
-    env.close()
-    return np.asarray(out, dtype=np.float32)
+from widerl.exported import FORMATS, env_observations, run_exported
 
 
 def check(preset: str, env: str, root: Path, obs: np.ndarray) -> list[dict]:
@@ -70,7 +55,7 @@ def main() -> None:
     ap.add_argument("--presets", nargs="+", default=["paper-original", "paper-S", "paper-L"])
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    obs = observations(args.env, 1_000)
+    obs = env_observations(args.env, 1_000)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets:

@@ -47,6 +47,21 @@ def forbid_host_sync(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
     return forbid
 
 
+@pytest.fixture
+def cli_without():  # noqa: ANN201
+    """`cli_without(packages, argv)`: `widerl argv` in a fresh interpreter where `packages`
+    cannot be imported (an optional extra not installed); the finished process."""
+    import subprocess
+    import sys
+
+    def run(packages: list[str], argv: list[str]) -> subprocess.CompletedProcess:
+        hide = "; ".join(f"sys.modules[{p!r}] = None" for p in packages)
+        code = f"import sys; {hide}\nfrom widerl.cli import main\nsys.exit(main({argv!r}))"
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+    return run
+
+
 RAY_MODULES = {"test_cluster", "test_distributed", "test_experiments_ray", "test_reliability_ray"}
 
 

@@ -8,13 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pytest
 
 import widerl
 from widerl.cli import main
-from widerl.exported import FORMATS, run_exported
+from widerl.exported import FORMATS, env_observations, run_exported
 
 TINY = {
     "env": "Pendulum-v1",
@@ -47,21 +46,6 @@ FAMILIES = {
     "td3-deterministic-actor": {"algo": "td3"},
 }
 TOLERANCE = 1e-5
-
-
-def env_observations(env_id: str, n: int, seed: int = 0) -> np.ndarray:
-    """`n` observations of the env under random actions (resetting at episode ends)."""
-    env = gym.make(env_id)
-    env.action_space.seed(seed)
-    obs, _ = env.reset(seed=seed)
-    out = []
-    for _ in range(n):
-        out.append(obs)
-        obs, _, term, trunc, _ = env.step(env.action_space.sample())
-        if term or trunc:
-            obs, _ = env.reset()
-    env.close()
-    return np.asarray(out, dtype=np.float32)
 
 
 @pytest.mark.slow
@@ -174,13 +158,8 @@ def test_a_disk_that_fills_while_writing_ends_in_one_line_and_no_file(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_onnx_without_its_packages_is_refused_in_one_line(seeds_run: Path) -> None:
-    code = (
-        "import sys; sys.modules['onnxscript'] = None\n"
-        "from widerl.cli import main\n"
-        f"sys.exit(main(['export', {str(seeds_run / 's0')!r}, '--format', 'onnx']))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+def test_onnx_without_its_packages_is_refused_in_one_line(seeds_run: Path, cli_without) -> None:
+    done = cli_without(["onnxscript"], ["export", str(seeds_run / "s0"), "--format", "onnx"])
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [
         "widerl: error: --format onnx needs the package 'onnxscript', which is not installed: "

@@ -14,6 +14,18 @@ class ConfigError(ValueError):
     """A setting a user can get wrong; the CLI prints it on one line and exits with 2."""
 
 
+def require(package: str, needed_by: str, extra: str) -> None:
+    """Import `package` (an optional dependency), or refuse in one line: what needs it and
+    the extra that installs it."""
+    try:
+        __import__(package)
+    except ImportError:
+        raise ConfigError(
+            f"{needed_by} needs the package {package!r}, which is not installed: "
+            f"pip install 'widerl[{extra}]'"
+        ) from None
+
+
 class CollectorsFailed(RuntimeError):
     """Ape-X collectors died more often than `ray_collectors.MAX_RESTARTS_PER_COLLECTOR` allows:
     a bug in the env or the collector, not bad luck. The trainer saves a checkpoint before this

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from widerl.config import ConfigError
+from widerl.errors import require
 from widerl.policy import Policy, load_policy
 from widerl.record.names import POLICY_FILES
 
@@ -116,8 +117,9 @@ def export(
         raise ConfigError(f"--out {str(out)!r} is a folder; give the file to write")
     if out.exists() and not force:
         raise ConfigError(f"--out {str(out)!r} already exists; --force replaces it")
-    if fmt == "onnx":
-        _check_onnx_installed()
+    if fmt == "onnx":  # what torch.onnx's exporter needs beside torch
+        for package in ("onnx", "onnxscript"):
+            require(package, "--format onnx", "export")
     policy = load_policy(run_dir, arg=ARG)  # a damaged run is refused before anything is made
     from widerl.record.paths import check_writable, os_message
 
@@ -179,17 +181,6 @@ def seed_folder(run_dir: Path, seed: int | None) -> Path:
                 "seed of a --seeds run)"
             )
     return run_dir
-
-
-def _check_onnx_installed() -> None:
-    for name in ("onnx", "onnxscript"):  # what torch.onnx's exporter needs beside torch
-        try:
-            __import__(name)
-        except ImportError:
-            raise ConfigError(
-                f"--format onnx needs the package {name!r}, which is not installed: "
-                "pip install 'widerl[export]'"
-            ) from None
 
 
 def _metadata(policy: Policy) -> dict[str, str]:
@@ -271,6 +262,26 @@ def _write_pt2(module: DeterministicPolicy, path: Path, meta: dict[str, str]) ->
 
 
 WRITERS = {"onnx": _write_onnx, "torchscript": _write_torchscript, "pt2": _write_pt2}
+
+
+def env_observations(env_id: str, n: int, seed: int = 0) -> np.ndarray:
+    """`n` observations `[n, obs_dim]` of the env under uniformly random actions (resetting at
+    episode ends): inputs for comparing an artifact with the policy it came from."""
+    from widerl.collect.envs import make_env
+
+    env = make_env(env_id)
+    env.action_space.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    out = []
+    try:
+        for _ in range(n):
+            out.append(obs)
+            obs, _, term, trunc, _ = env.step(env.action_space.sample())
+            if term or trunc:
+                obs, _ = env.reset()
+    finally:
+        env.close()
+    return np.asarray(out, dtype=np.float32)
 
 
 def run_exported(path: str | Path, obs: np.ndarray) -> np.ndarray:

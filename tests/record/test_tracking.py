@@ -144,14 +144,11 @@ def test_a_wandb_failure_stops_the_run_resumable(
     assert sorted(history(run)) == [0, 30]
 
 
-def test_wandb_missing_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+def test_wandb_missing_is_refused_before_anything_is_written(tmp_path: Path, cli_without) -> None:
     out = tmp_path / "run"
-    code = (
-        "import sys; sys.modules['wandb'] = None\n"
-        "from widerl.cli import main\n"
-        f"sys.exit(main(['train', '--env', 'Pendulum-v1', '--wandb', 'p', '--out', {str(out)!r}]))"
+    done = cli_without(
+        ["wandb"], ["train", "--env", "Pendulum-v1", "--wandb", "p", "--out", str(out)]
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [
         "widerl: error: --wandb needs the package 'wandb', which is not installed: "

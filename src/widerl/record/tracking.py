@@ -20,8 +20,8 @@ import string
 from pathlib import Path
 from typing import Any
 
-from widerl.config import Config, ConfigError
-from widerl.errors import OutputFailed, first_line
+from widerl.config import Config
+from widerl.errors import OutputFailed, first_line, require
 from widerl.record.names import WANDB
 
 STEP = "grad_step"  # the x-axis of every logged scalar, as TensorBoard's step
@@ -29,12 +29,7 @@ STEP = "grad_step"  # the x-axis of every logged scalar, as TensorBoard's step
 
 def check_installed() -> None:
     """--wandb without the package: one line naming the extra (before anything is written)."""
-    try:
-        import wandb  # noqa: F401
-    except ImportError:
-        raise ConfigError(
-            "--wandb needs the package 'wandb', which is not installed: pip install 'widerl[wandb]'"
-        ) from None
+    require("wandb", "--wandb", "wandb")
 
 
 class Tracker:
