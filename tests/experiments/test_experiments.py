@@ -48,6 +48,7 @@ def test_every_experiment_has_the_paper_defaults() -> None:
         "apex",
         "activation",
         "scaling",
+        "representation",
     }
     for exp in EXPERIMENTS.values():
         assert exp.seeds == 5 and exp.steps == 1_000_000, exp.name  # Sec. 4; Fig. 4
@@ -55,7 +56,7 @@ def test_every_experiment_has_the_paper_defaults() -> None:
         for spec in exp.runs:
             assert spec.preset is None or spec.preset in PRESETS
             assert set(spec.settings) <= set(Config.__dataclass_fields__), spec.name
-        if exp.name not in ("table1", "scaling"):
+        if exp.name not in ("table1", "scaling", "representation"):
             assert exp.envs == ("Ant-v5",), exp.name
 
 
@@ -176,16 +177,17 @@ def test_ablation_removes_one_element_each() -> None:
     assert a.actors == 2 and a.units == 2048 and a.ofenet_units == 2048
 
 
-def test_scaling_widens_the_critic_of_four_families_with_their_presets() -> None:
+def test_scaling_widens_the_critic_of_every_family_with_their_presets() -> None:
     runs = configs("scaling")
     assert EXPERIMENTS["scaling"].envs == ("Ant-v5", "Humanoid-v5")
-    assert len(runs) == 2 * 4 * 4
+    assert len(runs) == 2 * 5 * 4
     families = {
         # arch: (preset, actor units x layers, critic layers)
         "mlp": ("paper-original", 256, 2),
         "densenet": ("paper-S", 256, 2),
         "bronet": ("bro", 256, 1),
         "simba": ("simba", 128, 1),
+        "simbav2": ("simbav2", 128, 1),
     }
     assert {(c.arch, c.units) for c in runs.values()} == set(
         product(families, (256, 512, 1024, 2048))
@@ -207,6 +209,8 @@ def test_scaling_widens_the_critic_of_four_families_with_their_presets() -> None
     assert (humanoid.critic_head, humanoid.v_max) == ("hlgauss", 1_200.0)  # bro's support
     assert runs["Ant-v5-densenet-ofenet-2048"].ofenet_target_dim == 27  # no contact forces
     assert runs["Ant-v5-simba-1024"].obs_norm and runs["Ant-v5-simba-1024"].weight_decay == 0.01
+    v2 = runs["Ant-v5-simbav2-512"]
+    assert v2.reward_scaling and v2.critic_head == "c51" and (v2.v_min, v2.v_max) == (-5.0, 5.0)
 
 
 # What the scaling experiment sets itself, over its presets' values.
@@ -220,14 +224,31 @@ def test_scaling_dry_run_and_unit_scale_shrink_the_actor_too(tmp_path: Path, cap
     rc = main([*args, "--envs", "Hopper-v5", "--steps", "3000", "--unit-scale", "0.125"])
     assert rc == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "16 runs x 2 seed(s) = 32 jobs" in lines[0] and "3000 gradient steps" in lines[0]
-    assert len(lines) == 33 and all(line.startswith("[new] widerl train ") for line in lines[1:])
+    assert "20 runs x 2 seed(s) = 40 jobs" in lines[0] and "3000 gradient steps" in lines[0]
+    assert len(lines) == 41 and all(line.startswith("[new] widerl train ") for line in lines[1:])
     simba = next(line for line in lines if "Hopper-v5-simba-2048/s1" in line)
     for flags in ("--preset simba", "--units 256", "--actor-units 16", "--utd 1"):
         assert flags in simba
     dense = next(line for line in lines if "Hopper-v5-densenet-ofenet-512/s0" in line)
     assert "--units 64 --ofenet-units 64" in dense and "--actor-units 32" in dense
     assert not out.exists()
+
+
+def test_representation_changes_only_the_feature_learner() -> None:
+    runs = configs("representation")
+    assert EXPERIMENTS["representation"].envs == ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5")
+    assert len(runs) == 3 * 4
+    from widerl.nets.feature_factory import feature_learner_name
+
+    learners = {feature_learner_name(c) for c in runs.values()}
+    assert learners == {"raw", "ofenet", "sale", "mrq"}
+    for c in runs.values():
+        # One agent: TD3 of its paper on uniform replay, the same data regime.
+        assert (c.algo, c.arch, c.units, c.layers, c.activation) == ("td3", "mlp", 256, 2, "relu")
+        assert (c.sampler, c.prioritized, c.n_step, c.critic_loss) == ("uniform", False, 1, "mse")
+        assert (c.warmup, c.utd) == (10_000, 1)
+    ofenet = runs["HalfCheetah-v5-ofenet"]
+    assert (ofenet.ofenet_units, ofenet.ofenet_layers) == (240, 6)
 
 
 def test_every_paper_env_id_exists() -> None:
@@ -527,9 +548,10 @@ def test_jobs_do_not_share_settings() -> None:
 def test_runs_keeps_the_runs_its_patterns_name(tmp_path: Path, capsys) -> None:
     exp = EXPERIMENTS["scaling"]
     jobs = plan(exp, tmp_path, seeds=2, envs=("Hopper-v5",), runs=("*-256", "simba-1024"))
-    names = ["mlp-256", "densenet-ofenet-256", "bronet-256", "simba-256", "simba-1024"]
+    names = ["mlp-256", "densenet-ofenet-256", "bronet-256", "simba-256", "simba-1024",
+             "simbav2-256"]  # fmt: skip
     assert [j.run for j in jobs] == [f"Hopper-v5-{n}" for n in names] * 2
-    assert [j.seed for j in jobs] == [0] * 5 + [1] * 5
+    assert [j.seed for j in jobs] == [0] * 6 + [1] * 6
     for bad, why in (("mlp-256,*-4096", "'*-4096' matches no run of scaling"),
                      ("mlp-256,", "has an empty entry")):  # fmt: skip
         rc = main(["experiment", "scaling", "--out", str(tmp_path), "--dry-run", "--runs", bad])

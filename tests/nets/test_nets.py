@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from widerl.analysis.summary import count, network_tables
-from widerl.config import LAYERNORM_ARCHS, resolve
+from widerl.config import HYPERSPHERE_ARCHS, LAYERNORM_ARCHS, resolve
 from widerl.config.registries import REGISTRIES
 from widerl.nets.bodies import make_body
 from widerl.nets.ensemble import EnsembleLinear, reset_members
@@ -163,7 +163,7 @@ def test_ensemble_init_matches_torch_linear_bounds_and_is_per_seed() -> None:
 def test_members_never_mix(arch: str) -> None:
     """Member e's output depends on member e's input and parameters only (with BatchNorm,
     except for the LayerNorm bodies, which take none)."""
-    batchnorm = arch not in LAYERNORM_ARCHS
+    batchnorm = arch not in (*LAYERNORM_ARCHS, *HYPERSPHERE_ARCHS)
     b = make_body(arch, 3, 6, 8, 2, activation="swish", batchnorm=batchnorm)
     reset_members(b, [torch.Generator().manual_seed(s) for s in (0, 1, 2)])
     x = torch.randn(3, 16, 6)

@@ -32,7 +32,7 @@ from widerl.nets.actors_critics import CriticEnsemble
 from widerl.nets.autodiff import Differentiable
 from widerl.nets.bodies import make_body
 from widerl.nets.critic_heads import elementwise_critic_loss, make_head
-from widerl.nets.ensemble import reset_members, trained_names
+from widerl.nets.ensemble import ensemble_linears, reset_members, trained_names
 from widerl.nets.feature_factory import make_features
 from widerl.nets.features import FeatureLearner
 from widerl.nets.optim import Adam, soft_update
@@ -86,6 +86,10 @@ class Agent(nn.Module, abc.ABC):
                 reset_members(net, init)
         self.critics_target = copy.deepcopy(self.critics) if self.critic_targets else None
         self._build_targets()
+        # --reward-scaling: each seed's divisor of the sampled rewards, set from the intake's
+        # return statistics (collect/reward_scale.py); not in the checkpoint's modules (the
+        # intake's statistics are, and set it again on resume).
+        self.register_buffer("reward_scale", torch.ones(self.k), persistent=False)
         # No parameter requires grad outside a loss (autodiff.Differentiable), so that a
         # compiled step updates them in place and targets never enter a graph.
         self.requires_grad_(False)
@@ -112,10 +116,18 @@ class Agent(nn.Module, abc.ABC):
 
     def body(self, members: int, in_dim: int, units: int, layers: int) -> nn.Module:
         c = self.cfg
-        return make_body(
+        return self.projected(make_body(
             c.arch, members, in_dim, units, layers,
             activation=c.activation, batchnorm=c.batchnorm,
-        )  # fmt: skip
+        ))  # fmt: skip
+
+    def projected(self, body: nn.Module) -> nn.Module:
+        """With --weight-projection, every Linear of `body` keeps unit-norm weight vectors
+        (projected at (re)initialisation and after each optimizer step, nets/optim.py)."""
+        if self.cfg.weight_projection:
+            for linear in ensemble_linears(body):
+                linear.unit_norm = True
+        return body
 
     def critic_body(self, members: int, in_dim: int) -> nn.Module:
         """The critics' body: --units x --layers."""
@@ -128,9 +140,14 @@ class Agent(nn.Module, abc.ABC):
 
     def adam(self, params: Sequence[torch.Tensor]) -> Adam:
         """The optimizer of actor and critics: Adam with --adam-beta1, AdamW's decoupled decay
-        with --weight-decay > 0 (SimBa, BRO)."""
+        with --weight-decay > 0 (SimBa, BRO), and the unit-norm projection of the weights
+        that carry it (--arch simbav2, --weight-projection; nets/optim.py)."""
         c = self.cfg
-        return Adam(params, c.lr, betas=(c.adam_beta1, 0.999), weight_decay=c.weight_decay)
+        unit_norm = {id(m.weight) for m in ensemble_linears(self) if m.unit_norm}
+        return Adam(
+            params, c.lr, betas=(c.adam_beta1, 0.999), weight_decay=c.weight_decay,
+            projected=[id(p) in unit_norm for p in params],
+        )  # fmt: skip
 
     @abc.abstractmethod
     def _build_networks(self) -> None:
@@ -158,6 +175,21 @@ class Agent(nn.Module, abc.ABC):
     def trained_parameters(self) -> list[torch.Tensor]:
         """Every tensor an optimizer of the agent (or of its features) trains."""
         return [p for opt in self.all_optimizers().values() for p in opt.params]
+
+    # --- reward scaling (SimbaV2) ---------------------------------------------------------------
+    @torch.no_grad()
+    def set_reward_scale(self, returns: Sequence[Any]) -> None:
+        """Each seed's divisor from its `ReturnScale` (None: rewards as they are)."""
+        if self.cfg.reward_scaling:
+            scales = [1.0 if r is None else r.scale() for r in returns]
+            self.reward_scale.copy_(torch.tensor(scales, dtype=self.reward_scale.dtype))
+
+    def scaled(self, batch: Batch) -> Batch:
+        """The batch `[K, B, ...]` with its rewards divided by each seed's reward scale (with
+        --reward-scaling; the batch as it is otherwise)."""
+        if not self.cfg.reward_scaling:
+            return batch
+        return batch._replace(rew=batch.rew / self.reward_scale.unsqueeze(-1))
 
     # --- noise ------------------------------------------------------------------------------
     def _normal(self, gens: list[torch.Generator], shape: tuple[int, ...]) -> torch.Tensor:
@@ -208,6 +240,7 @@ class Agent(nn.Module, abc.ABC):
         (loss landscapes): with `seed`, its noise comes from generators seeded with it, and
         the agent's own random streams are left untouched."""
         batch, single = by_seed(batch)
+        batch = self.scaled(batch)
         gens = None
         if seed is not None:
             gens = [generators.device_generator(g.device, seed + i)
@@ -222,6 +255,7 @@ class Agent(nn.Module, abc.ABC):
         and every network in eval mode (BatchNorm on its running statistics): what an Ape-X
         collector uses as initial priority, and what a loss landscape holds fixed."""
         batch, single = by_seed(batch)
+        batch = self.scaled(batch)
         with self.evaluating():
             noise = self.draw_noise(batch.obs.shape[1])
             target = self.td_target(batch, self.features.state(batch.next_obs), noise)
@@ -248,6 +282,8 @@ class Agent(nn.Module, abc.ABC):
         for prefix, part in parts:
             items = part.state_dict() if isinstance(part, nn.Module) else part
             state.update({prefix + k: v for k, v in items.items()})
+        if with_critics and self.cfg.reward_scaling:  # the TD target's reward divisor
+            state["reward_scale"] = self.reward_scale
         return state
 
     def _target_state(self) -> list[tuple[str, nn.Module | dict[str, torch.Tensor]]]:
@@ -296,6 +332,7 @@ class Agent(nn.Module, abc.ABC):
         """One update on a given batch: noise drawn, `_update` run, counter advanced. (The
         trainer runs the whole learning step, sampling included: run/step.py's LearnStep.)"""
         batch, single = by_seed(batch)
+        batch = self.scaled(batch)
         noise = self.draw_noise(batch.obs.shape[1])
         with torch.no_grad():
             metrics = self._update(batch, noise, self.actor_step_due())
@@ -436,6 +473,7 @@ def by_seed(batch: Batch) -> tuple[Batch, bool]:
         return batch, False
     weight = None if batch.weight is None else batch.weight.unsqueeze(0)
     discount = None if batch.discount is None else batch.discount.unsqueeze(0)
+    seq = None if batch.seq is None else type(batch.seq)(*(t.unsqueeze(0) for t in batch.seq))
     return (
         Batch(
             batch.obs.unsqueeze(0),
@@ -446,6 +484,7 @@ def by_seed(batch: Batch) -> tuple[Batch, bool]:
             weight,
             batch.idx,
             discount,
+            seq,
         ),
         True,
     )

@@ -29,6 +29,7 @@ class CrossQ(SAC):
     def body(self, members: int, in_dim: int, units: int, layers: int) -> RenormMLP:
         body = RenormMLP(members, in_dim, units, layers, activation=self.cfg.activation)
         body.set_warmup(self.cfg.renorm_warmup)
+        self.projected(body)
         return body
 
     def _build_optimizers(self) -> None:

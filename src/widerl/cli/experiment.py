@@ -27,7 +27,8 @@ _LIST = "\n".join(
     for e in EXPERIMENTS.values()
 )
 _HELP = f"""Run one of the paper's figures or tables (or `scaling`, critic width across the
-paper's and newer bodies): every run x seed as a `widerl train`
+paper's and newer bodies, or `representation`, OFENet beside raw states, SALE and MR.Q's
+encoder): every run x seed as a `widerl train`
 subprocess in OUT/NAME/<env>-<run>/s<seed>, at most --jobs at a time. A rerun skips
 finished runs and continues interrupted ones from their checkpoints. Ctrl-C stops every
 run cleanly (each saves a checkpoint). With --ray-address each run is a task on a Ray

@@ -34,6 +34,8 @@ class Chunk:
     version: int = 0  # gradient updates of the weights that chose the actions
     priority: np.ndarray | None = None  # Ape-X actor-side initial priorities (|TD error|)
     source: int = 0  # which collector produced it
+    # With --reward-scaling: each row's running discounted return G_t (collect/reward_scale.py)
+    disc_return: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.rew)
@@ -47,6 +49,9 @@ class Chunk:
             returns=[r for c in chunks for r in c.returns],
             version=chunks[-1].version,
             source=chunks[-1].source,
+            disc_return=None
+            if chunks[0].disc_return is None
+            else np.concatenate([c.disc_return for c in chunks]),  # type: ignore[misc]
         )
 
 
@@ -58,9 +63,16 @@ def noise_range(cfg: Config) -> tuple[float, float] | None:
     return (cfg.expl_noise, cfg.expl_noise_max) if cfg.expl_noise_max else None
 
 
+def return_gamma(cfg: Config) -> float | None:
+    """The discount of the returns a collector tracks for --reward-scaling, or None."""
+    return cfg.gamma if cfg.reward_scaling else None
+
+
 class Collector:
     """`noise_range` (low, high): each env's exploration std, drawn uniformly from it (with
-    the collector's generator) whenever its episode starts (TD3's --expl-noise-max)."""
+    the collector's generator) whenever its episode starts (TD3's --expl-noise-max).
+    `return_gamma`: keep each env's running discounted return G_t and send it with every
+    row (--reward-scaling; collect/reward_scale.py)."""
 
     def __init__(
         self,
@@ -68,8 +80,10 @@ class Collector:
         seed: int,
         device: torch.device,
         noise_range: tuple[float, float] | None = None,
+        return_gamma: float | None = None,
     ) -> None:
         self.envs, self.device = envs, device
+        self.return_gamma = return_gamma
         self.num_envs = envs.num_envs
         self.act_shape = envs.single_action_space.shape
         self.rng = np.random.default_rng(seed)
@@ -81,6 +95,7 @@ class Collector:
         """Start fresh episodes in every env (at start, and after restoring a checkpoint)."""
         self.obs, _ = self.envs.reset(seed=int(self.rng.integers(2**31)))
         self.ep_return = np.zeros(self.num_envs)
+        self.disc_return = np.zeros(self.num_envs)  # G_t of each env's running episode
         if self.noise_range is not None:
             self.noise_scale = self._draw_scales(self.num_envs)
 
@@ -122,6 +137,10 @@ class Collector:
             term.astype(bool),
         )
         self.ep_return += rew
+        if self.return_gamma is not None:
+            self.disc_return = self.return_gamma * self.disc_return + rew
+            chunk.disc_return = self.disc_return.astype(np.float32)
+            self.disc_return[done] = 0.0
         ended = np.flatnonzero(done)
         for i in ended:
             chunk.returns.append(float(self.ep_return[i]))
@@ -143,6 +162,7 @@ class Collector:
             "rng": self.rng.bit_generator.state,
             "obs": torch.from_numpy(np.array(self.obs)),
             "ep_return": torch.from_numpy(self.ep_return.copy()),
+            "disc_return": torch.from_numpy(self.disc_return.copy()),
             "envs": None if sub is None else [env_state(e) for e in sub],
         }
         if self.noise_scale is not None:  # the running episodes' exploration stds
@@ -164,6 +184,8 @@ class Collector:
             set_env_state(env, s)
         self.obs = state["obs"].numpy().copy()
         self.ep_return = state["ep_return"].numpy().copy()
+        if "disc_return" in state:
+            self.disc_return = state["disc_return"].numpy().copy()
         if self.noise_scale is not None and "noise_scale" in state:
             self.noise_scale = state["noise_scale"].numpy().copy()
         return True

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from widerl.collect.collector import Chunk
+from widerl.collect.reward_scale import ReturnScale
 from widerl.replay.buffer import TRANSITION_FIELDS, ReplayBuffer
 
 HOLDOUT_SIZE = 10_000  # held-out transitions kept for OFENet's test loss
@@ -24,8 +25,13 @@ RECENT = 10  # episodes averaged in train_return_mean and collector_returns
 
 
 class Intake:
-    def __init__(self, replay: ReplayBuffer, holdout: ReplayBuffer | None) -> None:
-        self.replay, self.holdout = replay, holdout
+    """`returns`: the running statistics of the discounted return (--reward-scaling), fed by
+    the chunks' G_t."""
+
+    def __init__(
+        self, replay: ReplayBuffer, holdout: ReplayBuffer | None, returns: ReturnScale | None = None
+    ) -> None:
+        self.replay, self.holdout, self.returns = replay, holdout, returns
         # Updates of the weights that produced each stored transition (for `weight_age`).
         self.versions = np.zeros(replay.capacity, dtype=np.int32)
         self.env_steps = 0
@@ -39,6 +45,8 @@ class Intake:
 
     def add(self, chunk: Chunk, grad_step: int) -> None:
         n = len(chunk)
+        if self.returns is not None and chunk.disc_return is not None:
+            self.returns.add(chunk.disc_return)
         rows = {k: getattr(chunk, k) for k in TRANSITION_FIELDS}
         priority = chunk.priority
         if self.holdout is not None:
@@ -100,6 +108,7 @@ class Intake:
             "source_version": dict(self.source_version),
             "lag": [self.lag_sum, self.lag_count],
             "versions": torch.from_numpy(self.versions) if with_versions else None,
+            "returns": None if self.returns is None else self.returns.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -113,3 +122,5 @@ class Intake:
         self.lag_sum, self.lag_count = (int(x) for x in state.get("lag", (0, 0)))
         if state.get("versions") is not None:
             self.versions[:] = state["versions"].numpy()
+        if self.returns is not None and state.get("returns") is not None:
+            self.returns.load_state_dict(state["returns"])

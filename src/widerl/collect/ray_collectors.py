@@ -30,7 +30,7 @@ import torch
 
 from widerl.agents import make_agent
 from widerl.agents.base import Agent
-from widerl.collect.collector import Chunk, Collector, noise_range
+from widerl.collect.collector import Chunk, Collector, noise_range, return_gamma
 from widerl.collect.envs import env_dims, make_vec_env
 from widerl.collect.rayinit import init_ray, owns_local_ray, shutdown_ray
 from widerl.config import Config, from_dict, sampler_of
@@ -97,7 +97,7 @@ class CollectorWorker:
         self.agent = make_agent(dataclasses.replace(cfg, device="cpu"), obs_dim, act_dim, cpu)
         self.agent.requires_grad_(False)
         self.envs = make_vec_env(cfg.env, cfg.envs_per_actor)
-        self.collector = Collector(self.envs, seed, cpu, noise_range(cfg))
+        self.collector = Collector(self.envs, seed, cpu, noise_range(cfg), return_gamma(cfg))
         self.steps = max(1, math.ceil(CHUNK_TRANSITIONS / cfg.envs_per_actor))
         self.td = actor_priorities(cfg)
         self.version = -1
@@ -121,9 +121,10 @@ class CollectorWorker:
                 import ray
 
                 weights = ray.get(weights)
-            self.agent.load_state_dict(
-                {k: torch.from_numpy(np.array(v)) for k, v in weights.items()}, strict=False
-            )
+            tensors = {k: torch.from_numpy(np.array(v)) for k, v in weights.items()}
+            if "reward_scale" in tensors:  # not a module's state (Agent.acting_state)
+                self.agent.reward_scale.copy_(tensors.pop("reward_scale"))
+            self.agent.load_state_dict(tensors, strict=False)
             self.version = version
         chunk = self.collector.collect(None if random else self.agent, self.steps)
         chunk.version = max(self.version, 0)

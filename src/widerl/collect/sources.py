@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from widerl.agents.base import Agent
-from widerl.collect.collector import Chunk, Collector, noise_range
+from widerl.collect.collector import Chunk, Collector, noise_range, return_gamma
 from widerl.collect.envs import make_vec_env
 from widerl.config import Config, registries
 
@@ -85,7 +85,8 @@ class InlineSource(Source):
         self.cfg, self.device = cfg, device
         noise = noise_range(cfg)
         self.collectors = [
-            Collector(make_vec_env(cfg.env, cfg.num_envs), s, device, noise) for s in seeds
+            Collector(make_vec_env(cfg.env, cfg.num_envs), s, device, noise, return_gamma(cfg))
+            for s in seeds
         ]
         self._warned = False
 

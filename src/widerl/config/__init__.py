@@ -12,6 +12,7 @@ from widerl.config.fields import (
     CRITIC_LOSSES,
     DEVICES,
     FLOAT32_MAX,
+    HYPERSPHERE_ARCHS,
     INITIAL_PRIORITIES,
     INT_LIMIT,
     LAYERNORM_ARCHS,
@@ -30,8 +31,9 @@ from widerl.errors import ConfigError
 
 __all__ = [
     "ACTIVATIONS", "ALGOS", "ALGO_DEFAULTS", "ARCHS", "COMPILE_AUTO_STEPS", "COMPILE_MODES",
-    "CRITIC_HEADS", "CRITIC_LOSSES", "DEVICES", "FLOAT32_MAX", "INITIAL_PRIORITIES",
-    "INT_LIMIT", "LAYERNORM_ARCHS", "PRESETS", "PRESET_TASK_DEFAULTS", "Config", "ConfigError",
+    "CRITIC_HEADS", "CRITIC_LOSSES", "DEVICES", "FLOAT32_MAX", "HYPERSPHERE_ARCHS",
+    "INITIAL_PRIORITIES", "INT_LIMIT", "LAYERNORM_ARCHS", "PRESETS", "PRESET_TASK_DEFAULTS",
+    "Config", "ConfigError",
     "check_keys", "check_types", "compiles", "default_out", "field_names", "from_dict",
     "resolve", "sampler_of", "task_name", "validate", "validate_modern",
 ]  # fmt: skip

@@ -25,6 +25,7 @@ INITIAL_PRIORITIES = ("td", "max")
 CRITIC_LOSSES = ("mse", "huber")
 CRITIC_HEADS = names("critic_head")
 LAYERNORM_ARCHS = ("simba", "bronet")  # residual bodies normalised by LayerNorm
+HYPERSPHERE_ARCHS = ("simbav2",)  # bodies whose features and weights stay on the unit sphere
 DEVICES = ("auto", "cpu", "cuda")
 COMPILE_MODES = ("auto", "on", "off")
 AMP_MODES = ("off", "bf16")
@@ -82,13 +83,19 @@ class Config:
     arch: str = _f(
         "mlp",
         "Connectivity of actor and critic bodies; simba and bronet are residual bodies with "
-        "LayerNorm (SimBa, Lee et al. 2024; BRO, Nauman et al. 2024).",
+        "LayerNorm (SimBa, Lee et al. 2024; BRO, Nauman et al. 2024); simbav2 keeps features "
+        "and weights on the unit hypersphere with LERP residual blocks (SimbaV2, Lee et al. "
+        "2025; ReLU, whatever --activation says).",
         choices=ARCHS,
     )
     units: int = _f(
-        256, "Units per hidden layer (simba, bronet: the width of every block).", positive=True
+        256,
+        "Units per hidden layer (simba, bronet, simbav2: the width of every block).",
+        positive=True,
     )
-    layers: int = _f(2, "Hidden layers per body (simba, bronet: residual blocks).", positive=True)
+    layers: int = _f(
+        2, "Hidden layers per body (simba, bronet, simbav2: residual blocks).", positive=True
+    )
     actor_units: int = _f(
         0, "Units of the policy's body; 0 = --units (critics and policy alike).", nonneg=True
     )
@@ -139,10 +146,34 @@ class Config:
     # --- the feature learner (Sec. 3.1: representation learning decoupled from RL) ---
     features: str = _f(
         "auto",
-        "What feeds the agent: raw (the states and actions as they are) or ofenet (Ota et al. "
-        "2020, sized by --ofenet-units). auto: ofenet when --ofenet-units > 0, else raw; a "
-        "--features that contradicts --ofenet-units is refused.",
+        "What feeds the agent: raw (the states and actions as they are), ofenet (Ota et al. "
+        "2020, sized by --ofenet-units), sale (TD7's state-action embeddings, Fujimoto et al. "
+        "2023) or mrq (MR.Q's encoder with model-based losses, Fujimoto et al. 2025). auto: "
+        "ofenet when --ofenet-units > 0, else raw; a --features that contradicts "
+        "--ofenet-units is refused.",
         choices=FEATURES,
+    )
+    # --- SALE and MR.Q's encoder (0: the method's published value) ---
+    encoder_units: int = _f(
+        0, "sale / mrq: hidden units of the encoders (0: TD7's 256, MR.Q's 512).", nonneg=True
+    )
+    encoder_dim: int = _f(
+        0, "sale / mrq: width of z_s and z_sa (0: TD7's 256, MR.Q's 512).", nonneg=True
+    )
+    encoder_lr: float = _f(
+        0.0, "sale / mrq: the encoder's Adam learning rate (0: TD7's 3e-4, MR.Q's 1e-4).", low=0.0
+    )
+    encoder_target_every: int = _f(
+        0,
+        "sale / mrq: updates between refreshes of the fixed encoder copy that feeds the agent "
+        "(0: 250, both papers).",
+        nonneg=True,
+    )
+    encoder_horizon: int = _f(
+        0,
+        "mrq: steps of each sampled transition's stream its model-based losses unroll over "
+        "(0: MR.Q's 5).",
+        nonneg=True,
     )
     # --- OFENet (Sec. 3.1, A.1, A.2) ---
     ofenet_units: int = _f(
@@ -167,6 +198,19 @@ class Config:
 
     # --- shared agent hyperparameters (Sec. 4, A.4) ---
     gamma: float = _f(0.99, "Discount factor, in [0, 1].", low=0.0, high=1.0)
+    reward_scaling: bool = _f(
+        False,
+        "Divide rewards by a running estimate of the discounted return's scale, max(std(G), "
+        "max|G| / --reward-g-max), so returns stay within about +-G_max (SimbaV2, Lee et al. "
+        "2025, Sec. 4.4); episode returns are reported unscaled.",
+    )
+    reward_g_max: float = _f(
+        5.0,
+        "--reward-scaling: the bound G_max of scaled returns (SimbaV2: 5, with a value "
+        "support of [-5, 5]); > 0.",
+        low=0.0,
+        open_low=True,
+    )
     amp: str = _f(
         "off",
         "Mixed precision of the learning step: bf16 runs its forward and backward passes under "
@@ -206,6 +250,12 @@ class Config:
         "Decoupled weight decay of actor and critics (AdamW: theta -= lr * wd * theta each "
         "update; SimBa 0.01, BRO 0.0001); >= 0.",
         low=0.0,
+    )
+    weight_projection: bool = _f(
+        False,
+        "After every optimizer step, rescale each hidden unit's input weights of actor and "
+        "critic bodies to unit l2 norm (weight normalisation by projection: XQC, SimbaV2; "
+        "--arch simbav2 always does it). Heads and feature learners are not projected.",
     )
     batch_size: int = _f(256, "Minibatch size of each update.", positive=True)
     critic_loss: str = _f(

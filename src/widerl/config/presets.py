@@ -105,6 +105,36 @@ PRESETS: dict[str, dict[str, Any]] = {
         # benchmark's 1000-step DMC tasks at action repeat 2; widerl repeats no actions.
         "gamma": 0.99,
     },
+    # SimbaV2 + SAC (Lee et al. 2025, arXiv 2502.15280, Sec. 4-5; values as in the authors'
+    # release, configs/agent/hyper_simba.yaml, unless noted). Left out: the learning rate's
+    # linear decay from 1e-4 to 5e-5 over training (widerl's learning rates are constant) and
+    # SimbaV2's hyperspherical output layers (nets/bodies/simbav2.py).
+    "simbav2": {
+        "algo": "sac",
+        "arch": "simbav2",
+        "units": 512,  # critic_hidden_dim 512 ...
+        "layers": 2,  # ... critic_num_blocks 2
+        "actor_units": 128,  # actor_hidden_dim 128 ...
+        "actor_layers": 1,  # ... actor_num_blocks 1
+        "activation": "relu",
+        "obs_norm": True,  # normalize_observation: true
+        "reward_scaling": True,  # normalize_reward: true ...
+        "reward_g_max": 5.0,  # ... normalized_g_max 5.0
+        "critic_head": "c51",  # distributional critic, critic_num_bins 101 ...
+        "atoms": 101,
+        "v_min": -5.0,  # ... on [-G_max, G_max] (critic_min_v, critic_max_v)
+        "v_max": 5.0,
+        "lr": 1e-4,  # learning_rate_init (decays to 5e-5 there; constant here)
+        "weight_decay": 0.0,  # no weight decay: the weights are projected instead
+        "alpha_init": 0.01,  # temp_initial_value
+        "entropy_target_scale": 0.5,  # temp_target_entropy_coef -0.5: target -|A| / 2
+        "tau": 0.005,  # target_tau
+        "utd": 1,  # the headline 0.848 is at update-to-data ratio 1 (the authors' README)
+        "batch_size": 256,
+        "warmup": 5_000,  # as SimBa's release
+        "buffer_size": 1_000_000,
+        "gamma": 0.99,
+    },
     # BRO (Nauman et al. 2024, Sec. 3 and App. "hyperparameters"; values as in the authors'
     # release: train_parallel.py, configs/bro_default.py, jaxrl/bro/bro_learner.py).
     # Left out: BRO's optimistic exploration (a second, optimistic policy for acting with
@@ -158,6 +188,96 @@ PRESETS: dict[str, dict[str, Any]] = {
         "buffer_size": 1_000_000,
         "gamma": 0.99,
         "critic_loss": "mse",
+    },
+    # TD7 (Fujimoto et al. 2023, NeurIPS): TD3 on SALE's embeddings with LAP. Values from the
+    # authors' TD7.py `Hyperparameters`. Left out: AvgL1Norm on the agent's first hidden layer
+    # and TD7's own input order (nets/sale.py), hard target updates every 250 steps (widerl
+    # moves targets by tau each update), the critic's ELU (widerl's bodies take one activation:
+    # ReLU, the actor's), value clipping to the range of values seen, and policy checkpoints.
+    "td7": {
+        "algo": "td3",
+        "features": "sale",  # zs_dim 256, enc_hdim 256, encoder_lr 3e-4 (SALE's defaults)
+        "sampler": "lap",  # LAP: max(|delta|, min_priority 1)^alpha ...
+        "per_alpha": 0.4,  # ... alpha 0.4
+        "critic_loss": "huber",  # LAP's loss: Huber at min_priority 1
+        "arch": "mlp",
+        "units": 256,  # critic_hdim 256, 3 Linear layers
+        "layers": 2,
+        "actor_units": 256,  # actor_hdim 256
+        "actor_layers": 2,
+        "activation": "relu",  # actor_activ relu (critic_activ elu: not reproduced)
+        "lr": 3e-4,  # actor_lr, critic_lr
+        "batch_size": 256,
+        "buffer_size": 1_000_000,
+        "gamma": 0.99,  # discount
+        "policy_noise": 0.2,  # target_policy_noise
+        "noise_clip": 0.5,
+        "policy_delay": 2,  # policy_freq
+        "expl_noise": 0.1,  # exploration_noise
+        "warmup": 25_000,  # timesteps_before_training
+    },
+    # MR.Q (Fujimoto et al. 2025, ICLR): deterministic TD3-style learning on MR.Q's encoder.
+    # Values from the authors' MRQ/MRQ.py `Hyperparameters`. Left out: MR.Q's value network
+    # (LayerNorm + ELU on z_sa alone; here widerl's MLP critic on [z_s, z_sa]), its policy's
+    # pre-activation penalty, reward scaling by the replay's mean |reward|, hard target
+    # updates every 250 steps (tau here), value gradient clipping at 20, and the encoder
+    # trained in bursts at each target refresh (nets/mrq.py).
+    "mrq": {
+        "algo": "td3",
+        "features": "mrq",  # zs/zsa 512, za 256, enc_hdim 512, enc_lr 1e-4, wd 1e-4, horizon 5
+        "sampler": "lap",  # prioritized (LAP), alpha 0.4, min_priority 1
+        "per_alpha": 0.4,
+        "n_step": 3,  # Q_horizon 3
+        "critic_loss": "huber",  # smooth_l1_loss
+        "arch": "mlp",
+        "units": 512,  # value_hdim 512, three hidden layers before its output
+        "layers": 3,
+        "actor_units": 512,  # policy_hdim 512, two hidden layers
+        "actor_layers": 2,
+        "activation": "relu",  # policy_activ relu (value_activ elu: not reproduced)
+        "lr": 3e-4,  # value_lr, policy_lr
+        "weight_decay": 1e-4,  # value_wd, policy_wd (AdamW)
+        "batch_size": 256,
+        "buffer_size": 1_000_000,
+        "gamma": 0.99,  # discount
+        "policy_noise": 0.2,  # target_policy_noise
+        "noise_clip": 0.3,
+        "policy_delay": 1,  # the policy steps with every value step
+        "expl_noise": 0.2,  # exploration_noise
+        "warmup": 10_000,  # buffer_size_before_training
+    },
+    # XQC (Palenicek et al., ICLR 2026, arXiv 2509.25174): CrossQ's Batch Renormalization plus
+    # weight normalisation (here the unit-norm projection of every hidden Linear after each
+    # step, --weight-projection) plus a categorical critic trained by cross-entropy. Composed
+    # from `crossq` (its values, whose sources are above) and SimbaV2's categorical critic on
+    # scaled rewards (`simbav2`: 101 atoms on [-5, 5], --reward-scaling): XQC's own table of
+    # values was not available to us, so the widths are widerl's choice, of the order of
+    # XQC's "~2M parameters" (twin critics 2 x 512 and a 2 x 256 actor: 1.18M on Humanoid-v5,
+    # `widerl summary --preset xqc --obs-dim 348 --act-dim 17`), and the learning rate,
+    # delays and batch are CrossQ's.
+    "xqc": {
+        "algo": "crossq",
+        "arch": "mlp",
+        "units": 512,
+        "layers": 2,
+        "actor_units": 256,
+        "actor_layers": 2,
+        "activation": "relu",
+        "weight_projection": True,
+        "critic_head": "c51",
+        "atoms": 101,
+        "v_min": -5.0,
+        "v_max": 5.0,
+        "reward_scaling": True,
+        "reward_g_max": 5.0,
+        "lr": 1e-3,
+        "adam_beta1": 0.5,
+        "policy_delay": 3,
+        "renorm_warmup": 100_000,
+        "batch_size": 256,
+        "warmup": 5_000,
+        "buffer_size": 1_000_000,
+        "gamma": 0.99,
     },
     # FastTD3 (Seo et al. 2025, arXiv 2505.22642): TD3 on many parallel envs with large
     # batches. Values from the authors' release, fast_td3/hyperparams.py `BaseArgs` (its

@@ -30,6 +30,7 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "densenet": "widerl.nets.bodies.densenet:DenseNet",
         "simba": "widerl.nets.bodies.simba:SimBa",
         "bronet": "widerl.nets.bodies.bronet:BroNet",
+        "simbav2": "widerl.nets.bodies.simbav2:SimbaV2",  # on the hypersphere (Lee et al. 2025)
         "funnel": "widerl.nets.bodies.funnel:Funnel",  # widths halving (FastTD3)
     },
     # --critic-head: what the critics' output layer means (nets/critic_heads.py)
@@ -38,11 +39,14 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "c51": "widerl.nets.critic_heads:C51Head",
         "hlgauss": "widerl.nets.critic_heads:HLGaussHead",
     },
-    # --features: the feature learner that feeds the agent (auto: OFENet with --ofenet-units > 0)
+    # --features: the feature learner that feeds the agent (auto: OFENet with --ofenet-units > 0,
+    # raw otherwise)
     # (either behind --obs-norm's running statistics)
     "features": {
         "raw": "widerl.nets.features:RawFeatures",
         "ofenet": "widerl.nets.ofenet:OFENet",
+        "sale": "widerl.nets.sale:SALE",  # TD7's (Fujimoto et al. 2023)
+        "mrq": "widerl.nets.mrq:MRQEncoder",  # MR.Q's (Fujimoto et al. 2025)
     },
     # --sampler: the replay's sampler (--prioritized: the short form of --sampler prioritized)
     "sampler": {

@@ -8,7 +8,7 @@ import dataclasses
 import math
 from collections.abc import Collection
 
-from widerl.config.fields import FLOAT32_MAX, LAYERNORM_ARCHS, Config
+from widerl.config.fields import FLOAT32_MAX, HYPERSPHERE_ARCHS, LAYERNORM_ARCHS, Config
 from widerl.errors import ConfigError
 
 
@@ -76,6 +76,14 @@ def validate(cfg: Config, given: Collection[str] = ()) -> None:
             f"--features {cfg.features} with --ofenet-units {cfg.ofenet_units}: OFENet's width "
             "without OFENet; give --ofenet-units 0, or --features ofenet"
         )
+    encoders = ("encoder_units", "encoder_dim", "encoder_lr", "encoder_target_every")
+    for name in (*encoders, "encoder_horizon"):
+        learners = ("mrq",) if name == "encoder_horizon" else ("sale", "mrq")
+        if getattr(cfg, name) and cfg.features not in learners:
+            raise ConfigError(
+                f"--{name.replace('_', '-')} {getattr(cfg, name):g} sets an encoder of "
+                f"--features {' or '.join(learners)}; --features is {cfg.features}"
+            )
     if cfg.prioritized and cfg.sampler not in ("uniform", "prioritized"):
         raise ConfigError(
             f"--prioritized (short for --sampler prioritized) and --sampler {cfg.sampler} "
@@ -136,6 +144,12 @@ def validate_modern(cfg: Config, given: Collection[str] = ()) -> None:
         raise ConfigError(
             f"--arch {cfg.arch} normalises with LayerNorm; it does not take --batchnorm"
         )
+    if cfg.arch in HYPERSPHERE_ARCHS and cfg.batchnorm:
+        raise ConfigError(
+            f"--arch {cfg.arch} normalises onto the unit hypersphere; it does not take --batchnorm"
+        )
+    if cfg.arch in HYPERSPHERE_ARCHS and "activation" in given and cfg.activation != "relu":
+        raise ConfigError(f"--arch {cfg.arch} uses ReLU in its blocks; drop --activation")
     if cfg.critic_head != "scalar":
         if cfg.atoms < 2:
             raise ConfigError(f"--atoms must be at least 2 for --critic-head {cfg.critic_head}")

@@ -18,9 +18,11 @@ Shared choices (comments below refer to them):
 - Ape-X-like distributed training: N_core = 2 collector processes x N_env = 32 envs each,
   one learner on proportional prioritized replay (Sec. 3.2, 4.2, A.1).
 
-One experiment goes beyond the paper: `scaling` puts the paper's answer to "how to train
-larger networks" (DenseNet + OFENet) beside the newer ones (BroNet, SimBa) and the plain MLP,
-critic width against return; its choices are commented at `_scaling`.
+Two experiments go beyond the paper, one per question it asks: `scaling` puts its answer to
+"how to train larger networks" (DenseNet + OFENet) beside the newer ones (BroNet, SimBa,
+SimbaV2) and the plain MLP, critic width against return; `representation` puts OFENet beside
+its descendants (TD7's SALE, MR.Q's encoder) and raw states at one agent. Their choices are
+commented at `_scaling` and `_representation`.
 """
 
 from __future__ import annotations
@@ -230,6 +232,10 @@ SCALING_FAMILIES: dict[str, tuple[str, dict[str, Any]]] = {
     # SimBa + SAC (`simba`: obs-norm, 2 blocks, AdamW lr 1e-4 with decay 0.01, initial
     # temperature 0.01, target entropy -|A|/2), actor 128 x 1 block.
     "simba": ("simba", {"actor_units": 128}),
+    # SimbaV2 + SAC (`simbav2`: hyperspherical blocks with projected weights, obs-norm, a
+    # 101-atom categorical critic on rewards scaled to returns within +-5, Adam lr 1e-4),
+    # actor 128 x 1 block.
+    "simbav2": ("simbav2", {"actor_units": 128}),
 }
 
 
@@ -239,10 +245,42 @@ def _scaling() -> Experiment:
         for units in SCALING_WIDTHS:
             width = {"units": units, **({"ofenet_units": units} if "ofenet" in family else {})}
             runs.append(RunSpec(f"{family}-{units}", {**fixed, **width, **SHARED_DATA}, preset))
-    title = "SAC critic width: MLP, DenseNet + OFENet, BroNet, SimBa"
+    title = "SAC critic width: MLP, DenseNet + OFENet, BroNet, SimBa, SimbaV2"
     return Experiment(
         "scaling", "beyond the paper", title, SCALING_ENVS, tuple(runs), PAPER_STEPS, PAPER_SEEDS
     )
+
+
+# The representation question (the paper's Sec. 3.1 and Ota et al. 2020) with OFENet's
+# descendants: one agent, four feature learners. The agent is TD3 of its paper (preset
+# paper-original: MLP 2 x 256, ReLU, MSE), the algorithm TD7 and MR.Q build on and one of the
+# two Ota et al. (2020) evaluate OFENet with; the replay is uniform for all, so that the
+# feature learner is the only difference (TD7 and MR.Q also change the sampler, the critic
+# loss and more: presets td7 and mrq). Each learner is at its own published setting: OFENet
+# as Ota et al. (2020) (preset paper-ofenet: 240 features over 6 layers, 10k pre-training
+# updates), SALE and MR.Q's encoder at the defaults of --encoder-* (nets/sale.py, nets/mrq.py).
+# Data regime: 10k random warm-up steps (MR.Q's 10k; TD7 waits 25k, OFENet 10k), one env step
+# per update. Tasks: the three of MR.Q's published Gym results quoted in the docs.
+REPRESENTATION_ENVS = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5")
+REPRESENTATION_LEARNERS: dict[str, dict[str, Any]] = {
+    "raw": {"features": "raw"},
+    "ofenet": {"features": "ofenet", "ofenet_units": 240, "ofenet_layers": 6},
+    "sale": {"features": "sale"},
+    "mrq": {"features": "mrq"},
+}
+
+
+def _representation() -> Experiment:
+    shared = {"algo": "td3", "warmup": 10_000, "utd": 1}
+    runs = tuple(
+        RunSpec(name, {**shared, **learner}, preset="paper-original")
+        for name, learner in REPRESENTATION_LEARNERS.items()
+    )
+    title = "TD3, raw vs OFENet vs SALE vs MR.Q's encoder"
+    return Experiment(
+        "representation", "beyond the paper", title, REPRESENTATION_ENVS, runs, PAPER_STEPS,
+        PAPER_SEEDS,
+    )  # fmt: skip
 
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -260,5 +298,6 @@ EXPERIMENTS: dict[str, Experiment] = {
         _apex(),
         _activation(),
         _scaling(),
+        _representation(),
     )
 }

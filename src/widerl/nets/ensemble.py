@@ -37,6 +37,10 @@ class EnsembleLinear(nn.Module):
             raise ValueError(f"unknown init {init!r}; choose from {INITS}")
         self.members, self.in_dim, self.out_dim, self.init = members, in_dim, out_dim, init
         self.train_bias = True  # False when a BatchNorm follows (nets/bodies/base.py)
+        # True: every output unit's weights stay on the unit sphere (SimbaV2's hyperspherical
+        # layers, --weight-projection): projected at initialisation and after every optimizer
+        # step (nets/optim.py, `project_unit_norm`).
+        self.unit_norm = False
         self.weight = nn.Parameter(torch.empty(members, in_dim, out_dim))
         self.bias = nn.Parameter(torch.empty(members, 1, out_dim))
         self.reset_parameters()
@@ -84,9 +88,41 @@ class EnsembleLinear(nn.Module):
                     _uniform(self.bias[m], ba, g)
                 else:
                     self.bias[m].zero_()
+        if self.unit_norm:
+            project_unit_norm(self.weight)
 
     def extra_repr(self) -> str:
         return f"members={self.members}, in={self.in_dim}, out={self.out_dim}, init={self.init}"
+
+
+@torch.no_grad()
+def project_unit_norm(weight: torch.Tensor, eps: float = 1e-12) -> None:
+    """w_j <- w_j / ||w_j||_2 for every output unit j of a weight `[E, in, out]` (the norm is
+    over the inputs, dim 1), in place: SimbaV2's projection onto the unit hypersphere."""
+    weight.div_(torch.linalg.vector_norm(weight, dim=1, keepdim=True).clamp_min(eps))
+
+
+class EnsembleScaler(nn.Module):
+    """A learnable per-unit scale of every member, y = x * s (SimbaV2, Sec. 4.1 "scaler"):
+    s = s_init / s_scale * p with the parameter p initialised to s_scale, so s starts at
+    s_init while Adam, whose steps are about lr in size whatever a parameter's magnitude, moves
+    it at the rate s_scale sets."""
+
+    def __init__(self, members: int, dim: int, init: float, scale: float) -> None:
+        super().__init__()
+        self.s_init, self.s_scale = init, scale
+        self.param = nn.Parameter(torch.empty(members, 1, dim))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        self.param.fill_(self.s_scale)
+
+    def scale(self) -> torch.Tensor:
+        return self.param * (self.s_init / self.s_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale()
 
 
 def constant_prefix(x: torch.Tensor, frozen: int) -> int:
@@ -154,5 +190,5 @@ def reset_members(module: nn.Module, generators: Sequence[torch.Generator]) -> N
     for layer in module.modules():
         if isinstance(layer, EnsembleLinear):
             layer.reset_parameters(generators)
-        elif isinstance(layer, EnsembleNorm):
+        elif isinstance(layer, (EnsembleNorm, EnsembleScaler)):
             layer.reset_parameters()

@@ -2,10 +2,16 @@
 
 The agent never knows which feature learner feeds it: it receives an object with
 `s_dim`, `sa_dim`, `state(obs)` and `state_action(z_s, act)`. The trainer drives the learner's
-own training through the same interface, without naming OFENet: `update` (one auxiliary step
-on a batch, returning its loss per seed or None), `pretrain_updates` (steps on the warm-up data
-before RL starts), `heldout_loss` and `optimizers`. Without representation learning
-(`RawFeatures`) these are the raw state and the concatenated state-action pair.
+own training through the same interface, without naming OFENet: `learn` (one auxiliary step
+on a sampled batch, returning its loss per seed or None; by default `update` on the batch's
+(s, a, s')), `pretrain_updates` (steps on the warm-up data before RL starts), `heldout` (the
+loss on held-out transitions) and `optimizers`. A learner trained over a horizon of H steps
+(MR.Q's encoder) sets `horizon`, and its batches then carry those steps (`Batch.seq`). Without
+representation learning (`RawFeatures`) these are the raw state and the concatenated
+state-action pair.
+
+The learners: raw (here), ofenet (nets/ofenet.py), sale (TD7, nets/sale.py), mrq (MR.Q's
+encoder, nets/mrq.py); registered as `features` in config/registries.py.
 
 Shapes carry the seeds dimension: obs `[K, B, obs_dim]` -> z_s `[K, B, s_dim]`.
 """
@@ -27,6 +33,10 @@ class FeatureLearner(nn.Module, abc.ABC):
     pretrain_updates: int = 0  # auxiliary updates on the warm-up data before RL starts
     metric_name: str | None = None  # the auxiliary loss's column in metrics.csv, if any
     has_heldout: bool = False  # measures `heldout_loss` on transitions kept out of the replay
+    horizon: int = 0  # steps of each sampled transition's stream the learner trains on (0: none)
+    # Whether the loss's target is the raw next state (OFENet's), which observation
+    # normalisation must leave as it is; a learner that encodes s' wants it normalised.
+    raw_target: bool = True
 
     @abc.abstractmethod
     def state(self, obs: torch.Tensor) -> torch.Tensor:
@@ -44,10 +54,20 @@ class FeatureLearner(nn.Module, abc.ABC):
         """One auxiliary training step; its loss per seed `[K]`, or None without one."""
         return None
 
+    def learn(self, batch: Any) -> torch.Tensor | None:
+        """One auxiliary step on a sampled batch `[K, B, ...]` (a replay/buffer.py `Batch`:
+        nets/ does not import replay/), its loss per seed or None."""
+        return self.update(batch.obs, batch.act, batch.next_obs)
+
     def heldout_loss(
         self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor
     ) -> torch.Tensor | None:
         return None
+
+    def heldout(self, batch: Any) -> torch.Tensor | None:
+        """The loss on a batch of held-out transitions `[K, B, ...]` (single steps: the
+        held-out buffer keeps no streams), per seed, without training."""
+        return self.heldout_loss(batch.obs, batch.act, batch.next_obs)
 
     def optimizers(self) -> dict[str, object]:
         return {}

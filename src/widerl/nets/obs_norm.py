@@ -25,6 +25,8 @@ and still predicts the raw next state (its target must not move with the statist
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from widerl.nets.features import FeatureLearner
@@ -39,6 +41,7 @@ class ObsNorm(FeatureLearner):
         self.s_dim, self.sa_dim = inner.s_dim, inner.sa_dim
         self.pretrain_updates = inner.pretrain_updates
         self.metric_name = inner.metric_name
+        self.horizon = inner.horizon
         self.register_buffer("mean", torch.zeros(seeds, 1, obs_dim))
         self.register_buffer("var", torch.ones(seeds, 1, obs_dim))
         self.register_buffer("count", torch.zeros(seeds, 1, 1))
@@ -75,12 +78,34 @@ class ObsNorm(FeatureLearner):
         own step on normalised observations and the raw next state."""
         if self.training:
             self.observe(obs if obs.dim() == 3 else obs.unsqueeze(0))
-        return self.inner.update(self.normalize(obs), act, next_obs)
+        return self.inner.update(self.normalize(obs), act, self._target(next_obs))
+
+    def _target(self, next_obs: torch.Tensor) -> torch.Tensor:
+        """s' as the inner learner's loss wants it: raw for a prediction of the state itself
+        (OFENet), normalised for one that encodes it (SALE, MR.Q)."""
+        return next_obs if self.inner.raw_target else self.normalize(next_obs)
+
+    def _normalized(self, batch: Any) -> Any:
+        seq = batch.seq
+        if seq is not None:
+            seq = seq._replace(next_obs=self._target(seq.next_obs))
+        return batch._replace(
+            obs=self.normalize(batch.obs), next_obs=self._target(batch.next_obs), seq=seq
+        )
+
+    def learn(self, batch: Any) -> torch.Tensor | None:
+        """As `update`, for the whole batch (the inner learner may read more than s, a, s')."""
+        if self.training:
+            self.observe(batch.obs)
+        return self.inner.learn(self._normalized(batch))
 
     def heldout_loss(
         self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor
     ) -> torch.Tensor | None:
-        return self.inner.heldout_loss(self.normalize(obs), act, next_obs)
+        return self.inner.heldout_loss(self.normalize(obs), act, self._target(next_obs))
+
+    def heldout(self, batch: Any) -> torch.Tensor | None:
+        return self.inner.heldout(self._normalized(batch))
 
     eval_loss = heldout_loss  # the trainer's name for OFENet's held-out loss
 

@@ -9,6 +9,13 @@ torch.optim.Adam's (tests check it against torch.optim.Adam / AdamW).
 
 Every op is elementwise, so members stacked along dim 0 (critics, seeds) are optimised
 exactly as if each had an optimizer of its own.
+
+The weight projection of SimbaV2 (Lee et al. 2025, Sec. 4.2) and XQC (Palenicek et al. 2026)
+is the last part of the step: each projected weight `[E, in, out]` has every output unit's
+vector of input weights rescaled to unit l2 norm, `w_j <- w_j / ||w_j||`, after Adam moved it,
+so the parameters never leave the unit hypersphere. It is in the step itself, so a compiled
+learning step holds it too, and a reset (which redraws and projects, nets/ensemble.py) keeps
+it.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+
+from widerl.nets.ensemble import project_unit_norm
 
 
 class Adam:
@@ -29,9 +38,12 @@ class Adam:
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        projected: Sequence[bool] = (),
     ) -> None:
         self.params = list(params)
         self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
+        # Which of `params` are projected back to unit-norm weight vectors after each step.
+        self.projected = [p for p, keep in zip(self.params, projected, strict=False) if keep]
         device = self.params[0].device if self.params else torch.device("cpu")
         self.step_count = torch.zeros((), device=device)
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
@@ -50,6 +62,8 @@ class Adam:
             m.lerp_(g, 1.0 - b1)
             v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
             p.sub_(step_size * m / (v.sqrt() / root_c2 + self.eps))
+        for p in self.projected:
+            project_unit_norm(p)
 
     def reset(self) -> None:
         """Forget the moments and the step count (a full reset, as BRO's resets do)."""

@@ -142,6 +142,7 @@ def unpack_run(states: list[dict[str, Any]], run: Any, progress: Any, agent: dic
         if state.get("holdout") is not None and lane.holdout is not None:
             lane.holdout.load_state_dict(state["holdout"])
         lane.probes.load_state_dict(state.get("probe"))
+    run.agent.set_reward_scale([lane.intake.returns for lane in run.lanes])
     return max(float(s["wall_time"]) for s in states)
 
 

@@ -68,6 +68,22 @@ class Batch(NamedTuple):
     idx: torch.Tensor
     # With --n-step K: gamma^k of each sample's bootstrap (k <= K steps taken); None: gamma.
     discount: torch.Tensor | None = None
+    # For a feature learner trained over a horizon H (MR.Q's encoder): the H steps from each
+    # sampled transition on, along its env's stream (storage.sequence); None otherwise.
+    seq: Steps | None = None
+
+
+class Steps(NamedTuple):
+    """H consecutive steps of one env from each sampled transition (step 0 is the sampled
+    one): actions `[..., H, A]`, rewards and terminations `[..., H]`, next states
+    `[..., H, obs_dim]`, and `mask` `[..., H]`: 1 where step h exists (no termination before
+    it and each successor stored; a time-limit end or the replay's newest step stops it)."""
+
+    act: torch.Tensor
+    rew: torch.Tensor
+    next_obs: torch.Tensor
+    term: torch.Tensor
+    mask: torch.Tensor
 
 
 def _resolve_device(device: torch.device | str) -> torch.device:
@@ -287,13 +303,15 @@ class ReplayBuffer:
         n_step: int = 1,
         gamma: float = 0.99,
         sampler: str | None = None,
+        horizon: int = 0,
     ) -> None:
         """`reserve`: rows for next observations that no later transition's observation
         holds (episode ends, storage.py); by default one per slot, which any data fits.
         A run's replay gets ``compact_reserve(capacity)``, 1/64 of it. `n_step` > 1: batches
         hold n-step returns discounted by `gamma` (storage.multi_step). `sampler`: a name of
-        the sampler registry (uniform, prioritized, lap); by default `prioritized` picks."""
-        self.n_step, self.gamma = int(n_step), float(gamma)
+        the sampler registry (uniform, prioritized, lap); by default `prioritized` picks.
+        `horizon` > 0: batches also hold the `horizon` steps from each sampled one (`seq`)."""
+        self.n_step, self.gamma, self.horizon = int(n_step), float(gamma), int(horizon)
         self.device = _resolve_device(device)
         self.capacity = int(capacity)
         self.sampler_name = sampler or ("prioritized" if prioritized else "uniform")
@@ -386,11 +404,12 @@ class ReplayBuffer:
         """The batch that the numbers `u` of `draw` select: device ops only, no Python value
         of the buffer's that changes between steps, so it can sit inside a compiled step."""
         idx, weight = self.sampler.choose(u, self.storage.size_t, self.storage.start_t, beta)
+        seq = None if not self.horizon else Steps(*self.storage.sequence(idx, self.horizon))
         if self.n_step == 1:
-            return Batch(*self.storage.gather(idx), weight, idx)
+            return Batch(*self.storage.gather(idx), weight, idx, seq=seq)
         obs, act = self.storage.obs.index_select(0, idx), self.storage.act.index_select(0, idx)
         rew, next_obs, term, discount = self.storage.multi_step(idx, self.n_step, self.gamma)
-        return Batch(obs, act, rew, next_obs, term, weight, idx, discount)
+        return Batch(obs, act, rew, next_obs, term, weight, idx, discount, seq)
 
     def beta(self, progress: float) -> float:
         """The sampler's importance-sampling exponent at `progress` (0..1) of the run."""

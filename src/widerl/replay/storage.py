@@ -222,6 +222,29 @@ class TensorStorage:
         next_obs = self.states.index_select(0, self.next.index_select(0, last))
         return rew, next_obs, term.to(torch.float32), torch.pow(gamma, steps)
 
+    def sequence(self, idx: torch.Tensor, horizon: int) -> tuple[torch.Tensor, ...]:
+        """The `horizon` steps from each slot of `idx` on, following the `next` pointers
+        (device ops only, as `multi_step`): actions `[B, H, A]`, rewards `[B, H]`, next
+        states `[B, H, obs_dim]`, terminations `[B, H]` and the mask `[B, H]` of the steps
+        that exist: step h > 0 exists when step h-1 did, did not terminate, and its s' is
+        the s of a stored later step. Where a step does not exist its slot repeats the last
+        one that does (its values are masked out by whoever uses them)."""
+        cur = idx
+        alive = torch.ones(idx.shape, dtype=torch.bool, device=idx.device)
+        acts, rews, nexts, terms, masks = [], [], [], [], []
+        for h in range(horizon):
+            if h:
+                nxt = self.next.index_select(0, cur).to(idx.dtype)
+                alive = alive & (nxt < self.capacity) & ~self.term.index_select(0, cur)
+                cur = torch.where(alive, nxt, cur)
+            acts.append(self.act.index_select(0, cur))
+            rews.append(self.rew.index_select(0, cur))
+            nexts.append(self.next_obs_of(cur))
+            terms.append(self.term.index_select(0, cur).to(torch.float32))
+            masks.append(alive.to(torch.float32))
+        return (torch.stack(acts, 1), torch.stack(rews, 1), torch.stack(nexts, 1),
+                torch.stack(terms, 1), torch.stack(masks, 1))  # fmt: skip
+
     @property
     def next_obs(self) -> torch.Tensor:
         """s' of every slot, rebuilt (a copy, for inspection; meaningless for slots not live)."""

@@ -14,6 +14,7 @@ from widerl.agents import make_agent
 from widerl.agents.base import Agent
 from widerl.collect.envs import env_dims
 from widerl.collect.intake import HOLDOUT_EVERY, HOLDOUT_SIZE, Intake
+from widerl.collect.reward_scale import ReturnScale
 from widerl.collect.sources import Source, make_source
 from widerl.config import Config, compiles, sampler_of
 from widerl.nets.feature_factory import make_features
@@ -91,6 +92,7 @@ def _lane(index: int, cfg: Config, obs_dim: int, act_dim: int, device: torch.dev
         reserve=compact_reserve(cfg.buffer_size, HOLDOUT_EVERY if features.has_heldout else None),
         n_step=cfg.n_step,
         gamma=cfg.gamma,
+        horizon=features.horizon,  # the steps a feature learner trains over (MR.Q's encoder)
     )
     # Held-out transitions for the feature learner's test loss: diverted from the replay,
     # never trained on (OFENet's aux_loss_heldout).
@@ -103,7 +105,9 @@ def _lane(index: int, cfg: Config, obs_dim: int, act_dim: int, device: torch.dev
         seeds=seeds,
         replay=replay,
         holdout=holdout,
-        intake=Intake(replay, holdout),
+        intake=Intake(
+            replay, holdout, ReturnScale(cfg.reward_g_max) if cfg.reward_scaling else None
+        ),
         probes=Probes(replay, agent, seeds["srank"]),
     )
 

@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 import numpy as np
-import torch
 
 from widerl.run.probes import sranks as probe_sranks
+from widerl.run.step import stack_batches
 
 HOLDOUT_BATCH = 1_024  # held-out transitions the feature learner's test loss is measured on
 
@@ -62,10 +62,7 @@ def heldout_losses(parts: Any) -> list[float | None]:
     if any(h is None or not h.size for h in holdouts):
         return [None] * len(holdouts)
     n = min(HOLDOUT_BATCH, *(h.size for h in holdouts))
-    batches = [h.sample(n) for h in holdouts]
-    obs, act, next_obs = (torch.stack([getattr(b, f) for b in batches])
-                          for f in ("obs", "act", "next_obs"))  # fmt: skip
-    loss = parts.features.heldout_loss(obs, act, next_obs)
+    loss = parts.features.heldout(stack_batches([h.sample(n) for h in holdouts]))
     return [None if loss is None else float(v) for v in loss.cpu().tolist()]
 
 

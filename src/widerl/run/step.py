@@ -19,7 +19,7 @@ import torch
 
 from widerl.agents.base import Agent
 from widerl.nets.features import FeatureLearner
-from widerl.replay.buffer import TRANSITION_FIELDS, Batch, ReplayBuffer
+from widerl.replay.buffer import TRANSITION_FIELDS, Batch, ReplayBuffer, Steps
 from widerl.run.allocator import keep_freed_memory
 
 
@@ -81,9 +81,9 @@ class LearnStep:
         actor_step: bool,
     ) -> dict[str, torch.Tensor]:
         sampled = [r.gather(uk, beta) for r, uk in zip(self.replays, u, strict=True)]
-        batch = stack_batches(sampled)
+        batch = self.agent.scaled(stack_batches(sampled))  # --reward-scaling's divisor
         with self.precision():
-            aux = self.features.update(batch.obs, batch.act, batch.next_obs)
+            aux = self.features.learn(batch)
             with torch.no_grad():
                 metrics: dict[str, Any] = self.agent._update(batch, noise, actor_step)
         if self.amp:  # what leaves the step is float32, as without --amp (sums, priorities)
@@ -106,11 +106,13 @@ def stack_batches(batches: Sequence[Batch]) -> Batch:
 
     weights = [b.weight for b in batches]
     discounts = [b.discount for b in batches]
+    seqs = [b.seq for b in batches]
     return Batch(
         *(join([getattr(b, f) for b in batches]) for f in TRANSITION_FIELDS),
         weight=None if weights[0] is None else join(weights),  # type: ignore[arg-type]
         idx=join([b.idx for b in batches]),
         discount=None if discounts[0] is None else join(discounts),  # type: ignore[arg-type]
+        seq=None if seqs[0] is None else Steps(*(join(list(f)) for f in zip(*seqs, strict=True))),
     )
 
 

@@ -116,6 +116,7 @@ class Trainer:
         for lane, chunks in zip(self.parts.lanes, lanes, strict=True):
             for chunk in chunks:
                 lane.intake.add(chunk, self.progress.grad_step)
+        self.parts.agent.set_reward_scale([lane.intake.returns for lane in self.parts.lanes])
 
     def learn_step(self) -> None:
         pr = self.progress
@@ -153,7 +154,7 @@ class Trainer:
         p, pr = self.parts, self.progress
         while pr.pretrain_steps < p.features.pretrain_updates and not stop.stop:
             b = self.sample()
-            p.features.update(b.obs, b.act, b.next_obs)
+            p.features.learn(b)
             pr.pretrain_steps += 1
         pr.pretrained = not stop.stop
 
