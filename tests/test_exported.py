@@ -44,7 +44,13 @@ FAMILIES = {
     "bronet": {"arch": "bronet"},
     "crossq-batch-renorm": {"algo": "crossq"},
     "td3-deterministic-actor": {"algo": "td3"},
-}
+    # The lineage: hyperspherical layers and scalers; the encoders' fixed copies feed acting
+    "simbav2-obs-norm": {"arch": "simbav2", "obs_norm": True},
+    "td3-sale": {"algo": "td3", "features": "sale", "encoder_units": 16, "encoder_dim": 8,
+                 "encoder_target_every": 20},
+    "td3-mrq": {"algo": "td3", "features": "mrq", "encoder_units": 16, "encoder_dim": 8,
+                "encoder_target_every": 20, "encoder_horizon": 2},
+}  # fmt: skip
 TOLERANCE = 1e-5
 
 

@@ -129,6 +129,27 @@ TRAIN_NEW = [
     Case("sampler-unknown", train("--sampler", "per"), ("--sampler", "per", "lap")),
     Case("features-no-width", train("--features", "ofenet"), ("--features", "--ofenet-units")),
     Case(
+        "encoder-without-encoder",
+        train("--encoder-units", "64"),
+        ("--encoder-units 64", "--features sale or mrq"),
+    ),
+    Case(
+        "horizon-of-sale",
+        train("--features", "sale", "--encoder-horizon", "3"),
+        ("--encoder-horizon 3", "--features mrq", "sale"),
+    ),
+    Case("unknown-features", train("--features", "td7"), ("--features", "sale")),
+    Case(
+        "simbav2-batchnorm",
+        train("--arch", "simbav2", "--batchnorm"),
+        ("--arch simbav2", "--batchnorm"),
+    ),
+    Case("simbav2-swish", train("--arch", "simbav2", "--activation", "swish"), ("ReLU",)),
+    Case("g-max-zero", train("--reward-scaling", "--reward-g-max", "0"), ("--reward-g-max",)),
+    Case(
+        "encoder-lr-negative", train("--features", "sale", "--encoder-lr", "-1"), ("--encoder-lr",)
+    ),
+    Case(
         "features-raw-with-width",
         train("--features", "raw", "--ofenet-units", "16"),
         ("--features raw", "--ofenet-units 16"),

@@ -203,3 +203,157 @@ def test_the_learning_step_divides_rewards_by_the_scale() -> None:
     a.set_reward_scale([rs])
     assert math.isclose(float(a.reward_scale[0]), rs.scale(), rel_tol=1e-6)
     assert "reward_scale" not in a.state_dict()  # the intake's statistics are checkpointed
+
+
+# --- SALE (TD7) --------------------------------------------------------------------------------
+def test_avg_l1_norm_hand_computed() -> None:
+    from widerl.nets.latent import avg_l1_norm
+
+    x = torch.tensor([[1.0, -3.0, 2.0, 2.0]])  # mean |x| = 2
+    assert torch.allclose(avg_l1_norm(x), torch.tensor([[0.5, -1.5, 1.0, 1.0]]))
+
+
+def test_sale_loss_is_eq_3_and_the_agent_sees_the_fixed_copy() -> None:
+    from widerl.nets.sale import SALE
+
+    sale = SALE(OBS, ACT, units=16, dim=8, refresh_every=3)
+    sale.reset_parameters([torch.Generator().manual_seed(0)])
+    b = fixed_batch()
+    net = sale.online
+    zs = net.f(b.obs.unsqueeze(0))
+    zs = zs / zs.abs().mean(-1, keepdim=True)  # AvgL1Norm
+    target = net.f(b.next_obs.unsqueeze(0))
+    target = target / target.abs().mean(-1, keepdim=True)
+    pred = net.g(torch.cat([zs, b.act.unsqueeze(0)], -1))
+    want = (pred - target).square().mean()
+    assert torch.allclose(sale.heldout_loss(b.obs, b.act, b.next_obs), want, rtol=1e-5)
+    # [s, z_s] and [s, z_s, a, z_sa], from the fixed copy (inputs `[K, B, ...]`)
+    obs, act = b.obs.unsqueeze(0), b.act.unsqueeze(0)
+    z_s = sale.state(obs)
+    assert z_s.shape == (1, B, OBS + 8) and torch.equal(z_s[..., :OBS], obs)
+    z_sa = sale.state_action(z_s, act)
+    assert z_sa.shape == (1, B, OBS + 8 + ACT + 8) and torch.equal(z_sa[..., : OBS + 8], z_s)
+    fixed_before = sale.state(obs)
+    losses = [float(sale.update(b.obs, b.act, b.next_obs)) for _ in range(2)]
+    assert losses[1] < losses[0]
+    # Two updates: the online encoder moved, the agent's fixed copy has not ...
+    assert torch.equal(sale.state(obs), fixed_before)
+    assert not torch.allclose(sale.online.f.l1.weight, sale.fixed.f.l1.weight)
+    sale.update(b.obs, b.act, b.next_obs)  # ... until the 3rd, which refreshes it
+    assert torch.equal(sale.online.f.l1.weight, sale.fixed.f.l1.weight)
+    assert not torch.equal(sale.state(obs), fixed_before)
+
+
+# --- MR.Q's encoder ----------------------------------------------------------------------------
+def test_two_hot_hand_computed() -> None:
+    from widerl.nets.mrq import TwoHot, symexp
+
+    th = TwoHot(bins=5, low=-2.0, high=2.0)  # bins symexp(-2, -1, 0, 1, 2)
+    e = math.e
+    assert torch.allclose(th.bins, torch.tensor([-(e**2 - 1), -(e - 1), 0.0, e - 1, e**2 - 1]))
+    x = torch.tensor([0.5 * (e - 1), 0.0, 100.0, -(e - 1)])
+    enc = th.encode(x)
+    assert torch.allclose(enc[0], torch.tensor([0.0, 0.0, 0.5, 0.5, 0.0]))
+    assert torch.allclose(enc[1], torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0]))
+    assert torch.allclose(enc[2], torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0]))  # clipped
+    assert torch.allclose(enc[3], torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0]))
+    assert torch.allclose((enc * th.bins).sum(-1)[:2], x[:2])  # the expectation is x
+    assert torch.allclose(symexp(torch.tensor([1.0])), torch.tensor([e - 1]))
+    logits = torch.log(enc[:1] + 1e-30)
+    assert torch.allclose(
+        th.cross_entropy(logits, x[:1]), -(enc[:1] * logits.log_softmax(-1)).sum(-1)
+    )
+
+
+def test_replay_sequences_follow_one_envs_steps_and_mask_after_an_end() -> None:
+    rb = ReplayBuffer(1, 1, 100, horizon=3)
+    # One env: s0 -> s1 -> s2 (terminates) ; then s10 -> s11 (a time-limit end, no successor)
+    obs = torch.tensor([[0.0], [1.0], [2.0], [10.0], [11.0]])
+    nxt = torch.tensor([[1.0], [2.0], [3.0], [11.0], [12.0]])
+    act = torch.tensor([[0.1], [0.2], [0.3], [0.4], [0.5]])
+    rew = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    term = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0])
+    rb.add(obs, act, rew, nxt, term)
+    batch = rb.gather(torch.tensor([0.0, 0.2, 0.6, 0.8]) + 1e-3)
+    assert batch.idx.tolist() == [0, 1, 3, 4]
+    seq = batch.seq
+    assert seq.rew.tolist() == [[1.0, 2.0, 3.0], [2.0, 3.0, 3.0], [4.0, 5.0, 5.0], [5.0, 5.0, 5.0]]
+    assert seq.mask.tolist() == [[1, 1, 1], [1, 1, 0], [1, 1, 0], [1, 0, 0]]
+    assert seq.next_obs[0, :, 0].tolist() == [1.0, 2.0, 3.0]
+    assert seq.term[0].tolist() == [0.0, 0.0, 1.0]
+    assert torch.allclose(seq.act[2, :2, 0], torch.tensor([0.4, 0.5]))
+    plain = ReplayBuffer(1, 1, 10)
+    plain.add(obs, act, rew, nxt, term)
+    assert plain.sample(2).seq is None  # only where a learner asks
+
+
+def test_mrq_loss_unrolls_its_model_and_masks_missing_steps() -> None:
+    from types import SimpleNamespace
+
+    from widerl.nets.mrq import MRQEncoder
+
+    enc = MRQEncoder(OBS, ACT, units=16, dim=8, horizon=2)
+    enc.reset_parameters([torch.Generator().manual_seed(1)])
+    g = torch.Generator().manual_seed(2)
+    k, b, h = 1, 6, 2
+    seq = SimpleNamespace(
+        act=torch.rand(k, b, h, ACT, generator=g), rew=torch.randn(k, b, h, generator=g),
+        next_obs=torch.randn(k, b, h, OBS, generator=g), term=torch.zeros(k, b, h),
+        mask=torch.tensor([[[1.0, 1.0], [1.0, 0.0], [1.0, 1.0], [1.0, 0.0], [1.0, 1.0],
+                            [1.0, 1.0]]]),
+    )  # fmt: skip
+    seq.term[0, 1, 0] = 1.0  # sample 1 terminates at its first step: its second is masked
+    obs = torch.randn(k, b, OBS, generator=g)
+    net, fixed = enc.online, enc.fixed
+    want = torch.zeros(())
+    zs = net.zs(obs)
+    for step in range(h):
+        done, zs, reward = net.predict(zs, seq.act[:, :, step])
+        target = fixed.zs(seq.next_obs[:, :, step])  # `[K, B, obs]`: one step at a time
+        dyn = (zs - target).square().mean(-1)
+        rew = enc.two_hot.cross_entropy(reward, seq.rew[:, :, step])
+        term = (done - seq.term[:, :, step]).square()
+        want = want + ((dyn + 0.1 * rew + 0.1 * term) * seq.mask[:, :, step]).mean()
+    assert torch.allclose(enc.model_loss(obs, seq), want.reshape(1), rtol=1e-5)
+    # A masked step contributes nothing, whatever its values.
+    seq2 = SimpleNamespace(**vars(seq))
+    seq2.rew = seq.rew.clone()
+    seq2.rew[0, 1, 1] = 1e4
+    assert torch.allclose(enc.model_loss(obs, seq2), enc.model_loss(obs, seq))
+    with pytest.raises(NotImplementedError, match="learn"):
+        enc.update(obs, obs, obs)
+
+
+def test_mrq_learns_through_the_learning_step_and_its_fixed_copy_feeds_the_agent() -> None:
+    agent = agent_for("td3", features="mrq", encoder_units=16, encoder_dim=8,
+                      encoder_horizon=3, encoder_target_every=2)  # fmt: skip
+    assert agent.features.horizon == 3
+    rb = ReplayBuffer(OBS, ACT, 1_000, seed=3, horizon=agent.features.horizon)
+    for i in range(3):
+        b = fixed_batch(seed=i)
+        rb.add(b.obs, b.act, b.rew, b.next_obs, b.term)
+    step = LearnStep(rb, agent.features, agent, 32)
+    losses = [float(step(i, 6)["aux_loss"]) for i in range(6)]
+    assert all(math.isfinite(v) for v in losses)
+    assert float(agent.features.updates) == 6
+    # Refreshed at update 6: the fixed copy is the online one.
+    for (n, a), b in zip(agent.features.online.named_parameters(),
+                         agent.features.fixed.parameters(), strict=True):  # fmt: skip
+        assert torch.equal(a, b), n
+
+
+def test_summary_prints_the_lineage() -> None:
+    from click.testing import CliRunner
+
+    from widerl.cli import app
+
+    cases = {
+        ("--preset", "mrq"): ("MR.Q encoder", "model: done, next z_s, reward", "1,751,874"),
+        ("--preset", "td7"): ("SALE encoder (TD7)", "z_sa encoder g, layer 3"),
+        ("--preset", "simbav2"): ("block 2 Linear+LERP", "shift+l2, embedding", "c51 logits"),
+    }
+    for args, wanted in cases.items():
+        res = CliRunner().invoke(app, ["summary", *args, "--obs-dim", "17", "--act-dim", "6"])
+        assert res.exit_code == 0, res.output
+        for w in wanted:
+            assert w in res.output, (args, w)

@@ -56,6 +56,35 @@ CASES: dict[str, tuple[str | None, dict[str, Any]]] = {
     ),
     "bronet-hlgauss": ("bro", {"atoms": 11, "actor_units": 8, "utd": 1, "reset_every": 0}),
     "critics-3-lap": (None, {"critics": 3, "sampler": "lap", "critic_loss": "huber"}),
+    # The lineage: the hypersphere and its projection, reward scaling (the scale a device
+    # tensor the intake's host statistics set), SALE and MR.Q's encoder (their refresh
+    # counters, the replay's step sequences), XQC's composition
+    "simbav2-rewardscale": (
+        "simbav2",
+        {"atoms": 11, "actor_units": 8, "utd": 1, "warmup": 40},
+    ),
+    "td7-sale-lap": (
+        "td7",
+        {
+            "encoder_units": 8,
+            "encoder_dim": 8,
+            "encoder_target_every": 2,
+            "warmup": 40,
+            "actor_units": 16,
+        },
+    ),
+    "mrq-encoder-nstep": (
+        "mrq",
+        {
+            "encoder_units": 8,
+            "encoder_dim": 8,
+            "encoder_horizon": 2,
+            "encoder_target_every": 2,
+            "warmup": 40,
+            "actor_units": 16,
+        },
+    ),
+    "xqc": ("xqc", {"atoms": 11, "actor_units": 16, "renorm_warmup": 2, "warmup": 40}),
     "seeds-2": (None, {}),  # run with seeds [0, 1]
     "utd-2": (None, {"utd": 2, "steps": 8, "eval_every": 4}),
     "reset-every": (None, {"reset_every": 2}),

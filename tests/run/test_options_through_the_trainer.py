@@ -34,6 +34,8 @@ TINY = {
     "checkpoint_replay": True,  # an exact resume needs the replay
 }
 SUPPORT = {"atoms": 11, "v_min": -50.0, "v_max": 10.0}
+V2_SUPPORT = {"atoms": 11, "v_min": -5.0, "v_max": 5.0}  # returns scaled to within +-5
+ENCODER = {"encoder_units": 16, "encoder_dim": 8, "encoder_target_every": 10}
 # Every new option is in at least one bundle; --reset-every falls inside the runs (before
 # updates 61 and 121 of 120: one reset, and the resumed half starts after it).
 BUNDLES: dict[str, dict[str, Any]] = {
@@ -49,7 +51,26 @@ BUNDLES: dict[str, dict[str, Any]] = {
         "algo": "crossq", "obs_norm": True, "critic_head": "hlgauss", **SUPPORT,
         "renorm_warmup": 30, "utd": 2, "sampler": "lap",
     },
+    # The paper's lineage (issue 26): SimbaV2 on scaled rewards, XQC's composition, SALE and
+    # MR.Q's encoder (their fixed copies refreshed every 10 updates, so inside the runs).
+    "sac-simbav2-obsnorm-c51-rewardscale-reset": {
+        "algo": "sac", "arch": "simbav2", "obs_norm": True, "critic_head": "c51", **V2_SUPPORT,
+        "reward_scaling": True, "reset_every": 60,
+    },
+    "crossq-weightprojection-c51-rewardscale": {
+        "algo": "crossq", "weight_projection": True, "critic_head": "c51", **V2_SUPPORT,
+        "reward_scaling": True, "renorm_warmup": 30,
+    },
+    "td3-sale-lap-nstep": {
+        "algo": "td3", "features": "sale", **ENCODER, "sampler": "lap", "n_step": 2,
+    },
+    "td3-mrq-obsnorm-nstep": {
+        "algo": "td3", "features": "mrq", **ENCODER, "encoder_horizon": 3, "obs_norm": True,
+        "n_step": 3,
+    },
 }  # fmt: skip
+LINEAGE = [name for name in BUNDLES if any(k in name for k in ("simbav2", "weightproj", "sale",
+                                                                "mrq"))]  # fmt: skip
 
 
 def rows(run: Path) -> list[dict[str, str]]:
@@ -82,8 +103,10 @@ def test_a_run_resumed_midway_writes_the_uninterrupted_rows(name: str, tmp_path:
 # CrossQ's compiled learning step (with C51, --obs-norm, AdamW) is test_agents'
 # test_compiled_learning_step_matches_eager: compilation is the cost here.
 @pytest.mark.parametrize(
-    "name", ["sac-simba-obsnorm-c51-adamw-utd-reset-nstep", "td3-bronet-hlgauss-reset-nstep-amp"]
-)  # noqa: E501
+    "name",
+    ["sac-simba-obsnorm-c51-adamw-utd-reset-nstep", "td3-bronet-hlgauss-reset-nstep-amp",
+     "sac-simbav2-obsnorm-c51-rewardscale-reset", "td3-mrq-obsnorm-nstep"],
+)  # fmt: skip
 def test_a_compiled_run_compiles_once_and_matches_the_eager_run(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -119,8 +142,10 @@ def test_a_compiled_run_compiles_once_and_matches_the_eager_run(
 
 
 @pytest.mark.parametrize(
-    "name", ["sac-simba-obsnorm-c51-adamw-utd-reset-nstep", "crossq-obsnorm-hlgauss-lap"]
-)  # noqa: E501
+    "name",
+    ["sac-simba-obsnorm-c51-adamw-utd-reset-nstep", "crossq-obsnorm-hlgauss-lap",
+     "td3-sale-lap-nstep"],
+)  # fmt: skip
 def test_a_collector_acts_with_the_learners_policy_and_obs_statistics(name: str) -> None:
     """In process: the weights a collector receives carry --obs-norm's running statistics;
     after loading them it normalises and acts exactly as the learner's agent does."""
@@ -148,11 +173,15 @@ def test_a_collector_acts_with_the_learners_policy_and_obs_statistics(name: str)
 
 
 @pytest.mark.slow
-def test_collectors_on_ray_with_the_new_options(tmp_path: Path, ray_tmp: str) -> None:
-    """--actors 1 with SimBa, --obs-norm, a C51 head, AdamW, --utd 2 and a reset inside the
-    run: the run completes with the collector's transitions, a reset counted, and the
-    checkpoint resumes on Ray."""
-    name = "sac-simba-obsnorm-c51-adamw-utd-reset-nstep"
+@pytest.mark.parametrize(
+    "name",
+    ["sac-simba-obsnorm-c51-adamw-utd-reset-nstep", "sac-simbav2-obsnorm-c51-rewardscale-reset"],
+)  # fmt: skip
+def test_collectors_on_ray_with_the_new_options(name: str, tmp_path: Path, ray_tmp: str) -> None:
+    """--actors 1 with SimBa (or SimbaV2 on scaled rewards: the collector sends each row's
+    discounted return), --obs-norm, a C51 head, AdamW, --utd 2 and a reset inside the run:
+    the run completes with the collector's transitions, a reset counted, and the checkpoint
+    resumes on Ray."""
     settings = {"actors": 1, "envs_per_actor": 2, "sync_every": 10, "compile": "off"}
     run = tmp_path / "ray"
     result = widerl.train(cfg(name, steps=80, **settings), run)
@@ -160,5 +189,29 @@ def test_collectors_on_ray_with_the_new_options(tmp_path: Path, ray_tmp: str) ->
     last = rows(run)[-1]
     assert int(last["resets"]) == 1 and int(last["replay_size"]) > 0
     assert len(last["collector_returns"].split(";")) == 1
+    if BUNDLES[name].get("reward_scaling"):  # the collector's returns reached the learner
+        state = torch.load(run / "checkpoint.pt", weights_only=True)
+        returns = state["collector"]["returns"]
+        assert returns["count"] == int(last["env_step"]) and returns["var"] > 0
     result = widerl.train(resume=run, steps=120)
     assert result.grad_step == 120 and int(rows(run)[-1]["resets"]) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", LINEAGE)
+def test_stacked_seeds_of_the_lineage_write_their_single_runs_rows(
+    name: str, tmp_path: Path
+) -> None:
+    """Seed 1's rows in a `--seeds 1,2` run are the `--seed 1` run's: each seed keeps its own
+    encoder, fixed copy, refresh counter and reward scale (members never mix)."""
+    settings = cfg(name, steps=40, compile="off")
+    widerl.train(settings, tmp_path / "many", seeds=[1, 2])
+    widerl.train(dataclasses.replace(settings, seed=1), tmp_path / "one")
+    many, one = rows(tmp_path / "many" / "s1"), rows(tmp_path / "one")
+    assert len(one) == 2
+    for m, o in zip(many, one, strict=True):
+        for k, v in o.items():
+            try:
+                assert float(m[k]) == pytest.approx(float(v), rel=1e-4, abs=1e-4), k
+            except ValueError:  # a text column (per-collector lists)
+                assert m[k] == v, k

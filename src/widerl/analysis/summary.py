@@ -18,6 +18,9 @@ from widerl.agents import meta_agent
 from widerl.config import Config
 from widerl.nets.bodies.base import Body
 from widerl.nets.ensemble import EnsembleLinear
+from widerl.nets.feature_factory import feature_learner_name
+
+ENCODERS = {"sale": "SALE encoder (TD7)", "mrq": "MR.Q encoder"}
 
 
 def count(module: nn.Module, members: int = 1) -> int:
@@ -35,6 +38,16 @@ def body_rows(body: Body) -> list[tuple[str, int, int, int]]:
 
 def linear_row(name: str, linear: EnsembleLinear) -> tuple[str, int, int, int]:
     return (name, linear.in_dim, linear.out_dim, count(linear, linear.members))
+
+
+_PARTS = {"f": "z_s encoder f", "g": "z_sa encoder g", "za": "action embedding z_a",
+          "model": "model: done, next z_s, reward"}  # fmt: skip
+
+
+def _part(name: str) -> str:
+    """'f.l2' -> 'z_s encoder f, layer 2' (nets/sale.py, nets/mrq.py)."""
+    top, _, layer = name.partition(".")
+    return _PARTS.get(top, top) + (f", layer {layer.removeprefix('l')}" if layer else "")
 
 
 def network_tables(cfg: Config, obs_dim: int, act_dim: int) -> list[tuple[str, list, int, list]]:
@@ -58,6 +71,14 @@ def network_tables(cfg: Config, obs_dim: int, act_dim: int) -> list[tuple[str, l
                 ],
             )
         )
+    learner = feature_learner_name(cfg)
+    if learner in ENCODERS:  # SALE, MR.Q's encoder: every Linear of the online encoder
+        enc = getattr(agent.features, "inner", agent.features).online  # behind --obs-norm
+        rows = [linear_row(_part(n), m) for n, m in enc.named_modules()
+                if isinstance(m, EnsembleLinear)]  # fmt: skip
+        total = sum(r[3] for r in rows)
+        extra = [("encoder total, norms included (fixed copy not counted)", 0, 0, count(enc, 1))]
+        tables.append((f"{ENCODERS[learner]} (not in Table 2)", rows, total, extra))
     actor = agent.actor
     rows = body_rows(actor.body) + [linear_row("output layer (mean)", actor.mean)]
     total = sum(r[3] for r in rows)
@@ -93,6 +114,8 @@ def render_summary(cfg: Config, obs_dim: int, act_dim: int) -> str:
         if cfg.ofenet_units
         else ""
     )
+    if feature_learner_name(cfg) in ENCODERS:
+        ofenet = f", {ENCODERS[feature_learner_name(cfg)]}"
     actor = ""
     if (cfg.actor_units or cfg.units, cfg.actor_layers or cfg.layers) != (cfg.units, cfg.layers):
         actor = f" (policy {cfg.actor_units or cfg.units}x{cfg.actor_layers or cfg.layers})"
