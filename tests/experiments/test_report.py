@@ -54,7 +54,7 @@ def write_run(path: Path, returns: list[float], srank: list[str] | None = None, 
 def make_runs(root: Path) -> Path:
     """2 envs x 3 configurations (units x layers, the cell 1024 x 1 missing) x 3 seeds.
     Hopper runs log srank; Walker2d's srank column stays empty. Seed 2 ran with other
-    run-only settings (device, threads, steps), which must not split its group."""
+    run-only settings (device, threads, steps, compile), which must not split its group."""
     for env, scale in SCALE.items():
         for (units, layers), base in BASE.items():
             for seed, noise in enumerate(NOISE):
@@ -62,7 +62,11 @@ def make_runs(root: Path) -> Path:
                 srank = (
                     [str(units // 8 + seed + i) for i in range(4)] if env == "Hopper-v5" else None
                 )
-                other = {"device": "cpu", "threads": 1, "steps": 999} if seed == 2 else {}
+                other = (
+                    {"device": "cpu", "threads": 1, "steps": 999, "compile": "on"}
+                    if seed == 2
+                    else {}
+                )
                 write_run(
                     root / env / f"u{units}-l{layers}" / f"s{seed}",
                     returns,

@@ -66,7 +66,13 @@ preset_option = click.option(
     "--preset",
     type=click.Choice(list(PRESETS)),
     default=None,
-    help="Named defaults, overridden by explicit flags.",
+    help="Named defaults, overridden by explicit flags (each value's source: "
+    "config/presets.py; tables: docs/paper.md). Where widerl's agent differs from the "
+    "method's own: td7 = TD3 on SALE with LAP, but ReLU critics, targets moved by tau, no "
+    "value clipping; mrq = TD3 on MR.Q's encoder with LAP and 3-step returns, but widerl's MLP "
+    "critic on [z_s, z_sa] instead of MR.Q's value head on z_sa, targets moved by tau; simbav2 "
+    "= SAC on SimbaV2, but a constant learning rate and plain output layers; xqc = CrossQ + "
+    "--weight-projection + a categorical critic on scaled rewards, widths widerl's.",
 )
 
 

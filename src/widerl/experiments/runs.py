@@ -27,8 +27,10 @@ SRANK = "srank"
 # Columns read from metrics.csv (others are ignored); grad_step is the x-axis (Sec. 4).
 CURVE_COLUMNS = (RETURN, SRANK)
 # Settings that do not change what a run learns, and those a resume may change (how long and
-# where it runs): runs differing only in these belong to the same group.
-IGNORED = ("seed", "out", "checkpoint_replay", "dims", *RESUMABLE_OVERRIDES)
+# where it runs): runs differing only in these belong to the same group. A compiled step
+# computes the eager step's update, to float rounding (tests/run/test_options_through_the_
+# trainer.py): --compile is how fast a run learns, not what.
+IGNORED = ("seed", "out", "checkpoint_replay", "dims", "compile", *RESUMABLE_OVERRIDES)
 _DEFAULTS = dataclasses.asdict(Config())
 _ORDER = {name: i for i, name in enumerate(_DEFAULTS)}
 
