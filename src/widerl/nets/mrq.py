@@ -166,7 +166,9 @@ class MRQEncoder(LatentLearner):
         return self.step_on(self.model_loss, batch.obs, batch.seq)
 
     def update(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> None:
-        raise NotImplementedError("MR.Q's encoder needs rewards and steps: call learn(batch)")
+        """Refused: the seam's (s, a, s') step cannot train this encoder, whose losses read
+        rewards, terminations and the steps after s' (`learn` gets them with the batch)."""
+        raise TypeError("MR.Q's encoder needs rewards and steps: call learn(batch)")
 
     @torch.no_grad()
     def heldout(self, batch: Any) -> torch.Tensor:
