@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -116,6 +117,14 @@ class LatentLearner(FeatureLearner):
         self.opt.step(grads)
         self.refresh()
         return per_seed
+
+
+def encoder_settings(cfg: Any, published: dict[str, Any]) -> dict[str, Any]:
+    """The --encoder-* flags of `cfg` as keyword arguments, each left at 0 replaced by the
+    method's `published` value (keys: units, dim, lr, refresh_every, and horizon for MR.Q)."""
+    flags = {"units": "encoder_units", "dim": "encoder_dim", "lr": "encoder_lr",
+             "refresh_every": "encoder_target_every", "horizon": "encoder_horizon"}  # fmt: skip
+    return {k: getattr(cfg, flags[k]) or v for k, v in published.items()}
 
 
 def seeded(tensors: Sequence[torch.Tensor]) -> tuple[bool, list[torch.Tensor]]:

@@ -41,11 +41,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from widerl.nets.ensemble import EnsembleLinear
-from widerl.nets.latent import EncoderMLP, LatentLearner
+from widerl.nets.latent import EncoderMLP, LatentLearner, encoder_settings
 from widerl.nets.norms import EnsembleLayerNorm
 
 # Used where the --encoder-* flags are left at 0 (the module docstring's sources).
-MRQ_ENCODER = {"units": 512, "dim": 512, "lr": 1e-4, "refresh": 250, "horizon": 5}
+MRQ_ENCODER = {"units": 512, "dim": 512, "lr": 1e-4, "refresh_every": 250, "horizon": 5}
 ZA_DIM = 256
 WEIGHT_DECAY = 1e-4
 DYN_WEIGHT, REWARD_WEIGHT, DONE_WEIGHT = 1.0, 0.1, 0.1
@@ -110,11 +110,7 @@ class MRQNets(nn.Module):
 class MRQEncoder(LatentLearner):
     @classmethod
     def from_config(cls, cfg: Any, obs_dim: int, act_dim: int, seeds: int = 1) -> MRQEncoder:
-        d = MRQ_ENCODER
-        return cls(obs_dim, act_dim, units=cfg.encoder_units or d["units"],
-                   dim=cfg.encoder_dim or d["dim"], lr=cfg.encoder_lr or d["lr"],
-                   refresh_every=cfg.encoder_target_every or d["refresh"],
-                   horizon=cfg.encoder_horizon or d["horizon"], seeds=seeds)  # fmt: skip
+        return cls(obs_dim, act_dim, **encoder_settings(cfg, MRQ_ENCODER), seeds=seeds)
 
     def __init__(
         self,

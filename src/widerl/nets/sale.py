@@ -23,11 +23,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from widerl.nets.latent import EncoderMLP, LatentLearner, avg_l1_norm, seeded
+from widerl.nets.latent import EncoderMLP, LatentLearner, avg_l1_norm, encoder_settings, seeded
 
 # TD7's published encoder (its Hyperparameters: zs_dim 256, enc_hdim 256, encoder_lr 3e-4,
 # target_update_rate 250), used where the --encoder-* flags are left at 0.
-TD7_ENCODER = {"units": 256, "dim": 256, "lr": 3e-4, "refresh": 250}
+TD7_ENCODER = {"units": 256, "dim": 256, "lr": 3e-4, "refresh_every": 250}
 
 
 class SALENets(nn.Module):
@@ -46,10 +46,7 @@ class SALENets(nn.Module):
 class SALE(LatentLearner):
     @classmethod
     def from_config(cls, cfg: Any, obs_dim: int, act_dim: int, seeds: int = 1) -> SALE:
-        d = TD7_ENCODER
-        return cls(obs_dim, act_dim, units=cfg.encoder_units or d["units"],
-                   dim=cfg.encoder_dim or d["dim"], lr=cfg.encoder_lr or d["lr"],
-                   refresh_every=cfg.encoder_target_every or d["refresh"], seeds=seeds)  # fmt: skip
+        return cls(obs_dim, act_dim, **encoder_settings(cfg, TD7_ENCODER), seeds=seeds)
 
     def __init__(
         self,
