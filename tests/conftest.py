@@ -8,6 +8,27 @@ torch.set_num_threads(1)
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+def _own_compile_cache() -> None:
+    """widerl's compile-cost index in a folder of this test process (tests never read or
+    write the user's ~/.cache/widerl, and one test's figures never steer another's
+    --compile auto), with torch's own caches where torch keeps them by default (the tests
+    that compile with inductor reuse what earlier test runs built)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    if not os.environ.get("WIDERL_CACHE"):
+        folder = tempfile.mkdtemp(prefix="widerl-cache-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        os.environ["WIDERL_CACHE"] = folder
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
+
+
+_own_compile_cache()
+
+
 @pytest.fixture
 def tiny_overrides() -> dict:
     return {"units": 16, "layers": 2, "batch_size": 32, "buffer_size": 5_000}

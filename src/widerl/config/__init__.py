@@ -6,7 +6,6 @@ from widerl.config.fields import (
     ACTIVATIONS,
     ALGOS,
     ARCHS,
-    COMPILE_AUTO_STEPS,
     COMPILE_MODES,
     CRITIC_HEADS,
     CRITIC_LOSSES,
@@ -30,7 +29,7 @@ from widerl.config.validate import validate, validate_modern
 from widerl.errors import ConfigError
 
 __all__ = [
-    "ACTIVATIONS", "ALGOS", "ALGO_DEFAULTS", "ARCHS", "COMPILE_AUTO_STEPS", "COMPILE_MODES",
+    "ACTIVATIONS", "ALGOS", "ALGO_DEFAULTS", "ARCHS", "COMPILE_MODES",
     "CRITIC_HEADS", "CRITIC_LOSSES", "DEVICES", "FLOAT32_MAX", "HYPERSPHERE_ARCHS",
     "INITIAL_PRIORITIES", "INT_LIMIT", "LAYERNORM_ARCHS", "PRESETS", "PRESET_TASK_DEFAULTS",
     "Config", "ConfigError",

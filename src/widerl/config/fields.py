@@ -31,10 +31,6 @@ COMPILE_MODES = ("auto", "on", "off")
 AMP_MODES = ("off", "bf16")
 SAMPLERS = names("sampler")
 FEATURES = ("auto", *names("features"))
-# --compile auto compiles runs at least this long (benchmarks/README.md: compilation costs
-# 20-90 s on a 2-core CPU and a compiled step is 1.3-1.6x faster, which repays it after
-# 10k-30k updates; the margin covers slower machines and larger networks).
-COMPILE_AUTO_STEPS = 50_000
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -68,8 +64,10 @@ class Config:
     compile: str = _f(
         "auto",
         "torch.compile the whole learning step into one graph (a CUDA graph on a GPU): on, "
-        "off, or auto = on for runs of at least 50,000 updates, where the faster step repays "
-        "the compilation (20-90 s before the first update on a CPU).",
+        "off, or auto = start eager, time 100 updates, then compile when the updates left "
+        "would save more time than compiling costs (what it cost here before, from the "
+        "cache index in ~/.cache/widerl; a first compilation takes 15-60 s on a CPU); the "
+        "decision and its figures go to the run's run.log.",
         choices=COMPILE_MODES,
     )
     threads: int = _f(
@@ -464,8 +462,9 @@ def field_names() -> list[str]:
 
 
 def compiles(cfg: Config) -> bool:
-    """Whether the run's learning step is torch.compile'd (--compile)."""
-    return cfg.compile == "on" or (cfg.compile == "auto" and cfg.steps >= COMPILE_AUTO_STEPS)
+    """Whether the run's learning step is torch.compile'd from its first update (--compile
+    on); auto decides during the run (run/compiling.py)."""
+    return cfg.compile == "on"
 
 
 def default_out(cfg: Config) -> Path:

@@ -129,15 +129,20 @@ class C51Head(_Categorical):
         return self.project(atoms, next_out.softmax(-1))
 
     def project(self, atoms: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        """Algorithm 1's projection Phi of masses `p` at `atoms` onto the support. Written as
-        m_i = sum_j p_j * max(0, 1 - |clip(Tz_j) - z_i| / dz): the triangle around z_i is
-        Algorithm 1's (u - b) and (b - l) weights, and gives z_i all of an atom that lands
-        exactly on it (where l = u). Dense over (atoms x atoms), so no scatter."""
-        z = self.points(atoms)
+        """Algorithm 1's projection Phi of masses `p` at `atoms` onto the support: with
+        b = (clip(Tz_j) - v_min) / dz, atom j's mass goes to its neighbours l = floor(b) and
+        l + 1 in the proportions (l + 1 - b) and (b - l), two scatter-adds of [..., atoms]
+        each (no atoms x atoms matrix: the dense form took 0.38x the MLP's update rate,
+        issue 24). l is capped at atoms - 2, so an atom on v_max gives all its mass to the
+        last point and one exactly on a point all of it to that point, as Algorithm 1."""
         dz = (self.v_max - self.v_min) / (self.out_dim - 1)
-        tz = atoms.clamp(self.v_min, self.v_max)
-        weight = (1.0 - (tz.unsqueeze(-2) - z.unsqueeze(-1)).abs() / dz).clamp(min=0.0)
-        return (weight * p.unsqueeze(-2)).sum(-1)  # [..., i] = sum_j w[i, j] p_j
+        b = (atoms.clamp(self.v_min, self.v_max) - self.v_min) / dz
+        lower = b.floor().clamp(max=self.out_dim - 2)
+        upper_share = b - lower
+        lower_idx = lower.long()
+        p = p.to(torch.promote_types(p.dtype, b.dtype))  # bf16 masses under --amp: as the sum
+        m = torch.zeros_like(p).scatter_add_(-1, lower_idx, p * (1.0 - upper_share))
+        return m.scatter_add_(-1, lower_idx + 1, p * upper_share)
 
     def expected(self, target: torch.Tensor) -> torch.Tensor:
         return (target * self.points(target)).sum(-1)

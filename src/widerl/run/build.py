@@ -112,23 +112,47 @@ def _lane(index: int, cfg: Config, obs_dim: int, act_dim: int, device: torch.dev
     )
 
 
+@dataclass
+class Learning:
+    """What learns, without what collects or evaluates: the settings of every seed, their
+    random streams, the feature learner, the stacked agent, the lanes and the learning step.
+    `build` adds collection and evaluation; --compile auto's cache warm-up
+    (run/compiling.py) compiles the step of these parts alone, on random transitions."""
+
+    cfgs: list[Config]
+    streams: list[dict[str, int]]
+    features: FeatureLearner
+    agent: Agent
+    lanes: list[Lane]
+    learner: LearnStep
+
+
+def build_learning(cfg: Config, seeds: list[int] | None, obs_dim: int, act_dim: int,
+                   device: torch.device) -> Learning:  # fmt: skip
+    cfgs = [cfg] if seeds is None else [dataclasses.replace(cfg, seed=s) for s in seeds]
+    streams = [derive_seeds(c.seed) for c in cfgs]
+    # Nothing in training draws from torch's global generator (every consumer has its own);
+    # it is seeded for code outside widerl, from the first seed.
+    torch.manual_seed(streams[0]["torch"])
+    features = make_features(cfg, obs_dim, act_dim, seeds=len(cfgs))
+    agent = make_agent(
+        cfg, obs_dim, act_dim, device, features=features, seeds=[s["torch"] for s in streams]
+    )
+    lanes = [_lane(i, c, obs_dim, act_dim, device, features, agent) for i, c in enumerate(cfgs)]
+    learner = LearnStep([lane.replay for lane in lanes], features, agent, cfg.batch_size,
+                        compiled=compiles(cfg))  # fmt: skip
+    return Learning(cfgs, streams, features, agent, lanes, learner)
+
+
 def build(cfg: Config, seeds: list[int] | None = None) -> Run:
     """The run of `cfg`, or with `seeds` one independent agent per seed (each seed's config is
     `cfg` with that seed), stacked along the networks' members dimension."""
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    cfgs = [cfg] if seeds is None else [dataclasses.replace(cfg, seed=s) for s in seeds]
-    streams = [derive_seeds(c.seed) for c in cfgs]
-    # Nothing in training draws from torch's global generator (every consumer has its own);
-    # it is seeded for code outside widerl, from the first seed.
-    torch.manual_seed(streams[0]["torch"])
     obs_dim, act_dim = env_dims(cfg.env)
-    features = make_features(cfg, obs_dim, act_dim, seeds=len(cfgs))
-    agent = make_agent(
-        cfg, obs_dim, act_dim, device, features=features, seeds=[s["torch"] for s in streams]
-    )
-    lanes = [_lane(i, c, obs_dim, act_dim, device, features, agent) for i, c in enumerate(cfgs)]
+    parts = build_learning(cfg, seeds, obs_dim, act_dim, device)
+    features = parts.features
     dims = {"obs_dim": obs_dim, "act_dim": act_dim, "z_s_dim": features.s_dim,
             "z_sa_dim": features.sa_dim}  # fmt: skip
     return Run(
@@ -136,15 +160,11 @@ def build(cfg: Config, seeds: list[int] | None = None) -> Run:
         device=device,
         dims=dims,
         features=features,
-        agent=agent,
-        lanes=lanes,
-        source=make_source(cfg, streams, device),
-        learner=LearnStep(
-            [lane.replay for lane in lanes],
-            features,
-            agent,
-            cfg.batch_size,
-            compiled=compiles(cfg),
+        agent=parts.agent,
+        lanes=parts.lanes,
+        source=make_source(cfg, parts.streams, device),
+        learner=parts.learner,
+        evaluator=Evaluator(
+            cfg.env, [s["eval"] % 2**31 for s in parts.streams], cfg.eval_episodes
         ),  # fmt: skip
-        evaluator=Evaluator(cfg.env, [s["eval"] % 2**31 for s in streams], cfg.eval_episodes),
     )

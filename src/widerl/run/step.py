@@ -21,6 +21,7 @@ from widerl.agents.base import Agent
 from widerl.nets.features import FeatureLearner
 from widerl.replay.buffer import TRANSITION_FIELDS, Batch, ReplayBuffer, Steps
 from widerl.run.allocator import keep_freed_memory
+from widerl.run.compiling import use_cache_folder
 
 
 class LearnStep:
@@ -47,13 +48,21 @@ class LearnStep:
         self.batch_size = batch_size
         self.amp = agent.cfg.amp == "bf16"
         self.beta = torch.zeros((), dtype=torch.float64, device=self.replay.device)
-        self.compiled = compiled
         if self.replay.device.type == "cpu":
             keep_freed_memory()  # the step's temporaries reuse warm pages (allocator.py)
         self._fn: Callable[..., dict[str, torch.Tensor]] = self._step
-        if compiled:  # True: inductor, what --compile runs; a string: that backend (tests)
-            backend = compiled if isinstance(compiled, str) else "inductor"
-            self._fn = compile_step(_own_code(self._step), self.replay.device, backend)
+        self.compiled: bool | str = False
+        if compiled:
+            self.compile(compiled)
+
+    def compile(self, backend: bool | str = True) -> None:
+        """From the next call on, the step torch.compile'd (True: inductor, what --compile
+        runs; a string: that backend, e.g. the tests' aot_eager). Eager and compiled steps
+        compute the same update (to float rounding), so a run may switch between calls
+        (--compile auto, run/compiling.py)."""
+        self.compiled = backend
+        name = backend if isinstance(backend, str) else "inductor"
+        self._fn = compile_step(_own_code(self._step), self.replay.device, name)
 
     def __call__(self, grad_step: int, total_steps: int) -> dict[str, torch.Tensor]:
         u = [r.draw(self.batch_size) for r in self.replays]  # each seed's own sampler stream
@@ -135,6 +144,7 @@ def compile_step(
     CUDA the graph is captured as a CUDA graph ("reduce-overhead"). Another `backend` (e.g.
     "aot_eager": the same capture of the graph, forward and backward, run by eager kernels)
     compiles in seconds instead of a minute: the tests use it for most cases."""
+    use_cache_folder()  # torch's caches in widerl's cache folder (run/compiling.py)
     if backend != "inductor":
         return torch.compile(fn, fullgraph=True, dynamic=False, backend=backend)
     if device.type == "cuda":

@@ -26,11 +26,13 @@ from widerl.collect.sources import Lanes
 from widerl.config import Config
 from widerl.record.folder import write_config
 from widerl.record.logger import MetricMeans, RunBar, RunLogger
+from widerl.record.names import RUN_LOG
 from widerl.record.plot import plot_learning_curve
 from widerl.record.seeds import seed_dir, write_seeds
 from widerl.record.tracking import open_tracker
 from widerl.replay.buffer import Batch
 from widerl.run.build import Run, build, derive_seeds
+from widerl.run.compiling import CompileChoice, start_warm_up, step_key
 from widerl.run.device import resolve_device
 from widerl.run.divergence import FiniteCheck
 from widerl.run.members import Layout
@@ -101,12 +103,25 @@ class Trainer:
             write_config(d, lane.cfg, dims=p.dims)
         self.saving = Saving(p, self.progress, self.run_dir, self.run_dirs, self.layout,
                              self.wall_time)  # fmt: skip
+        # --compile: on from the first update, off, or auto's decision by payoff.
+        key = step_key(cfg, p.dims, p.device, len(p.lanes))
+        self.compile_choice = CompileChoice(
+            cfg.compile, p.learner, key, p.device, self.log,
+            warm_up=lambda: start_warm_up(cfg, seeds, p.dims, p.device, key),
+        )  # fmt: skip
 
     # The parts tests and tools look at (the first seed's, a single run's only ones).
     agent = property(lambda self: self.parts.agent)
     replay = property(lambda self: self.parts.replay)
     means = property(lambda self: self.progress.means[0])
     grad_step = property(lambda self: self.progress.grad_step)
+
+    def log(self, line: str) -> None:
+        """One line of the run's own account (run.log of every seed's folder)."""
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        for d in self.run_dirs:
+            with (d / RUN_LOG).open("a") as f:
+                f.write(f"{stamp} {line}\n")
 
     def wall_time(self) -> float:
         return self._wall_offset + time.perf_counter() - self._t0
@@ -120,7 +135,7 @@ class Trainer:
 
     def learn_step(self) -> None:
         pr = self.progress
-        metrics = self.parts.learner(pr.grad_step, self.cfg.steps)
+        metrics = self.compile_choice(pr.grad_step, self.cfg.steps)
         values = torch.stack([metrics[n] for n in pr.means[0].names])  # [names, K]
         for k, means in enumerate(pr.means):
             means.add_values(values[:, k])
@@ -214,6 +229,7 @@ class Trainer:
                         self.save()
         finally:
             p.close()
+            self.compile_choice.close()
             for logger in loggers:
                 logger.close()
         return self._finish(interrupted)

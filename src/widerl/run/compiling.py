@@ -1,0 +1,369 @@
+"""When the learning step is compiled (--compile), where compilation is cached, and what it has
+cost before on this machine.
+
+`--compile on` compiles the step before the first update, `off` never. `auto` decides by
+payoff: the run starts eager, times `EAGER_TIMED` eager updates (after `EAGER_SKIPPED` of
+warm-up) and compiles from then on when the updates left would save more time than compiling
+costs:
+
+    updates_left * (eager_ms - expected_compiled_ms) > expected_compile_s * 1000
+
+Both expectations come from the cost index (below) when this configuration was compiled on
+this machine before: the compiled step's time then scales with today's eager time
+(compiled_ms * eager_ms_now / eager_ms_then), and compiling costs what it cost with torch's
+caches warm (`warm_s`). A configuration never compiled here expects `PRIOR_COMPILED` of the
+eager time and the slowest cold compilation seen on this device type (else `PRIOR_COLD_S`).
+The decision and its figures go to the run's `run.log`.
+
+**Warming the cache.** When auto stays eager only because this configuration was never
+compiled here, and a warm cache would have paid for this run (the updates left times
+(1 - PRIOR_COMPILED) of the eager time exceed twice PRIOR_WARM_S), the run starts one child
+process at the lowest CPU priority (`python -m widerl.run.compiling`) that builds the same
+learning step on random transitions, compiles it into torch's caches and records its cost:
+it uses a core the run leaves idle (on 2 cores with --threads 1, or while the run steps its
+envs) and never the run's time. When it is done the run decides again, now with the warm
+cost, and usually compiles for the rest of its updates; later runs of the configuration
+find the cache warm. The child ends with the run at the latest.
+
+**The caches.** torch keeps what compiling produced (TorchDynamo's graph, AOTAutograd's
+forward and backward, inductor's generated and built C++ or Triton code) in its FX graph and
+AOTAutograd caches under `TORCHINDUCTOR_CACHE_DIR`; widerl points that at
+`<cache>/torch` unless it is set already. Its entries are keyed by the traced graph, torch's
+version and the compiler's settings, so another configuration, network or torch release
+compiles anew, and a stale entry is never used; deleting the folder is always safe. A second
+run of a configuration still traces with TorchDynamo (seconds) but builds nothing.
+`<cache>/compile-costs.json` is widerl's own index: per configuration key (`step_key`), the
+measured cold and warm compilation seconds and the eager and compiled milliseconds per update.
+`<cache>` is $WIDERL_CACHE, else $XDG_CACHE_HOME/widerl, else ~/.cache/widerl.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from widerl.config import Config
+from widerl.record.folder import RESUMABLE_OVERRIDES
+
+CACHE_ENV = "WIDERL_CACHE"
+COSTS = "compile-costs.json"
+EAGER_SKIPPED = 10  # eager updates before timing (allocator and cache warm-up)
+EAGER_TIMED = 100  # eager updates timed for the decision
+# A compiled run times its first FIRST_CALLS calls as compilation (TD3's and CrossQ's actor
+# delay makes two graphs, one per actor_step value, the second compiled on a later call), then
+# COMPILED_TIMED calls as the compiled step's time.
+FIRST_CALLS = 8
+COMPILED_TIMED = 100
+WARM_POLL = 200  # calls between looks at the index while the child compiles
+# Priors for a configuration never compiled here (benchmarks/README.md, issue 24: a compiled
+# step took 0.54-0.8x of the eager one on this 2-core CPU; a cold compilation 15-35 s for
+# 256 x 2 networks, warm 3-5 s; larger networks and slower machines take longer).
+PRIOR_COMPILED = 0.7
+PRIOR_COLD_S = 40.0
+PRIOR_WARM_S = 6.0
+# What does not change the traced step: where a run writes, how long it runs, how it
+# collects and evaluates, its seed (the key is the same for every seed).
+NOT_IN_KEY = {
+    "seed", "steps", "warmup", "eval_every", "eval_episodes", "out", "progress", "compile",
+    "checkpoint_replay", "actors", "envs_per_actor", "sync_every", "initial_priority",
+    "max_env_per_update", "num_envs", "env", *RESUMABLE_OVERRIDES,
+}  # fmt: skip
+
+
+def cache_root() -> Path:
+    """$WIDERL_CACHE, else $XDG_CACHE_HOME/widerl, else ~/.cache/widerl."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "widerl"
+
+
+def use_cache_folder() -> Path:
+    """torch's compilation caches under `<cache>/torch`, unless TORCHINDUCTOR_CACHE_DIR is
+    set (torch reads it whenever it looks up its caches)."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_root() / "torch"))
+    return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+
+
+def step_key(cfg: Config, dims: dict[str, int], device: torch.device, seeds: int) -> str:
+    """What the traced learning step depends on: the configuration's learning fields, the
+    networks' input sizes, the device type, the number of stacked seeds and the torch
+    version, hashed (12 hex digits)."""
+    fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}
+    what = {"cfg": fields, "dims": dims, "device": device.type, "seeds": seeds,
+            "torch": torch.__version__, "threads": torch.get_num_threads()}  # fmt: skip
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
+
+
+class CostIndex:
+    """`<cache>/compile-costs.json`: {key: {"device", "cold_s", "warm_s", "eager_ms",
+    "compiled_ms"}}. Written whole through a temporary file and a rename, so a reader never
+    sees half a file; two runs finishing at once may drop one's entry (a figure, not a
+    cache)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or cache_root() / COSTS
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}  # none yet, or unreadable: start afresh
+        return data if isinstance(data, dict) else {}
+
+    def update(self, key: str, **figures: Any) -> None:
+        data = self.read()
+        data[key] = {**data.get(key, {}), **figures}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+            tmp.replace(self.path)
+        except OSError:
+            pass  # a read-only or full disk costs the index, never the run
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    compile: bool
+    reason: str
+
+
+def payoff(left: int, eager_ms: float, entry: dict[str, Any] | None, cold_s: float | None,
+           ) -> Decision:  # fmt: skip
+    """Compile when `left` updates at the expected saving per update repay the expected
+    compilation (the module's rule). `entry`: this key's index entry, if any; `cold_s`: the
+    slowest cold compilation on this device type in the index, if any."""
+    if entry and entry.get("compiled_ms") and entry.get("eager_ms"):
+        compiled_ms = entry["compiled_ms"] * eager_ms / entry["eager_ms"]
+        basis = "as measured here before"
+    elif entry and entry.get("compiled_ms"):
+        compiled_ms, basis = entry["compiled_ms"], "as measured here before"
+    else:
+        compiled_ms, basis = PRIOR_COMPILED * eager_ms, f"prior {PRIOR_COMPILED:g}x eager"
+    if entry and (entry.get("warm_s") is not None or entry.get("cold_s") is not None):
+        cost = entry.get("warm_s") if entry.get("warm_s") is not None else PRIOR_WARM_S
+        cache = "cache warm: this configuration compiled here before"
+    else:
+        cost = cold_s if cold_s is not None else PRIOR_COLD_S
+        cache = "cache cold: never compiled here"
+    saves = left * max(eager_ms - compiled_ms, 0.0) / 1e3
+    yes = saves > cost
+    reason = (
+        f"{left:,} updates left x ({eager_ms:.2f} ms eager - {compiled_ms:.2f} ms compiled, "
+        f"{basis}) saves ~{saves:.0f} s {'>' if yes else '<='} ~{cost:.0f} s to compile ({cache})"
+    )
+    return Decision(yes, reason)
+
+
+class CompileChoice:
+    """Carries out --compile for one run's learning step (`learner`, a step.LearnStep):
+    times its calls, makes auto's decision once, switches the step to its compiled form, and
+    records what compiling cost in the index. `log` takes one line for the run's log."""
+
+    def __init__(self, mode: str, learner: Any, key: str, device: torch.device,
+                 log: Callable[[str], None], index: CostIndex | None = None,
+                 warm_up: Callable[[], subprocess.Popen | None] | None = None) -> None:  # fmt: skip
+        """`warm_up` starts the cache warm-up child for this configuration (None: never)."""
+        self.mode, self.learner, self.key, self.device, self.log = mode, learner, key, device, log
+        self.warm_up = warm_up
+        self.child: subprocess.Popen | None = None
+        self.index = index or CostIndex()
+        self.entry = self.index.read().get(key) if mode != "off" else None
+        self.warm = self.entry is not None and (
+            self.entry.get("cold_s") is not None or self.entry.get("warm_s") is not None
+        )
+        self.calls = 0  # learner calls through this choice (this process)
+        self.eager_ms: float | None = None
+        self.compiled_at: int | None = 0 if learner.compiled else None  # call index
+        self._times: list[float] = []
+        if mode == "on":
+            self.log(f"compile on: compiled step ({self._cache_state()}, key {key})")
+
+    def _cache_state(self) -> str:
+        return "cache warm" if self.warm else "cache cold"
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _timing(self) -> bool:
+        """Whether this call is timed: auto's eager window, or a compiled step's first calls
+        and the compiled window after them."""
+        if self.compiled_at is None:
+            if self.mode != "auto" or self.eager_ms is not None:
+                return False
+            return EAGER_SKIPPED <= self.calls < EAGER_SKIPPED + EAGER_TIMED
+        since = self.calls - self.compiled_at
+        return since < FIRST_CALLS + COMPILED_TIMED and self.mode != "off"
+
+    def close(self) -> None:
+        """The warm-up child ends with the run (what it cached so far stays)."""
+        if self.child is not None and self.child.poll() is None:
+            self.child.terminate()
+            try:
+                self.child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.child.kill()
+                self.child.wait()
+            (cache_root() / f"warming-{self.key}").unlink(missing_ok=True)  # its claim
+        self.child = None
+
+    def _look_again(self, grad_step: int, total_steps: int) -> None:
+        """While the warm-up child runs: once it has recorded its cost, decide again."""
+        if self.child is None or (self.calls % WARM_POLL) or self.eager_ms is None:
+            return
+        entry = self.index.read().get(self.key)
+        if entry is None or entry.get("cold_s") is None:
+            if self.child.poll() not in (None, 0):
+                self.log(f"cache warm-up failed (exit {self.child.returncode}); staying eager")
+                self.child = None
+            return
+        self.child.wait()
+        self.child, self.entry, self.warm = None, entry, True
+        d = payoff(total_steps - grad_step - 1, self.eager_ms, entry, None)
+        self.log(f"compile auto: {'on' if d.compile else 'off'} at update {grad_step + 1:,} "
+                 f"after the cache warm-up: {d.reason}")  # fmt: skip
+        if d.compile:
+            self.learner.compile()
+            self.compiled_at = self.calls
+
+    def __call__(self, grad_step: int, total_steps: int) -> dict[str, torch.Tensor]:
+        self._look_again(grad_step, total_steps)
+        timing = self._timing()
+        if timing:
+            self._sync()
+            t0 = time.perf_counter()
+        metrics = self.learner(grad_step, total_steps)
+        if timing:
+            self._sync()
+            self._times.append(time.perf_counter() - t0)
+        self.calls += 1
+        if timing:
+            self._after_timed(grad_step, total_steps)
+        return metrics
+
+    def _after_timed(self, grad_step: int, total_steps: int) -> None:
+        if self.compiled_at is None and len(self._times) == EAGER_TIMED:
+            self.eager_ms = 1e3 * sum(self._times) / len(self._times)
+            self._times = []
+            left = total_steps - grad_step - 1
+            here = [e for e in self.index.read().values() if e.get("device") == self.device.type]
+            cold = [e["cold_s"] for e in here if e.get("cold_s") is not None]
+            d = payoff(left, self.eager_ms, self.entry, max(cold) if cold else None)
+            self.log(f"compile auto: {'on' if d.compile else 'off'} at update "
+                     f"{grad_step + 1:,}: {d.reason} (key {self.key})")  # fmt: skip
+            if d.compile:
+                self.learner.compile()
+                self.compiled_at = self.calls
+            elif (
+                self.entry is None
+                and self.warm_up is not None
+                and worth_warming(left, self.eager_ms)
+            ):
+                self.child = self.warm_up()
+                if self.child is not None:
+                    self.log("warming the cache in a background process (lowest priority)")
+        elif self.compiled_at is not None and len(self._times) == FIRST_CALLS + COMPILED_TIMED:
+            compiled_ms = 1e3 * sum(self._times[FIRST_CALLS:]) / COMPILED_TIMED
+            compile_s = sum(self._times[:FIRST_CALLS]) - FIRST_CALLS * compiled_ms / 1e3
+            self._times = []
+            which = "warm_s" if self.warm else "cold_s"
+            figures = {"device": self.device.type, "compiled_ms": compiled_ms,
+                       which: max(compile_s, 0.0)}  # fmt: skip
+            if self.eager_ms is not None:
+                figures["eager_ms"] = self.eager_ms
+            self.index.update(self.key, **figures)
+            than = f" against {self.eager_ms:.2f} ms eager" if self.eager_ms else ""
+            self.log(f"compiled: {compile_s:.1f} s compiling ({self._cache_state()}), then "
+                     f"{compiled_ms:.2f} ms per update{than}")  # fmt: skip
+
+
+def worth_warming(left: int, eager_ms: float) -> bool:
+    """Whether a warm cache would have paid for this run (the module's rule)."""
+    return left * eager_ms * (1 - PRIOR_COMPILED) / 1e3 > 2 * PRIOR_WARM_S
+
+
+def start_warm_up(cfg: Config, seeds: list[int] | None, dims: dict[str, int],
+                  device: torch.device, key: str) -> subprocess.Popen | None:  # fmt: skip
+    """The cache warm-up child for this configuration (None when another process is warming
+    the same key)."""
+    claim = cache_root() / f"warming-{key}"
+    try:
+        claim.parent.mkdir(parents=True, exist_ok=True)
+        if claim.exists() and time.time() - claim.stat().st_mtime < 3600:
+            return None  # another run's child is at it (or died within the hour)
+        claim.write_text(str(os.getpid()))
+    except OSError:
+        return None
+    payload = {"cfg": dataclasses.asdict(cfg), "seeds": seeds, "dims": dims,
+               "device": str(device), "key": key, "claim": str(claim)}  # fmt: skip
+    threads = cfg.threads or torch.get_num_threads()
+    return subprocess.Popen(
+        [sys.executable, "-m", "widerl.run.compiling", json.dumps(payload), str(threads)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a Ctrl-C meant for the run does not reach it mid-write
+    )  # fmt: skip
+
+
+def _warm(payload: dict[str, Any], threads: int) -> None:
+    """The child: the run's learning step on random transitions, compiled, its cost recorded
+    as this configuration's cold compilation."""
+    os.nice(19)
+    torch.set_num_threads(threads)
+    from widerl.config import Config
+    from widerl.run.build import build_learning
+
+    cfg = Config(**payload["cfg"])
+    dims, device = payload["dims"], torch.device(payload["device"])
+    parts = build_learning(cfg, payload["seeds"], dims["obs_dim"], dims["act_dim"], device)
+    g = torch.Generator().manual_seed(0)
+    n = max(cfg.batch_size, 1_000)
+    for lane in parts.lanes:
+        obs, nxt = (
+            torch.randn(n, dims["obs_dim"], generator=g),
+            torch.randn(n, dims["obs_dim"], generator=g),
+        )
+        act = torch.rand(n, dims["act_dim"], generator=g) * 2 - 1
+        lane.replay.add(obs, act, torch.randn(n, generator=g), nxt, torch.zeros(n))
+    learner = parts.learner
+
+    def timed(calls: int) -> list[float]:
+        times = []
+        for i in range(calls):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            learner(i, 10**6)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - t0)
+        return times
+
+    # Eager and compiled times under the same load: the run scales their ratio by its own
+    # eager time (payoff), so a child slowed by the run it shares the CPU with misleads less.
+    eager = timed(EAGER_SKIPPED + EAGER_TIMED)[EAGER_SKIPPED:]
+    learner.compile()
+    times = timed(FIRST_CALLS + COMPILED_TIMED)
+    compiled_ms = 1e3 * sum(times[FIRST_CALLS:]) / COMPILED_TIMED
+    cold_s = sum(times[:FIRST_CALLS]) - FIRST_CALLS * compiled_ms / 1e3
+    CostIndex().update(payload["key"], device=device.type, cold_s=max(cold_s, 0.0),
+                       compiled_ms=compiled_ms, eager_ms=1e3 * sum(eager) / len(eager),
+                       warmed_by_child=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    try:
+        _warm(json.loads(sys.argv[1]), int(sys.argv[2]))
+    finally:
+        Path(json.loads(sys.argv[1])["claim"]).unlink(missing_ok=True)

@@ -1,0 +1,218 @@
+"""--compile auto decides by payoff (run/compiling.py): the rule, the switch from the eager to
+the compiled step inside a run, the run's log and the cost index, and where the caches are."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import widerl
+from widerl.run import compiling
+from widerl.run.compiling import CostIndex, Decision, cache_root, payoff, use_cache_folder
+
+TINY = {"env": "Pendulum-v1", "units": 16, "layers": 2, "batch_size": 32, "buffer_size": 5_000,
+        "warmup": 200, "eval_episodes": 1, "progress": False, "threads": 1}  # fmt: skip
+
+
+def rows(run: Path) -> list[dict[str, str]]:
+    with (run / "metrics.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_payoff_compiles_when_the_saving_repays_the_compilation() -> None:
+    # Never compiled here: a prior 0.7x of eager, and the slowest cold compilation seen.
+    d = payoff(10_000, 10.0, None, 20.0)  # saves 10,000 x 3 ms = 30 s > 20 s
+    assert d.compile and "cache cold" in d.reason and "saves ~30 s > ~20 s" in d.reason
+    assert not payoff(5_000, 10.0, None, 20.0).compile  # 15 s <= 20 s
+    d = payoff(5_000, 10.0, None, None)  # nothing measured on this device: the prior cold cost
+    assert not d.compile and f"~{compiling.PRIOR_COLD_S:.0f} s to compile" in d.reason
+    # Compiled here before: today's compiled time scales with today's eager time, and the
+    # cost is the warm one measured (or the warm prior after only a cold compilation).
+    entry = {"cold_s": 25.0, "warm_s": 3.0, "eager_ms": 8.0, "compiled_ms": 4.0}
+    d = payoff(1_000, 16.0, entry, 25.0)  # compiled 8 ms today: saves 8 s > 3 s
+    assert d.compile and "8.00 ms compiled" in d.reason and "cache warm" in d.reason
+    assert not payoff(300, 16.0, entry, 25.0).compile  # 2.4 s <= 3 s
+    d = payoff(1_000, 10.0, {"cold_s": 25.0, "compiled_ms": 5.0}, 25.0)
+    assert not d.compile and f"~{compiling.PRIOR_WARM_S:.0f} s" in d.reason  # 5 s vs prior
+    assert not payoff(10**6, 5.0, {"compiled_ms": 6.0, "warm_s": 1.0}, None).compile  # slower
+
+
+@pytest.fixture(autouse=True)
+def own_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test its own cost index (the figures of one never steer another)."""
+    monkeypatch.setenv("WIDERL_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def quick_decision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decide after 5 eager updates (2 skipped), time 3 first compiled calls and 5 after,
+    and compile with aot_eager (inductor's capture, eager kernels: seconds to build)."""
+    import widerl.run.step as learner
+
+    for name, value in (("EAGER_SKIPPED", 2), ("EAGER_TIMED", 5), ("FIRST_CALLS", 3),
+                        ("COMPILED_TIMED", 5)):  # fmt: skip
+        monkeypatch.setattr(compiling, name, value)
+    original = learner.compile_step
+    monkeypatch.setattr(learner, "compile_step", lambda fn, dev, backend="inductor": original(
+        fn, dev, "aot_eager"))  # fmt: skip
+
+
+def test_auto_switches_to_the_compiled_step_when_it_pays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quick_decision: None
+) -> None:
+    """A run that starts eager, decides at update 7, learns compiled from update 8 on: its
+    rows are the eager run's but for float rounding; run.log says why; the index keeps what
+    compiling cost, so the next run of the configuration expects a warm cache."""
+    monkeypatch.setattr(compiling, "payoff", lambda *a: Decision(True, "forced by the test"))
+    settings = {**TINY, "algo": "td3", "steps": 60, "eval_every": 30}
+    widerl.train(widerl.resolve({**settings, "compile": "auto"}), tmp_path / "auto")
+    widerl.train(widerl.resolve({**settings, "compile": "off"}), tmp_path / "eager")
+    switched, eager = rows(tmp_path / "auto"), rows(tmp_path / "eager")
+    assert [r["grad_step"] for r in switched] == ["0", "30", "60"]
+    for a, b in zip(switched, eager, strict=True):
+        assert a["env_step"] == b["env_step"]
+        for k in ("critic_loss", "q_mean", "actor_loss"):
+            if b[k]:
+                assert float(a[k]) == pytest.approx(float(b[k]), rel=1e-4, abs=1e-5), k
+    log = (tmp_path / "auto" / "run.log").read_text().splitlines()
+    assert "compile auto: on at update 7: forced by the test (key " in log[0]
+    assert "s compiling (cache cold), then" in log[1] and "ms eager" in log[1]
+    assert not (tmp_path / "eager" / "run.log").exists()  # off decides nothing
+    (entry,) = CostIndex().read().values()
+    assert entry["device"] == "cpu" and entry["cold_s"] >= 0 and "warm_s" not in entry
+    assert entry["eager_ms"] > 0 and entry["compiled_ms"] > 0
+    # The same configuration again (another seed, longer): the index says warm.
+    settings |= {"seed": 1, "steps": 40, "eval_every": 40}
+    widerl.train(widerl.resolve({**settings, "compile": "on"}), tmp_path / "again")
+    log = (tmp_path / "again" / "run.log").read_text().splitlines()
+    assert "compile on: compiled step (cache warm, key" in log[0] and "(cache warm)" in log[1]
+    (entry,) = CostIndex().read().values()
+    assert entry["warm_s"] >= 0 and entry["cold_s"] >= 0
+
+
+def test_auto_stays_eager_when_compiling_would_not_pay(
+    tmp_path: Path, quick_decision: None
+) -> None:
+    """The real rule on a short run: a cold cache (PRIOR_COLD_S) outweighs 50 updates."""
+    widerl.train(widerl.resolve({**TINY, "steps": 60, "eval_every": 60}), tmp_path / "run")
+    (line,) = (tmp_path / "run" / "run.log").read_text().splitlines()
+    assert "compile auto: off at update 7: 53 updates left x (" in line
+    assert "cache cold: never compiled here" in line
+    assert CostIndex().read() == {}  # nothing compiled, nothing recorded
+
+
+def test_the_cache_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("WIDERL_CACHE", str(tmp_path / "w"))
+    assert cache_root() == tmp_path / "w"
+    monkeypatch.delenv("WIDERL_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert cache_root() == tmp_path / "x" / "widerl"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert cache_root() == Path.home() / ".cache" / "widerl"
+    # torch's caches go under it unless TORCHINDUCTOR_CACHE_DIR says otherwise.
+    monkeypatch.setenv("WIDERL_CACHE", str(tmp_path / "w"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    assert use_cache_folder() == tmp_path / "w" / "torch"
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "w" / "torch")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    assert use_cache_folder() == tmp_path / "mine"
+
+
+def test_the_index_survives_a_damaged_file(tmp_path: Path) -> None:
+    index = CostIndex(tmp_path / "costs.json")
+    (tmp_path / "costs.json").write_text("{not json")
+    assert index.read() == {}
+    index.update("k", cold_s=1.0)
+    index.update("k", warm_s=0.5)
+    assert json.loads((tmp_path / "costs.json").read_text()) == {
+        "k": {"cold_s": 1.0, "warm_s": 0.5}
+    }
+
+
+def test_the_key_is_what_the_step_depends_on() -> None:
+    from widerl.run.compiling import step_key
+
+    dims, cpu = {"obs_dim": 3, "act_dim": 1}, torch.device("cpu")
+    key = step_key(widerl.resolve(TINY), dims, cpu, 1)
+    assert step_key(widerl.resolve({**TINY, "seed": 5, "steps": 9}), dims, cpu, 1) == key
+    assert step_key(widerl.resolve({**TINY, "units": 32}), dims, cpu, 1) != key
+    assert step_key(widerl.resolve(TINY), dims, cpu, 2) != key
+    assert step_key(widerl.resolve(TINY), {"obs_dim": 4, "act_dim": 1}, cpu, 1) != key
+
+
+def test_the_cache_warm_up_child_compiles_the_runs_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quick_decision: None
+) -> None:
+    """A run that stays eager for a cold cache, but would have gained from a warm one, starts
+    the warm-up child (here its command runs in this process, compiling with aot_eager):
+    the child builds the run's learning step on random transitions, compiles it and records
+    its cost; the run then decides again with the warm figures and switches."""
+    import subprocess
+    import sys
+
+    started: list[list[str]] = []
+
+    class Child:  # what subprocess.Popen returns, for a command run here at once
+        returncode = 0
+
+        def __init__(self, cmd: list[str], **_: object) -> None:
+            started.append(cmd)
+            assert cmd[:3] == [sys.executable, "-m", "widerl.run.compiling"]
+            payload = json.loads(cmd[3])
+            compiling._warm(payload, int(cmd[4]))
+            Path(payload["claim"]).unlink()
+
+        def poll(self) -> int:
+            return 0
+
+        def wait(self, timeout: float | None = None) -> int:
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", Child)
+    monkeypatch.setattr(compiling, "WARM_POLL", 4)
+    monkeypatch.setattr(compiling, "worth_warming", lambda left, ms: True)
+    # Cold: no compile; after the child, compile whatever the figures say.
+    real = compiling.payoff
+    monkeypatch.setattr(compiling, "payoff", lambda left, ms, entry, cold: Decision(
+        entry is not None, real(left, ms, entry, cold).reason))  # fmt: skip
+    settings = {**TINY, "algo": "td3", "steps": 40, "eval_every": 40, "compile": "auto"}
+    widerl.train(widerl.resolve(settings), tmp_path / "run")
+    log = (tmp_path / "run" / "run.log").read_text().splitlines()
+    assert "compile auto: off at update 7" in log[0] and "cache cold" in log[0]
+    assert log[1].endswith("warming the cache in a background process (lowest priority)")
+    assert "compile auto: on at update 9 after the cache warm-up:" in log[2]
+    assert "cache warm" in log[2] and "(cache warm), then" in log[3]
+    assert len(started) == 1
+    (entry,) = CostIndex().read().values()
+    assert entry["warmed_by_child"] and entry["cold_s"] >= 0 and entry["warm_s"] >= 0
+    assert entry["eager_ms"] > 0 and entry["compiled_ms"] > 0
+    assert not list(cache_root().glob("warming-*"))  # the claim is gone
+
+
+def test_one_warm_up_per_configuration_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    from widerl.run.compiling import start_warm_up
+
+    monkeypatch.setattr(subprocess, "Popen", lambda cmd, **kw: cmd)
+    cfg = widerl.resolve(TINY)
+    dims, cpu = {"obs_dim": 3, "act_dim": 1}, torch.device("cpu")
+    assert start_warm_up(cfg, None, dims, cpu, "k1") is not None
+    assert start_warm_up(cfg, None, dims, cpu, "k1") is None  # claimed by the first
+    assert start_warm_up(cfg, None, dims, cpu, "k2") is not None
+    claim = cache_root() / "warming-k1"
+    os.utime(claim, (0, 0))  # a claim over an hour old: its child died; warm again
+    assert start_warm_up(cfg, None, dims, cpu, "k1") is not None
+
+
+def test_worth_warming() -> None:
+    # A warm cache pays when (1 - 0.7) of the eager time left exceeds twice the warm cost.
+    assert compiling.worth_warming(6_000, 8.0)  # 14.4 s > 12 s
+    assert not compiling.worth_warming(1_000, 8.0)  # 2.4 s
