@@ -216,3 +216,48 @@ def test_worth_warming() -> None:
     # A warm cache pays when (1 - 0.7) of the eager time left exceeds twice the warm cost.
     assert compiling.worth_warming(6_000, 8.0)  # 14.4 s > 12 s
     assert not compiling.worth_warming(1_000, 8.0)  # 2.4 s
+
+
+def test_a_run_waits_for_another_runs_warm_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quick_decision: None
+) -> None:
+    """Two runs of one configuration at once (seeds of an experiment): the second finds the
+    first's claim, starts no child, and decides again once the other child's figures are in
+    the index."""
+    from widerl.run.compiling import CompileChoice
+
+    monkeypatch.setattr(compiling, "WARM_POLL", 4)
+    monkeypatch.setattr(compiling, "worth_warming", lambda left, ms: True)
+    import widerl.run.trainer as trainer
+
+    monkeypatch.setattr(trainer, "start_warm_up", lambda *a: None)  # the other run's claim
+    cache_root().mkdir(parents=True)
+    call = CompileChoice.__call__
+
+    def other_child_finishes(self: CompileChoice, grad_step: int, total: int) -> object:
+        if self.calls == 0:
+            (cache_root() / f"warming-{self.key}").write_text("1")  # the other run's claim
+        if self.calls == 10:  # the other run's child records its figures
+            CostIndex().update(self.key, device="cpu", cold_s=9.0, warm_s=0.0,
+                               eager_ms=2.0, compiled_ms=0.1)  # fmt: skip
+        return call(self, grad_step, total)
+
+    monkeypatch.setattr(CompileChoice, "__call__", other_child_finishes)
+    settings = {**TINY, "algo": "td3", "steps": 3000, "eval_every": 3000, "compile": "auto"}
+    monkeypatch.setattr(compiling, "PRIOR_COLD_S", 1e9)  # cold: never worth compiling
+    # Stop the run early: the decision is all this test needs.
+    from widerl.run.trainer import Trainer
+
+    learn = Trainer.learn_step
+
+    def stop_after_16(self: Trainer) -> None:
+        learn(self)
+        if self.grad_step >= 16:
+            self.cfg.steps = self.grad_step
+
+    monkeypatch.setattr(Trainer, "learn_step", stop_after_16)
+    widerl.train(widerl.resolve(settings), tmp_path / "run")
+    log = (tmp_path / "run" / "run.log").read_text().splitlines()
+    assert "compile auto: off at update 7" in log[0]
+    assert log[1].endswith("another run is warming the cache for this configuration")
+    assert "compile auto: on at update 13 after the cache warm-up:" in log[2], log

@@ -178,6 +178,7 @@ class CompileChoice:
         self.mode, self.learner, self.key, self.device, self.log = mode, learner, key, device, log
         self.warm_up = warm_up
         self.child: subprocess.Popen | None = None
+        self.waiting = False  # for a warm-up child's figures (this run's or another's)
         self.index = index or CostIndex()
         self.entry = self.index.read().get(key) if mode != "off" else None
         self.warm = self.entry is not None and (
@@ -220,17 +221,21 @@ class CompileChoice:
         self.child = None
 
     def _look_again(self, grad_step: int, total_steps: int) -> None:
-        """While the warm-up child runs: once it has recorded its cost, decide again."""
-        if self.child is None or (self.calls % WARM_POLL) or self.eager_ms is None:
+        """While a warm-up child (this run's or another's) compiles: once the index holds its
+        cost, decide again."""
+        if not self.waiting or self.calls % WARM_POLL or self.eager_ms is None:
             return
         entry = self.index.read().get(self.key)
         if entry is None or entry.get("cold_s") is None:
-            if self.child.poll() not in (None, 0):
+            if self.child is not None and self.child.poll() not in (None, 0):
                 self.log(f"cache warm-up failed (exit {self.child.returncode}); staying eager")
-                self.child = None
+                self.child, self.waiting = None, False
+            elif self.child is None and not (cache_root() / f"warming-{self.key}").exists():
+                self.waiting = False  # the other run's child ended without a figure
             return
-        self.child.wait()
-        self.child, self.entry, self.warm = None, entry, True
+        if self.child is not None:
+            self.child.wait()
+        self.child, self.waiting, self.entry, self.warm = None, False, entry, True
         d = payoff(total_steps - grad_step - 1, self.eager_ms, entry, None)
         self.log(f"compile auto: {'on' if d.compile else 'off'} at update {grad_step + 1:,} "
                  f"after the cache warm-up: {d.reason}")  # fmt: skip
@@ -271,9 +276,11 @@ class CompileChoice:
                 and self.warm_up is not None
                 and worth_warming(left, self.eager_ms)
             ):
-                self.child = self.warm_up()
+                self.child, self.waiting = self.warm_up(), True
                 if self.child is not None:
                     self.log("warming the cache in a background process (lowest priority)")
+                else:
+                    self.log("another run is warming the cache for this configuration")
         elif self.compiled_at is not None and len(self._times) == FIRST_CALLS + COMPILED_TIMED:
             compiled_ms = 1e3 * sum(self._times[FIRST_CALLS:]) / COMPILED_TIMED
             compile_s = sum(self._times[:FIRST_CALLS]) - FIRST_CALLS * compiled_ms / 1e3
