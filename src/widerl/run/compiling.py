@@ -19,9 +19,10 @@ The decision and its figures go to the run's `run.log`.
 compiled here, and a warm cache would have paid for this run (the updates left times
 (1 - PRIOR_COMPILED) of the eager time exceed twice PRIOR_WARM_S), the run starts one child
 process at the lowest CPU priority (`python -m widerl.run.compiling`) that builds the same
-learning step on random transitions, compiles it into torch's caches and records its cost:
-it uses a core the run leaves idle (on 2 cores with --threads 1, or while the run steps its
-envs) and never the run's time. When it is done the run decides again, now with the warm
+learning step on random transitions, compiles it into torch's caches and records its cost.
+At that priority it runs mostly on CPU time the run leaves idle (the second core of a run
+with --threads 1, the moments the run steps its envs), though it shares the memory
+bandwidth and caches. When it is done the run decides again, now with the warm
 cost, and usually compiles for the rest of its updates; later runs of the configuration
 find the cache warm. The child ends with the run at the latest.
 
