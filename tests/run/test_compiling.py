@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import widerl
-from widerl.run import compiling
+from widerl.run import compiling, warm_up
 from widerl.run.compiling import CostIndex, Decision, cache_root, payoff, use_cache_folder
 
 TINY = {"env": "Pendulum-v1", "units": 16, "layers": 2, "batch_size": 32, "buffer_size": 5_000,
@@ -162,9 +162,9 @@ def test_the_cache_warm_up_child_compiles_the_runs_step(
 
         def __init__(self, cmd: list[str], **_: object) -> None:
             started.append(cmd)
-            assert cmd[:3] == [sys.executable, "-m", "widerl.run.compiling"]
+            assert cmd[:3] == [sys.executable, "-m", "widerl.run.warm_up"]
             payload = json.loads(cmd[3])
-            compiling._warm(payload, int(cmd[4]))
+            warm_up._warm(payload, int(cmd[4]))
             Path(payload["claim"]).unlink()
 
         def poll(self) -> int:

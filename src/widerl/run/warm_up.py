@@ -1,0 +1,74 @@
+"""The cache warm-up child of --compile auto (run/compiling.py): `python -m widerl.run.warm_up
+PAYLOAD THREADS` builds a run's learning step on random transitions, compiles it into torch's
+caches at the lowest CPU priority, and records what compiling cost in the cost index."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from widerl.config import Config
+from widerl.run.build import build_learning
+from widerl.run.compiling import (
+    COMPILED_TIMED,
+    EAGER_SKIPPED,
+    EAGER_TIMED,
+    FIRST_CALLS,
+    CostIndex,
+)
+
+
+def _warm(payload: dict[str, Any], threads: int) -> None:
+    """The child: the run's learning step on random transitions, compiled, its cost recorded
+    as this configuration's cold compilation."""
+    os.nice(19)
+    torch.set_num_threads(threads)
+    cfg = Config(**payload["cfg"])
+    dims, device = payload["dims"], torch.device(payload["device"])
+    parts = build_learning(cfg, payload["seeds"], dims["obs_dim"], dims["act_dim"], device)
+    g = torch.Generator().manual_seed(0)
+    n = max(cfg.batch_size, 1_000)
+    for lane in parts.lanes:
+        obs, nxt = (
+            torch.randn(n, dims["obs_dim"], generator=g),
+            torch.randn(n, dims["obs_dim"], generator=g),
+        )
+        act = torch.rand(n, dims["act_dim"], generator=g) * 2 - 1
+        lane.replay.add(obs, act, torch.randn(n, generator=g), nxt, torch.zeros(n))
+    learner = parts.learner
+
+    def timed(calls: int) -> list[float]:
+        times = []
+        for i in range(calls):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            learner(i, 10**6)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - t0)
+        return times
+
+    # Eager and compiled times under the same load: the run scales their ratio by its own
+    # eager time (payoff), so a child slowed by the run it shares the CPU with misleads less.
+    eager = timed(EAGER_SKIPPED + EAGER_TIMED)[EAGER_SKIPPED:]
+    learner.compile()
+    times = timed(FIRST_CALLS + COMPILED_TIMED)
+    compiled_ms = 1e3 * sum(times[FIRST_CALLS:]) / COMPILED_TIMED
+    cold_s = sum(times[:FIRST_CALLS]) - FIRST_CALLS * compiled_ms / 1e3
+    CostIndex().update(payload["key"], device=device.type, cold_s=max(cold_s, 0.0),
+                       compiled_ms=compiled_ms, eager_ms=1e3 * sum(eager) / len(eager),
+                       warmed_by_child=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    try:
+        _warm(json.loads(sys.argv[1]), int(sys.argv[2]))
+    finally:
+        Path(json.loads(sys.argv[1])["claim"]).unlink(missing_ok=True)
