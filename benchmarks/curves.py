@@ -1,5 +1,6 @@
-"""Helpers shared by the benchmark scripts: running `widerl train` as a side-by-side job, and
-mean +- std over seeds of one metrics.csv column for groups of run folders."""
+"""Helpers shared by the benchmark scripts: running `widerl train` as a side-by-side job, a peer
+library's deterministic evaluation, and mean +- std over seeds of one metrics.csv column for
+groups of run folders."""
 
 from __future__ import annotations
 
@@ -28,6 +29,22 @@ def run_widerl_train(out: Path, *flags: str) -> None:
         *flags,
     ]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+
+def peer_returns(model: object, env: object, episodes: int, first_seed: int) -> list[float]:
+    """Returns of `episodes` deterministic episodes of an SB3 or sbx `model` on `env`, reset
+    with seeds first_seed, first_seed + 1, ... (widerl's evaluations use the same seeds)."""
+    returns = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=first_seed + i)  # type: ignore[attr-defined]
+        done, total = False, 0.0
+        while not done:
+            action, _ = model.predict(obs, deterministic=True)  # type: ignore[attr-defined]
+            obs, r, term, trunc, _ = env.step(action)  # type: ignore[attr-defined]
+            total += float(r)
+            done = term or trunc
+        returns.append(total)
+    return returns
 
 
 def load_column(run: Path, column: str) -> tuple[np.ndarray, np.ndarray]:

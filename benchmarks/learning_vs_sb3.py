@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from curves import run_widerl_train  # noqa: E402
+from curves import peer_returns, run_widerl_train  # noqa: E402
 
 EVAL_SEED = 10_000
 
@@ -70,16 +70,7 @@ def run_sb3(
     t0 = time.perf_counter()
 
     def evaluate(model: SAC, grad_step: int, env_step: int) -> None:
-        returns = []
-        for i in range(episodes):
-            obs, _ = eval_env.reset(seed=EVAL_SEED + i)
-            done, total = False, 0.0
-            while not done:
-                action, _ = model.predict(obs, deterministic=True)
-                obs, r, term, trunc, _ = eval_env.step(action)
-                total += float(r)
-                done = term or trunc
-            returns.append(total)
+        returns = peer_returns(model, eval_env, episodes, EVAL_SEED)
         rows.append(
             {
                 "grad_step": grad_step,

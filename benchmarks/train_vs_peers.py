@@ -36,6 +36,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).parent))
+from curves import peer_returns  # noqa: E402
+
 EVAL_SEED = 10_000
 PEERS = {"sac": ("sbx", "sb3"), "td3": ("sbx", "sb3"), "crossq": ("sbx",), "simba": ("sbx",)}
 
@@ -140,16 +143,7 @@ def peer_run(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
 
     def evaluate(grad_step: int, env_step: int) -> None:
-        returns = []
-        for i in range(args.eval_episodes):
-            obs, _ = eval_env.reset(seed=EVAL_SEED + i)
-            done, total = False, 0.0
-            while not done:
-                action, _ = model.predict(obs, deterministic=True)
-                obs, r, term, trunc, _ = eval_env.step(action)
-                total += float(r)
-                done = term or trunc
-            returns.append(total)
+        returns = peer_returns(model, eval_env, args.eval_episodes, EVAL_SEED)
         rows.append({"grad_step": grad_step, "env_step": env_step,
                      "wall_time": round(time.perf_counter() - t0, 3),
                      "eval_return_mean": float(np.mean(returns))})  # fmt: skip

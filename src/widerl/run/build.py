@@ -114,12 +114,11 @@ def _lane(index: int, cfg: Config, obs_dim: int, act_dim: int, device: torch.dev
 
 @dataclass
 class Learning:
-    """What learns, without what collects or evaluates: the settings of every seed, their
-    random streams, the feature learner, the stacked agent, the lanes and the learning step.
+    """What learns, without what collects or evaluates: every seed's random streams, the
+    feature learner, the stacked agent, the lanes and the learning step.
     `build` adds collection and evaluation; --compile auto's cache warm-up
     (run/compiling.py) compiles the step of these parts alone, on random transitions."""
 
-    cfgs: list[Config]
     streams: list[dict[str, int]]
     features: FeatureLearner
     agent: Agent
@@ -141,7 +140,7 @@ def build_learning(cfg: Config, seeds: list[int] | None, obs_dim: int, act_dim: 
     lanes = [_lane(i, c, obs_dim, act_dim, device, features, agent) for i, c in enumerate(cfgs)]
     learner = LearnStep([lane.replay for lane in lanes], features, agent, cfg.batch_size,
                         compiled=compiles(cfg))  # fmt: skip
-    return Learning(cfgs, streams, features, agent, lanes, learner)
+    return Learning(streams, features, agent, lanes, learner)
 
 
 def build(cfg: Config, seeds: list[int] | None = None) -> Run:
