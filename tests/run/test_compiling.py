@@ -40,6 +40,11 @@ def test_payoff_compiles_when_the_saving_repays_the_compilation() -> None:
     d = payoff(1_000, 10.0, {"cold_s": 25.0, "compiled_ms": 5.0}, 25.0)
     assert not d.compile and f"~{compiling.PRIOR_WARM_S:.0f} s" in d.reason  # 5 s vs prior
     assert not payoff(10**6, 5.0, {"compiled_ms": 6.0, "warm_s": 1.0}, None).compile  # slower
+    # --utd 4: one graph of 4 updates, so the priors' compile costs are 4 times a step's.
+    d = payoff(10**6, 10.0, None, None, per_call=4)
+    assert f"~{4 * compiling.PRIOR_COLD_S:.0f} s to compile" in d.reason
+    d = payoff(10**6, 10.0, {"cold_s": 25.0, "compiled_ms": 5.0}, None, per_call=4)
+    assert f"~{4 * compiling.PRIOR_WARM_S:.0f} s to compile" in d.reason
 
 
 @pytest.fixture(autouse=True)
@@ -93,6 +98,27 @@ def test_auto_switches_to_the_compiled_step_when_it_pays(
     assert "compile on: compiled step (cache warm, key" in log[0] and "(cache warm)" in log[1]
     (entry,) = CostIndex().read().values()
     assert entry["warm_s"] >= 0 and entry["cold_s"] >= 0
+
+
+def test_auto_with_calls_of_several_updates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quick_decision: None
+) -> None:
+    """--utd 2: the timing windows count updates in calls of 2 (1 call skipped, 3 timed:
+    the decision after update 8), the compiled graph holds both updates, and the rows are
+    the eager run's but for float rounding; the index says how many updates a call ran."""
+    monkeypatch.setattr(compiling, "payoff", lambda *a: Decision(True, "forced by the test"))
+    settings = {**TINY, "algo": "td3", "utd": 2, "steps": 60, "eval_every": 30}
+    widerl.train(widerl.resolve({**settings, "compile": "auto"}), tmp_path / "auto")
+    widerl.train(widerl.resolve({**settings, "compile": "off"}), tmp_path / "eager")
+    for a, b in zip(rows(tmp_path / "auto"), rows(tmp_path / "eager"), strict=True):
+        assert (a["grad_step"], a["env_step"]) == (b["grad_step"], b["env_step"])
+        for k in ("critic_loss", "q_mean", "actor_loss"):
+            if b[k]:
+                assert float(a[k]) == pytest.approx(float(b[k]), rel=1e-4, abs=1e-5), k
+    log = (tmp_path / "auto" / "run.log").read_text().splitlines()
+    assert "compile auto: on at update 8: forced by the test" in log[0]
+    (entry,) = CostIndex().read().values()
+    assert entry["per_call"] == 2 and entry["compiled_ms"] > 0
 
 
 def test_auto_stays_eager_when_compiling_would_not_pay(
@@ -178,8 +204,8 @@ def test_the_cache_warm_up_child_compiles_the_runs_step(
     monkeypatch.setattr(compiling, "worth_warming", lambda left, ms: True)
     # Cold: no compile; after the child, compile whatever the figures say.
     real = compiling.payoff
-    monkeypatch.setattr(compiling, "payoff", lambda left, ms, entry, cold: Decision(
-        entry is not None, real(left, ms, entry, cold).reason))  # fmt: skip
+    monkeypatch.setattr(compiling, "payoff", lambda left, ms, entry, cold, per_call=1: Decision(
+        entry is not None, real(left, ms, entry, cold, per_call).reason))  # fmt: skip
     settings = {**TINY, "algo": "td3", "steps": 40, "eval_every": 40, "compile": "auto"}
     widerl.train(widerl.resolve(settings), tmp_path / "run")
     log = (tmp_path / "run" / "run.log").read_text().splitlines()
@@ -234,13 +260,14 @@ def test_a_run_waits_for_another_runs_warm_up(
     cache_root().mkdir(parents=True)
     call = CompileChoice.__call__
 
-    def other_child_finishes(self: CompileChoice, grad_step: int, total: int) -> object:
+    def other_child_finishes(self: CompileChoice, grad_step: int, total: int, n: int = 1,
+                             ) -> object:  # fmt: skip
         if self.calls == 0:
             (cache_root() / f"warming-{self.key}").write_text("1")  # the other run's claim
         if self.calls == 10:  # the other run's child records its figures
             CostIndex().update(self.key, device="cpu", cold_s=9.0, warm_s=0.0,
                                eager_ms=2.0, compiled_ms=0.1)  # fmt: skip
-        return call(self, grad_step, total)
+        return call(self, grad_step, total, n)
 
     monkeypatch.setattr(CompileChoice, "__call__", other_child_finishes)
     settings = {**TINY, "algo": "td3", "steps": 3000, "eval_every": 3000, "compile": "auto"}

@@ -116,15 +116,17 @@ def random_replay(
 
 
 # --- ours ---------------------------------------------------------------------------------
-def _time_ours(step: LearnStep, n: int, sync: Callable[[], None]) -> float:
-    """Learning steps per second over ``n`` steps: what `widerl train` runs per update
-    (sampling, the feature learner's update, the agent's update, priorities)."""
+def _time_ours(step: LearnStep, n: int, sync: Callable[[], None], per_call: int = 1) -> float:
+    """Learning steps per second over ``n`` steps (rounded up to whole calls of ``per_call``,
+    --utd): what `widerl train` runs per update (sampling, the feature learner's update, the
+    agent's update, priorities)."""
+    calls = -(-n // per_call)
     sync()
     t0 = time.perf_counter()
-    for i in range(n):
-        step(i, n)
+    for i in range(calls):
+        step(i * per_call, calls * per_call, per_call)
     sync()
-    return n / (time.perf_counter() - t0)
+    return calls * per_call / (time.perf_counter() - t0)
 
 
 def update_flops(agent: Agent, replay: ReplayBuffer, batch_size: int, n_updates: int = 1) -> float:
@@ -239,8 +241,10 @@ def _median_ratio(ours: list[float], peer: list[float]) -> float:
 def baseline_config(cfg: Config) -> Config:
     """Our plain MLP agent of ``cfg``'s sizes: the same algorithm (SAC for CrossQ, whose
     networks are MLPs already), critic and policy widths and depths, batch and seed; an MLP
-    body, a scalar critic, no obs-norm, no OFENet, every other setting at its default."""
-    same = ("units", "layers", "actor_units", "actor_layers", "batch_size", "buffer_size", "seed")
+    body, a scalar critic, no obs-norm, no OFENet, every other setting at its default (--utd
+    too: both sides run as many updates per call)."""
+    same = ("units", "layers", "actor_units", "actor_layers", "batch_size", "buffer_size", "seed",
+            "utd")  # fmt: skip
     algo = "sac" if cfg.algo == "crossq" else cfg.algo
     return resolve({"algo": algo, "arch": "mlp", **{k: getattr(cfg, k) for k in same}})
 
@@ -296,8 +300,9 @@ def run_bench(
 ) -> dict[str, Any]:
     """Measure update throughput (ours and a peer's), FLOPs per update and the matmul peak.
 
-    Each of ``rounds`` rounds times ``updates`` updates of ours and of the peer in each of its
-    modes (sbx: one update per call, then ``updates`` per call; SB3: ``updates`` per call),
+    Each of ``rounds`` rounds times ``updates`` updates of ours (in calls of --utd updates,
+    ``settings["utd"]``, as a run calls its step) and of the peer in each of its modes (sbx:
+    one update per call, then ``updates`` per call; SB3: ``updates`` per call),
     reversing the order every other round. ``ratio_<mode>`` is the median over rounds of
     ours/peer per round; ``ratio`` and ``peer_updates_per_s`` are the peer's first mode. The
     peer (``"sb3"``, ``"sbx"`` or None; True/False mean SB3/none) has our critics' and policy's
@@ -385,9 +390,10 @@ def run_bench(
         # delayed actor step, so at least a whole policy-delay cycle).
         ours_sides = {"ours": ours, **({"baseline": base} if base is not None else {})}
         for side in ours_sides.values():
-            n = max(warmup_updates, side.cycle) if compiled else warmup_updates
+            # (--utd K: calls of K updates; their actor-step patterns repeat within a cycle)
+            n = max(warmup_updates, side.cycle * side.cfg.utd) if compiled else warmup_updates
             if n:
-                _time_ours(side.step, n, sync)
+                _time_ours(side.step, n, sync, side.cfg.utd)
         if model is not None:
             model.warm_up(updates, warmup_updates)
 
@@ -402,7 +408,7 @@ def run_bench(
                 # another's (possibly cache- or frequency-affecting) burst.
                 for side in sides if r % 2 == 0 else reversed(sides):
                     per_round[side].append(
-                        _time_ours(ours_sides[side].step, updates, sync)
+                        _time_ours(ours_sides[side].step, updates, sync, ours_sides[side].cfg.utd)
                         if side in ours_sides
                         else model.time(side, updates)
                     )
@@ -429,6 +435,7 @@ def run_bench(
             "preset": preset,
             "ofenet_units": cfg.ofenet_units,
             "compiled": compiled,
+            "utd": cfg.utd,
             "obs_dim": obs_dim,
             "act_dim": act_dim,
             "batch_size": batch_size,
@@ -500,6 +507,7 @@ def format_bench(result: dict[str, Any]) -> str:
         # Three significant digits read well from 2 updates/s (2048 units) to 2000 (tiny nets).
         return ", ".join(f"{x:.3g}" for x in xs) if xs else ""
 
+    utd = r.get("utd") or 1  # our updates per call
     extras = f" + OFENet {r['ofenet_units']}" if r.get("ofenet_units") else ""
     head = r.get("critic_head") or "scalar"
     if head != "scalar":
@@ -514,7 +522,8 @@ def format_bench(result: dict[str, Any]) -> str:
         f"{r['act_dim']}  batch {r['batch_size']}  {r['device']} ({r['torch_threads']} threads)  "
         f"{'compiled' if r.get('compiled') else 'eager'}  "
         f"{r['rounds']} rounds x {r['updates']} updates",
-        f"  {'widerl updates/s':<{W}}{r['ours_updates_per_s']:>12.1f}   "
+        f"  {'widerl updates/s' + (f' {utd}/call' if utd > 1 else ''):<{W}}"
+        f"{r['ours_updates_per_s']:>12.1f}   "
         f"rounds: {rounds(r['ours_per_round'])}",
     ]
     if r.get("baseline_updates_per_s") is not None:

@@ -17,7 +17,8 @@ from widerl.config import Config, ConfigError, resolve
 BENCH_FIELDS = ("algo", "arch", "units", "layers", "activation", "batchnorm", "ofenet_units",
                 "ofenet_layers", "ofenet_target_dim", "actor_units", "actor_layers", "critics",
                 "critic_head", "atoms", "v_min", "v_max", "hlgauss_sigma", "obs_norm",
-                "critic_loss", "batch_size", "env", "device", "compile", "threads")  # fmt: skip
+                "critic_loss", "batch_size", "env", "device", "compile", "threads",
+                "utd")  # fmt: skip
 
 
 @click.command("bench")

@@ -265,8 +265,9 @@ class Config:
     utd: int = _f(
         1,
         "Gradient updates per env step, the update-to-data (replay) ratio (BRO: 10, SimBa: "
-        "2): inline, one env step (of all --num-envs envs) every N updates; with --actors and "
-        "no --max-env-per-update, collection runs at most 1/N env steps per update ahead.",
+        "2): inline, one env step (of all --num-envs envs) every N updates, the N in one call "
+        "of the learning step (one compiled graph); with --actors and no "
+        "--max-env-per-update, collection runs at most 1/N env steps per update ahead.",
         positive=True,
     )
     reset_every: int = _f(

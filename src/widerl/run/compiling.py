@@ -13,7 +13,9 @@ this machine before: the compiled step's time then scales with today's eager tim
 (compiled_ms * eager_ms_now / eager_ms_then), and compiling costs what it cost with torch's
 caches warm (`warm_s`). A configuration never compiled here expects `PRIOR_COMPILED` of the
 eager time and the slowest cold compilation seen on this device type (else `PRIOR_COLD_S`).
-The decision and its figures go to the run's `run.log`.
+With --utd K the step runs K updates per call (run/step.py): the windows count updates in
+whole calls, and a never-measured compilation is expected to cost K times a single step's
+(one graph holds the K updates). The decision and its figures go to the run's `run.log`.
 
 **Warming the cache.** When auto stays eager only because this configuration was never
 compiled here, and a warm cache would have paid for this run (the updates left times
@@ -141,10 +143,12 @@ class Decision:
 
 
 def payoff(left: int, eager_ms: float, entry: dict[str, Any] | None, cold_s: float | None,
-           ) -> Decision:  # fmt: skip
+           per_call: int = 1) -> Decision:  # fmt: skip
     """Compile when `left` updates at the expected saving per update repay the expected
     compilation (the module's rule). `entry`: this key's index entry, if any; `cold_s`: the
-    slowest cold compilation on this device type in the index, if any."""
+    slowest cold compilation on this device type in the index, if any (already scaled to
+    `per_call`); `per_call`: updates per call (--utd), which scales the priors' compile
+    costs (one graph holds them all)."""
     if entry and entry.get("compiled_ms") and entry.get("eager_ms"):
         compiled_ms = entry["compiled_ms"] * eager_ms / entry["eager_ms"]
         basis = "as measured here before"
@@ -153,10 +157,10 @@ def payoff(left: int, eager_ms: float, entry: dict[str, Any] | None, cold_s: flo
     else:
         compiled_ms, basis = PRIOR_COMPILED * eager_ms, f"prior {PRIOR_COMPILED:g}x eager"
     if entry and (entry.get("warm_s") is not None or entry.get("cold_s") is not None):
-        cost = entry.get("warm_s") if entry.get("warm_s") is not None else PRIOR_WARM_S
+        cost = entry.get("warm_s") if entry.get("warm_s") is not None else PRIOR_WARM_S * per_call
         cache = "cache warm: this configuration compiled here before"
     else:
-        cost = cold_s if cold_s is not None else PRIOR_COLD_S
+        cost = cold_s if cold_s is not None else PRIOR_COLD_S * per_call
         cache = "cache cold: never compiled here"
     saves = left * max(eager_ms - compiled_ms, 0.0) / 1e3
     yes = saves > cost
@@ -174,9 +178,13 @@ class CompileChoice:
 
     def __init__(self, mode: str, learner: Any, key: str, device: torch.device,
                  log: Callable[[str], None], index: CostIndex | None = None,
-                 warm_up: Callable[[], subprocess.Popen | None] | None = None) -> None:  # fmt: skip
-        """`warm_up` starts the cache warm-up child for this configuration (None: never)."""
+                 warm_up: Callable[[], subprocess.Popen | None] | None = None,
+                 per_call: int = 1) -> None:  # fmt: skip
+        """`warm_up` starts the cache warm-up child for this configuration (None: never);
+        `per_call`: the updates most calls run (--utd). The timing windows count updates
+        (rounded up to whole calls)."""
         self.mode, self.learner, self.key, self.device, self.log = mode, learner, key, device, log
+        self.per_call = per_call
         self.warm_up = warm_up
         self.child: subprocess.Popen | None = None
         self.waiting = False  # for a warm-up child's figures (this run's or another's)
@@ -188,7 +196,7 @@ class CompileChoice:
         self.calls = 0  # learner calls through this choice (this process)
         self.eager_ms: float | None = None
         self.compiled_at: int | None = 0 if learner.compiled else None  # call index
-        self._times: list[float] = []
+        self._times: list[tuple[float, int]] = []  # (seconds, updates) per timed call
         if mode == "on":
             self.log(f"compile on: compiled step ({self._cache_state()}, key {key})")
 
@@ -205,9 +213,14 @@ class CompileChoice:
         if self.compiled_at is None:
             if self.mode != "auto" or self.eager_ms is not None:
                 return False
-            return EAGER_SKIPPED <= self.calls < EAGER_SKIPPED + EAGER_TIMED
+            skipped = self._calls(EAGER_SKIPPED)
+            return skipped <= self.calls < skipped + self._calls(EAGER_TIMED)
         since = self.calls - self.compiled_at
-        return since < FIRST_CALLS + COMPILED_TIMED and self.mode != "off"
+        return since < FIRST_CALLS + self._calls(COMPILED_TIMED) and self.mode != "off"
+
+    def _calls(self, updates: int) -> int:
+        """Calls of `per_call` updates that hold `updates` updates."""
+        return -(-updates // self.per_call)
 
     def close(self) -> None:
         """The warm-up child ends with the run (what it cached so far stays)."""
@@ -237,36 +250,44 @@ class CompileChoice:
         if self.child is not None:
             self.child.wait()
         self.child, self.waiting, self.entry, self.warm = None, False, entry, True
-        d = payoff(total_steps - grad_step - 1, self.eager_ms, entry, None)
+        d = payoff(total_steps - grad_step - 1, self.eager_ms, entry, None, self.per_call)
         self.log(f"compile auto: {'on' if d.compile else 'off'} at update {grad_step + 1:,} "
                  f"after the cache warm-up: {d.reason}")  # fmt: skip
         if d.compile:
             self.learner.compile()
             self.compiled_at = self.calls
 
-    def __call__(self, grad_step: int, total_steps: int) -> dict[str, torch.Tensor]:
+    def __call__(self, grad_step: int, total_steps: int, n: int = 1) -> dict[str, torch.Tensor]:
+        """The learner's updates `grad_step + 1 .. grad_step + n` (one call; step.LearnStep)."""
         self._look_again(grad_step, total_steps)
         timing = self._timing()
         if timing:
             self._sync()
             t0 = time.perf_counter()
-        metrics = self.learner(grad_step, total_steps)
+        # (one update: the step's plain signature, as everything else calls it)
+        metrics = self.learner(grad_step, total_steps, n) if n > 1 else self.learner(
+            grad_step, total_steps
+        )
         if timing:
             self._sync()
-            self._times.append(time.perf_counter() - t0)
+            self._times.append((time.perf_counter() - t0, n))
         self.calls += 1
         if timing:
-            self._after_timed(grad_step, total_steps)
+            self._after_timed(grad_step + n - 1, total_steps)
         return metrics
 
     def _after_timed(self, grad_step: int, total_steps: int) -> None:
-        if self.compiled_at is None and len(self._times) == EAGER_TIMED:
-            self.eager_ms = 1e3 * sum(self._times) / len(self._times)
+        """`grad_step`: the last update done is grad_step + 1."""
+        if self.compiled_at is None and len(self._times) == self._calls(EAGER_TIMED):
+            self.eager_ms = _ms_per_update(self._times)
             self._times = []
             left = total_steps - grad_step - 1
             here = [e for e in self.index.read().values() if e.get("device") == self.device.type]
-            cold = [e["cold_s"] for e in here if e.get("cold_s") is not None]
-            d = payoff(left, self.eager_ms, self.entry, max(cold) if cold else None)
+            # Per update in the graph: one of K updates compiles in about K times a single
+            # step's time (SAC 256 x 2 on this CPU: 26 s for one, 130 s for eight).
+            cold = [e["cold_s"] / e.get("per_call", 1) for e in here if e.get("cold_s") is not None]
+            k = self.per_call
+            d = payoff(left, self.eager_ms, self.entry, max(cold) * k if cold else None, k)
             self.log(f"compile auto: {'on' if d.compile else 'off'} at update "
                      f"{grad_step + 1:,}: {d.reason} (key {self.key})")  # fmt: skip
             if d.compile:
@@ -282,19 +303,27 @@ class CompileChoice:
                     self.log("warming the cache in a background process (lowest priority)")
                 else:
                     self.log("another run is warming the cache for this configuration")
-        elif self.compiled_at is not None and len(self._times) == FIRST_CALLS + COMPILED_TIMED:
-            compiled_ms = 1e3 * sum(self._times[FIRST_CALLS:]) / COMPILED_TIMED
-            compile_s = sum(self._times[:FIRST_CALLS]) - FIRST_CALLS * compiled_ms / 1e3
+        elif self.compiled_at is not None and len(self._times) == FIRST_CALLS + self._calls(
+            COMPILED_TIMED
+        ):
+            compiled_ms = _ms_per_update(self._times[FIRST_CALLS:])
+            first = self._times[:FIRST_CALLS]
+            compile_s = sum(t for t, _ in first) - sum(k for _, k in first) * compiled_ms / 1e3
             self._times = []
             which = "warm_s" if self.warm else "cold_s"
             figures = {"device": self.device.type, "compiled_ms": compiled_ms,
-                       which: max(compile_s, 0.0)}  # fmt: skip
+                       which: max(compile_s, 0.0), "per_call": self.per_call}  # fmt: skip
             if self.eager_ms is not None:
                 figures["eager_ms"] = self.eager_ms
             self.index.update(self.key, **figures)
             than = f" against {self.eager_ms:.2f} ms eager" if self.eager_ms else ""
             self.log(f"compiled: {compile_s:.1f} s compiling ({self._cache_state()}), then "
                      f"{compiled_ms:.2f} ms per update{than}")  # fmt: skip
+
+
+def _ms_per_update(times: list[tuple[float, int]]) -> float:
+    """Milliseconds per update of timed calls `(seconds, updates)`."""
+    return 1e3 * sum(t for t, _ in times) / sum(k for _, k in times)
 
 
 def worth_warming(left: int, eager_ms: float) -> bool:

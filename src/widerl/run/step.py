@@ -6,6 +6,13 @@ is drawn before it from the owners' generators, and every value it reads that ch
 between steps is a device tensor, so with --compile torch.compile traces the whole step into
 one graph (captured as a CUDA graph on a GPU) that never waits for the host. The same
 function runs eagerly otherwise.
+
+With --utd K > 1 the K updates of one env step are one call (`LearnStep(..., n=K)`): the
+randoms of all K drawn at once, then one function that runs the K steps one after another,
+compiled into one graph of K updates. A compiled step then pays its per-call costs (the
+guards, the call into the graph; on a GPU the graph replay) once per env step instead of K
+times, and inductor plans the K updates' buffers together. Compiling it takes longer, about
+K times a single step's compilation.
 """
 
 from __future__ import annotations
@@ -48,9 +55,11 @@ class LearnStep:
         self.batch_size = batch_size
         self.amp = agent.cfg.amp == "bf16"
         self.beta = torch.zeros((), dtype=torch.float64, device=self.replay.device)
+        self._betas: dict[int, torch.Tensor] = {}  # n -> [n] betas of a call of n updates
         if self.replay.device.type == "cpu":
             keep_freed_memory()  # the step's temporaries reuse warm pages (allocator.py)
         self._fn: Callable[..., dict[str, torch.Tensor]] = self._step
+        self._many_fn: Callable[..., dict[str, torch.Tensor]] = self._steps
         self.compiled: bool | str = False
         if compiled:
             self.compile(compiled)
@@ -62,9 +71,16 @@ class LearnStep:
         (--compile auto, run/compiling.py)."""
         self.compiled = backend
         name = backend if isinstance(backend, str) else "inductor"
+        # Both forms; torch compiles each on its first call (a run of --utd K calls the
+        # single step only where K updates would cross an evaluation or a reset).
         self._fn = compile_step(_own_code(self._step), self.replay.device, name)
+        self._many_fn = compile_step(_own_code(self._steps), self.replay.device, name)
 
-    def __call__(self, grad_step: int, total_steps: int) -> dict[str, torch.Tensor]:
+    def __call__(self, grad_step: int, total_steps: int, n: int = 1) -> dict[str, torch.Tensor]:
+        """Updates `grad_step + 1 .. grad_step + n` in one call. n = 1: metrics as the class
+        says; n > 1: each with a leading `[n]` (update j's at j), what n calls would return."""
+        if n > 1:
+            return self._many(grad_step, total_steps, n)
         u = [r.draw(self.batch_size) for r in self.replays]  # each seed's own sampler stream
         # Every seed's replay has the same schedule of beta (one config).
         self.beta.fill_(self.replay.beta(grad_step / max(total_steps, 1)))
@@ -72,6 +88,26 @@ class LearnStep:
         metrics = self._fn(u, self.beta, noise, self.agent.actor_step_due())
         self.agent.n_updates += 1
         return {k: v[0] for k, v in metrics.items()} if self.single else metrics
+
+    def _many(self, grad_step: int, total_steps: int, n: int) -> dict[str, torch.Tensor]:
+        # The same draws from the same streams as n single calls (each owner draws from its
+        # own generators, so drawing all of one owner's first changes nothing).
+        us = [[r.draw(self.batch_size) for r in self.replays] for _ in range(n)]
+        if n not in self._betas:
+            self._betas[n] = torch.zeros(n, dtype=torch.float64, device=self.replay.device)
+        betas = self._betas[n]
+        total = max(total_steps, 1)
+        for j in range(n):  # fills, as for one update: no host tensor crosses to the device
+            betas[j].fill_(self.replay.beta((grad_step + j) / total))
+        noises = [self.agent.draw_noise(self.batch_size) for _ in range(n)]
+        first, flags = self.agent.n_updates, []
+        for j in range(n):  # the actor delay's phase of each update (a host-side counter)
+            self.agent.n_updates = first + j
+            flags.append(self.agent.actor_step_due())
+        self.agent.n_updates = first
+        metrics = self._many_fn(us, betas, noises, tuple(flags))
+        self.agent.n_updates = first + n
+        return {k: v[:, 0] for k, v in metrics.items()} if self.single else metrics
 
     def precision(self) -> contextlib.AbstractContextManager[Any]:
         """--amp bf16: the updates' forward and backward passes under bfloat16 autocast
@@ -104,6 +140,19 @@ class LearnStep:
             replay.update_priorities(b.idx, metrics["td_abs"][k])
         metrics["idx"] = batch.idx  # which rows were learned from (weight_age)
         return metrics
+
+    def _steps(
+        self,
+        us: list[list[torch.Tensor]],
+        betas: torch.Tensor,
+        noises: list[dict[str, torch.Tensor]],
+        actor_steps: tuple[bool, ...],
+    ) -> dict[str, torch.Tensor]:
+        """`len(actor_steps)` learning steps one after another, their metrics stacked: one
+        graph when compiled (the loop unrolls)."""
+        out = [self._step(us[j], betas[j], noises[j], actor_steps[j])
+               for j in range(len(actor_steps))]  # fmt: skip
+        return {k: torch.stack([m[k] for m in out]) for k in out[0]}
 
 
 def stack_batches(batches: Sequence[Batch]) -> Batch:

@@ -107,7 +107,7 @@ class Trainer:
         key = step_key(cfg, p.dims, p.device, len(p.lanes))
         self.compile_choice = CompileChoice(
             cfg.compile, p.learner, key, p.device, self.log,
-            warm_up=lambda: start_warm_up(cfg, seeds, p.dims, p.device, key),
+            warm_up=lambda: start_warm_up(cfg, seeds, p.dims, p.device, key), per_call=cfg.utd,
         )  # fmt: skip
 
     # The parts tests and tools look at (the first seed's, a single run's only ones).
@@ -134,13 +134,31 @@ class Trainer:
         self.parts.agent.set_reward_scale([lane.intake.returns for lane in self.parts.lanes])
 
     def learn_step(self) -> None:
+        """The next update, or with --utd K the K updates of this env step (`updates_now`),
+        in one call of the learning step (run/step.py)."""
         pr = self.progress
-        metrics = self.compile_choice(pr.grad_step, self.cfg.steps)
-        values = torch.stack([metrics[n] for n in pr.means[0].names])  # [names, K]
-        for k, means in enumerate(pr.means):
-            means.add_values(values[:, k])
-        pr.last_idx = metrics["idx"]
-        pr.grad_step += 1
+        n = self.updates_now()
+        metrics = self.compile_choice(pr.grad_step, self.cfg.steps, n)
+        values = torch.stack([metrics[name] for name in pr.means[0].names])  # [names, (n,) K]
+        if n == 1:
+            values = values.unsqueeze(1)
+        for j in range(n):
+            for k, means in enumerate(pr.means):
+                means.add_values(values[:, j, k])
+        pr.last_idx = metrics["idx"] if n == 1 else metrics["idx"][-1]
+        pr.grad_step += n
+
+    def updates_now(self) -> int:
+        """--utd K: the K updates of an env step in one call, unless they would cross an
+        evaluation, a reset (--reset-every) or the end of the run: then one at a time."""
+        c, g = self.cfg, self.progress.grad_step
+        k = c.utd
+        if k == 1 or g % k:
+            return 1
+        bounds = [c.steps, (g // c.eval_every + 1) * c.eval_every]
+        if c.reset_every:
+            bounds.append((g // c.reset_every + 1) * c.reset_every)
+        return k if g + k <= min(bounds) else 1
 
     def fill(self, stop: StopSignals) -> None:
         """Random warm-up (A.4). A run resumed without its stored buffer refills it with

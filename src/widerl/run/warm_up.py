@@ -41,7 +41,7 @@ def _warm(payload: dict[str, Any], threads: int) -> None:
         )
         act = torch.rand(n, dims["act_dim"], generator=g) * 2 - 1
         lane.replay.add(obs, act, torch.randn(n, generator=g), nxt, torch.zeros(n))
-    learner = parts.learner
+    learner, k = parts.learner, cfg.utd  # the run's calls: --utd updates each
 
     def timed(calls: int) -> list[float]:
         times = []
@@ -49,22 +49,25 @@ def _warm(payload: dict[str, Any], threads: int) -> None:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t0 = time.perf_counter()
-            learner(i, 10**6)
+            learner(i * k, 10**6, k)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             times.append(time.perf_counter() - t0)
         return times
 
+    def calls(updates: int) -> int:
+        return -(-updates // k)
+
     # Eager and compiled times under the same load: the run scales their ratio by its own
     # eager time (payoff), so a child slowed by the run it shares the CPU with misleads less.
-    eager = timed(EAGER_SKIPPED + EAGER_TIMED)[EAGER_SKIPPED:]
+    eager = timed(calls(EAGER_SKIPPED) + calls(EAGER_TIMED))[calls(EAGER_SKIPPED) :]
     learner.compile()
-    times = timed(FIRST_CALLS + COMPILED_TIMED)
-    compiled_ms = 1e3 * sum(times[FIRST_CALLS:]) / COMPILED_TIMED
-    cold_s = sum(times[:FIRST_CALLS]) - FIRST_CALLS * compiled_ms / 1e3
+    times = timed(FIRST_CALLS + calls(COMPILED_TIMED))
+    compiled_ms = 1e3 * sum(times[FIRST_CALLS:]) / (len(times[FIRST_CALLS:]) * k)
+    cold_s = sum(times[:FIRST_CALLS]) - FIRST_CALLS * k * compiled_ms / 1e3
     CostIndex().update(payload["key"], device=device.type, cold_s=max(cold_s, 0.0),
-                       compiled_ms=compiled_ms, eager_ms=1e3 * sum(eager) / len(eager),
-                       warmed_by_child=True)  # fmt: skip
+                       compiled_ms=compiled_ms, eager_ms=1e3 * sum(eager) / (len(eager) * k),
+                       per_call=k, warmed_by_child=True)  # fmt: skip
 
 
 if __name__ == "__main__":
