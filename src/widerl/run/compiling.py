@@ -265,8 +265,10 @@ class CompileChoice:
             self._sync()
             t0 = time.perf_counter()
         # (one update: the step's plain signature, as everything else calls it)
-        metrics = self.learner(grad_step, total_steps, n) if n > 1 else self.learner(
-            grad_step, total_steps
+        metrics = (
+            self.learner(grad_step, total_steps, n)
+            if n > 1
+            else self.learner(grad_step, total_steps)
         )
         if timing:
             self._sync()
