@@ -83,6 +83,22 @@ def cli_without():  # noqa: ANN201
     return run
 
 
+@pytest.fixture
+def learn_step_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The updates of every call of a learning step (run/step.py's LearnStep), in order."""
+    from widerl.run.step import LearnStep
+
+    sizes: list[int] = []
+    call = LearnStep.__call__
+
+    def counted(self: LearnStep, grad_step: int, total: int, n: int = 1):  # noqa: ANN202
+        sizes.append(n)
+        return call(self, grad_step, total, n)
+
+    monkeypatch.setattr(LearnStep, "__call__", counted)
+    return sizes
+
+
 RAY_MODULES = {"test_cluster", "test_distributed", "test_experiments_ray", "test_reliability_ray"}
 
 

@@ -353,21 +353,15 @@ def test_compiled_step_is_timed_after_its_compilation() -> None:
     assert "compiled" in format_bench(r)
 
 
-def test_utd_times_calls_of_several_updates(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_utd_times_calls_of_several_updates(
+    monkeypatch: pytest.MonkeyPatch, learn_step_sizes: list[int]
+) -> None:
     """--utd 3: ours runs calls of 3 updates, as a run does, in the burn-in and the rounds
     (5 updates a round round up to 2 calls); compiled (aot_eager here), the burn-in compiles
     both of TD3's actor-delay patterns, so nothing compiles in the timed rounds."""
     import widerl.run.step as learner
-    from widerl.run.step import LearnStep
 
-    sizes: list[int] = []
-    call = LearnStep.__call__
-
-    def counted(self: LearnStep, grad_step: int, total: int, n: int = 1) -> Any:
-        sizes.append(n)
-        return call(self, grad_step, total, n)
-
-    monkeypatch.setattr(LearnStep, "__call__", counted)
+    sizes = learn_step_sizes
     r = _cli_json(["--algo", "td3", "--peer", "none", "--utd", "3", *TINY_CLI])
     assert r["utd"] == 3 and r["ours_updates_per_s"] > 0
     # Burn-in (20 updates: 7 calls), 2 rounds of 2 calls; FLOPs are counted on single steps.

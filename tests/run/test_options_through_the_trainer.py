@@ -142,22 +142,14 @@ def test_a_compiled_run_compiles_once_and_matches_the_eager_run(
 
 
 def test_utd_calls_of_k_updates_write_the_rows_of_single_updates(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, learn_step_sizes: list[int]
 ) -> None:
     """--utd 3 runs an env step's 3 updates in one call of the learning step, except where
     they would cross an evaluation (every 40), a reset (every 25) or the end (100): the rows
     are exactly those of the same run calling the step once per update."""
-    from widerl.run.step import LearnStep
     from widerl.run.trainer import Trainer
 
-    sizes: list[int] = []
-    call = LearnStep.__call__
-
-    def counted(self: LearnStep, grad_step: int, total: int, n: int = 1) -> Any:
-        sizes.append(n)
-        return call(self, grad_step, total, n)
-
-    monkeypatch.setattr(LearnStep, "__call__", counted)
+    sizes = learn_step_sizes
     settings = {"algo": "td3", "utd": 3, "reset_every": 25, "steps": 100, "compile": "off"}
     widerl.train(widerl.resolve({**TINY, **settings}), tmp_path / "calls-of-3")
     # 25 / 3 and 40 / 3 leave remainders: around each boundary some single calls.
