@@ -101,8 +101,8 @@ def record_losses(monkeypatch: pytest.MonkeyPatch) -> list:
     seen: list = []
     original = LearnStep.__call__
 
-    def call(self, grad_step: int, total: int):  # noqa: ANN001, ANN202
-        metrics = original(self, grad_step, total)
+    def call(self, grad_step: int, total: int, n: int = 1):  # noqa: ANN001, ANN202
+        metrics = original(self, grad_step, total, n)
         seen.append({k: v.clone() for k, v in metrics.items() if k != "idx"})
         return metrics
 

@@ -264,12 +264,7 @@ class CompileChoice:
         if timing:
             self._sync()
             t0 = time.perf_counter()
-        # (one update: the step's plain signature, as everything else calls it)
-        metrics = (
-            self.learner(grad_step, total_steps, n)
-            if n > 1
-            else self.learner(grad_step, total_steps)
-        )
+        metrics = self.learner(grad_step, total_steps, n)
         if timing:
             self._sync()
             self._times.append((time.perf_counter() - t0, n))
