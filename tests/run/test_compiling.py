@@ -171,6 +171,17 @@ def test_the_key_is_what_the_step_depends_on() -> None:
     assert step_key(widerl.resolve(TINY), {"obs_dim": 4, "act_dim": 1}, cpu, 1) != key
 
 
+def test_the_key_changes_with_widerls_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An edited loss traces another graph: the index must not call its compilation warm.
+    from widerl.run import compiling
+
+    dims, cpu = {"obs_dim": 3, "act_dim": 1}, torch.device("cpu")
+    key = compiling.step_key(widerl.resolve(TINY), dims, cpu, 1)
+    assert len(compiling.source_fingerprint()) == 12
+    monkeypatch.setattr(compiling, "source_fingerprint", lambda: "edited")
+    assert compiling.step_key(widerl.resolve(TINY), dims, cpu, 1) != key
+
+
 def test_the_cache_warm_up_child_compiles_the_runs_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quick_decision: None
 ) -> None:

@@ -37,12 +37,15 @@ compiles anew, and a stale entry is never used; deleting the folder is always sa
 run of a configuration still traces with TorchDynamo (seconds) but builds nothing.
 `<cache>/compile-costs.json` is widerl's own index: per configuration key (`step_key`), the
 measured cold and warm compilation seconds and the eager and compiled milliseconds per update.
+The key holds torch's version and a hash of widerl's source, so after an upgrade or an edit
+a configuration counts as never compiled here until it is measured again.
 `<cache>` is $WIDERL_CACHE, else $XDG_CACHE_HOME/widerl, else ~/.cache/widerl.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -98,13 +101,26 @@ def use_cache_folder() -> Path:
     return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
 
 
+@functools.cache
+def source_fingerprint() -> str:
+    """A hash of widerl's own source (every .py file of the package, by content): an edited
+    loss or network traces another graph, so its costs must not be read from the entry of the
+    code before (torch's caches miss then; the index must not say warm)."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def step_key(cfg: Config, dims: dict[str, int], device: torch.device, seeds: int) -> str:
     """What the traced learning step depends on: the configuration's learning fields, the
-    networks' input sizes, the device type, the number of stacked seeds and the torch
-    version, hashed (12 hex digits)."""
+    networks' input sizes, the device type, the number of stacked seeds, the torch version
+    and widerl's source (`source_fingerprint`), hashed (12 hex digits)."""
     fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}
     what = {"cfg": fields, "dims": dims, "device": device.type, "seeds": seeds,
-            "torch": torch.__version__, "threads": torch.get_num_threads()}  # fmt: skip
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "source": source_fingerprint()}  # fmt: skip
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
 
 
