@@ -401,6 +401,32 @@ def test_adam_matches_torch_optim(weight_decay: float) -> None:
     assert int(ours.step_count) == 5
 
 
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_adam_foreach_and_traced_forms_agree_bit_for_bit(
+    weight_decay: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Adam.step and soft_update run foreach ops eagerly and a loop over the tensors when
+    torch.compile traces them (nets/optim.py): the same arithmetic, so the same bits."""
+    from widerl.nets.optim import Adam, soft_update
+
+    torch.manual_seed(0)
+    shapes = [(2, 4, 3), (5,), (2, 1, 3)]
+    params = [[torch.randn(s) for s in shapes] for _ in range(2)]
+    params[1] = [p.clone() for p in params[0]]
+    targets = [[p.clone() for p in params[0]] for _ in range(2)]
+    opts = [Adam(ps, 1e-2, betas=(0.5, 0.999), weight_decay=weight_decay) for ps in params]
+    for _ in range(4):
+        grads = [torch.randn(s) for s in shapes]
+        for traced, opt, ps, ts in zip((False, True), opts, params, targets, strict=True):
+            monkeypatch.setattr(torch.compiler, "is_compiling", lambda t=traced: t)
+            opt.step(grads)
+            soft_update(ts, ps, 0.3)
+    monkeypatch.undo()
+    for a, b in zip(params[0] + targets[0], params[1] + targets[1], strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(params[0][0], targets[0][0])  # both moved, differently
+
+
 @pytest.mark.parametrize("algo", ["sac", "td3"])
 def test_checkpoint_round_trip_continues_identically(algo: str) -> None:
     """Saved and reloaded mid-run (optimizer moments, step counts and the agent's random

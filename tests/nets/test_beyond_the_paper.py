@@ -14,7 +14,13 @@ from widerl.nets.bodies import make_body
 from widerl.nets.bodies.renorm_mlp import RenormMLP
 from widerl.nets.critic_heads import C51Head, HLGaussHead, ScalarHead, select_min
 from widerl.nets.ensemble import EnsembleLinear, reset_members
-from widerl.nets.norms import EnsembleBatchRenorm, EnsembleLayerNorm, record_running_stats
+from widerl.nets.norms import (
+    BatchNormalize,
+    EnsembleBatchRenorm,
+    EnsembleLayerNorm,
+    batch_moments,
+    record_running_stats,
+)
 from widerl.replay.buffer import Batch, ReplayBuffer
 
 OBS, ACT, B = 5, 2, 64
@@ -183,11 +189,13 @@ def test_batch_renorm_formulas_after_warmup_with_clipping() -> None:
     r, d = r.clamp(1 / r_max, r_max), d.clamp(-d_max, d_max)
     want = ((x - mu) / std * r + d) * brn.weight + brn.bias
     torch.testing.assert_close(y, want)
-    # Gradients: those of the formula with r and d held constant (stop_gradient).
+    # Gradients: those of the formula with r and d held constant (stop_gradient), for the
+    # input and the affine parameters alike.
     g = torch.randn_like(y)
-    (gx,) = torch.autograd.grad(y, x, g, retain_graph=True)
-    (gw,) = torch.autograd.grad(want, x, g)
-    torch.testing.assert_close(gx, gw)
+    got = torch.autograd.grad(y, (x, brn.weight, brn.bias), g, retain_graph=True)
+    ref = torch.autograd.grad(want, (x, brn.weight, brn.bias), g)
+    for a, b in zip(got, ref, strict=True):
+        torch.testing.assert_close(a, b)
     # Eval mode: the running statistics, whatever the batch.
     brn.eval()
     with torch.no_grad():
@@ -195,6 +203,25 @@ def test_batch_renorm_formulas_after_warmup_with_clipping() -> None:
             brn(x),
             (x - brn.running_mean) / torch.sqrt(brn.running_var + eps) * brn.weight + brn.bias,
         )
+
+
+@pytest.mark.parametrize("renorm", [False, True])
+def test_batch_normalize_backward_is_the_gradient_of_its_forward(renorm: bool) -> None:
+    """BatchNormalize's hand-written backward (nets/norms.py) against finite differences of
+    the whole map x, weight, shift -> y, the batch statistics' dependence on x included
+    (torch.autograd.gradcheck, float64); r, Batch Renormalization's factor, is a constant."""
+    torch.manual_seed(0)
+    r = torch.rand(2, 1, 3, dtype=torch.float64) + 0.5 if renorm else None
+
+    def layer(x: torch.Tensor, weight: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        centred, _, var = batch_moments(x.detach())
+        return BatchNormalize.apply(x, centred, torch.rsqrt(var + 1e-3), r, weight, shift)
+
+    x = torch.randn(2, 9, 3, dtype=torch.float64) * 2 + 1
+    weight = torch.rand(2, 1, 3, dtype=torch.float64) + 0.5
+    shift = torch.randn(2, 1, 3, dtype=torch.float64)
+    inputs = tuple(t.requires_grad_(True) for t in (x, weight, shift))
+    assert torch.autograd.gradcheck(layer, inputs)
 
 
 def test_batch_renorm_records_its_statistics_inside_a_loss() -> None:

@@ -182,10 +182,18 @@ def test_ensemble_batchnorm_matches_torch_per_member() -> None:
     torch.manual_seed(0)
     bn = EnsembleBatchNorm(2, 5, momentum=0.1, eps=1e-5)
     ref = [torch.nn.BatchNorm1d(5, momentum=0.1, eps=1e-5) for _ in range(2)]
-    x = torch.randn(2, 32, 5) * 3 + 1
+    x = (torch.randn(2, 32, 5) * 3 + 1).requires_grad_(True)
     y = bn(x)
+    g = torch.randn_like(y)
+    grads = torch.autograd.grad(y, (x, bn.weight, bn.bias), g)
     for e in range(2):
-        torch.testing.assert_close(y[e], ref[e](x[e]))
+        want = ref[e](x[e])
+        torch.testing.assert_close(y[e], want)
+        # The gradients too (nets/norms.py's BatchNormalize writes the backward by hand).
+        ref_grads = torch.autograd.grad(want, (x, ref[e].weight, ref[e].bias), g[e])
+        torch.testing.assert_close(grads[0][e], ref_grads[0][e])
+        torch.testing.assert_close(grads[1][e, 0], ref_grads[1])
+        torch.testing.assert_close(grads[2][e, 0], ref_grads[2])
         torch.testing.assert_close(bn.running_mean[e, 0], ref[e].running_mean)
         torch.testing.assert_close(bn.running_var[e, 0], ref[e].running_var)
     bn.eval()

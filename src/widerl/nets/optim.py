@@ -53,15 +53,36 @@ class Adam:
     def step(self, grads: Sequence[torch.Tensor]) -> None:
         """theta <- theta - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)."""
         b1, b2 = self.betas
+        grads = list(grads)
+        if len(grads) != len(self.params):
+            raise ValueError(f"{len(grads)} gradients for {len(self.params)} parameters")
         self.step_count += 1
         step_size = self.lr / (1.0 - b1**self.step_count)
         root_c2 = (1.0 - b2**self.step_count).sqrt()
-        for p, g, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, strict=True):
+        if torch.compiler.is_compiling():
+            # Traced: inductor fuses these per-tensor ops into a few loops. (torch's foreach
+            # lerp would be traced through a polyfill that builds a device tensor per call.)
+            for p, g, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, strict=True):
+                if self.weight_decay:
+                    p.mul_(1.0 - self.lr * self.weight_decay)
+                m.lerp_(g, 1.0 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
+                p.sub_(step_size * m / (v.sqrt() / root_c2 + self.eps))
+        else:
+            # Eager: the same arithmetic per element, each line one op over the whole tensor
+            # list (torch's foreach ops), a tenth of the ops to dispatch (benchmarks/README.md,
+            # issue 24). tests/agents' test_adam_* hold both forms to each other and to torch.
             if self.weight_decay:
-                p.mul_(1.0 - self.lr * self.weight_decay)
-            m.lerp_(g, 1.0 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
-            p.sub_(step_size * m / (v.sqrt() / root_c2 + self.eps))
+                torch._foreach_mul_(self.params, 1.0 - self.lr * self.weight_decay)
+            torch._foreach_lerp_(self.exp_avg, grads, 1.0 - b1)
+            torch._foreach_mul_(self.exp_avg_sq, b2)
+            torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, value=1.0 - b2)
+            denom = torch._foreach_sqrt(self.exp_avg_sq)  # sqrt(v) / sqrt(1 - b2^t) + eps
+            torch._foreach_div_(denom, root_c2)
+            torch._foreach_add_(denom, self.eps)
+            step = torch._foreach_mul(self.exp_avg, step_size)  # lr / (1 - b1^t) * m / denom
+            torch._foreach_div_(step, denom)
+            torch._foreach_sub_(self.params, step)
         for p in self.projected:
             project_unit_norm(p)
 
@@ -94,5 +115,10 @@ class Adam:
 @torch.no_grad()
 def soft_update(target: Sequence[torch.Tensor], online: Sequence[torch.Tensor], tau: float) -> None:
     """theta' <- tau * theta + (1 - tau) * theta' (Polyak averaging of target networks)."""
-    for t, o in zip(target, online, strict=True):
-        t.lerp_(o, tau)
+    if len(target) != len(online):
+        raise ValueError(f"{len(target)} target tensors for {len(online)} online ones")
+    if torch.compiler.is_compiling():  # as in Adam.step: traced per tensor, eager as a list
+        for t, o in zip(target, online, strict=True):
+            t.lerp_(o, tau)
+    else:
+        torch._foreach_lerp_(list(target), list(online), tau)
