@@ -120,10 +120,10 @@ class BatchNormalize(torch.autograd.Function):
         scale = factor * weight,   d_weight = sum_B(g * centred) * factor,   d_shift = sum_B(g)
 
     Why: autograd's chain through the mean, the centring, the variance and the affine map is
-    a dozen passes over the `[E, B, F]` batch in eager mode, this is five; a CrossQ critic
-    layer's forward and backward ran 2.1-2.8x faster (benchmarks/README.md, issue 24). It is
-    one implementation for both modes: torch.compile traces it, torch.func differentiates it
-    (hence `setup_context`)."""
+    about a dozen passes over the `[E, B, F]` batch in eager mode, this backward is five; an
+    eager CrossQ 256 x 2 learning step took 0.94x the time (benchmarks/README.md, issue 24).
+    It is one implementation for both modes: torch.compile traces it, torch.func
+    differentiates it (hence `setup_context`)."""
 
     @staticmethod
     def forward(  # type: ignore[override]

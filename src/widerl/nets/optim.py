@@ -70,8 +70,9 @@ class Adam:
                 p.sub_(step_size * m / (v.sqrt() / root_c2 + self.eps))
         else:
             # Eager: the same arithmetic per element, each line one op over the whole tensor
-            # list (torch's foreach ops), a tenth of the ops to dispatch (benchmarks/README.md,
-            # issue 24). tests/agents' test_adam_* hold both forms to each other and to torch.
+            # list (torch's foreach ops): ten dispatches a step instead of nine per tensor
+            # (benchmarks/README.md, issue 24). tests/agents' test_adam_* hold both forms to
+            # each other and to torch.optim.
             if self.weight_decay:
                 torch._foreach_mul_(self.params, 1.0 - self.lr * self.weight_decay)
             torch._foreach_lerp_(self.exp_avg, grads, 1.0 - b1)
