@@ -19,6 +19,7 @@ from widerl.nets.norms import (
     EnsembleBatchRenorm,
     EnsembleLayerNorm,
     batch_moments,
+    make_norm,
     record_running_stats,
 )
 from widerl.replay.buffer import Batch, ReplayBuffer
@@ -222,6 +223,35 @@ def test_batch_normalize_backward_is_the_gradient_of_its_forward(renorm: bool) -
     shift = torch.randn(2, 1, 3, dtype=torch.float64)
     inputs = tuple(t.requires_grad_(True) for t in (x, weight, shift))
     assert torch.autograd.gradcheck(layer, inputs)
+
+
+@pytest.mark.parametrize("layer", ["batchnorm", "batchrenorm"])
+def test_norms_eager_and_traced_forms_agree(layer: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Train mode runs BatchNormalize eagerly and autograd's own chain when torch.compile
+    traces it (nets/norms.py: normalize): the same outputs, gradients and running statistics
+    to float rounding, Batch Renormalization past its warm-up with r and d clipped in part."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 40, 5) * 2 + 0.5
+    g = torch.randn(2, 40, 5)
+    results = []
+    for traced in (False, True):
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda t=traced: t)
+        torch.manual_seed(1)
+        norm = make_norm(layer, 2, 5)
+        with torch.no_grad():
+            norm.weight.copy_(torch.rand(2, 1, 5) + 0.5)
+            norm.bias.copy_(torch.randn(2, 1, 5))
+            norm.running_var.fill_(0.5)
+        if isinstance(norm, EnsembleBatchRenorm):
+            norm.warmup = 0
+        xi = x.clone().requires_grad_(True)
+        y = norm(xi)
+        grads = torch.autograd.grad(y, (xi, norm.weight, norm.bias), g)
+        results.append([y, *grads, norm.running_mean.clone(), norm.running_var.clone()])
+    monkeypatch.undo()
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b)
+    assert results[0][1].abs().max() > 0.1  # the input gradient is not zero by construction
 
 
 def test_batch_renorm_records_its_statistics_inside_a_loss() -> None:

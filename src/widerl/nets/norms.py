@@ -122,8 +122,10 @@ class BatchNormalize(torch.autograd.Function):
     Why: autograd's chain through the mean, the centring, the variance and the affine map is
     about a dozen passes over the `[E, B, F]` batch in eager mode, this backward is five; an
     eager CrossQ 256 x 2 learning step took 0.94x the time (benchmarks/README.md, issue 24).
-    It is one implementation for both modes: torch.compile traces it, torch.func
-    differentiates it (hence `setup_context`)."""
+    Eager only (`normalize`): traced, autograd's own chain is what inductor fuses anyway, and
+    an autograd function in the graph keeps AOTAutograd's cache from storing it (a warm
+    compile of the CrossQ step took 19 s instead of 10). `setup_context` keeps it usable
+    under torch.func all the same."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -158,6 +160,36 @@ class BatchNormalize(torch.autograd.Function):
         return dx, None, None, None, g_centred * factor, g_sum
 
 
+def train_statistics(
+    x: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x - mu_B, 1 / sigma_B, mu_B, var_B) over the batch dim of `[E, B, F]` for
+    `normalize`: eagerly all without autograd (BatchNormalize's backward holds their gradient);
+    traced, the first two with theirs. mu_B and the biased var_B never carry one."""
+    traced = torch.compiler.is_compiling()
+    centred, mean, var = batch_moments(x if traced else x.detach())
+    return centred, torch.rsqrt(var + eps), mean.detach(), var.detach()
+
+
+def normalize(
+    x: torch.Tensor,
+    centred: torch.Tensor,
+    inv_std: torch.Tensor,
+    r: torch.Tensor | None,
+    weight: torch.Tensor,
+    shift: torch.Tensor,
+) -> torch.Tensor:
+    """A norm layer's train-mode output `shift + centred * (inv_std [* r] * weight)` with the
+    gradient through the batch statistics (from `train_statistics`): eagerly through
+    BatchNormalize, traced (torch.compile) as autograd's chain of ordinary ops, for the reason
+    BatchNormalize gives. The same forward arithmetic either way; tests hold the gradients of
+    the two forms to each other."""
+    if torch.compiler.is_compiling():
+        factor = inv_std if r is None else inv_std * r
+        return torch.addcmul(shift, centred, factor * weight)
+    return BatchNormalize.apply(x, centred, inv_std, r, weight, shift)
+
+
 class EnsembleBatchNorm(EnsembleNorm):
     """BatchNorm1d per member: statistics over the batch dim of `[E, B, F]` (Ioffe & Szegedy
     2015). Train mode normalises with the batch's statistics and moves the running ones;
@@ -172,13 +204,12 @@ class EnsembleBatchNorm(EnsembleNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()  # statistics in float32 under --amp bf16, as autocast keeps torch's norms
         if self.training:
-            centred, mean, var = batch_moments(x.detach())
+            centred, inv_std, mean, var = train_statistics(x, self.eps)
             n = x.shape[1]
             # torch's convention: normalise with the biased variance, track the unbiased one.
             _update_running(self.running_mean, mean, self.momentum)
             _update_running(self.running_var, var * (n / max(n - 1, 1)), self.momentum)
-            inv_std = torch.rsqrt(var + self.eps)
-            return BatchNormalize.apply(x, centred, inv_std, None, self.weight, self.bias)
+            return normalize(x, centred, inv_std, None, self.weight, self.bias)
         # The per-feature factors first (small tensors), then one pass over the batch.
         centred = x - self.running_mean
         return torch.addcmul(
@@ -230,11 +261,9 @@ class EnsembleBatchRenorm(EnsembleNorm):
             return (x - self.running_mean) * torch.rsqrt(
                 self.running_var + self.eps
             ) * self.weight + self.bias
-        # The statistics without autograd: BatchNormalize's backward holds their gradient.
-        centred, mean, var = batch_moments(x.detach())
+        centred, inv_std, mean, var = train_statistics(x, self.eps)
         running_mean, running_var = _current(self.running_mean), _current(self.running_var)
         steps = _current(self.steps)
-        inv_std = torch.rsqrt(var + self.eps)  # 1 / sigma_B
         running_std = torch.sqrt(running_var + self.eps)
         r = (torch.sqrt(var + self.eps) / running_std).clamp(1.0 / self.r_max, self.r_max)
         d = ((mean - running_mean) / running_std).clamp(-self.d_max, self.d_max)
@@ -246,9 +275,7 @@ class EnsembleBatchRenorm(EnsembleNorm):
         _record(self.steps, steps + 1)
         # ((x - mu_B) / sigma_B * r + d) * weight + bias, the per-feature factors first (small
         # tensors), then one pass over the batch: the same value, a fraction of the kernels.
-        return BatchNormalize.apply(
-            x, centred, inv_std, r, self.weight, d * self.weight + self.bias
-        )
+        return normalize(x, centred, inv_std, r, self.weight, d * self.weight + self.bias)
 
     def extra_repr(self) -> str:
         return (
