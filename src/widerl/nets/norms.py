@@ -185,8 +185,8 @@ def normalize(
     BatchNormalize gives. The same forward arithmetic either way; tests hold the gradients of
     the two forms to each other."""
     if torch.compiler.is_compiling():
-        factor = inv_std if r is None else inv_std * r
-        return torch.addcmul(shift, centred, factor * weight)
+        # The function's forward called as plain ops: autograd differentiates them itself.
+        return BatchNormalize.forward(x, centred, inv_std, r, weight, shift)
     return BatchNormalize.apply(x, centred, inv_std, r, weight, shift)
 
 
