@@ -113,8 +113,8 @@ def test_a_compiled_run_compiles_once_and_matches_the_eager_run(
     from widerl.run.trainer import Trainer
 
     original = learner.compile_step
-    monkeypatch.setattr(learner, "compile_step", lambda fn, dev, backend="inductor": original(
-        fn, dev, "aot_eager"))  # fmt: skip
+    monkeypatch.setattr(learner, "compile_step", lambda fn, dev, backend="inductor", **kw:
+        original(fn, dev, "aot_eager", **kw))  # fmt: skip
     step = Trainer.learn_step
 
     def strict_after_warmup(self: Trainer) -> None:

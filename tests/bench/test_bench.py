@@ -368,8 +368,8 @@ def test_utd_times_calls_of_several_updates(
     assert [n for n in sizes if n > 1] == [3] * (7 + 2 * 2)
     assert "widerl updates/s 3/call" in format_bench(r)
     original = learner.compile_step
-    monkeypatch.setattr(learner, "compile_step", lambda fn, dev, backend="inductor": original(
-        fn, dev, "aot_eager"))  # fmt: skip
+    monkeypatch.setattr(learner, "compile_step", lambda fn, dev, backend="inductor", **kw:
+        original(fn, dev, "aot_eager", **kw))  # fmt: skip
     r = tiny("td3", peer=False, compiled=True, settings={"utd": 3})
     assert r["compiled"] and r["ours_updates_per_s"] > 0
 

@@ -33,8 +33,20 @@ forward and backward, inductor's generated and built C++ or Triton code) in its 
 AOTAutograd caches under `TORCHINDUCTOR_CACHE_DIR`; widerl points that at
 `<cache>/torch` unless it is set already. Its entries are keyed by the traced graph, torch's
 version and the compiler's settings, so another configuration, network or torch release
-compiles anew, and a stale entry is never used; deleting the folder is always safe. A second
-run of a configuration still traces with TorchDynamo (seconds) but builds nothing.
+compiles anew, and a stale entry is never used; deleting the folder is always safe. On top
+of them a run's compiled CPU step is kept whole (`SavedStep`): TorchDynamo's capture,
+AOTAutograd's graph and inductor's generated code, one file per graph in `<cache>/steps/`,
+written by `torch.compile(...).aot_compile` and read by `torch.compiler.
+load_compiled_function`. A second run of the configuration loads it (1-2 s) instead of
+tracing the step again with TorchDynamo (4-11 s with torch's caches warm, 256 x 2 on this
+CPU; benchmarks/README.md, issue 24). A file is named by the configuration key (`step_key`)
+and a hash of the call's static arguments (the tensors' shapes and dtypes, TD3's actor-step
+flags), so another configuration, widerl source or torch version never reads it; torch
+refuses a file from another Python or torch version, and a file that does not load (damaged,
+half written, refused) is compiled again and replaced. The `KEEP_SAVED` most recently used
+files stay, older ones are deleted. The built C++ stays in `<cache>/torch`: a saved step
+loaded without it builds it again once (tens of seconds). A CUDA step (captured as a CUDA
+graph) is not saved; it compiles through torch's caches, traced again by each run.
 `<cache>/compile-costs.json` is widerl's own index: per configuration key (`step_key`), the
 measured cold and warm compilation seconds and the eager and compiled milliseconds per update.
 The key holds torch's version and a hash of widerl's source, so after an upgrade or an edit
@@ -72,11 +84,13 @@ FIRST_CALLS = 8
 COMPILED_TIMED = 100
 WARM_POLL = 200  # calls between looks at the index while the child compiles
 # Priors for a configuration never compiled here (benchmarks/README.md, issue 24: a compiled
-# step took 0.54-0.8x of the eager one on this 2-core CPU; a cold compilation 15-35 s for
-# 256 x 2 networks, warm 3-5 s; larger networks and slower machines take longer).
+# step took 0.54-0.8x of the eager one on this 2-core CPU; a cold compilation 15-70 s for
+# 256 x 2 networks; a warm one, a saved step loaded, 1.6-2.0 s; larger networks and slower
+# machines take longer).
 PRIOR_COMPILED = 0.7
 PRIOR_COLD_S = 40.0
-PRIOR_WARM_S = 6.0
+PRIOR_WARM_S = 3.0
+KEEP_SAVED = 64  # saved steps (files of <cache>/steps) kept, the most recently used
 # What does not change the traced step: where a run writes, how long it runs, how it
 # collects and evaluates, its seed (the key is the same for every seed).
 NOT_IN_KEY = {
@@ -99,6 +113,94 @@ def use_cache_folder() -> Path:
     set (torch reads it whenever it looks up its caches)."""
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_root() / "torch"))
     return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+
+
+def no_guards(entries: list[Any]) -> list[bool]:
+    """TorchDynamo's guards for a saved step, none kept: what they would check (the networks,
+    the settings, the code) is in the saved step's key, and the arguments in its spec."""
+    return [False] * len(entries)
+
+
+def call_spec(x: Any) -> str:
+    """What a compiled graph is specialised on in a step call's arguments: the nesting, the
+    tensors' shapes, dtypes and device types, and every other value itself (TD3's actor-step
+    flags)."""
+    if isinstance(x, torch.Tensor):
+        return f"T{tuple(x.shape)}{x.dtype}{x.device.type}"
+    if isinstance(x, (list, tuple)):
+        return "[" + ",".join(call_spec(y) for y in x) + "]"
+    if isinstance(x, dict):
+        return "{" + ",".join(f"{k}:{call_spec(v)}" for k, v in sorted(x.items())) + "}"
+    return repr(x)
+
+
+class SavedStep:
+    """A learning step (a bound method) compiled ahead of time and kept in `<cache>/steps`
+    (the module's "The caches"): one graph per distinct `call_spec` of its arguments, each
+    loaded from `<name>-<spec hash>.compiled` when there, else compiled with `compile_fn()`
+    (a torch.compile of the method keeping `no_guards`) and saved there. `events` says of each
+    graph whether it was loaded or compiled (for the run's log)."""
+
+    def __init__(self, method: Callable[..., Any], name: str,
+                 compile_fn: Callable[[], Any]) -> None:  # fmt: skip
+        self.owner = method.__self__  # type: ignore[attr-defined]
+        self.name, self.compile_fn = name, compile_fn
+        self.compiled: Any = None  # the torch.compile object, made on the first miss
+        self.graphs: dict[str, Callable[..., Any]] = {}
+        self.events: list[str] = []
+
+    def __call__(self, *args: Any) -> Any:
+        spec = call_spec(args)
+        graph = self.graphs.get(spec)
+        if graph is None:
+            graph = self.graphs[spec] = self._graph(spec, args)
+        return graph(self.owner, *args)
+
+    def _graph(self, spec: str, args: tuple[Any, ...]) -> Callable[..., Any]:
+        folder = cache_root() / "steps"
+        path = folder / f"{self.name}-{hashlib.sha256(spec.encode()).hexdigest()[:12]}.compiled"
+        if path.exists():
+            try:
+                with path.open("rb") as f:
+                    graph = torch.compiler.load_compiled_function(f)
+                graph.disable_guard_check()  # none were kept (no_guards)
+                os.utime(path)  # recently used: pruning keeps it
+                self.events.append("loaded")
+                return graph
+            except Exception as e:  # damaged, half written, another Python or torch
+                self.events.append(f"{path.name} did not load ({type(e).__name__}), compiled")
+        if self.compiled is None:
+            self.compiled = self.compile_fn()
+        for attempt in range(3):
+            try:
+                graph = self.compiled.aot_compile((args, {}))
+                break
+            except torch._dynamo.exc.TensorifyScalarRestartAnalysis:
+                # TorchDynamo asks to trace again with a float it had kept symbolic now
+                # fixed (it remembers which); torch.compile restarts by itself.
+                if attempt == 2:
+                    raise
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            graph.save_compiled_function(str(path))  # written whole, then renamed
+            _prune(folder)
+            self.events.append("compiled and saved")
+        except Exception as e:  # a full or read-only disk costs the next run, never this one
+            self.events.append(f"compiled, not saved ({type(e).__name__}: {e})")
+        graph.disable_guard_check()
+        return graph
+
+
+def _prune(folder: Path) -> None:
+    """Keep the `KEEP_SAVED` most recently used saved steps."""
+    dated = []
+    for f in folder.glob("*.compiled"):
+        try:
+            dated.append((f.stat().st_mtime, f))
+        except OSError:
+            continue  # another run's pruning removed it
+    for _, f in sorted(dated, reverse=True)[KEEP_SAVED:]:
+        f.unlink(missing_ok=True)
 
 
 @functools.cache
@@ -212,6 +314,8 @@ class CompileChoice:
         self.calls = 0  # learner calls through this choice (this process)
         self.eager_ms: float | None = None
         self.compiled_at: int | None = 0 if learner.compiled else None  # call index
+        if mode != "off":
+            learner.save_compiled_as(key)  # a CPU step kept in <cache>/steps (SavedStep)
         self._times: list[tuple[float, int]] = []  # (seconds, updates) per timed call
         if mode == "on":
             self.log(f"compile on: compiled step ({self._cache_state()}, key {key})")
@@ -330,8 +434,10 @@ class CompileChoice:
                 figures["eager_ms"] = self.eager_ms
             self.index.update(self.key, **figures)
             than = f" against {self.eager_ms:.2f} ms eager" if self.eager_ms else ""
+            events = self.learner.compile_events()
+            graphs = f"; graphs: {', '.join(events)}" if events else ""
             self.log(f"compiled: {compile_s:.1f} s compiling ({self._cache_state()}), then "
-                     f"{compiled_ms:.2f} ms per update{than}")  # fmt: skip
+                     f"{compiled_ms:.2f} ms per update{than}{graphs}")  # fmt: skip
 
 
 def _ms_per_update(times: list[tuple[float, int]]) -> float:

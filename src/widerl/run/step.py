@@ -28,7 +28,7 @@ from widerl.agents.base import Agent
 from widerl.nets.features import FeatureLearner
 from widerl.replay.buffer import TRANSITION_FIELDS, Batch, ReplayBuffer, Steps
 from widerl.run.allocator import keep_freed_memory
-from widerl.run.compiling import use_cache_folder
+from widerl.run.compiling import SavedStep, no_guards, use_cache_folder
 
 
 class LearnStep:
@@ -61,6 +61,7 @@ class LearnStep:
         self._fn: Callable[..., dict[str, torch.Tensor]] = self._step
         self._many_fn: Callable[..., dict[str, torch.Tensor]] = self._steps
         self.compiled: bool | str = False
+        self.key: str | None = None  # the configuration key a compiled step is saved under
         if compiled:
             self.compile(compiled)
 
@@ -68,13 +69,28 @@ class LearnStep:
         """From the next call on, the step torch.compile'd (True: inductor, what --compile
         runs; a string: that backend, e.g. the tests' aot_eager). Eager and compiled steps
         compute the same update (to float rounding), so a run may switch between calls
-        (--compile auto, run/compiling.py)."""
+        (--compile auto, run/compiling.py). With a `key` (`save_compiled_as`) a CPU step is
+        compiled ahead of time and kept in widerl's cache (compiling.SavedStep)."""
         self.compiled = backend
         name = backend if isinstance(backend, str) else "inductor"
+        device = self.replay.device
         # Both forms; torch compiles each on its first call (a run of --utd K calls the
         # single step only where K updates would cross an evaluation or a reset).
-        self._fn = compile_step(_own_code(self._step), self.replay.device, name)
-        self._many_fn = compile_step(_own_code(self._steps), self.replay.device, name)
+        saved = (None, None) if self.key is None else (f"{self.key}-step", f"{self.key}-steps")
+        self._fn = compile_step(_own_code(self._step), device, name, saved_as=saved[0])
+        self._many_fn = compile_step(_own_code(self._steps), device, name, saved_as=saved[1])
+
+    def save_compiled_as(self, key: str) -> None:
+        """Keep the compiled step in widerl's cache under the configuration key `key`
+        (compiling.step_key), from the next compilation on (at once if compiled already: no
+        graph is built before the first call)."""
+        self.key = key
+        if self.compiled:
+            self.compile(self.compiled)
+
+    def compile_events(self) -> list[str]:
+        """Of each graph of a saved step: loaded from the cache or compiled (run.log)."""
+        return [e for f in (self._fn, self._many_fn) for e in getattr(f, "events", [])]
 
     def __call__(self, grad_step: int, total_steps: int, n: int = 1) -> dict[str, torch.Tensor]:
         """Updates `grad_step + 1 .. grad_step + n` in one call. n = 1: metrics as the class
@@ -186,16 +202,24 @@ def _own_code(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def compile_step(
-    fn: Callable[..., Any], device: torch.device, backend: str = "inductor"
-) -> Callable[..., Any]:
+    fn: Callable[..., Any], device: torch.device, backend: str = "inductor",
+    saved_as: str | None = None,
+) -> Callable[..., Any]:  # fmt: skip
     """torch.compile of a whole learning step as one graph. On CPU, inductor's C++ wrapper
     calls the kernels without a Python call each (measured faster, benchmarks/README.md); on
     CUDA the graph is captured as a CUDA graph ("reduce-overhead"). Another `backend` (e.g.
     "aot_eager": the same capture of the graph, forward and backward, run by eager kernels)
-    compiles in seconds instead of a minute: the tests use it for most cases."""
+    compiles in seconds instead of a minute: the tests use it for most cases. `saved_as`: a
+    CPU step compiled ahead of time and kept in widerl's cache under that name
+    (compiling.SavedStep; a later run loads it instead of tracing it again)."""
     use_cache_folder()  # torch's caches in widerl's cache folder (run/compiling.py)
-    if backend != "inductor":
-        return torch.compile(fn, fullgraph=True, dynamic=False, backend=backend)
-    if device.type == "cuda":
+    if device.type == "cuda" and backend == "inductor":
         return torch.compile(fn, fullgraph=True, dynamic=False, mode="reduce-overhead")
-    return torch.compile(fn, fullgraph=True, dynamic=False, options={"cpp_wrapper": True})
+    options: dict[str, Any] = {"cpp_wrapper": True} if backend == "inductor" else {}
+    if saved_as is None or device.type != "cpu":
+        return torch.compile(fn, fullgraph=True, dynamic=False, backend=backend,
+                             options=options or None)  # fmt: skip
+    return SavedStep(fn, saved_as, lambda: torch.compile(
+        fn, fullgraph=True, dynamic=False, backend=backend,
+        options={**options, "guard_filter_fn": no_guards},
+    ))  # fmt: skip

@@ -61,6 +61,7 @@ def _warm(payload: dict[str, Any], threads: int) -> None:
     # Eager and compiled times under the same load: the run scales their ratio by its own
     # eager time (payoff), so a child slowed by the run it shares the CPU with misleads less.
     eager = timed(calls(EAGER_SKIPPED) + calls(EAGER_TIMED))[calls(EAGER_SKIPPED) :]
+    learner.save_compiled_as(payload["key"])  # what the run will load (compiling.SavedStep)
     learner.compile()
     times = timed(FIRST_CALLS + calls(COMPILED_TIMED))
     compiled_ms = 1e3 * sum(times[FIRST_CALLS:]) / (len(times[FIRST_CALLS:]) * k)
