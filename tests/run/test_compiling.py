@@ -259,6 +259,17 @@ def test_the_key_is_what_the_step_depends_on() -> None:
     assert step_key(widerl.resolve(TINY), {"obs_dim": 4, "act_dim": 1}, cpu, 1) != key
 
 
+def test_the_key_changes_with_the_kind_of_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A saved step's code is built for the CPU's vector instructions: a cache folder shared
+    # by unlike nodes must not hand one node's build to another.
+    from widerl.run.compiling import step_key
+
+    dims, cpu = {"obs_dim": 3, "act_dim": 1}, torch.device("cpu")
+    key = step_key(widerl.resolve(TINY), dims, cpu, 1)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "NO_AVX")
+    assert step_key(widerl.resolve(TINY), dims, cpu, 1) != key
+
+
 def test_the_key_changes_with_widerls_source(monkeypatch: pytest.MonkeyPatch) -> None:
     # An edited loss traces another graph: the index must not call its compilation warm.
     from widerl.run import compiling

@@ -37,16 +37,17 @@ compiles anew, and a stale entry is never used; deleting the folder is always sa
 of them a run's compiled CPU step is kept whole (`SavedStep`): TorchDynamo's capture,
 AOTAutograd's graph and inductor's generated code, one file per graph in `<cache>/steps/`,
 written by `torch.compile(...).aot_compile` and read by `torch.compiler.
-load_compiled_function`. A second run of the configuration loads it (1-2 s) instead of
-tracing the step again with TorchDynamo (4-11 s with torch's caches warm, 256 x 2 on this
+load_compiled_function`. A second run of the configuration loads it (1.6-2 s) instead of
+tracing the step again with TorchDynamo (6-9 s with torch's caches warm, 256 x 2 on this
 CPU; benchmarks/README.md, issue 24). A file is named by the configuration key (`step_key`)
-and a hash of the call's static arguments (the tensors' shapes and dtypes, TD3's actor-step
-flags), so another configuration, widerl source or torch version never reads it; torch
-refuses a file from another Python or torch version, and a file that does not load (damaged,
-half written, refused) is compiled again and replaced. The `KEEP_SAVED` most recently used
-files stay, older ones are deleted. The built C++ stays in `<cache>/torch`: a saved step
-loaded without it builds it again once (tens of seconds). A CUDA step (captured as a CUDA
-graph) is not saved; it compiles through torch's caches, traced again by each run.
+and a hash of the call's static arguments (the tensors' shapes and dtypes, TD3's
+actor-step flags), so another configuration, widerl source, torch version or kind of CPU
+never reads it; torch refuses a file from another Python or torch version, and a file that
+does not load (damaged, half written, refused) is compiled again and replaced. The
+`KEEP_SAVED` most recently used files stay, older ones are deleted. The built C++ stays in
+`<cache>/torch`: a saved step loaded without it builds it again once (tens of seconds). A
+CUDA step (captured as a CUDA graph) is not saved; it compiles through torch's caches,
+traced again by each run.
 `<cache>/compile-costs.json` is widerl's own index: per configuration key (`step_key`), the
 measured cold and warm compilation seconds and the eager and compiled milliseconds per update.
 The key holds torch's version and a hash of widerl's source, so after an upgrade or an edit
@@ -61,6 +62,7 @@ import functools
 import hashlib
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -217,11 +219,14 @@ def source_fingerprint() -> str:
 
 def step_key(cfg: Config, dims: dict[str, int], device: torch.device, seeds: int) -> str:
     """What the traced learning step depends on: the configuration's learning fields, the
-    networks' input sizes, the device type, the number of stacked seeds, the torch version
+    networks' input sizes, the device type, the number of stacked seeds, torch's version and
+    thread count, the CPU's architecture and vector instructions (a saved step's code is
+    built for them: a cache folder shared by a cluster's unlike nodes keeps one per kind),
     and widerl's source (`source_fingerprint`), hashed (12 hex digits)."""
     fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}
     what = {"cfg": fields, "dims": dims, "device": device.type, "seeds": seeds,
             "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu": [platform.machine(), torch.backends.cpu.get_cpu_capability()],
             "source": source_fingerprint()}  # fmt: skip
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
 
