@@ -149,9 +149,9 @@ class Toy:
 
 
 def saved_toy(toy: Toy) -> compiling.SavedStep:
-    return compiling.SavedStep(toy.step, "toy", lambda: torch.compile(
+    return compiling.SavedStep(toy.step, "toy", lambda guards: torch.compile(
         toy.step, fullgraph=True, dynamic=False, backend="aot_eager",
-        options={"guard_filter_fn": compiling.no_guards}))  # fmt: skip
+        options={"guard_filter_fn": guards} if guards else None))  # fmt: skip
 
 
 def test_a_saved_step_per_call_spec_reads_its_owners_tensors_when_called() -> None:
@@ -175,6 +175,24 @@ def test_a_saved_step_per_call_spec_reads_its_owners_tensors_when_called() -> No
     assert later.events[-1] == "compiled and saved"
     assert compiling.call_spec((x3, True)) != compiling.call_spec((x3, False))
     assert compiling.call_spec((x3, True)) != compiling.call_spec(([x3[0].double()], True))
+
+
+def test_a_step_torch_cannot_compile_ahead_of_time_falls_back_to_torch_compile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where aot_compile fails, the step is torch.compile'd with its guards (nothing saved):
+    each spec still gets its own graph (a guard-free fallback would reuse the first)."""
+
+    def refuse(self: object, *_: object) -> None:
+        raise RuntimeError("cannot serialize this")
+
+    monkeypatch.setattr(compiling.SavedStep, "_aot_compile", refuse)
+    step = saved_toy(Toy())
+    x3 = [torch.arange(3.0)]
+    assert torch.equal(step(x3, True), torch.arange(3.0))
+    assert torch.equal(step(x3, False), torch.arange(3.0) + 1)
+    assert step.events == ["not saved: torch.compile with guards (RuntimeError)"] * 2
+    assert not list((cache_root() / "steps").glob("*.compiled"))
 
 
 def test_only_the_most_recently_used_saved_steps_stay(monkeypatch: pytest.MonkeyPatch) -> None:

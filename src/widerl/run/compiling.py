@@ -44,7 +44,9 @@ and a hash of the call's static arguments (the tensors' shapes and dtypes, TD3's
 actor-step flags), so another configuration, widerl source, torch version or kind of CPU
 never reads it; torch refuses a file from another Python or torch version, and a file that
 does not load (damaged, half written, refused) is compiled again and replaced. The
-`KEEP_SAVED` most recently used files stay, older ones are deleted. The built C++ stays in
+`KEEP_SAVED` most recently used files stay, older ones are deleted. A step torch cannot
+compile ahead of time is compiled as before, with its guards, and not saved (run.log says
+which graphs were loaded, saved or neither). The built C++ stays in
 `<cache>/torch`: a saved step loaded without it builds it again once (tens of seconds). A
 CUDA step (captured as a CUDA graph) is not saved; it compiles through torch's caches,
 traced again by each run.
@@ -57,6 +59,7 @@ a configuration counts as never compiled here until it is measured again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -139,15 +142,18 @@ def call_spec(x: Any) -> str:
 class SavedStep:
     """A learning step (a bound method) compiled ahead of time and kept in `<cache>/steps`
     (the module's "The caches"): one graph per distinct `call_spec` of its arguments, each
-    loaded from `<name>-<spec hash>.compiled` when there, else compiled with `compile_fn()`
-    (a torch.compile of the method keeping `no_guards`) and saved there. `events` says of each
-    graph whether it was loaded or compiled (for the run's log)."""
+    loaded from `<name>-<spec hash>.compiled` when there, else compiled ahead of time with
+    `compile_fn(no_guards)` (a torch.compile of the method with that guard filter) and saved
+    there. Where torch cannot compile it ahead of time, the step falls back to
+    `compile_fn(None)`, torch.compile with its guards, not saved. `events` says of each graph
+    whether it was loaded, compiled and saved, or neither (for the run's log)."""
 
     def __init__(self, method: Callable[..., Any], name: str,
-                 compile_fn: Callable[[], Any]) -> None:  # fmt: skip
+                 compile_fn: Callable[[Callable[..., Any] | None], Any]) -> None:  # fmt: skip
         self.owner = method.__self__  # type: ignore[attr-defined]
         self.name, self.compile_fn = name, compile_fn
         self.compiled: Any = None  # the torch.compile object, made on the first miss
+        self.fallback: Any = None  # torch.compile with guards, if ever needed
         self.graphs: dict[str, Callable[..., Any]] = {}
         self.events: list[str] = []
 
@@ -166,22 +172,21 @@ class SavedStep:
                 with path.open("rb") as f:
                     graph = torch.compiler.load_compiled_function(f)
                 graph.disable_guard_check()  # none were kept (no_guards)
-                os.utime(path)  # recently used: pruning keeps it
                 self.events.append("loaded")
+                with contextlib.suppress(OSError):
+                    os.utime(path)  # recently used: pruning keeps it
                 return graph
             except Exception as e:  # damaged, half written, another Python or torch
                 self.events.append(f"{path.name} did not load ({type(e).__name__}), compiled")
         if self.compiled is None:
-            self.compiled = self.compile_fn()
-        for attempt in range(3):
-            try:
-                graph = self.compiled.aot_compile((args, {}))
-                break
-            except torch._dynamo.exc.TensorifyScalarRestartAnalysis:
-                # TorchDynamo asks to trace again with a float it had kept symbolic now
-                # fixed (it remembers which); torch.compile restarts by itself.
-                if attempt == 2:
-                    raise
+            self.compiled = self.compile_fn(no_guards)
+        try:
+            graph = self._aot_compile(args)
+        except Exception as e:  # what torch cannot capture or serialize ahead of time
+            if self.fallback is None:
+                self.fallback = self.compile_fn(None)
+            self.events.append(f"not saved: torch.compile with guards ({type(e).__name__})")
+            return lambda owner, *a: self.fallback(*a)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             graph.save_compiled_function(str(path))  # written whole, then renamed
@@ -191,6 +196,17 @@ class SavedStep:
             self.events.append(f"compiled, not saved ({type(e).__name__}: {e})")
         graph.disable_guard_check()
         return graph
+
+    def _aot_compile(self, args: tuple[Any, ...]) -> Any:
+        for attempt in range(3):
+            try:
+                return self.compiled.aot_compile((args, {}))
+            except torch._dynamo.exc.TensorifyScalarRestartAnalysis:
+                # TorchDynamo asks to trace again with a float it had kept symbolic now
+                # fixed (it remembers which); torch.compile restarts by itself.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
 
 def _prune(folder: Path) -> None:

@@ -28,7 +28,7 @@ from widerl.agents.base import Agent
 from widerl.nets.features import FeatureLearner
 from widerl.replay.buffer import TRANSITION_FIELDS, Batch, ReplayBuffer, Steps
 from widerl.run.allocator import keep_freed_memory
-from widerl.run.compiling import SavedStep, no_guards, use_cache_folder
+from widerl.run.compiling import SavedStep, use_cache_folder
 
 
 class LearnStep:
@@ -219,7 +219,7 @@ def compile_step(
     if saved_as is None or device.type != "cpu":
         return torch.compile(fn, fullgraph=True, dynamic=False, backend=backend,
                              options=options or None)  # fmt: skip
-    return SavedStep(fn, saved_as, lambda: torch.compile(
+    return SavedStep(fn, saved_as, lambda guards: torch.compile(
         fn, fullgraph=True, dynamic=False, backend=backend,
-        options={**options, "guard_filter_fn": no_guards},
+        options={**options, "guard_filter_fn": guards} if guards else options or None,
     ))  # fmt: skip
