@@ -198,15 +198,14 @@ class SavedStep:
         return graph
 
     def _aot_compile(self, args: tuple[Any, ...]) -> Any:
-        for attempt in range(3):
+        for _ in range(2):
             try:
                 return self.compiled.aot_compile((args, {}))
             except torch._dynamo.exc.TensorifyScalarRestartAnalysis:
                 # TorchDynamo asks to trace again with a float it had kept symbolic now
                 # fixed (it remembers which); torch.compile restarts by itself.
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+                continue
+        return self.compiled.aot_compile((args, {}))  # a third time, errors raised
 
 
 def _prune(folder: Path) -> None:
