@@ -14,6 +14,7 @@ import torch
 import widerl
 from widerl.run import compiling, warm_up
 from widerl.run.compiling import CostIndex, Decision, cache_root, payoff, use_cache_folder
+from widerl.run.trainer import Trainer
 
 TINY = {"env": "Pendulum-v1", "units": 16, "layers": 2, "batch_size": 32, "buffer_size": 5_000,
         "warmup": 200, "eval_episodes": 1, "progress": False, "threads": 1}  # fmt: skip
@@ -136,6 +137,20 @@ def test_a_saved_step_that_does_not_load_is_compiled_again(
     third = (tmp_path / "third" / "run.log").read_text().splitlines()
     assert third[1].endswith("graphs: loaded, loaded")
     assert learning("third") == learning("first")
+
+
+def test_a_cold_compile_traces_each_graph_once(tmp_path: Path, quick_decision: None) -> None:
+    """No argument of the step makes TorchDynamo start a trace again (a 0-d beta did: about
+    2 s more of a cold compile). With prioritized replay, where beta is used."""
+    torch._dynamo.reset()  # TorchDynamo remembers floats to fix from an earlier trace
+    settings = {**TINY, "algo": "td3", "sampler": "prioritized", "steps": 4, "eval_every": 4,
+                "compile": "on"}  # fmt: skip
+    (tmp_path / "run").mkdir()
+    trainer = Trainer(widerl.resolve(settings), tmp_path / "run")
+    trainer.run()
+    step = trainer.parts.learner._fn  # TD3: the step with and without the actor's update
+    assert step.events == ["compiled and saved"] * 2
+    assert step.traces == 2
 
 
 class Toy:

@@ -146,7 +146,8 @@ class SavedStep:
     `compile_fn(no_guards)` (a torch.compile of the method with that guard filter) and saved
     there. Where torch cannot compile it ahead of time, the step falls back to
     `compile_fn(None)`, torch.compile with its guards, not saved. `events` says of each graph
-    whether it was loaded, compiled and saved, or neither (for the run's log)."""
+    whether it was loaded, compiled and saved, or neither (for the run's log); `traces` counts
+    TorchDynamo's traces (one per compiled graph, more where it had to start again)."""
 
     def __init__(self, method: Callable[..., Any], name: str,
                  compile_fn: Callable[[Callable[..., Any] | None], Any]) -> None:  # fmt: skip
@@ -156,6 +157,7 @@ class SavedStep:
         self.fallback: Any = None  # torch.compile with guards, if ever needed
         self.graphs: dict[str, Callable[..., Any]] = {}
         self.events: list[str] = []
+        self.traces = 0
 
     def __call__(self, *args: Any) -> Any:
         spec = call_spec(args)
@@ -199,12 +201,15 @@ class SavedStep:
 
     def _aot_compile(self, args: tuple[Any, ...]) -> Any:
         for _ in range(2):
+            self.traces += 1
             try:
                 return self.compiled.aot_compile((args, {}))
             except torch._dynamo.exc.TensorifyScalarRestartAnalysis:
                 # TorchDynamo asks to trace again with a float it had kept symbolic now
-                # fixed (it remembers which); torch.compile restarts by itself.
+                # fixed (it remembers which); torch.compile restarts by itself. A 0-d float
+                # tensor argument used in an op does this (step.LearnStep.beta has shape [1]).
                 continue
+        self.traces += 1
         return self.compiled.aot_compile((args, {}))  # a third time, errors raised
 
 

@@ -54,7 +54,10 @@ class LearnStep:
         self.replay, self.features, self.agent = self.replays[0], features, agent
         self.batch_size = batch_size
         self.amp = agent.cfg.amp == "bf16"
-        self.beta = torch.zeros((), dtype=torch.float64, device=self.replay.device)
+        # Shape [1], not a 0-d tensor: TorchDynamo traces a step whose 0-d float argument an
+        # op uses twice (it first makes the value a symbolic float, then starts again with it
+        # a tensor: about 2 s more of a cold compile).
+        self.beta = torch.zeros(1, dtype=torch.float64, device=self.replay.device)
         self._betas: dict[int, torch.Tensor] = {}  # n -> [n] betas of a call of n updates
         if self.replay.device.type == "cpu":
             keep_freed_memory()  # the step's temporaries reuse warm pages (allocator.py)
