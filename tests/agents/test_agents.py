@@ -96,6 +96,7 @@ def test_tanh_gaussian_log_prob_matches_torch_distributions() -> None:
     )
     ref = dist.log_prob(a.clamp(-1 + 1e-6, 1 - 1e-6)).sum(-1)
     assert torch.allclose(logp, ref, atol=1e-3)
+    assert torch.equal(agent.actor.act(z, eps), a)  # acting: the same action, no log pi
 
 
 def test_td3_policy_delay_and_target_tau() -> None:

@@ -64,10 +64,13 @@ class GaussianActor(nn.Module):
         return squashed_sample(mean, log_std, eps)
 
     def act(self, z: torch.Tensor, eps: torch.Tensor | None) -> torch.Tensor:
-        """tanh(mean) without noise (deterministic evaluation), else a sample."""
+        """tanh(mean) without noise (deterministic evaluation), else a sample: `sample`'s
+        action by the same ops, without its log pi (a dozen small ops an env step never
+        reads)."""
         if eps is None:
             return self.deterministic(z)
-        return self.sample(z, eps)[0]
+        mean, log_std = self(z)
+        return torch.tanh(mean + log_std.exp() * eps)
 
     def deterministic(self, z: torch.Tensor) -> torch.Tensor:
         """The evaluation action tanh(mean) (what `widerl eval` and an export run)."""
