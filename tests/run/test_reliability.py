@@ -349,6 +349,29 @@ def test_metric_means_locate_the_first_nonfinite_update_without_host_sync(
     assert window.first_nonfinite == {} and window.means["q"] == pytest.approx(3e38, rel=1e-6)
 
 
+def test_metric_means_fold_the_sums_one_value_after_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Summed in folds of a few updates, the sums are those of adding each update at once,
+    bit for bit: values whose float64 sum depends on the order (a pairwise or blocked sum
+    would differ) and a fold boundary inside them."""
+    monkeypatch.setattr(MetricMeans, "FOLD_EVERY", 8)
+    big = float(2**53)  # 2^53 + 1 + 1 - 2^53: 0 one after another, 1 or 2 in another order
+    a = [big, 1.0, 1.0, -big, 1.0, 1.0, 1.0, 1.0, 0.5, 0.25, 3.0]
+    b = torch.randn(11, generator=torch.Generator().manual_seed(0)).mul(1e7).tolist()
+    rows = [torch.tensor([x, y]) for x, y in zip(a, b, strict=True)]
+    means = MetricMeans(["a", "b"])
+    for r in rows:
+        means.add_values(r)
+    sums = rows[0].to(torch.float64)
+    for r in rows[1:]:
+        sums.add_(r)  # one at a time, as the sums were kept before folding
+    window = means.read()
+    assert window.count == 11 and window.first_nonfinite == {}
+    assert window.means == {n: v / 11 for n, v in zip("ab", sums.tolist(), strict=True)}
+    assert torch.equal(means.state_dict()["sums"], sums)
+
+
 # --- run-folder lock ---------------------------------------------------------------------------
 @pytest.mark.slow
 def test_a_running_run_locks_its_folder(tmp_path: Path, capsys) -> None:

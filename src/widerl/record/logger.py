@@ -90,31 +90,50 @@ class MetricMeans:
     number of updates after which its running sum was still finite. A sum that became inf or
     NaN stays so (inf + x is inf or NaN) and float64 sums of float32 values cannot overflow,
     so that count is the position of the first non-finite update: divergence is located
-    without reading anything back before a row."""
+    without reading anything back before a row.
+
+    An update's values are only kept when added; every `FOLD_EVERY` updates (and before any
+    read) they are summed in one pass, a cumulative sum that adds them one after another as
+    adding each at once would (the same float64 sums, bit for bit). Three ops per update
+    less on the trainer's path, ahead of every learning step."""
+
+    FOLD_EVERY = 256
 
     def __init__(self, names: list[str]) -> None:
         self.names = names
         self.sums: torch.Tensor | None = None  # float64, one entry per name
         self.finite: torch.Tensor | None = None  # int64, one entry per name
         self.count = 0
+        self._pending: list[torch.Tensor] = []  # values added since the last fold
 
     @torch.no_grad()
     def add(self, metrics: dict[str, torch.Tensor]) -> None:
         self.add_values(torch.stack([metrics[n] for n in self.names]))
 
-    @torch.no_grad()
     def add_values(self, values: torch.Tensor) -> None:
         """One update's metrics as one tensor, in the order of `names`."""
-        if self.sums is None:
-            self.sums = values.to(torch.float64)
-            self.finite = torch.isfinite(values).long()
-        else:  # float64 += float32 in place: no separate conversion op
-            self.sums.add_(values)
-            self.finite.add_(torch.isfinite(self.sums))
+        self._pending.append(values)
         self.count += 1
+        if len(self._pending) >= self.FOLD_EVERY:
+            self._fold()
+
+    @torch.no_grad()
+    def _fold(self) -> None:
+        if not self._pending:
+            return
+        block = torch.stack(self._pending, dim=1).to(torch.float64)  # [names, updates]
+        self._pending = []
+        if self.sums is not None:
+            block = torch.cat([self.sums.unsqueeze(1), block], dim=1)
+        prefix = block.cumsum(1)  # a scan: each sum the one before plus the next value
+        new = prefix if self.sums is None else prefix[:, 1:]
+        finite = torch.isfinite(new).sum(1)
+        self.finite = finite if self.finite is None else self.finite + finite
+        self.sums = prefix[:, -1].clone()
 
     def read(self) -> Window:
         """The means and first non-finite positions so far, without resetting."""
+        self._fold()
         if self.sums is None:
             return Window({}, 0, {})
         values = torch.cat([self.sums, self.finite.to(torch.float64)]).cpu().tolist()  # one sync
@@ -124,7 +143,7 @@ class MetricMeans:
         return Window(means, self.count, bad)
 
     def reset(self) -> None:
-        self.sums, self.finite, self.count = None, None, 0
+        self.sums, self.finite, self.count, self._pending = None, None, 0, []
 
     def pop(self) -> dict[str, float]:
         means = self.read().means
@@ -133,11 +152,13 @@ class MetricMeans:
 
     def state_dict(self) -> dict:
         """The partial sums since the last row, so that a resumed run writes the same row."""
+        self._fold()
         cpu = None if self.sums is None else self.sums.cpu()
         finite = None if self.finite is None else self.finite.cpu()
         return {"names": list(self.names), "sums": cpu, "finite": finite, "count": self.count}
 
     def load_state_dict(self, state: dict, device: torch.device) -> None:
+        self._pending = []
         if list(state["names"]) != list(self.names) or state["sums"] is None:
             self.reset()
             return
