@@ -32,11 +32,17 @@ _LOG2 = math.log(2.0)
 BodyFactory = Callable[[int, int], Body]  # (members, in_dim) -> body
 
 
+def presquash(mean: torch.Tensor, log_std: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """u = mean + std * eps, the Gaussian sample before tanh (one place, so that acting and
+    the losses' samples take the same ops)."""
+    return mean + log_std.exp() * eps
+
+
 def squashed_sample(
     mean: torch.Tensor, log_std: torch.Tensor, eps: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """a = tanh(u), u = mean + std * eps, and log pi(a) (SAC, Appendix C)."""
-    u = mean + log_std.exp() * eps
+    u = presquash(mean, log_std, eps)
     # log N(u; mean, std) written with eps = (u - mean) / std, saving a division.
     log_prob = (-0.5 * eps.square() - log_std - _HALF_LOG_2PI).sum(-1)
     # Change of variables for tanh (SAC Eq. 21), in the stable form
@@ -69,8 +75,7 @@ class GaussianActor(nn.Module):
         reads)."""
         if eps is None:
             return self.deterministic(z)
-        mean, log_std = self(z)
-        return torch.tanh(mean + log_std.exp() * eps)
+        return torch.tanh(presquash(*self(z), eps))
 
     def deterministic(self, z: torch.Tensor) -> torch.Tensor:
         """The evaluation action tanh(mean) (what `widerl eval` and an export run)."""
