@@ -192,6 +192,106 @@ def test_a_saved_step_per_call_spec_reads_its_owners_tensors_when_called() -> No
     assert compiling.call_spec((x3, True)) != compiling.call_spec(([x3[0].double()], True))
 
 
+def test_a_graph_another_process_is_compiling_is_waited_for_and_loaded(
+    tmp_path: Path,
+) -> None:
+    """A missed graph whose claim a live process holds is waited for and loaded, not compiled
+    a second time; a claim of a process that ended (reaped or a zombie) is taken over."""
+    import subprocess
+    import threading
+    import time
+
+    x3 = [torch.arange(3.0)]
+    saved_toy(Toy())(x3, True)  # the graph "another process" will have compiled
+    (path,) = (cache_root() / "steps").glob("toy-*.compiled")
+    path.rename(tmp_path / "elsewhere")
+    claim = path.with_name(path.name + ".building")
+    other = subprocess.Popen(["sleep", "60"])  # the live process compiling it
+    claim.write_text(str(other.pid))
+
+    def other_finishes() -> None:
+        time.sleep(0.5)
+        (tmp_path / "elsewhere").rename(path)
+        claim.unlink()
+
+    threading.Thread(target=other_finishes).start()
+    step = saved_toy(Toy())
+    assert torch.equal(step(x3, True), torch.arange(3.0))
+    (event,) = step.events
+    assert event.startswith("loaded, compiled by another process (") and event.endswith(
+        " s waited)"
+    )
+    assert float(event.split("(")[1].split(" s")[0]) >= 0.4
+    assert step.traces == 0  # nothing traced here
+    other.kill()
+    other.wait()
+    # Claims of ended processes: one waited for (reaped), one not yet (a zombie).
+    zombie = subprocess.Popen(["true"])
+    while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        time.sleep(0.01)
+    for pid in (other.pid, zombie.pid):
+        path.unlink()
+        claim.write_text(str(pid))
+        step = saved_toy(Toy())
+        t0 = time.monotonic()
+        assert torch.equal(step(x3, True), torch.arange(3.0))
+        assert time.monotonic() - t0 < compiling.CLAIM_WAIT_S
+        assert step.events == ["compiled and saved"] and not claim.exists()
+    zombie.wait()
+
+
+@pytest.mark.parametrize("algo", ["td3", "crossq"])
+def test_a_cold_compile_builds_the_second_graph_in_a_second_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quick_decision: None, algo: str
+) -> None:
+    """`--compile on`, cache cold: while the run compiles the graph of its first update, a
+    second process (`python -m widerl.run.warm_up`, here with aot_eager as the run) compiles
+    the graph with the delayed actor step (TD3's second update, CrossQ's third); the run loads
+    it, having traced one graph itself, and its rows are an eager run's but for float
+    rounding."""
+    import time
+
+    monkeypatch.setattr(compiling, "SECOND_PROCESS_BACKENDS", {"inductor", "aot_eager"})
+    monkeypatch.setattr(compiling, "usable_cpus", lambda: 2)
+    take = compiling.take_claim
+
+    def after_the_second_process_claims(claim: Path) -> float | None:
+        # The run's first graph compiles in seconds with aot_eager, faster than the second
+        # process starts: wait until it has claimed its graph (or saved it), as a run's
+        # inductor compile does by taking longer.
+        waited = take(claim)
+        for _ in range(1200):
+            others = [f for f in claim.parent.iterdir() if f.name != claim.name]
+            if others:
+                break
+            time.sleep(0.05)
+        return waited
+
+    monkeypatch.setattr(compiling, "take_claim", after_the_second_process_claims)
+    settings = {**TINY, "algo": algo, "steps": 30, "eval_every": 30, "compile": "on"}
+    (tmp_path / "run").mkdir()
+    trainer = Trainer(widerl.resolve(settings), tmp_path / "run")
+    trainer.run()
+    log = (tmp_path / "run" / "run.log").read_text().splitlines()
+    assert log[1].endswith("cold compile: the step's second graph compiles in a second process "
+                           "meanwhile")  # fmt: skip
+    step = trainer.parts.learner._fn
+    assert step.events[0] == "compiled and saved" and step.events[1].startswith("loaded")
+    assert step.traces == 1
+    assert len(list((cache_root() / "steps").glob("*.compiled"))) == 2
+    assert not list((cache_root() / "steps").glob("*.building"))
+    widerl.train(widerl.resolve({**settings, "compile": "off"}), tmp_path / "eager")
+    for a, b in zip(rows(tmp_path / "run"), rows(tmp_path / "eager"), strict=True):
+        assert a["env_step"] == b["env_step"]
+        for k in ("critic_loss", "q_mean", "actor_loss"):
+            if b.get(k):
+                assert float(a[k]) == pytest.approx(float(b[k]), rel=1e-4, abs=1e-5), k
+    # Warm: no second process.
+    widerl.train(widerl.resolve(settings), tmp_path / "again")
+    log = (tmp_path / "again" / "run.log").read_text().splitlines()
+    assert log[1].endswith("graphs: loaded, loaded")
+
+
 def test_a_step_torch_cannot_compile_ahead_of_time_falls_back_to_torch_compile(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -28,6 +28,21 @@ bandwidth and caches. When it is done the run decides again, now with the warm
 cost, and usually compiles for the rest of its updates; later runs of the configuration
 find the cache warm. The child ends with the run at the latest.
 
+**A cold compile in two processes.** TD3's and CrossQ's steps have two graphs, with and
+without the delayed actor update, compiled one after the other on the first two compiled
+updates. When neither is saved for the configuration, the step compiles with inductor on a
+CPU and the process may run on a second CPU, the run starts a second process
+(`start_second_graph`: `python -m widerl.run.warm_up`, at the run's priority) before its first
+compiled update. It builds the same step on random transitions and compiles the graph of the
+first later update that takes the other graph while the run compiles the first. Every graph
+is compiled under a claim (`SavedStep`: `<file>.building` with the process id), so the run,
+on reaching the second graph, waits for the other process's file and loads it; if that
+process died, the run compiles the graph itself. TD3 paper-original on this 2-core CPU: a
+cold compile of 29-31 s became 19-22 s (benchmarks/README.md, issue 24, session 31). The
+process ends with the run.
+Like the warm-up child it uses a CPU that --threads does not count (--threads sets the
+updates' threads), and only until the second graph is compiled.
+
 **The caches.** torch keeps what compiling produced (TorchDynamo's graph, AOTAutograd's
 forward and backward, inductor's generated and built C++ or Triton code) in its FX graph and
 AOTAutograd caches under `TORCHINDUCTOR_CACHE_DIR`; widerl points that at
@@ -96,6 +111,15 @@ PRIOR_COMPILED = 0.7
 PRIOR_COLD_S = 40.0
 PRIOR_WARM_S = 3.0
 KEEP_SAVED = 64  # saved steps (files of <cache>/steps) kept, the most recently used
+# A graph another live process is compiling (its claim, `<file>.building`) is waited for, at
+# most CLAIM_WAIT_S (a compile of large networks takes minutes), looking every CLAIM_POLL_S; a
+# claim older than CLAIM_STALE_S is a dead process's whatever its id says (ids are reused).
+CLAIM_WAIT_S = 1200.0
+CLAIM_POLL_S = 0.1
+CLAIM_STALE_S = 3600.0
+# Backends whose compilation takes long enough that a second process for the second graph of a
+# cold compile pays for its start-up (about 3 s of imports and building here).
+SECOND_PROCESS_BACKENDS = {"inductor"}
 # What does not change the traced step: where a run writes, how long it runs, how it
 # collects and evaluates, its seed (the key is the same for every seed).
 NOT_IN_KEY = {
@@ -147,12 +171,18 @@ class SavedStep:
     there. Where torch cannot compile it ahead of time, the step falls back to
     `compile_fn(None)`, torch.compile with its guards, not saved. `events` says of each graph
     whether it was loaded, compiled and saved, or neither (for the run's log); `traces` counts
-    TorchDynamo's traces (one per compiled graph, more where it had to start again)."""
+    TorchDynamo's traces (one per compiled graph, more where it had to start again).
+
+    A graph is compiled under a claim, `<file>.building` holding the process id: a process
+    that misses a graph another live process is compiling (the second graph's process of a
+    cold compile, another run of the configuration, a warm-up child) waits for that file and
+    loads it instead of compiling the same graph at the same time."""
 
     def __init__(self, method: Callable[..., Any], name: str,
-                 compile_fn: Callable[[Callable[..., Any] | None], Any]) -> None:  # fmt: skip
+                 compile_fn: Callable[[Callable[..., Any] | None], Any],
+                 backend: str = "inductor") -> None:  # fmt: skip
         self.owner = method.__self__  # type: ignore[attr-defined]
-        self.name, self.compile_fn = name, compile_fn
+        self.name, self.compile_fn, self.backend = name, compile_fn, backend
         self.compiled: Any = None  # the torch.compile object, made on the first miss
         self.fallback: Any = None  # torch.compile with guards, if ever needed
         self.graphs: dict[str, Callable[..., Any]] = {}
@@ -169,17 +199,39 @@ class SavedStep:
     def _graph(self, spec: str, args: tuple[Any, ...]) -> Callable[..., Any]:
         folder = cache_root() / "steps"
         path = folder / f"{self.name}-{hashlib.sha256(spec.encode()).hexdigest()[:12]}.compiled"
-        if path.exists():
-            try:
-                with path.open("rb") as f:
-                    graph = torch.compiler.load_compiled_function(f)
-                graph.disable_guard_check()  # none were kept (no_guards)
-                self.events.append("loaded")
-                with contextlib.suppress(OSError):
-                    os.utime(path)  # recently used: pruning keeps it
-                return graph
-            except Exception as e:  # damaged, half written, another Python or torch
-                self.events.append(f"{path.name} did not load ({type(e).__name__}), compiled")
+        seen = _stamp(path)
+        graph = self._load(path, "loaded") if seen else None
+        if graph is not None:
+            return graph
+        claim = path.with_name(path.name + ".building")
+        waited = take_claim(claim)
+        try:
+            if waited is not None and _stamp(path) not in (None, seen):
+                # another process compiled it meanwhile (a new file, not the one that failed)
+                graph = self._load(path, f"loaded, compiled by another process ({waited:.1f} s "
+                                         "waited)")  # fmt: skip
+                if graph is not None:
+                    return graph
+            return self._compile(path, args)
+        finally:
+            if waited is not None:
+                claim.unlink(missing_ok=True)
+
+    def _load(self, path: Path, event: str) -> Callable[..., Any] | None:
+        try:
+            with path.open("rb") as f:
+                graph = torch.compiler.load_compiled_function(f)
+            graph.disable_guard_check()  # none were kept (no_guards)
+            self.events.append(event)
+            with contextlib.suppress(OSError):
+                os.utime(path)  # recently used: pruning keeps it
+            return graph
+        except Exception as e:  # damaged, half written, another Python or torch
+            self.events.append(f"{path.name} did not load ({type(e).__name__}), compiled")
+            return None
+
+    def _compile(self, path: Path, args: tuple[Any, ...]) -> Callable[..., Any]:
+        folder = path.parent
         if self.compiled is None:
             self.compiled = self.compile_fn(no_guards)
         try:
@@ -211,6 +263,67 @@ class SavedStep:
                 continue
         self.traces += 1
         return self.compiled.aot_compile((args, {}))  # a third time, errors raised
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """A file's modification time and size, None when it is not there."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def take_claim(claim: Path) -> float | None:
+    """Claim a graph for this process (`claim` created exclusively, the process id in it),
+    first waiting while a live process holds it (at most `CLAIM_WAIT_S`, then it is taken
+    over). The seconds waited, or None where no claim can be made (a read-only cache: the
+    graph is compiled unclaimed)."""
+    t0 = time.monotonic()
+    while True:
+        try:
+            claim.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if time.monotonic() - t0 < CLAIM_WAIT_S and _held(claim):
+                time.sleep(CLAIM_POLL_S)
+                continue
+            try:
+                claim.unlink(missing_ok=True)  # its process ended without releasing it
+            except OSError:
+                return None
+            continue
+        except OSError:
+            return None
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return time.monotonic() - t0
+
+
+def _held(claim: Path) -> bool:
+    """Whether a live process (not this one) holds `claim`."""
+    try:
+        text, age = claim.read_text().strip(), time.time() - claim.stat().st_mtime
+    except OSError:
+        return False  # released meanwhile
+    if age > CLAIM_STALE_S:
+        return False
+    if not text.isdigit():
+        return age < 10  # just created, its process id not yet written
+    pid = int(text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    try:  # an ended child not yet waited for is a zombie: kill(pid, 0) still succeeds
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def _prune(folder: Path) -> None:
@@ -322,14 +435,18 @@ class CompileChoice:
     def __init__(self, mode: str, learner: Any, key: str, device: torch.device,
                  log: Callable[[str], None], index: CostIndex | None = None,
                  warm_up: Callable[[], subprocess.Popen | None] | None = None,
-                 per_call: int = 1) -> None:  # fmt: skip
+                 per_call: int = 1,
+                 second_graph: Callable[[int, str], subprocess.Popen] | None = None,
+                 ) -> None:  # fmt: skip
         """`warm_up` starts the cache warm-up child for this configuration (None: never);
         `per_call`: the updates most calls run (--utd). The timing windows count updates
-        (rounded up to whole calls)."""
+        (rounded up to whole calls). `second_graph(at_update, backend)` starts the second
+        graph's process of a cold compile (`start_second_graph`; None: never)."""
         self.mode, self.learner, self.key, self.device, self.log = mode, learner, key, device, log
         self.per_call = per_call
-        self.warm_up = warm_up
+        self.warm_up, self.second_graph = warm_up, second_graph
         self.child: subprocess.Popen | None = None
+        self.second: subprocess.Popen | None = None  # the second graph's process, if started
         self.waiting = False  # for a warm-up child's figures (this run's or another's)
         self.index = index or CostIndex()
         self.entry = self.index.read().get(key) if mode != "off" else None
@@ -368,7 +485,17 @@ class CompileChoice:
         return -(-updates // self.per_call)
 
     def close(self) -> None:
-        """The warm-up child ends with the run (what it cached so far stays)."""
+        """The warm-up child and the second graph's process end with the run (what they
+        cached so far stays; a graph claim left by either is a dead process's, not waited
+        for)."""
+        if self.second is not None and self.second.poll() is None:
+            self.second.terminate()
+            try:
+                self.second.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.second.kill()
+                self.second.wait()
+        self.second = None
         if self.child is not None and self.child.poll() is None:
             self.child.terminate()
             try:
@@ -405,6 +532,8 @@ class CompileChoice:
     def __call__(self, grad_step: int, total_steps: int, n: int = 1) -> dict[str, torch.Tensor]:
         """The learner's updates `grad_step + 1 .. grad_step + n` (one call; step.LearnStep)."""
         self._look_again(grad_step, total_steps)
+        if self.compiled_at == self.calls and self.second_graph is not None:
+            self._start_second_graph()
         timing = self._timing()
         if timing:
             self._sync()
@@ -417,6 +546,27 @@ class CompileChoice:
         if timing:
             self._after_timed(grad_step + n - 1, total_steps)
         return metrics
+
+    def _start_second_graph(self) -> None:
+        """Before the first compiled call: where the step has two graphs (TD3's and CrossQ's
+        delayed actor step: one of the next updates takes the other graph) and none is saved
+        for this configuration, the other compiles in a second process meanwhile (the
+        module's rule)."""
+        backend = self.learner.saved_backend()
+        if backend not in SECOND_PROCESS_BACKENDS or self.per_call != 1 or usable_cpus() < 2:
+            return
+        agent = self.learner.agent
+        n = agent.n_updates
+        due = []
+        for m in range(n, n + 64):  # the actor delay's phase of the next updates
+            agent.n_updates = m
+            due.append(agent.actor_step_due())
+        agent.n_updates = n
+        other = next((n + j for j, d in enumerate(due) if d != due[0]), None)
+        if other is None or any((cache_root() / "steps").glob(f"{self.key}-step-*.compiled")):
+            return
+        self.second = self.second_graph(other, backend)  # type: ignore[misc]
+        self.log("cold compile: the step's second graph compiles in a second process meanwhile")
 
     def _after_timed(self, grad_step: int, total_steps: int) -> None:
         """`grad_step`: the last update done is grad_step + 1."""
@@ -489,9 +639,33 @@ def start_warm_up(cfg: Config, seeds: list[int] | None, dims: dict[str, int],
         return None
     payload = {"cfg": dataclasses.asdict(cfg), "seeds": seeds, "dims": dims,
                "device": str(device), "key": key, "claim": str(claim)}  # fmt: skip
+    return _child(cfg, payload)
+
+
+def start_second_graph(cfg: Config, seeds: list[int] | None, dims: dict[str, int],
+                       device: torch.device, key: str, at_update: int,
+                       backend: str) -> subprocess.Popen:  # fmt: skip
+    """The second graph's process of a cold compile (the module's rule): the run's learning
+    step built on random transitions, compiled with `backend` for the call of update
+    `at_update` (agent.n_updates) only, saved in `<cache>/steps`, at the run's priority."""
+    payload = {"cfg": dataclasses.asdict(cfg), "seeds": seeds, "dims": dims,
+               "device": str(device), "key": key, "at_update": at_update,
+               "backend": backend}  # fmt: skip
+    return _child(cfg, payload)
+
+
+def _child(cfg: Config, payload: dict[str, Any]) -> subprocess.Popen:
     threads = cfg.threads or torch.get_num_threads()
     return subprocess.Popen(
         [sys.executable, "-m", "widerl.run.warm_up", json.dumps(payload), str(threads)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,  # a Ctrl-C meant for the run does not reach it mid-write
     )  # fmt: skip
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the OS says, else all)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

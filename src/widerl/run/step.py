@@ -91,6 +91,11 @@ class LearnStep:
         if self.compiled:
             self.compile(self.compiled)
 
+    def saved_backend(self) -> str | None:
+        """The backend a saved step (compiling.SavedStep) compiles the single step with; None
+        when the step is eager or not saved (not on a CPU, no key)."""
+        return getattr(self._fn, "backend", None)
+
     def compile_events(self) -> list[str]:
         """Of each graph of a saved step: loaded from the cache or compiled (run.log)."""
         return [e for f in (self._fn, self._many_fn) for e in getattr(f, "events", [])]
@@ -225,4 +230,4 @@ def compile_step(
     return SavedStep(fn, saved_as, lambda guards: torch.compile(
         fn, fullgraph=True, dynamic=False, backend=backend,
         options={**options, "guard_filter_fn": guards} if guards else options or None,
-    ))  # fmt: skip
+    ), backend)  # fmt: skip

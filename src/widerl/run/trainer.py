@@ -32,7 +32,7 @@ from widerl.record.seeds import seed_dir, write_seeds
 from widerl.record.tracking import open_tracker
 from widerl.replay.buffer import Batch
 from widerl.run.build import Run, build, derive_seeds
-from widerl.run.compiling import CompileChoice, start_warm_up, step_key
+from widerl.run.compiling import CompileChoice, start_second_graph, start_warm_up, step_key
 from widerl.run.device import resolve_device
 from widerl.run.divergence import FiniteCheck
 from widerl.run.members import Layout
@@ -108,6 +108,8 @@ class Trainer:
         self.compile_choice = CompileChoice(
             cfg.compile, p.learner, key, p.device, self.log,
             warm_up=lambda: start_warm_up(cfg, seeds, p.dims, p.device, key), per_call=cfg.utd,
+            second_graph=lambda at, backend: start_second_graph(
+                cfg, seeds, p.dims, p.device, key, at, backend),
         )  # fmt: skip
 
     # The parts tests and tools look at (the first seed's, a single run's only ones).

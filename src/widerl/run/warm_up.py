@@ -1,6 +1,9 @@
-"""The cache warm-up child of --compile auto (run/compiling.py): `python -m widerl.run.warm_up
-PAYLOAD THREADS` builds a run's learning step on random transitions, compiles it into torch's
-caches at the lowest CPU priority, and records what compiling cost in the cost index."""
+"""The child processes of compilation (run/compiling.py): `python -m widerl.run.warm_up PAYLOAD
+THREADS` builds a run's learning step on random transitions and compiles it. The cache warm-up
+child of --compile auto compiles it into torch's caches at the lowest CPU priority and records
+what compiling cost in the cost index; the second graph's process of a cold compile (a payload
+with "at_update") compiles only the graph of that update, at the run's priority, while the run
+compiles the first."""
 
 from __future__ import annotations
 
@@ -24,10 +27,8 @@ from widerl.run.compiling import (
 )
 
 
-def _warm(payload: dict[str, Any], threads: int) -> None:
-    """The child: the run's learning step on random transitions, compiled, its cost recorded
-    as this configuration's cold compilation."""
-    os.nice(19)
+def _learner(payload: dict[str, Any], threads: int) -> tuple[Any, Config, torch.device]:
+    """The run's learning step (step.LearnStep) over replays of random transitions."""
     torch.set_num_threads(threads)
     cfg = Config(**payload["cfg"])
     dims, device = payload["dims"], torch.device(payload["device"])
@@ -41,7 +42,25 @@ def _warm(payload: dict[str, Any], threads: int) -> None:
         )
         act = torch.rand(n, dims["act_dim"], generator=g) * 2 - 1
         lane.replay.add(obs, act, torch.randn(n, generator=g), nxt, torch.zeros(n))
-    learner, k = parts.learner, cfg.utd  # the run's calls: --utd updates each
+    return parts.learner, cfg, device
+
+
+def _second_graph(payload: dict[str, Any], threads: int) -> None:
+    """The second graph's process: one call of the step at update `at_update`, compiled ahead
+    of time and saved where the run will load it (compiling.SavedStep, under its claim)."""
+    learner, _, _ = _learner(payload, threads)
+    learner.save_compiled_as(payload["key"])
+    learner.compile(payload["backend"])
+    learner.agent.n_updates = payload["at_update"]  # the actor delay's phase of that update
+    learner(0, 10**6, 1)
+
+
+def _warm(payload: dict[str, Any], threads: int) -> None:
+    """The warm-up child: the run's learning step on random transitions, compiled, its cost
+    recorded as this configuration's cold compilation."""
+    os.nice(19)
+    learner, cfg, device = _learner(payload, threads)
+    k = cfg.utd  # the run's calls: --utd updates each
 
     def timed(calls: int) -> list[float]:
         times = []
@@ -72,7 +91,11 @@ def _warm(payload: dict[str, Any], threads: int) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        _warm(json.loads(sys.argv[1]), int(sys.argv[2]))
-    finally:
-        Path(json.loads(sys.argv[1])["claim"]).unlink(missing_ok=True)
+    arguments = json.loads(sys.argv[1])
+    if "at_update" in arguments:
+        _second_graph(arguments, int(sys.argv[2]))
+    else:
+        try:
+            _warm(arguments, int(sys.argv[2]))
+        finally:
+            Path(arguments["claim"]).unlink(missing_ok=True)
