@@ -240,15 +240,17 @@ def test_a_graph_another_process_is_compiling_is_waited_for_and_loaded(
     zombie.wait()
 
 
-@pytest.mark.parametrize("algo", ["td3", "crossq"])
+@pytest.mark.parametrize(("algo", "mode"), [("td3", "on"), ("crossq", "auto")])
 def test_a_cold_compile_builds_the_second_graph_in_a_second_process(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quick_decision: None, algo: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quick_decision: None, algo: str, mode: str
 ) -> None:
-    """`--compile on`, cache cold: while the run compiles the graph of its first update, a
-    second process (`python -m widerl.run.warm_up`, here with aot_eager as the run) compiles
-    the graph with the delayed actor step (TD3's second update, CrossQ's third); the run loads
-    it, having traced one graph itself, and its rows are an eager run's but for float
-    rounding."""
+    """Cache cold: while the run compiles the graph of its first compiled update, a second
+    process (`python -m widerl.run.warm_up`, here with aot_eager as the run) compiles the
+    graph with the delayed actor step (TD3's second update; CrossQ's ninth, auto compiling
+    from its eighth); the run loads it, having traced one graph itself, and its rows are an
+    eager run's but for float rounding. `on` starts the process before the warm-up, auto at
+    its decision."""
+    monkeypatch.setattr(compiling, "payoff", lambda *a: Decision(True, "forced by the test"))
     import time
 
     monkeypatch.setattr(compiling, "SECOND_PROCESS_BACKENDS", {"inductor", "aot_eager"})
@@ -268,7 +270,7 @@ def test_a_cold_compile_builds_the_second_graph_in_a_second_process(
         return waited
 
     monkeypatch.setattr(compiling, "take_claim", after_the_second_process_claims)
-    settings = {**TINY, "algo": algo, "steps": 30, "eval_every": 30, "compile": "on"}
+    settings = {**TINY, "algo": algo, "steps": 30, "eval_every": 30, "compile": mode}
     (tmp_path / "run").mkdir()
     trainer = Trainer(widerl.resolve(settings), tmp_path / "run")
     trainer.run()

@@ -33,8 +33,9 @@ without the delayed actor update, compiled one after the other on the first two 
 updates. When neither is saved for the configuration, the step compiles with inductor on a
 CPU and the process may run on a second CPU, the run starts a second process
 (`start_second_graph`: `python -m widerl.run.warm_up`, at the run's priority) before its first
-compiled update. It builds the same step on random transitions and compiles the graph of the
-first later update that takes the other graph while the run compiles the first. Every graph
+compiled update (with `on`, before the run collects its warm-up transitions). It builds the
+same step on random transitions and compiles the graph of the first later update that takes
+the other graph while the run compiles the first. Every graph
 is compiled under a claim (`SavedStep`: `<file>.building` with the process id), so the run,
 on reaching the second graph, waits for the other process's file and loads it; if that
 process died, the run compiles the graph itself. TD3 paper-original on this 2-core CPU: a
@@ -447,6 +448,7 @@ class CompileChoice:
         self.warm_up, self.second_graph = warm_up, second_graph
         self.child: subprocess.Popen | None = None
         self.second: subprocess.Popen | None = None  # the second graph's process, if started
+        self.second_looked = False  # whether _start_second_graph has run (it runs once)
         self.waiting = False  # for a warm-up child's figures (this run's or another's)
         self.index = index or CostIndex()
         self.entry = self.index.read().get(key) if mode != "off" else None
@@ -532,7 +534,7 @@ class CompileChoice:
     def __call__(self, grad_step: int, total_steps: int, n: int = 1) -> dict[str, torch.Tensor]:
         """The learner's updates `grad_step + 1 .. grad_step + n` (one call; step.LearnStep)."""
         self._look_again(grad_step, total_steps)
-        if self.compiled_at == self.calls and self.second_graph is not None:
+        if self.compiled_at == self.calls and not self.second_looked:
             self._start_second_graph()
         timing = self._timing()
         if timing:
@@ -547,12 +549,22 @@ class CompileChoice:
             self._after_timed(grad_step + n - 1, total_steps)
         return metrics
 
+    def start(self) -> None:
+        """Before the run's first update (after a resume's restore): `--compile on` starts the
+        second graph's process now, so it starts and compiles while the run collects its
+        warm-up transitions."""
+        if self.compiled_at == 0 and self.calls == 0 and not self.second_looked:
+            self._start_second_graph()
+
     def _start_second_graph(self) -> None:
         """Before the first compiled call: where the step has two graphs (TD3's and CrossQ's
         delayed actor step: one of the next updates takes the other graph) and none is saved
         for this configuration, the other compiles in a second process meanwhile (the
         module's rule)."""
+        self.second_looked = True
         backend = self.learner.saved_backend()
+        if self.second_graph is None:
+            return
         if backend not in SECOND_PROCESS_BACKENDS or self.per_call != 1 or usable_cpus() < 2:
             return
         agent = self.learner.agent

@@ -236,6 +236,7 @@ class Trainer:
         interrupted = False
         try:
             with self.saving.failures(self.save, self.check_finite):
+                self.compile_choice.start()  # --compile on: a cold compile's second process
                 loggers = self._loggers(resume)
                 with signals as flag, self._bar() as bar:
                     self.warm_up(flag, bar)
