@@ -240,16 +240,18 @@ def test_a_graph_another_process_is_compiling_is_waited_for_and_loaded(
     zombie.wait()
 
 
-@pytest.mark.parametrize(("algo", "mode"), [("td3", "on"), ("crossq", "auto")])
+@pytest.mark.parametrize(("algo", "mode"), [("td3", "auto"), ("crossq", "on")])
 def test_a_cold_compile_builds_the_second_graph_in_a_second_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quick_decision: None, algo: str, mode: str
 ) -> None:
-    """Cache cold: while the run compiles the graph of its first compiled update, a second
-    process (`python -m widerl.run.warm_up`, here with aot_eager as the run) compiles the
-    graph with the delayed actor step (TD3's second update; CrossQ's ninth, auto compiling
-    from its eighth); the run loads it, having traced one graph itself, and its rows are an
-    eager run's but for float rounding. `on` starts the process before the warm-up, auto at
-    its decision."""
+    """Cache cold: the run compiles the graph with the delayed actor step, a second process
+    (`python -m widerl.run.warm_up`, here with aot_eager as the run) the graph without it,
+    at once; the run loads the second process's graph, having traced one graph itself, and
+    its rows are an eager run's but for float rounding. TD3, auto compiling from its eighth
+    update (an actor step): the run's first compiled call takes its own graph. CrossQ, on:
+    its first update is no actor step, so the run compiles its third's graph first
+    (`compile_ahead`). `on` starts the second process before the warm-up, auto at its
+    decision."""
     monkeypatch.setattr(compiling, "payoff", lambda *a: Decision(True, "forced by the test"))
     import time
 
@@ -275,8 +277,7 @@ def test_a_cold_compile_builds_the_second_graph_in_a_second_process(
     trainer = Trainer(widerl.resolve(settings), tmp_path / "run")
     trainer.run()
     log = (tmp_path / "run" / "run.log").read_text().splitlines()
-    assert log[1].endswith("cold compile: the step's second graph compiles in a second process "
-                           "meanwhile")  # fmt: skip
+    assert log[1].endswith("one of the step's two graphs compiles in a second process")
     step = trainer.parts.learner._fn
     assert step.events[0] == "compiled and saved" and step.events[1].startswith("loaded")
     assert step.traces == 1

@@ -34,13 +34,15 @@ updates. When neither is saved for the configuration, the step compiles with ind
 CPU and the process may run on a second CPU, the run starts a second process
 (`start_second_graph`: `python -m widerl.run.warm_up`, at the run's priority) before its first
 compiled update (with `on`, before the run collects its warm-up transitions). It builds the
-same step on random transitions and compiles the graph of the first later update that takes
-the other graph while the run compiles the first. Every graph
+same step on random transitions and compiles one graph while the run compiles the other: the
+run the larger, with the actor's update (`LearnStep.compile_ahead` when the first compiled
+update is not an actor step), the second process, which starts about 3 s later, the
+smaller. Every graph
 is compiled under a claim (`SavedStep`: `<file>.building` with the process id), so the run,
-on reaching the second graph, waits for the other process's file and loads it; if that
+on reaching the other graph, waits for the second process's file and loads it; if that
 process died, the run compiles the graph itself. TD3 paper-original on this 2-core CPU: a
-cold compile of 29-31 s became 19-22 s (benchmarks/README.md, issue 24, session 31). The
-process ends with the run.
+cold compile of 29-31 s became 18-22 s, CrossQ 256 x 2 55 s became 33-38 s
+(benchmarks/README.md, issue 24, session 31). The process ends with the run.
 Like the warm-up child it uses a CPU that --threads does not count (--threads sets the
 updates' threads), and only until the second graph is compiled.
 
@@ -217,6 +219,12 @@ class SavedStep:
         finally:
             if waited is not None:
                 claim.unlink(missing_ok=True)
+
+    def prepare(self, *args: Any) -> None:
+        """The graph of a call with these arguments, loaded or compiled now, not run."""
+        spec = call_spec(args)
+        if spec not in self.graphs:
+            self.graphs[spec] = self._graph(spec, args)
 
     def _load(self, path: Path, event: str) -> Callable[..., Any] | None:
         try:
@@ -577,8 +585,15 @@ class CompileChoice:
         other = next((n + j for j, d in enumerate(due) if d != due[0]), None)
         if other is None or any((cache_root() / "steps").glob(f"{self.key}-step-*.compiled")):
             return
-        self.second = self.second_graph(other, backend)  # type: ignore[misc]
-        self.log("cold compile: the step's second graph compiles in a second process meanwhile")
+        # The graph with the actor's update holds the other's ops and more: it takes longer
+        # (TD3 paper-original about 4 s, CrossQ about 12 s of 15-35), so the run compiles it
+        # and the second process, which starts about 3 s later, the smaller one.
+        if due[0]:
+            self.second = self.second_graph(other, backend)  # type: ignore[misc]
+        else:
+            self.second = self.second_graph(n, backend)  # type: ignore[misc]
+            self.learner.compile_ahead(other)
+        self.log("cold compile: one of the step's two graphs compiles in a second process")
 
     def _after_timed(self, grad_step: int, total_steps: int) -> None:
         """`grad_step`: the last update done is grad_step + 1."""

@@ -65,6 +65,7 @@ class LearnStep:
         self._many_fn: Callable[..., dict[str, torch.Tensor]] = self._steps
         self.compiled: bool | str = False
         self.key: str | None = None  # the configuration key a compiled step is saved under
+        self._ahead: int | None = None  # update whose graph the next call compiles first
         if compiled:
             self.compile(compiled)
 
@@ -91,6 +92,12 @@ class LearnStep:
         if self.compiled:
             self.compile(self.compiled)
 
+    def compile_ahead(self, at_update: int) -> None:
+        """The next call first compiles (or loads) the single step's graph of update
+        `at_update` (`agent.n_updates`: the actor delay's phase), without running it, then its
+        own: compiling.CompileChoice's order for a cold compile in two processes."""
+        self._ahead = at_update
+
     def saved_backend(self) -> str | None:
         """The backend a saved step (compiling.SavedStep) compiles the single step with; None
         when the step is eager or not saved (not on a CPU, no key)."""
@@ -109,9 +116,24 @@ class LearnStep:
         # Every seed's replay has the same schedule of beta (one config).
         self.beta.fill_(self.replay.beta(grad_step / max(total_steps, 1)))
         noise = self.agent.draw_noise(self.batch_size)
+        if self._ahead is not None:
+            self._compile_ahead(u, noise)
         metrics = self._fn(u, self.beta, noise, self.agent.actor_step_due())
         self.agent.n_updates += 1
         return {k: v[0] for k, v in metrics.items()} if self.single else metrics
+
+    def _compile_ahead(self, u: list[torch.Tensor], noise: dict[str, torch.Tensor]) -> None:
+        # This call's arguments with the other update's actor flag: a graph depends on the
+        # arguments' shapes and the flag, not on their values.
+        at, self._ahead = self._ahead, None
+        prepare = getattr(self._fn, "prepare", None)  # a saved step's (compiling.SavedStep)
+        if prepare is None or at is None:
+            return
+        first = self.agent.n_updates
+        self.agent.n_updates = at
+        flag = self.agent.actor_step_due()
+        self.agent.n_updates = first
+        prepare(u, self.beta, noise, flag)
 
     def _many(self, grad_step: int, total_steps: int, n: int) -> dict[str, torch.Tensor]:
         # The same draws from the same streams as n single calls (each owner draws from its
