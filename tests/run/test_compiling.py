@@ -295,6 +295,25 @@ def test_a_cold_compile_builds_the_second_graph_in_a_second_process(
     assert log[1].endswith("graphs: loaded, loaded")
 
 
+def test_a_second_process_that_cannot_start_leaves_both_graphs_to_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quick_decision: None
+) -> None:
+    import widerl.run.trainer as trainer
+
+    def cannot_start(*_: object) -> None:
+        raise OSError("[Errno 12] Cannot allocate memory")
+
+    monkeypatch.setattr(compiling, "SECOND_PROCESS_BACKENDS", {"aot_eager"})
+    monkeypatch.setattr(compiling, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(trainer, "start_second_graph", cannot_start)
+    settings = {**TINY, "algo": "td3", "steps": 20, "eval_every": 20, "compile": "on"}
+    widerl.train(widerl.resolve(settings), tmp_path / "run")
+    log = (tmp_path / "run" / "run.log").read_text().splitlines()
+    assert log[1].endswith("cold compile: no second process ([Errno 12] Cannot allocate "
+                           "memory); both graphs compile here")  # fmt: skip
+    assert log[2].endswith("graphs: compiled and saved, compiled and saved")
+
+
 def test_a_step_torch_cannot_compile_ahead_of_time_falls_back_to_torch_compile(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

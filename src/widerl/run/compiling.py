@@ -28,23 +28,22 @@ bandwidth and caches. When it is done the run decides again, now with the warm
 cost, and usually compiles for the rest of its updates; later runs of the configuration
 find the cache warm. The child ends with the run at the latest.
 
-**A cold compile in two processes.** TD3's and CrossQ's steps have two graphs, with and
-without the delayed actor update, compiled one after the other on the first two compiled
-updates. When neither is saved for the configuration, the step compiles with inductor on a
-CPU and the process may run on a second CPU, the run starts a second process
-(`start_second_graph`: `python -m widerl.run.warm_up`, at the run's priority) before its first
-compiled update (with `on`, before the run collects its warm-up transitions). It builds the
-same step on random transitions and compiles one graph while the run compiles the other: the
-run the larger, with the actor's update (`LearnStep.compile_ahead` when the first compiled
-update is not an actor step), the second process, which starts about 3 s later, the
-smaller. Every graph
-is compiled under a claim (`SavedStep`: `<file>.building` with the process id), so the run,
-on reaching the other graph, waits for the second process's file and loads it; if that
-process died, the run compiles the graph itself. TD3 paper-original on this 2-core CPU: a
-cold compile of 29-31 s became 18-22 s, CrossQ 256 x 2 55 s became 33-38 s
-(benchmarks/README.md, issue 24, session 31). The process ends with the run.
-Like the warm-up child it uses a CPU that --threads does not count (--threads sets the
-updates' threads), and only until the second graph is compiled.
+**A cold compile in two processes.** TD3's and CrossQ's steps have two graphs, with and without
+the delayed actor update, each compiled when an update first takes it. When neither is saved
+for the configuration, the step compiles with inductor on a CPU and the process may run on a
+second CPU, the run starts a second process (`start_second_graph`: `python -m
+widerl.run.warm_up`, at the run's priority) before its first compiled update (with `on`, before
+the run collects its warm-up transitions). It builds the same step on random transitions and
+compiles one graph while the run compiles the other: the run the larger, with the actor's
+update (`LearnStep.compile_ahead` when the first compiled update is not an actor step), the
+second process, which starts about 3 s later, the smaller. Every graph is compiled under a
+claim (`SavedStep`: `<file>.building` with the process id), so the run, on reaching the other
+graph, waits for the second process's file and loads it; if that process died or could not
+start, the run compiles the graph itself. TD3 paper-original on this 2-core CPU: a cold compile
+of 29-31 s became 18-22 s, CrossQ 256 x 2 55 s became 33-38 s (benchmarks/README.md, issue 24,
+session 31). The process ends with the run. Like the warm-up child it uses a CPU that --threads
+does not count (--threads sets the updates' threads), and only until the second graph is
+compiled.
 
 **The caches.** torch keeps what compiling produced (TorchDynamo's graph, AOTAutograd's
 forward and backward, inductor's generated and built C++ or Triton code) in its FX graph and
@@ -571,9 +570,9 @@ class CompileChoice:
         module's rule)."""
         self.second_looked = True
         backend = self.learner.saved_backend()
-        if self.second_graph is None:
+        if self.second_graph is None or backend not in SECOND_PROCESS_BACKENDS:
             return
-        if backend not in SECOND_PROCESS_BACKENDS or self.per_call != 1 or usable_cpus() < 2:
+        if self.per_call != 1 or usable_cpus() < 2:
             return
         agent = self.learner.agent
         n = agent.n_updates
@@ -586,12 +585,14 @@ class CompileChoice:
         if other is None or any((cache_root() / "steps").glob(f"{self.key}-step-*.compiled")):
             return
         # The graph with the actor's update holds the other's ops and more: it takes longer
-        # (TD3 paper-original about 4 s, CrossQ about 12 s of 15-35), so the run compiles it
-        # and the second process, which starts about 3 s later, the smaller one.
-        if due[0]:
-            self.second = self.second_graph(other, backend)  # type: ignore[misc]
-        else:
-            self.second = self.second_graph(n, backend)  # type: ignore[misc]
+        # to compile (here about 4 s more for TD3 paper-original, 12 s more for CrossQ), so
+        # the run compiles it and the second process, which starts about 3 s later, the other.
+        try:
+            self.second = self.second_graph(other if due[0] else n, backend)
+        except OSError as e:  # no process could start (memory, limits): the run compiles both
+            self.log(f"cold compile: no second process ({e}); both graphs compile here")
+            return
+        if not due[0]:
             self.learner.compile_ahead(other)
         self.log("cold compile: one of the step's two graphs compiles in a second process")
 
