@@ -497,21 +497,10 @@ class CompileChoice:
         """The warm-up child and the second graph's process end with the run (what they
         cached so far stays; a graph claim left by either is a dead process's, not waited
         for)."""
-        if self.second is not None and self.second.poll() is None:
-            self.second.terminate()
-            try:
-                self.second.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.second.kill()
-                self.second.wait()
+        if self.second is not None:
+            _end(self.second)
         self.second = None
-        if self.child is not None and self.child.poll() is None:
-            self.child.terminate()
-            try:
-                self.child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.child.kill()
-                self.child.wait()
+        if self.child is not None and _end(self.child):
             (cache_root() / f"warming-{self.key}").unlink(missing_ok=True)  # its claim
         self.child = None
 
@@ -574,13 +563,8 @@ class CompileChoice:
             return
         if self.per_call != 1 or usable_cpus() < 2:
             return
-        agent = self.learner.agent
-        n = agent.n_updates
-        due = []
-        for m in range(n, n + 64):  # the actor delay's phase of the next updates
-            agent.n_updates = m
-            due.append(agent.actor_step_due())
-        agent.n_updates = n
+        n = self.learner.agent.n_updates
+        due = self.learner.actor_steps(n, 64)  # the actor delay's phase of the next updates
         other = next((n + j for j, d in enumerate(due) if d != due[0]), None)
         if other is None or any((cache_root() / "steps").glob(f"{self.key}-step-*.compiled")):
             return
@@ -641,6 +625,20 @@ class CompileChoice:
             graphs = f"; graphs: {', '.join(events)}" if events else ""
             self.log(f"compiled: {compile_s:.1f} s compiling ({self._cache_state()}), then "
                      f"{compiled_ms:.2f} ms per update{than}{graphs}")  # fmt: skip
+
+
+def _end(proc: subprocess.Popen) -> bool:
+    """Ends a child still running (terminate, then kill after 10 s) and reaps it; whether it
+    was still running."""
+    if proc.poll() is not None:
+        return False
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return True
 
 
 def _ms_per_update(times: list[tuple[float, int]]) -> float:

@@ -98,6 +98,17 @@ class LearnStep:
         own: compiling.CompileChoice's order for a cold compile in two processes."""
         self._ahead = at_update
 
+    def actor_steps(self, first: int, count: int) -> list[bool]:
+        """Whether each of updates `first .. first + count - 1` (as `agent.n_updates` counts
+        them) steps the actor: the actor delay's phase, from the agent's host-side counter,
+        which is left as it was."""
+        now, flags = self.agent.n_updates, []
+        for m in range(first, first + count):
+            self.agent.n_updates = m
+            flags.append(self.agent.actor_step_due())
+        self.agent.n_updates = now
+        return flags
+
     def saved_backend(self) -> str | None:
         """The backend a saved step (compiling.SavedStep) compiles the single step with; None
         when the step is eager or not saved (not on a CPU, no key)."""
@@ -129,11 +140,7 @@ class LearnStep:
         prepare = getattr(self._fn, "prepare", None)  # a saved step's (compiling.SavedStep)
         if prepare is None or at is None:
             return
-        first = self.agent.n_updates
-        self.agent.n_updates = at
-        flag = self.agent.actor_step_due()
-        self.agent.n_updates = first
-        prepare(u, self.beta, noise, flag)
+        prepare(u, self.beta, noise, self.actor_steps(at, 1)[0])
 
     def _many(self, grad_step: int, total_steps: int, n: int) -> dict[str, torch.Tensor]:
         # The same draws from the same streams as n single calls (each owner draws from its
@@ -146,12 +153,8 @@ class LearnStep:
         for j in range(n):  # fills, as for one update: no host tensor crosses to the device
             betas[j].fill_(self.replay.beta((grad_step + j) / total))
         noises = [self.agent.draw_noise(self.batch_size) for _ in range(n)]
-        first, flags = self.agent.n_updates, []
-        for j in range(n):  # the actor delay's phase of each update (a host-side counter)
-            self.agent.n_updates = first + j
-            flags.append(self.agent.actor_step_due())
-        self.agent.n_updates = first
-        metrics = self._many_fn(us, betas, noises, tuple(flags))
+        first = self.agent.n_updates
+        metrics = self._many_fn(us, betas, noises, tuple(self.actor_steps(first, n)))
         self.agent.n_updates = first + n
         return {k: v[:, 0] for k, v in metrics.items()} if self.single else metrics
 
