@@ -138,9 +138,8 @@ class LearnStep:
         # arguments' shapes and the flag, not on their values.
         at, self._ahead = self._ahead, None
         prepare = getattr(self._fn, "prepare", None)  # a saved step's (compiling.SavedStep)
-        if prepare is None or at is None:
-            return
-        prepare(u, self.beta, noise, self.actor_steps(at, 1)[0])
+        if prepare is not None and at is not None:
+            prepare(u, self.beta, noise, self.actor_steps(at, 1)[0])
 
     def _many(self, grad_step: int, total_steps: int, n: int) -> dict[str, torch.Tensor]:
         # The same draws from the same streams as n single calls (each owner draws from its

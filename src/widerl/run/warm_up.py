@@ -1,9 +1,9 @@
 """The child processes of compilation (run/compiling.py): `python -m widerl.run.warm_up PAYLOAD
 THREADS` builds a run's learning step on random transitions and compiles it. The cache warm-up
 child of --compile auto compiles it into torch's caches at the lowest CPU priority and records
-what compiling cost in the cost index; the second graph's process of a cold compile (a payload
-with "at_update") compiles only the graph of that update, at the run's priority, while the run
-compiles the first."""
+what compiling cost in the cost index; the second process of a cold compile (a payload with
+"at_update") compiles only the graph of that update, at the run's priority, while the run
+compiles the step's other graph."""
 
 from __future__ import annotations
 
