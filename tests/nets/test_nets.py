@@ -5,7 +5,13 @@ from widerl.analysis.summary import count, network_tables
 from widerl.config import HYPERSPHERE_ARCHS, LAYERNORM_ARCHS, resolve
 from widerl.config.registries import REGISTRIES
 from widerl.nets.bodies import make_body
-from widerl.nets.ensemble import EnsembleLinear, reset_members
+from widerl.nets.ensemble import (
+    THIN_MIN_ROWS,
+    THIN_OUT,
+    EnsembleLinear,
+    reset_members,
+    thin_product,
+)
 from widerl.nets.norms import EnsembleBatchNorm
 
 
@@ -102,6 +108,31 @@ def test_ensemble_linear_is_one_linear_per_member() -> None:
     y = layer(x)
     for e in range(3):
         torch.testing.assert_close(y[e], x[e] @ layer.weight[e] + layer.bias[e])
+
+
+@pytest.mark.parametrize("outputs", [1, 6, THIN_OUT, THIN_OUT + 1])
+@pytest.mark.parametrize("rows", [1, THIN_MIN_ROWS])
+def test_a_thin_layer_gives_the_plain_products_values_and_gradients(
+    outputs: int, rows: int
+) -> None:
+    """A layer of few outputs (a Q head, a policy's mean) over a full batch takes
+    `thin_product`'s forms on a CPU; its output and its gradients for the input, the weights
+    and the biases are baddbmm's, up to the order of the float sums, member by member."""
+    layer = EnsembleLinear(2, 40, outputs)
+    x = torch.randn(2, rows, 40, requires_grad=True)
+    g = torch.randn(2, rows, outputs)
+    y = layer(x)
+    thin = outputs <= THIN_OUT and rows >= THIN_MIN_ROWS
+    assert (y.grad_fn.name() != "BaddbmmBackward0") == thin  # which form ran
+    ref = torch.baddbmm(layer.bias, x, layer.weight)
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    assert y.is_contiguous()
+    params = (x, layer.weight, layer.bias)
+    grads, ref_grads = torch.autograd.grad(y, params, g), torch.autograd.grad(ref, params, g)
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    if thin:  # members never mix: member 0 alone gets the same numbers
+        assert torch.equal(thin_product(x[:1], layer.weight[:1], layer.bias[:1]), y[:1])
 
 
 @pytest.mark.parametrize("compiled", [False, True])
