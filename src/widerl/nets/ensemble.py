@@ -82,8 +82,9 @@ class EnsembleLinear(nn.Module):
 
     def product(self, x: torch.Tensor, frozen: int = 0) -> torch.Tensor:
         """x W + b with autograd's own backward, every input column's gradient taken (what
-        `forward` does without `frozen`). It takes forward's `frozen` and ignores it, so that
-        tests and benchmarks can put it in forward's place to compare the skip against it."""
+        `forward` does without `frozen`; a thin layer on a CPU in `thin_product`'s forms). It
+        takes forward's `frozen` and ignores it, so that tests and benchmarks can put it in
+        forward's place to compare the skip against it."""
         rows = x.shape[-2]  # a symbolic size (an export's dynamic batch) keeps baddbmm
         thin = self.out_dim <= THIN_OUT and type(rows) is int and rows >= THIN_MIN_ROWS
         if thin and x.device.type == "cpu":
