@@ -324,8 +324,9 @@ class Agent(nn.Module, abc.ABC):
         """Policy actions from state features (`noise_scale`: see `act`)."""
 
     # --- learning ---------------------------------------------------------------------------
-    def actor_step_due(self) -> bool:
-        """Whether this update also steps the actor (TD3 delays it); host-side counter."""
+    def actor_step_due(self, n: int | None = None) -> bool:
+        """Whether the update after `n` earlier ones (default: the next, `n_updates`) also
+        steps the actor (TD3 delays it); a host-side count."""
         return True
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:

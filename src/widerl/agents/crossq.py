@@ -38,8 +38,8 @@ class CrossQ(SAC):
         names = [n for n in ("actor_loss", "entropy", "alpha_loss") if n in self.metric_names]
         self._last = {n: torch.zeros(self.k, device=self.device) for n in names}
 
-    def actor_step_due(self) -> bool:
-        return (self.n_updates + 1) % self.cfg.policy_delay == 0
+    def actor_step_due(self, n: int | None = None) -> bool:
+        return ((self.n_updates if n is None else n) + 1) % self.cfg.policy_delay == 0
 
     @torch.no_grad()
     def td_target(self, batch: Batch, z_s_next: torch.Tensor, noise: Noise) -> torch.Tensor:

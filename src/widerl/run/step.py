@@ -100,14 +100,8 @@ class LearnStep:
 
     def actor_steps(self, first: int, count: int) -> list[bool]:
         """Whether each of updates `first .. first + count - 1` (as `agent.n_updates` counts
-        them) steps the actor: the actor delay's phase, from the agent's host-side counter,
-        which is left as it was."""
-        now, flags = self.agent.n_updates, []
-        for m in range(first, first + count):
-            self.agent.n_updates = m
-            flags.append(self.agent.actor_step_due())
-        self.agent.n_updates = now
-        return flags
+        them) steps the actor: the actor delay's phase, a host-side count."""
+        return [self.agent.actor_step_due(m) for m in range(first, first + count)]
 
     def saved_backend(self) -> str | None:
         """The backend a saved step (compiling.SavedStep) compiles the single step with; None
