@@ -67,6 +67,36 @@ def test_a_run_of_many_envs_resumed_midway_writes_the_uninterrupted_rows(
     assert rows(tmp_path / "cut") == ref  # every env's episode went on where it stopped
 
 
+def test_the_collectors_envs_step_as_gymnasiums_sync_vector_env() -> None:
+    """CollectorEnvs keeps of the infos only the final observations: everything it hands back
+    of them, and every observation, reward and flag, is SyncVectorEnv's (SAME_STEP)."""
+    import gymnasium as gym
+    import numpy as np
+
+    from widerl.collect.envs import CollectorEnvs, make_env, make_vec_env
+
+    ours = make_vec_env("Hopper-v5", 3)
+    assert isinstance(ours, CollectorEnvs)
+    gyms = gym.vector.SyncVectorEnv([lambda: make_env("Hopper-v5") for _ in range(3)],
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)  # fmt: skip
+    assert np.array_equal(ours.reset(seed=5)[0], gyms.reset(seed=5)[0])
+    rng, ends = np.random.default_rng(0), 0
+    for _ in range(600):  # random Hopper episodes end after ~20 steps
+        act = rng.uniform(-1, 1, (3, 3)).astype(np.float32)
+        mine, theirs = ours.step(act), gyms.step(act)
+        for x, y in zip(mine[:4], theirs[:4], strict=True):
+            assert np.array_equal(x, y)
+        assert ("_final_obs" in mine[4]) == ("_final_obs" in theirs[4])
+        if "_final_obs" in theirs[4]:
+            assert np.array_equal(mine[4]["_final_obs"], theirs[4]["_final_obs"])
+            for i in np.flatnonzero(theirs[4]["_final_obs"]):
+                assert np.array_equal(mine[4]["final_obs"][i], theirs[4]["final_obs"][i])
+                ends += 1
+    assert ends > 20
+    ours.close()
+    gyms.close()
+
+
 def test_num_envs_beside_ray_collectors_is_refused() -> None:
     with pytest.raises(widerl.ConfigError, match="--num-envs 4 steps envs in the learner"):
         widerl.resolve({**TINY, "num_envs": 4, "actors": 2})

@@ -194,7 +194,8 @@ class Agent(nn.Module, abc.ABC):
     # --- noise ------------------------------------------------------------------------------
     def _normal(self, gens: list[torch.Generator], shape: tuple[int, ...]) -> torch.Tensor:
         """Standard normal noise `[K, *shape]`, seed k's from its own generator."""
-        return torch.stack([torch.randn(shape, generator=g, device=g.device) for g in gens])
+        draws = [torch.randn(shape, generator=g, device=g.device) for g in gens]
+        return draws[0].unsqueeze(0) if len(draws) == 1 else torch.stack(draws)
 
     @abc.abstractmethod
     def draw_noise(self, batch_size: int, gens: list[torch.Generator] | None = None) -> Noise:

@@ -124,7 +124,8 @@ class Collector:
         next_obs, rew, term, trunc, info = self.envs.step(act)
         done = term | trunc
         real_next = next_obs
-        if done.any():
+        ending = bool(done.any())
+        if ending:
             # SAME_STEP autoreset: the true last state of an ending episode is in info.
             real_next = next_obs.copy()
             mask = info["_final_obs"]
@@ -141,7 +142,7 @@ class Collector:
             self.disc_return = self.return_gamma * self.disc_return + rew
             chunk.disc_return = self.disc_return.astype(np.float32)
             self.disc_return[done] = 0.0
-        ended = np.flatnonzero(done)
+        ended = np.flatnonzero(done) if ending else ()
         for i in ended:
             chunk.returns.append(float(self.ep_return[i]))
             self.ep_return[i] = 0.0

@@ -9,10 +9,13 @@ from __future__ import annotations
 import difflib
 import os
 import sys
+from copy import deepcopy
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.vector.utils import concatenate
 from gymnasium.wrappers import FlattenObservation, RescaleAction
 
 from widerl.collect.playground import PREFIX  # (the module imports JAX only when used)
@@ -106,7 +109,7 @@ def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
     return RescaleAction(env, np.full(shape, -1.0, dtype), np.full(shape, 1.0, dtype))
 
 
-def make_vec_env(env_id: str, num_envs: int) -> gym.vector.SyncVectorEnv:
+def make_vec_env(env_id: str, num_envs: int) -> CollectorEnvs:
     """`num_envs` copies stepped together. SAME_STEP autoreset hands back the final
     observation of an ending episode in `info["final_obs"]` in the step it ends, so the
     stored transition has the true next state and the returned obs is already the reset one."""
@@ -116,10 +119,45 @@ def make_vec_env(env_id: str, num_envs: int) -> gym.vector.SyncVectorEnv:
         return PlaygroundVectorEnv(env_id, num_envs)  # type: ignore[return-value]
     if num_envs > 1:
         _mujoco_warnings_once()
-    return gym.vector.SyncVectorEnv(
+    return CollectorEnvs(
         [lambda: make_env(env_id) for _ in range(num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )
+
+
+class CollectorEnvs(gym.vector.SyncVectorEnv):
+    """Gymnasium's SyncVectorEnv with SAME_STEP autoreset, whose step hands back of the envs'
+    infos only what the collector reads: `final_obs` and its mask `_final_obs`. Gymnasium's
+    step turns every key of every env's info into an array and a mask each step
+    (`_add_info`), a fifth of its time for one HalfCheetah-v5 (benchmarks/README.md, "The
+    env step's host path"). The envs are stepped and reset by the same calls in the same
+    order, so the observations, rewards and flags are the same."""
+
+    def step(self, actions: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray,
+                                                 dict[str, Any]]:  # fmt: skip
+        infos: dict[str, Any] = {}
+        for i, env in enumerate(self.envs):
+            obs, self._rewards[i], self._terminations[i], self._truncations[i], _ = env.step(
+                actions[i]
+            )
+            if self._terminations[i] or self._truncations[i]:
+                if not infos:  # Gymnasium's layout: an object array and a bool mask
+                    infos = {"final_obs": np.full(self.num_envs, None, dtype=object),
+                             "_final_obs": np.zeros(self.num_envs, dtype=bool)}  # fmt: skip
+                infos["final_obs"][i], infos["_final_obs"][i] = obs, True
+                obs, _ = env.reset()
+            self._env_obs[i] = obs
+        self._observations = concatenate(
+            self.single_observation_space, self._env_obs, self._observations
+        )
+        self._autoreset_envs = np.logical_or(self._terminations, self._truncations)
+        return (
+            deepcopy(self._observations) if self.copy else self._observations,
+            np.copy(self._rewards),
+            np.copy(self._terminations),
+            np.copy(self._truncations),
+            infos,
+        )
 
 
 def _mujoco_warnings_once() -> None:

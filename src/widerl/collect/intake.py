@@ -18,6 +18,7 @@ import torch
 from widerl.collect.collector import Chunk
 from widerl.collect.reward_scale import ReturnScale
 from widerl.replay.buffer import TRANSITION_FIELDS, ReplayBuffer
+from widerl.replay.storage import segments
 
 HOLDOUT_SIZE = 10_000  # held-out transitions kept for OFENet's test loss
 HOLDOUT_EVERY = 100  # one transition in this many goes to the held-out buffer
@@ -59,8 +60,8 @@ class Intake:
         self.rows_seen += n
         k = len(rows["rew"])
         if k:
-            slots = (self.replay.pos + np.arange(k)) % self.replay.capacity
-            self.versions[slots] = chunk.version
+            for d, _, length in segments(self.replay.pos, k, self.replay.capacity):
+                self.versions[d : d + length] = chunk.version
             self.replay.add(*rows.values(), priority=priority)
         self.env_steps += n
         self.episodes += len(chunk.returns)

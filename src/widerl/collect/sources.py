@@ -99,7 +99,8 @@ class InlineSource(Source):
         if random:  # each seed's warm-up actions from its own collector's generator (A.4)
             acts = [c.policy_actions(None) for c in self.collectors]
         else:
-            obs = np.stack([c.obs for c in self.collectors])  # [K, num_envs, obs_dim]
+            obs = (self.collector.obs[None] if len(self.collectors) == 1  # [K, num_envs, obs_dim]
+                   else np.stack([c.obs for c in self.collectors]))  # fmt: skip
             x = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
             scale = None
             if self.collector.noise_scale is not None:  # [K, num_envs, 1]

@@ -104,6 +104,20 @@ def _as_tensor(x: TensorLike | float, name: str, shape: tuple[int, ...]) -> torc
     return t.detach()
 
 
+def _as_rows(x: TensorLike | float, name: str, shape: tuple[int, ...]) -> TensorLike:
+    """`x` checked to have `shape` (a trailing 1 dropped), as it is: the storage writes host
+    arrays (storage.py), so a numpy row is never made a tensor only to be made numpy again
+    (a quarter of an env step's replay write did that)."""
+    if isinstance(x, torch.Tensor):
+        return _as_tensor(x, name, shape)
+    a = np.asarray(x)
+    if a.shape != shape:
+        if a.size == int(np.prod(shape)) and a.ndim == len(shape) + 1 and a.shape[-1] == 1:
+            return a.reshape(shape)
+        raise ValueError(f"{name}: expected shape {shape}, got {tuple(a.shape)}")
+    return a
+
+
 def draw_uniform(generator: torch.Generator, batch_size: int) -> torch.Tensor:
     """The random numbers of one batch, u ~ U[0, 1) in float64, drawn on the host side of a
     learning step so that the step itself is a deterministic function (and one graph)."""
@@ -368,16 +382,16 @@ class ReplayBuffer:
         Rows may come from several envs, interleaved in any way: which row's observation is
         another's next observation is found from the values (storage.py).
         """
-        obs_t = torch.as_tensor(obs)
-        if obs_t.dim() != 2 or obs_t.shape[0] < 1:
-            raise ValueError(f"obs: expected shape (n, {self.obs_dim}), got {tuple(obs_t.shape)}")
-        n = int(obs_t.shape[0])
+        shape = tuple(obs.shape) if isinstance(obs, torch.Tensor) else np.shape(obs)
+        if len(shape) != 2 or shape[0] < 1:
+            raise ValueError(f"obs: expected shape (n, {self.obs_dim}), got {shape}")
+        n = int(shape[0])
         rows = {
-            "obs": _as_tensor(obs_t, "obs", (n, self.obs_dim)),
-            "act": _as_tensor(act, "act", (n, self.act_dim)),
-            "rew": _as_tensor(rew, "rew", (n,)),
-            "next_obs": _as_tensor(next_obs, "next_obs", (n, self.obs_dim)),
-            "term": _as_tensor(term, "term", (n,)),
+            "obs": _as_rows(obs, "obs", (n, self.obs_dim)),
+            "act": _as_rows(act, "act", (n, self.act_dim)),
+            "rew": _as_rows(rew, "rew", (n,)),
+            "next_obs": _as_rows(next_obs, "next_obs", (n, self.obs_dim)),
+            "term": _as_rows(term, "term", (n,)),
         }
         prio = None if priority is None else _as_tensor(priority, "priority", (n,))
         segs, left = self.storage.write(rows, n)

@@ -86,7 +86,9 @@ def _bits(x: np.ndarray) -> np.ndarray:
     return x.view(np.int32)
 
 
-def _host(x: torch.Tensor) -> np.ndarray:
+def _host(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(x, np.ndarray):
+        return x
     return (x if x.device.type == "cpu" else x.cpu()).detach().numpy()
 
 
@@ -139,6 +141,11 @@ class TensorStorage:
         self._np = {k: t.numpy() for k, t in named.items()} if self.device.type == "cpu" else None
         self._t = named
         self._counters: tuple[int, int] | None = None  # what size_t and start_t hold
+        # ... written on the CPU through numpy views too (two torch fills were a tenth of a
+        # one-row write).
+        self._counters_np = (
+            (self.size_t.numpy(), self.start_t.numpy()) if self.device.type == "cpu" else None
+        )
         self.clear()
 
     def clear(self) -> None:
@@ -173,8 +180,12 @@ class TensorStorage:
     def _sync_counters(self) -> None:
         now = (self.size, self.start)
         if now != self._counters:  # a full ring's stay the same: no tensor writes
-            self.size_t.fill_(now[0])
-            self.start_t.fill_(now[1])
+            if self._counters_np is not None:
+                self._counters_np[0][()] = now[0]
+                self._counters_np[1][()] = now[1]
+            else:
+                self.size_t.fill_(now[0])
+                self.start_t.fill_(now[1])
             self._counters = now
 
     def slots(self, k: torch.Tensor) -> torch.Tensor:
@@ -261,7 +272,7 @@ class TensorStorage:
 
     # --- writing --------------------------------------------------------------------------
     def write(
-        self, rows: dict[str, torch.Tensor], n: int
+        self, rows: dict[str, torch.Tensor | np.ndarray], n: int
     ) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
         """Append ``n`` transitions. Returns the slices written (``segments``) and the slices of
         transitions that left early for want of pool rows (``segments`` of slots, whose
@@ -310,13 +321,7 @@ class TensorStorage:
                 del self.open[key]
         relinks: list[tuple[int, int]] = []  # (slot, pointer)
         if cand:
-            rows_e = [e for _, e, _ in cand]
-            if self._np is not None:
-                held = self._np["extra"][rows_e]
-            else:
-                held = self.extra.index_select(0, _index(rows_e, self.device)).cpu().numpy()
-            mine = obs_h[[j for _, _, j in cand]]
-            same = (_bits(held) == _bits(mine)).all(1).tolist()  # exact
+            same = self._same_rows([e for _, e, _ in cand], obs_h[[j for _, _, j in cand]])
             for (owner, e, j), ok in zip(cand, same, strict=True):
                 if ok:
                     self._release(e)
@@ -346,6 +351,17 @@ class TensorStorage:
             self._rebuild_open()
         left = segments(before % c, gone, c) if gone > 0 else []
         return [(d, s + skip, length) for d, s, length in segs], left
+
+    def _same_rows(self, rows_e: list[int], mine: np.ndarray) -> list[bool]:
+        """Whether pool row rows_e[i] holds mine[i], bit for bit. One row (an env step's)
+        is compared as it is: fancy indexing would cost more than the comparison."""
+        if self._np is not None and len(rows_e) == 1:
+            return [bool((_bits(self._np["extra"][rows_e[0]]) == _bits(mine[0])).all())]
+        if self._np is not None:
+            held = self._np["extra"][rows_e]
+        else:
+            held = self.extra.index_select(0, _index(rows_e, self.device)).cpu().numpy()
+        return (_bits(held) == _bits(mine)).all(1).tolist()
 
     def _put(self, name: str, at: slice | list[int], values: np.ndarray) -> None:
         """Write host `values` into rows `at` of tensor `name` (converting the dtype)."""
