@@ -129,9 +129,11 @@ class CollectorEnvs(gym.vector.SyncVectorEnv):
     """Gymnasium's SyncVectorEnv with SAME_STEP autoreset, whose step hands back of the envs'
     infos only what the collector reads: `final_obs` and its mask `_final_obs`. Gymnasium's
     step turns every key of every env's info into an array and a mask each step
-    (`_add_info`), a fifth of its time for one HalfCheetah-v5 (benchmarks/README.md, "The
-    env step's host path"). The envs are stepped and reset by the same calls in the same
-    order, so the observations, rewards and flags are the same."""
+    (`_add_info`), work nothing here reads (benchmarks/README.md, "The env step's host
+    path"). The envs are stepped and reset by the same calls in the same order, so the
+    observations, rewards and flags are the same. It fills SyncVectorEnv's own buffers
+    (`_env_obs`, `_rewards`, ...) as Gymnasium's step does; the test that compares the two
+    steps would fail if a Gymnasium release changed them."""
 
     def step(self, actions: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray,
                                                  dict[str, Any]]:  # fmt: skip
