@@ -113,6 +113,10 @@ def test_inputs_torch_numpy_and_shapes() -> None:
     assert rb.storage.term.dtype == torch.bool
     assert rb.storage.term[:4].tolist() == [True, False, False, True]
     assert rb.storage.rew[:4].tolist() == [0, 1, 2, 3]
+    rb.add(obs, act, rew.reshape(4, 1) + 4, nxt, term)  # numpy rows are checked alike
+    assert rb.storage.rew[4:].tolist() == [4, 5, 6, 7]
+    with pytest.raises(ValueError, match=r"rew: expected shape \(4,\), got \(4, 2\)"):
+        rb.add(obs, act, np.stack([rew, rew], 1), nxt, term)
     with pytest.raises(ValueError):
         rb.add(obs[:, :2], act, rew, nxt, term)
     with pytest.raises(ValueError):

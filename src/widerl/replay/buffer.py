@@ -16,6 +16,7 @@ that the buffer tracks itself (``size``, ``pos``).
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -94,28 +95,28 @@ def _resolve_device(device: torch.device | str) -> torch.device:
     return device
 
 
+def _fit(x: TensorLike, name: str, shape: tuple[int, ...]) -> TensorLike:
+    """A tensor or an array of `shape`, a trailing 1 dropped; otherwise a ValueError naming
+    `name`."""
+    got = tuple(x.shape)
+    if got == shape:
+        return x
+    if math.prod(got) == math.prod(shape) and len(got) == len(shape) + 1 and got[-1] == 1:
+        return x.reshape(shape)
+    raise ValueError(f"{name}: expected shape {shape}, got {got}")
+
+
 def _as_tensor(x: TensorLike | float, name: str, shape: tuple[int, ...]) -> torch.Tensor:
-    t = torch.as_tensor(x)
-    if t.shape != shape:
-        if t.numel() == int(np.prod(shape)) and t.dim() == len(shape) + 1 and t.shape[-1] == 1:
-            t = t.reshape(shape)
-        else:
-            raise ValueError(f"{name}: expected shape {shape}, got {tuple(t.shape)}")
-    return t.detach()
+    return _fit(torch.as_tensor(x), name, shape).detach()  # type: ignore[union-attr]
 
 
 def _as_rows(x: TensorLike | float, name: str, shape: tuple[int, ...]) -> TensorLike:
-    """`x` checked to have `shape` (a trailing 1 dropped), as it is: the storage writes host
+    """`x` checked as `_as_tensor` checks it, and kept as it is: the storage writes host
     arrays (storage.py), so a numpy row is never made a tensor only to be made numpy again
     (a quarter of an env step's replay write did that)."""
     if isinstance(x, torch.Tensor):
         return _as_tensor(x, name, shape)
-    a = np.asarray(x)
-    if a.shape != shape:
-        if a.size == int(np.prod(shape)) and a.ndim == len(shape) + 1 and a.shape[-1] == 1:
-            return a.reshape(shape)
-        raise ValueError(f"{name}: expected shape {shape}, got {tuple(a.shape)}")
-    return a
+    return _fit(np.asarray(x), name, shape)
 
 
 def draw_uniform(generator: torch.Generator, batch_size: int) -> torch.Tensor:
