@@ -113,6 +113,9 @@ class Agent(nn.Module, abc.ABC):
 
     # --- construction, per algorithm --------------------------------------------------------
     critic_targets = True  # whether the critics have target copies (CrossQ has none)
+    # Whether the actor steps only every --policy-delay updates (TD3, CrossQ); SAC steps it
+    # every update and ignores the flag.
+    delays_actor = False
 
     def body(self, members: int, in_dim: int, units: int, layers: int) -> nn.Module:
         c = self.cfg
@@ -327,8 +330,11 @@ class Agent(nn.Module, abc.ABC):
     # --- learning ---------------------------------------------------------------------------
     def actor_step_due(self, n: int | None = None) -> bool:
         """Whether the update after `n` earlier ones (default: the next, `n_updates`) also
-        steps the actor (TD3 delays it); a host-side count."""
-        return True
+        steps the actor; a host-side count. With `delays_actor`, every policy_delay-th update
+        (TD3's delayed policy updates, Sec. 5.2: the actor and the targets move together)."""
+        if not self.delays_actor:
+            return True
+        return ((self.n_updates if n is None else n) + 1) % self.cfg.policy_delay == 0
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One update on a given batch: noise drawn, `_update` run, counter advanced. (The

@@ -25,6 +25,7 @@ from widerl.replay.buffer import Batch
 
 class CrossQ(SAC):
     critic_targets = False
+    delays_actor = True  # the actor steps every --policy-delay updates (CrossQ's default 3)
 
     def body(self, members: int, in_dim: int, units: int, layers: int) -> RenormMLP:
         body = RenormMLP(members, in_dim, units, layers, activation=self.cfg.activation)
@@ -37,9 +38,6 @@ class CrossQ(SAC):
         # The policy-step metrics, repeated by the updates between two policy steps.
         names = [n for n in ("actor_loss", "entropy", "alpha_loss") if n in self.metric_names]
         self._last = {n: torch.zeros(self.k, device=self.device) for n in names}
-
-    def actor_step_due(self, n: int | None = None) -> bool:
-        return ((self.n_updates if n is None else n) + 1) % self.cfg.policy_delay == 0
 
     @torch.no_grad()
     def td_target(self, batch: Batch, z_s_next: torch.Tensor, noise: Noise) -> torch.Tensor:

@@ -18,6 +18,7 @@ from widerl.replay.buffer import Batch
 
 class TD3(Agent):
     metric_names = ("critic_loss", "q_mean", "actor_loss")
+    delays_actor = True  # delayed policy updates (TD3 Sec. 5.2)
 
     def _build_networks(self) -> None:
         self.actor = DeterministicActor(self.actor_body(self.k, self.features.s_dim), self.act_dim)
@@ -88,11 +89,6 @@ class TD3(Agent):
 
     def _reset_extra(self) -> None:
         self.actor_target.load_state_dict(self.actor.state_dict())
-
-    def actor_step_due(self, n: int | None = None) -> bool:
-        # Delayed policy updates (TD3 Sec. 5.2): the actor and all targets move every
-        # policy_delay-th update.
-        return ((self.n_updates if n is None else n) + 1) % self.cfg.policy_delay == 0
 
     def _update(self, batch: Batch, noise: Noise, actor_step: bool) -> dict[str, torch.Tensor]:
         with torch.no_grad():
