@@ -7,6 +7,7 @@ import csv
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -102,9 +103,12 @@ def test_auto_switches_to_the_compiled_step_when_it_pays(
     # Both of TD3's graphs (with and without the delayed actor step) were saved by the first
     # run and loaded by the second, whose rows are an eager run's but for float rounding.
     first = (tmp_path / "auto" / "run.log").read_text().splitlines()[1]
-    assert first.endswith("graphs: compiled and saved, compiled and saved")
-    assert log[1].endswith("graphs: loaded, loaded")
-    assert len(list((cache_root() / "steps").glob("*.compiled"))) == 2
+    # So were its two acting graphs (compiling.CompiledActing: collection and evaluation).
+    assert first.endswith("graphs: compiled and saved, compiled and saved; "
+                          "acting: compiled and saved, compiled and saved")  # fmt: skip
+    assert log[1].endswith("graphs: loaded, loaded; acting: loaded, loaded")
+    assert len(list((cache_root() / "steps").glob("*-step-*.compiled"))) == 2
+    assert len(list((cache_root() / "steps").glob("*-act-*.compiled"))) == 2
     widerl.train(widerl.resolve({**settings, "compile": "off"}), tmp_path / "again_eager")
     for a, b in zip(rows(tmp_path / "again"), rows(tmp_path / "again_eager"), strict=True):
         assert a["env_step"] == b["env_step"]
@@ -120,8 +124,9 @@ def test_a_saved_step_that_does_not_load_is_compiled_again(
     learns what it learned from the intact ones."""
     settings = {**TINY, "algo": "td3", "steps": 30, "eval_every": 30, "compile": "on"}
     widerl.train(widerl.resolve(settings), tmp_path / "first")
-    saved = sorted((cache_root() / "steps").glob("*.compiled"))
+    saved = sorted((cache_root() / "steps").glob("*-step-*.compiled"))
     assert len(saved) == 2
+    assert len(list((cache_root() / "steps").glob("*-act-*.compiled"))) == 2  # collect, eval
     for f in saved:
         f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
     widerl.train(widerl.resolve(settings), tmp_path / "damaged")
@@ -135,7 +140,7 @@ def test_a_saved_step_that_does_not_load_is_compiled_again(
     assert learning("damaged") == learning("first")
     widerl.train(widerl.resolve(settings), tmp_path / "third")  # the replaced files load
     third = (tmp_path / "third" / "run.log").read_text().splitlines()
-    assert third[1].endswith("graphs: loaded, loaded")
+    assert third[1].endswith("graphs: loaded, loaded; acting: loaded, loaded")
     assert learning("third") == learning("first")
 
 
@@ -281,7 +286,7 @@ def test_a_cold_compile_builds_the_second_graph_in_a_second_process(
     step = trainer.parts.learner._fn
     assert step.events[0] == "compiled and saved" and step.events[1].startswith("loaded")
     assert step.traces == 1
-    assert len(list((cache_root() / "steps").glob("*.compiled"))) == 2
+    assert len(list((cache_root() / "steps").glob("*-step-*.compiled"))) == 2
     assert not list((cache_root() / "steps").glob("*.building"))
     widerl.train(widerl.resolve({**settings, "compile": "off"}), tmp_path / "eager")
     for a, b in zip(rows(tmp_path / "run"), rows(tmp_path / "eager"), strict=True):
@@ -292,7 +297,7 @@ def test_a_cold_compile_builds_the_second_graph_in_a_second_process(
     # Warm: no second process.
     widerl.train(widerl.resolve(settings), tmp_path / "again")
     log = (tmp_path / "again" / "run.log").read_text().splitlines()
-    assert log[1].endswith("graphs: loaded, loaded")
+    assert log[1].endswith("graphs: loaded, loaded; acting: loaded, loaded")
 
 
 def test_a_second_process_that_cannot_start_leaves_both_graphs_to_the_run(
@@ -311,7 +316,87 @@ def test_a_second_process_that_cannot_start_leaves_both_graphs_to_the_run(
     log = (tmp_path / "run" / "run.log").read_text().splitlines()
     assert log[1].endswith("cold compile: no second process ([Errno 12] Cannot allocate "
                            "memory); both graphs compile here")  # fmt: skip
-    assert log[2].endswith("graphs: compiled and saved, compiled and saved")
+    assert log[2].endswith("graphs: compiled and saved, compiled and saved; "
+                           "acting: compiled and saved, compiled and saved")  # fmt: skip
+
+
+def compiled_agent(algo: str, key: str) -> tuple[Any, Any]:
+    """A tiny agent whose learning step is compiled (aot_eager) and kept under `key`, and the
+    step; HalfCheetah-v5's sizes without an env."""
+    from widerl.agents import make_agent
+    from widerl.bench.update import random_replay
+    from widerl.run.step import LearnStep
+
+    cfg = widerl.resolve({**TINY, "env": "HalfCheetah-v5", "algo": algo}, None)
+    agent = make_agent(cfg, 17, 6, torch.device("cpu"))
+    step = LearnStep(random_replay(17, 6, 500, seed=0), agent.features, agent, cfg.batch_size)
+    step.save_compiled_as(key)
+    step.compile("aot_eager")
+    return agent, step
+
+
+@pytest.mark.parametrize("algo", ["td3", "crossq"])
+def test_a_compiled_step_compiles_acting_with_eagers_actions(algo: str) -> None:
+    """With its step compiled and kept, an agent acts through saved graphs of its policy, one
+    per call spec, traced in eval mode (CrossQ's Batch Renormalization on its running
+    statistics) and called without switching the networks' modes; the actions and the
+    noise streams are eager acting's. A later agent of the configuration loads the graphs,
+    and they read its current weights."""
+    agent, step = compiled_agent(algo, "acting")
+    assert agent.acting_graph is None  # until the end of the step's first compiled call
+    stream = agent.act_gens[0].get_state()
+    for _ in range(3):  # the running statistics move away from their initial values
+        step(0, 100)
+    # After the first call, the graphs of a run's acting (one env, one evaluation episode),
+    # without a draw from the acting streams.
+    graph = agent.acting_graph
+    assert graph is not None and graph.saved.events == ["compiled and saved"] * 2
+    assert torch.equal(agent.act_gens[0].get_state(), stream)
+    obs = torch.randn(1, 4, 17)
+    modes = [m.training for m in agent.modules()]
+    compiled = [agent.act(obs), agent.act(obs, deterministic=True), agent.act(obs[0, :1])]
+    assert graph.saved.events == ["compiled and saved"] * 4  # [1, 4] ones, a run's [1, 1]
+    assert [m.training for m in agent.modules()] == modes  # no switch, none left behind
+    agent.acting_graph = None
+    agent.act_gens[0].set_state(stream)
+    eager = [agent.act(obs), agent.act(obs, deterministic=True), agent.act(obs[0, :1])]
+    for c, e in zip(compiled, eager, strict=True):
+        assert torch.equal(c, e)
+    assert len(list((cache_root() / "steps").glob("acting-act-*.compiled"))) == 4
+    later, later_step = compiled_agent(algo, "acting")
+    later_step(0, 100)  # a run's graphs loaded after the first call
+    with torch.no_grad():
+        for p in later.actor.parameters():
+            p.mul_(0.5)
+    loaded = later.act(obs, deterministic=True)
+    assert later.acting_graph.saved.events == ["loaded"] * 3
+    later.acting_graph = None
+    assert torch.equal(loaded, later.act(obs, deterministic=True))
+    assert not torch.equal(loaded, eager[1])
+
+
+def test_acting_torch_cannot_compile_ahead_of_time_stays_eager(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where aot_compile fails for the policy, the agent acts eagerly from then on (a guarded
+    torch.compile would trace it again outside eval mode)."""
+    agent, step = compiled_agent("td3", "refused")
+    refuse_policy = compiling.SavedStep._aot_compile
+
+    def refuse(self: compiling.SavedStep, args: tuple) -> Any:
+        if self.name.endswith("-act"):
+            raise RuntimeError("cannot serialize this")
+        return refuse_policy(self, args)
+
+    monkeypatch.setattr(compiling.SavedStep, "_aot_compile", refuse)
+    step(0, 100)
+    assert agent.acting_graph is None
+    assert step.acting_events() == ["not saved: torch.compile with guards (RuntimeError)"]
+    obs = torch.randn(2, 17)
+    stream = agent.act_gens[0].get_state()
+    refused = agent.act(obs)
+    agent.act_gens[0].set_state(stream)
+    assert torch.equal(refused, agent.act(obs))
 
 
 def test_a_step_torch_cannot_compile_ahead_of_time_falls_back_to_torch_compile(
@@ -478,7 +563,7 @@ def test_the_cache_warm_up_child_compiles_the_runs_step(
     assert log[1].endswith("warming the cache in a background process (lowest priority)")
     assert "compile auto: on at update 9 after the cache warm-up:" in log[2]
     assert "cache warm" in log[2] and "(cache warm), then" in log[3]
-    assert log[3].endswith("graphs: loaded, loaded")  # the steps the child saved
+    assert log[3].endswith("graphs: loaded, loaded; acting: loaded, loaded")  # the child's
     assert len(started) == 1
     (entry,) = CostIndex().read().values()
     assert entry["warmed_by_child"] and entry["cold_s"] >= 0 and entry["warm_s"] >= 0

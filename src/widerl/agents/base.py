@@ -18,7 +18,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -100,6 +100,9 @@ class Agent(nn.Module, abc.ABC):
         self.act_gens = [generators.device_generator(gen, s["act"]) for s in streams]
         self.n_updates = 0
         self._submodules: tuple[nn.Module, ...] | None = None  # see `evaluating`
+        # `policy` compiled, set by a run whose learning step is compiled on a CPU
+        # (run/compiling.py, "Acting"); None: `act` runs `policy` eagerly.
+        self.acting_graph: Callable[..., torch.Tensor] | None = None
         self.critic_params = Differentiable(self, self._names("critics."))
         self.critic_opt = self.adam(self.critic_params.params)
         self._build_optimizers()
@@ -305,14 +308,30 @@ class Agent(nn.Module, abc.ABC):
         """Actions in [-1, 1] for observations `[K, n, obs_dim]` (or `[n, obs_dim]` with one
         seed), every network in eval mode (BatchNorm on its running statistics).
         `noise_scale` `[K, n, 1]` (or `[n, 1]`): each env's exploration std where the agent
-        explores with added noise (TD3 with --expl-noise-max); None: the configured one."""
+        explores with added noise (TD3 with --expl-noise-max); None: the configured one.
+        The exploration noise is drawn here, from each seed's acting stream; `policy` maps
+        it to actions, eagerly or as `acting_graph`."""
         single = obs.dim() == 2
         if single:
             obs = obs.unsqueeze(0)
             noise_scale = None if noise_scale is None else noise_scale.unsqueeze(0)
-        with self.evaluating():
-            a = self._act(self.features.state(obs), deterministic, noise_scale)
+        shape = (obs.shape[1], self.act_dim)
+        noise = None if deterministic else self._normal(self.act_gens, shape)
+        if self.acting_graph is not None:
+            a = self.acting_graph(obs, noise, noise_scale)
+        else:
+            with self.evaluating():
+                a = self.policy(obs, noise, noise_scale)
         return a[0] if single else a
+
+    def policy(
+        self, obs: torch.Tensor, noise: torch.Tensor | None, noise_scale: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Actions for observations `[K, n, obs_dim]` and standard normal exploration noise
+        `[K, n, act_dim]` (None: the deterministic policy), networks as they are (`act` puts
+        them in eval mode): what `act` runs, and what a run whose learning step is compiled
+        compiles for acting (run/compiling.py, "Acting")."""
+        return self._act(self.features.state(obs), noise, noise_scale)
 
     def evaluating(self) -> contextlib.AbstractContextManager[nn.Module]:
         """`eval_mode` of the whole agent over a list of its modules built once (no network
@@ -323,9 +342,10 @@ class Agent(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def _act(
-        self, z_s: torch.Tensor, deterministic: bool, noise_scale: torch.Tensor | None = None
+        self, z_s: torch.Tensor, noise: torch.Tensor | None, noise_scale: torch.Tensor | None
     ) -> torch.Tensor:
-        """Policy actions from state features (`noise_scale`: see `act`)."""
+        """Policy actions from state features and standard normal noise (None: deterministic;
+        `noise_scale`: see `act`)."""
 
     # --- learning ---------------------------------------------------------------------------
     def actor_step_due(self, n: int | None = None) -> bool:

@@ -50,12 +50,9 @@ class SAC(Agent):
         return [("", {"log_alpha": self.log_alpha})]
 
     def _act(
-        self, z_s: torch.Tensor, deterministic: bool, noise_scale: torch.Tensor | None = None
+        self, z_s: torch.Tensor, noise: torch.Tensor | None, noise_scale: torch.Tensor | None
     ) -> torch.Tensor:  # SAC explores with its own policy's noise: no scale applies
-        eps = None
-        if not deterministic:
-            eps = self._normal(self.act_gens, (z_s.shape[1], self.act_dim))
-        return self.actor.act(z_s, eps)
+        return self.actor.act(z_s, noise)
 
     def alpha(self) -> torch.Tensor:
         return self.log_alpha.detach().exp()

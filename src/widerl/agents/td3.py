@@ -50,12 +50,11 @@ class TD3(Agent):
         return [("actor_target.", self.actor_target)]
 
     def _act(
-        self, z_s: torch.Tensor, deterministic: bool, noise_scale: torch.Tensor | None = None
+        self, z_s: torch.Tensor, noise: torch.Tensor | None, noise_scale: torch.Tensor | None
     ) -> torch.Tensor:
         a = self.actor(z_s)
-        if deterministic:
+        if noise is None:
             return a
-        noise = self._normal(self.act_gens, (z_s.shape[1], self.act_dim))
         scale = self.cfg.expl_noise if noise_scale is None else noise_scale
         return (a + scale * noise).clamp(-1.0, 1.0)
 

@@ -221,6 +221,19 @@ class RaySource(Source):
             self.remote.close()
 
 
+def acting_inputs(cfg: Config, k: int, obs_dim: int, act_dim: int, device: torch.device
+                  ) -> list[tuple[torch.Tensor | None, ...]]:  # fmt: skip
+    """`Agent.policy`'s arguments `(obs, noise, noise_scale)` (zeros) shaped as those of the
+    acting a run's collection does in its own process (`InlineSource._chunks`: one forward
+    pass over every seed's envs, with exploration noise; none with Ray collectors, which act
+    in theirs): what the compiled acting is prepared with (run/step.py, `acting_calls`)."""
+    if cfg.actors:
+        return []
+    scale = torch.zeros(k, cfg.num_envs, 1, device=device) if noise_range(cfg) else None
+    obs = torch.zeros(k, cfg.num_envs, obs_dim, device=device)
+    return [(obs, torch.zeros(k, cfg.num_envs, act_dim, device=device), scale)]
+
+
 def make_source(cfg: Config, seeds: list[dict[str, int]], device: torch.device) -> Source:
     """The source of a run whose seeds' streams are `seeds` (build.derive_seeds, one per
     seed): Ray collectors with --actors > 0, else the learner's own envs (registered as

@@ -63,7 +63,8 @@ class Config:
     device: str = _f("auto", "Torch device: auto picks cuda when available.", choices=DEVICES)
     compile: str = _f(
         "auto",
-        "torch.compile the whole learning step into one graph (a CUDA graph on a GPU): on, "
+        "torch.compile the whole learning step into one graph (a CUDA graph on a GPU; on a "
+        "CPU, the policy the run acts with too): on, "
         "off, or auto = start eager, time 100 updates, then compile when the updates left "
         "would save more time than compiling costs (what it cost here before, from the "
         "cache index in ~/.cache/widerl; a first compilation takes 15-70 s on a CPU, and a "

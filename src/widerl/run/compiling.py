@@ -67,6 +67,19 @@ which graphs were loaded, saved or neither). The built C++ stays in
 `<cache>/torch`: a saved step loaded without it builds it again once (tens of seconds). A
 CUDA step (captured as a CUDA graph) is not saved; it compiles through torch's caches,
 traced again by each run.
+**Acting.** Where the step is saved whole (a CPU), the run acts through `Agent.policy`
+compiled the same way (`CompiledActing`, files `<key>-act-<spec hash>.compiled`): one graph
+for the collection's calls (a step's observations and exploration noise) and one per width of
+the evaluation's groups of episodes, each traced with every network in eval mode, so that a
+call switches no module's mode and checks no guard. The exploration noise is still drawn
+eagerly from each seed's acting stream, as before. The graphs are prepared at the end of the
+step's first compiled call (`LearnStep._prepare_acting`, within the time that compiling is
+charged), after a cold compile's second process started, which prepares them too once its
+graph is compiled, so the run usually loads them from it; until then the agent acts eagerly.
+Acting one observation of TD3 256 x 2 took 80-100 us against 170-200 us eagerly on this CPU
+(benchmarks/README.md, issue 24, session 34). Where torch cannot compile the policy ahead of
+time, acting stays eager (a guarded torch.compile would trace it again in train mode). Ray
+collectors act eagerly in their own processes, and a CUDA run acts eagerly.
 `<cache>/compile-costs.json` is widerl's own index: per configuration key (`step_key`), the
 measured cold and warm compilation seconds and the eager and compiled milliseconds per update.
 The key holds torch's version and a hash of widerl's source, so after an upgrade or an edit
@@ -271,6 +284,49 @@ class SavedStep:
                 continue
         self.traces += 1
         return self.compiled.aot_compile((args, {}))  # a third time, errors raised
+
+
+class CompiledActing:
+    """`Agent.policy` compiled like the learning step (the module's "Acting"): one graph per
+    call spec (the collectors' observations and noise, the evaluation's observations), each
+    traced with every network in eval mode, so that a call needs neither that switch nor
+    TorchDynamo's guards. Where torch cannot compile it ahead of time the agent acts eagerly
+    again (a guarded fallback would be traced anew in train mode)."""
+
+    def __init__(self, agent: Any, saved: SavedStep) -> None:
+        self.agent, self.saved = agent, saved
+        # (obs, noise, noise scale) -> graph, by a key cheaper than call_spec (a few us a call)
+        self.graphs: dict[tuple[Any, ...], Callable[..., Any]] = {}
+
+    @staticmethod
+    def _key(obs: torch.Tensor, noise: torch.Tensor | None,
+             scale: torch.Tensor | None) -> tuple[Any, ...]:  # fmt: skip
+        return (obs.shape, obs.dtype, obs.device,
+                None if noise is None else (noise.shape, noise.dtype),
+                None if scale is None else (scale.shape, scale.dtype))  # fmt: skip
+
+    def prepare(self, *args: Any) -> None:
+        """The graph of a call with these arguments (`Agent.policy`'s), loaded or compiled now,
+        not run."""
+        key = self._key(*args)
+        if key in self.graphs:
+            return
+        with self.agent.evaluating():  # the flags the graph is traced (and kept) with
+            self.saved.prepare(*args)
+        if self.saved.fallback is not None:
+            self.agent.acting_graph = None
+        else:
+            self.graphs[key] = self.saved.graphs[call_spec(args)]
+
+    def __call__(self, *args: Any) -> torch.Tensor:
+        graph = self.graphs.get(self._key(*args))
+        if graph is None:
+            self.prepare(*args)
+            if self.agent.acting_graph is not self:
+                with self.agent.evaluating():
+                    return self.agent.policy(*args)
+            graph = self.graphs[self._key(*args)]
+        return graph(self.agent, *args)
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:
@@ -621,8 +677,9 @@ class CompileChoice:
                 figures["eager_ms"] = self.eager_ms
             self.index.update(self.key, **figures)
             than = f" against {self.eager_ms:.2f} ms eager" if self.eager_ms else ""
-            events = self.learner.compile_events()
+            events, acting = self.learner.compile_events(), self.learner.acting_events()
             graphs = f"; graphs: {', '.join(events)}" if events else ""
+            graphs += f"; acting: {', '.join(acting)}" if acting else ""
             self.log(f"compiled: {compile_s:.1f} s compiling ({self._cache_state()}), then "
                      f"{compiled_ms:.2f} ms per update{than}{graphs}")  # fmt: skip
 

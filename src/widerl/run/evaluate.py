@@ -20,6 +20,12 @@ from widerl.errors import first_line
 SIDE_BY_SIDE = 5
 
 
+def side_by_side(episodes: int) -> list[int]:
+    """How many episodes each group of an evaluation runs side by side (SIDE_BY_SIDE at most,
+    the last group the rest): each group's forward passes take that many observations."""
+    return [min(SIDE_BY_SIDE, episodes - start) for start in range(0, episodes, SIDE_BY_SIDE)]
+
+
 class Evaluator:
     """Runs `episodes` episodes with the deterministic policy of every seed, each seed on envs
     of its own from its own episode seeds (`seeds[k] + i` for episode i, the seed's eval
@@ -35,11 +41,11 @@ class Evaluator:
 
     def __call__(self, agent: Agent) -> np.ndarray:
         """Returns `[K, episodes]`."""
-        width, groups = len(self.envs[0]), []
-        for start in range(0, self.episodes, width):
-            n = min(width, self.episodes - start)
+        groups, start = [], 0
+        for n in side_by_side(self.episodes):
             seeds = [[s + start + i for i in range(n)] for s in self.seeds]
             groups.append(run_episodes([row[:n] for row in self.envs], agent, seeds))
+            start += n
         return np.concatenate(groups, axis=1)
 
     def close(self) -> None:

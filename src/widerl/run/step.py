@@ -25,10 +25,12 @@ from typing import Any
 import torch
 
 from widerl.agents.base import Agent
+from widerl.collect.sources import acting_inputs
 from widerl.nets.features import FeatureLearner
 from widerl.replay.buffer import TRANSITION_FIELDS, Batch, ReplayBuffer, Steps
 from widerl.run.allocator import keep_freed_memory
-from widerl.run.compiling import SavedStep, use_cache_folder
+from widerl.run.compiling import CompiledActing, SavedStep, use_cache_folder
+from widerl.run.evaluate import side_by_side
 
 
 class LearnStep:
@@ -66,6 +68,8 @@ class LearnStep:
         self.compiled: bool | str = False
         self.key: str | None = None  # the configuration key a compiled step is saved under
         self._ahead: int | None = None  # update whose graph the next call compiles first
+        self._acting: CompiledActing | None = None  # acting compiled with the next call
+        self._acted: CompiledActing | None = None  # and since then
         if compiled:
             self.compile(compiled)
 
@@ -83,6 +87,15 @@ class LearnStep:
         saved = (None, None) if self.key is None else (f"{self.key}-step", f"{self.key}-steps")
         self._fn = compile_step(_own_code(self._step), device, name, saved_as=saved[0])
         self._many_fn = compile_step(_own_code(self._steps), device, name, saved_as=saved[1])
+        # Acting too, where the step is kept whole (a CPU step with a key; run/compiling.py,
+        # "Acting"): from the end of the next call on, its graphs prepared then. A CUDA run
+        # acts eagerly.
+        self.agent.acting_graph, self._acting = None, None
+        if self.key is not None and device.type == "cpu":
+            policy = compile_step(_own_code(self.agent.policy), device, name,
+                                  saved_as=f"{self.key}-act")  # fmt: skip
+            if isinstance(policy, SavedStep):
+                self._acting = CompiledActing(self.agent, policy)
 
     def save_compiled_as(self, key: str) -> None:
         """Keep the compiled step in widerl's cache under the configuration key `key`
@@ -112,6 +125,11 @@ class LearnStep:
         """Of each graph of a saved step: loaded from the cache or compiled (run.log)."""
         return [e for f in (self._fn, self._many_fn) for e in getattr(f, "events", [])]
 
+    def acting_events(self) -> list[str]:
+        """The same of the compiled acting's graphs (none before the first compiled call, or
+        where acting stays eager)."""
+        return [] if self._acted is None else list(self._acted.saved.events)
+
     def __call__(self, grad_step: int, total_steps: int, n: int = 1) -> dict[str, torch.Tensor]:
         """Updates `grad_step + 1 .. grad_step + n` in one call. n = 1: metrics as the class
         says; n > 1: each with a leading `[n]` (update j's at j), what n calls would return."""
@@ -125,7 +143,19 @@ class LearnStep:
             self._compile_ahead(u, noise)
         metrics = self._fn(u, self.beta, noise, self.agent.actor_step_due())
         self.agent.n_updates += 1
+        self._prepare_acting()
         return {k: v[0] for k, v in metrics.items()} if self.single else metrics
+
+    def _prepare_acting(self) -> None:
+        """After the first compiled call (so that a cold compile's second process starts
+        first): the run's acting graphs, loaded or compiled within that call's time (what
+        compiling costs), then the agent acts through them."""
+        acting, self._acting = self._acting, None
+        if acting is not None:
+            self.agent.acting_graph = self._acted = acting  # torch refusing one: None again
+            for args in acting_calls(self.agent):
+                if self.agent.acting_graph is acting:
+                    acting.prepare(*args)
 
     def _compile_ahead(self, u: list[torch.Tensor], noise: dict[str, torch.Tensor]) -> None:
         # This call's arguments with the other update's actor flag: a graph depends on the
@@ -149,6 +179,7 @@ class LearnStep:
         first = self.agent.n_updates
         metrics = self._many_fn(us, betas, noises, tuple(self.actor_steps(first, n)))
         self.agent.n_updates = first + n
+        self._prepare_acting()
         return {k: v[:, 0] for k, v in metrics.items()} if self.single else metrics
 
     def precision(self) -> contextlib.AbstractContextManager[Any]:
@@ -195,6 +226,17 @@ class LearnStep:
         out = [self._step(us[j], betas[j], noises[j], actor_steps[j])
                for j in range(len(actor_steps))]  # fmt: skip
         return {k: torch.stack([m[k] for m in out]) for k in out[0]}
+
+
+def acting_calls(agent: Agent) -> list[tuple[torch.Tensor | None, ...]]:
+    """`Agent.policy`'s arguments (zeros) in the shapes of the acting a run does in its own
+    process: its collection's (`sources.acting_inputs`) and its evaluation's, one call per
+    width of its groups of episodes side by side (`evaluate.side_by_side`), deterministic."""
+    cfg, k, device = agent.cfg, agent.k, agent.device
+    calls = acting_inputs(cfg, k, agent.obs_dim, agent.act_dim, device)
+    for n in sorted(set(side_by_side(cfg.eval_episodes))):
+        calls.append((torch.zeros(k, n, agent.obs_dim, device=device), None, None))
+    return calls
 
 
 def stack_batches(batches: Sequence[Batch]) -> Batch:
