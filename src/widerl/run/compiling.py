@@ -67,6 +67,7 @@ which graphs were loaded, saved or neither). The built C++ stays in
 `<cache>/torch`: a saved step loaded without it builds it again once (tens of seconds). A
 CUDA step (captured as a CUDA graph) is not saved; it compiles through torch's caches,
 traced again by each run.
+
 **Acting.** Where the step is saved whole (a CPU), the run acts through `Agent.policy`
 compiled the same way (`CompiledActing`, files `<key>-act-<spec hash>.compiled`): one graph
 for the collection's calls (a step's observations and exploration noise) and one per width of
@@ -76,10 +77,11 @@ eagerly from each seed's acting stream, as before. The graphs are prepared at th
 step's first compiled call (`LearnStep._prepare_acting`, within the time that compiling is
 charged), after a cold compile's second process started, which prepares them too once its
 graph is compiled, so the run usually loads them from it; until then the agent acts eagerly.
-Acting one observation of TD3 256 x 2 took 80-100 us against 170-200 us eagerly on this CPU
+Acting one observation of TD3 256 x 2 took 77-94 us against 153-159 us eagerly on this CPU
 (benchmarks/README.md, issue 24, session 34). Where torch cannot compile the policy ahead of
 time, acting stays eager (a guarded torch.compile would trace it again in train mode). Ray
 collectors act eagerly in their own processes, and a CUDA run acts eagerly.
+
 `<cache>/compile-costs.json` is widerl's own index: per configuration key (`step_key`), the
 measured cold and warm compilation seconds and the eager and compiled milliseconds per update.
 The key holds torch's version and a hash of widerl's source, so after an upgrade or an edit
