@@ -102,7 +102,7 @@ class Agent(nn.Module, abc.ABC):
         self._submodules: tuple[nn.Module, ...] | None = None  # see `evaluating`
         # `policy` compiled, set by a run whose learning step is compiled on a CPU
         # (run/compiling.py, "Acting"); None: `act` runs `policy` eagerly.
-        self.acting_graph: Callable[..., torch.Tensor] | None = None
+        self.acting_graph: Callable[..., torch.Tensor | None] | None = None
         self.critic_params = Differentiable(self, self._names("critics."))
         self.critic_opt = self.adam(self.critic_params.params)
         self._build_optimizers()
@@ -317,9 +317,8 @@ class Agent(nn.Module, abc.ABC):
             noise_scale = None if noise_scale is None else noise_scale.unsqueeze(0)
         shape = (obs.shape[1], self.act_dim)
         noise = None if deterministic else self._normal(self.act_gens, shape)
-        if self.acting_graph is not None:
-            a = self.acting_graph(obs, noise, noise_scale)
-        else:
+        a = None if self.acting_graph is None else self.acting_graph(obs, noise, noise_scale)
+        if a is None:  # eager (or the compiled graph refused: run/compiling.py, "Acting")
             with self.evaluating():
                 a = self.policy(obs, noise, noise_scale)
         return a[0] if single else a

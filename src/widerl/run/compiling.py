@@ -320,14 +320,14 @@ class CompiledActing:
         else:
             self.graphs[key] = self.saved.graphs[call_spec(args)]
 
-    def __call__(self, *args: Any) -> torch.Tensor:
+    def __call__(self, *args: Any) -> torch.Tensor | None:
+        """The policy's actions; None where torch refused the graph (the agent acts eagerly)."""
         graph = self.graphs.get(self._key(*args))
         if graph is None:
             self.prepare(*args)
-            if self.agent.acting_graph is not self:
-                with self.agent.evaluating():
-                    return self.agent.policy(*args)
-            graph = self.graphs[self._key(*args)]
+            graph = self.graphs.get(self._key(*args))
+            if graph is None:
+                return None
         return graph(self.agent, *args)
 
 
