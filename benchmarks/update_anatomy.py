@@ -45,6 +45,8 @@ MATMUL_OPS = {
     _aten.matmul.default,
     _aten.mv.default,
     _aten.addmv.default,
+    # widerl's products through oneDNN (nets/onednn.py), one call per member
+    torch.ops.mkldnn._linear_pointwise.default,
 }
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from widerl.nets import onednn
 from widerl.nets.norms import EnsembleNorm
 
 INITS = ("torch", "glorot")
@@ -68,6 +69,7 @@ class EnsembleLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(members, in_dim, out_dim))
         self.bias = nn.Parameter(torch.empty(members, 1, out_dim))
         self.reset_parameters()
+        onednn.use_onednn()  # decided before any step is traced (it times two products)
 
     def forward(self, x: torch.Tensor, frozen: int = 0) -> torch.Tensor:
         """x W + b. `frozen`: how many leading columns of x no gradient is wanted for (they
@@ -89,6 +91,10 @@ class EnsembleLinear(nn.Module):
         thin = self.out_dim <= THIN_OUT and type(rows) is int and rows >= THIN_MIN_ROWS
         if thin and x.device.type == "cpu":
             return thin_product(x, self.weight, self.bias)
+        if onednn.worth_it(x, rows, self.in_dim, self.out_dim) and not torch.is_autocast_enabled(
+            "cpu"
+        ):  # a float32 CPU product where oneDNN outruns the BLAS (nets/onednn.py)
+            return onednn.product(x, self.weight, self.bias)
         return torch.baddbmm(self.bias, x, self.weight)
 
     def bounds(self) -> tuple[float, float]:

@@ -108,6 +108,7 @@ from typing import Any
 import torch
 
 from widerl.config import Config
+from widerl.nets import onednn
 from widerl.record.folder import RESUMABLE_OVERRIDES
 
 CACHE_ENV = "WIDERL_CACHE"
@@ -425,7 +426,8 @@ def step_key(cfg: Config, dims: dict[str, int], device: torch.device, seeds: int
     fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}
     what = {"cfg": fields, "dims": dims, "device": device.type, "seeds": seeds,
             "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu": [platform.machine(), torch.backends.cpu.get_cpu_capability()],
+            "cpu": [platform.machine(), torch.backends.cpu.get_cpu_capability(),
+                    onednn.decided()],
             "source": source_fingerprint()}  # fmt: skip
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -527,7 +529,14 @@ class CompileChoice:
             learner.save_compiled_as(key)  # a CPU step kept in <cache>/steps (SavedStep)
         self._times: list[tuple[float, int]] = []  # (seconds, updates) per timed call
         if mode == "on":
-            self.log(f"compile on: compiled step ({self._cache_state()}, key {key})")
+            self.log(f"compile on: compiled step ({self._cache_state()}, {self._key()})")
+
+    def _key(self) -> str:
+        """The configuration key for run.log, on a CPU with which kernels run the products
+        (nets/onednn.py; the choice is part of the key)."""
+        if self.device.type != "cpu":
+            return f"key {self.key}"
+        return f"key {self.key}; cpu products: {onednn.describe()}"
 
     def _cache_state(self) -> str:
         return "cache warm" if self.warm else "cache cold"
@@ -651,7 +660,7 @@ class CompileChoice:
             k = self.per_call
             d = payoff(left, self.eager_ms, self.entry, max(cold) * k if cold else None, k)
             self.log(f"compile auto: {'on' if d.compile else 'off'} at update "
-                     f"{grad_step + 1:,}: {d.reason} (key {self.key})")  # fmt: skip
+                     f"{grad_step + 1:,}: {d.reason} ({self._key()})")  # fmt: skip
             if d.compile:
                 self.learner.compile()
                 self.compiled_at = self.calls

@@ -26,6 +26,7 @@ import torch
 
 from widerl.agents.base import Agent
 from widerl.collect.sources import acting_inputs
+from widerl.nets import onednn
 from widerl.nets.features import FeatureLearner
 from widerl.replay.buffer import TRANSITION_FIELDS, Batch, ReplayBuffer, Steps
 from widerl.run.allocator import keep_freed_memory
@@ -283,7 +284,9 @@ def compile_step(
     use_cache_folder()  # torch's caches in widerl's cache folder (run/compiling.py)
     if device.type == "cuda" and backend == "inductor":
         return torch.compile(fn, fullgraph=True, dynamic=False, mode="reduce-overhead")
-    options: dict[str, Any] = {"cpp_wrapper": True} if backend == "inductor" else {}
+    options: dict[str, Any] = {}
+    if backend == "inductor":  # the products through oneDNN where it won (nets/onednn.py)
+        options = {"cpp_wrapper": True, **onednn.compile_options()}
     if saved_as is None or device.type != "cpu":
         return torch.compile(fn, fullgraph=True, dynamic=False, backend=backend,
                              options=options or None)  # fmt: skip
