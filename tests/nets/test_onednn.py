@@ -18,18 +18,20 @@ def chosen(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
     return choose
 
 
-def _layer() -> EnsembleLinear:
+def _layer(members: int = 3) -> EnsembleLinear:
     torch.manual_seed(0)
-    return EnsembleLinear(3, 20, 24)
+    return EnsembleLinear(members, 20, 24)
 
 
-def test_a_layers_product_and_its_gradients_are_baddbmms(chosen) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("members", [3, 1])
+def test_a_layers_product_and_its_gradients_are_baddbmms(chosen, members: int) -> None:  # noqa: ANN001
     """Eagerly: the output and the gradients of the input, weights and bias equal those of
     `baddbmm` (to float rounding), for a contiguous input, a transposed view, and an input
-    that needs no gradient."""
+    that needs no gradient; one member (an actor) as several (critics)."""
     chosen(True)
-    layer = _layer()
-    for x in (torch.randn(3, 40, 20), torch.randn(3, 20, 40).transpose(1, 2)):
+    layer = _layer(members)
+    e = members
+    for x in (torch.randn(e, 40, 20), torch.randn(e, 20, 40).transpose(1, 2)):
         for needs_grad in (True, False):
             x = x.detach().requires_grad_(needs_grad)
             y = layer(x)

@@ -639,3 +639,18 @@ def test_a_run_waits_for_another_runs_warm_up(
     assert "compile auto: off at update 7" in log[0]
     assert log[1].endswith("another run is warming the cache for this configuration")
     assert "compile auto: on at update 13 after the cache warm-up:" in log[2], log
+
+
+def test_a_child_process_uses_the_runs_choice_of_product_kernels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The warm-up child and the second graph's process save under the run's key, which holds
+    the run's choice of kernels (nets/onednn.py): they take that choice, not their own."""
+    from widerl.nets import onednn
+
+    seen = {}
+    monkeypatch.setattr(compiling.subprocess, "Popen", lambda *a, **kw: seen.update(kw))
+    for use in (True, False):
+        monkeypatch.setattr(onednn, "_decided", use)
+        compiling._child(widerl.resolve(TINY), {})
+        assert seen["env"][onednn.ENV] == ("onednn" if use else "blas")

@@ -91,9 +91,8 @@ class EnsembleLinear(nn.Module):
         thin = self.out_dim <= THIN_OUT and type(rows) is int and rows >= THIN_MIN_ROWS
         if thin and x.device.type == "cpu":
             return thin_product(x, self.weight, self.bias)
-        if onednn.worth_it(x, rows, self.in_dim, self.out_dim) and not torch.is_autocast_enabled(
-            "cpu"
-        ):  # a float32 CPU product where oneDNN outruns the BLAS (nets/onednn.py)
+        if onednn.worth_it(x, rows, self.in_dim, self.out_dim):
+            # a float32 CPU product where oneDNN outruns the BLAS (nets/onednn.py)
             return onednn.product(x, self.weight, self.bias)
         return torch.baddbmm(self.bias, x, self.weight)
 

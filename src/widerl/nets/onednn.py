@@ -21,7 +21,8 @@ Whether to use it is decided once per process (`use_onednn`): `WIDERL_CPU_MATMUL
 oneDNN is taken where it is at least `MARGIN` times as fast. MKL runs its AVX-512 kernels
 on Intel CPUs, where the two should be close and MKL then stays (only AMD was measured here);
 the margin keeps a machine where they are close from flipping between runs. The choice is
-made when the first network is built, so that no trace has to time anything.
+made when the first network is built, so that no trace has to time anything; the processes
+a run starts to compile its step take the run's choice (run/compiling.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import torch
 from torch._inductor.custom_graph_pass import CustomGraphPass, get_hash_for_files
 from torch.utils import flop_counter
 
+ENV = "WIDERL_CPU_MATMUL"
 CHOICES = ("auto", "onednn", "blas")
 # oneDNN is taken where it runs the probe at least this many times as fast as the BLAS: on
 # the AMD EPYC (Zen 5) these figures were measured on, 1.9-2.2.
@@ -88,9 +90,9 @@ def use_onednn() -> bool:
     `WIDERL_CPU_MATMUL` (auto, onednn, blas), decided on the first call."""
     global _decided, _reason
     if _decided is None:
-        choice = os.environ.get("WIDERL_CPU_MATMUL", "auto").strip().lower() or "auto"
+        choice = os.environ.get(ENV, "auto").strip().lower() or "auto"
         if choice not in CHOICES:
-            raise ValueError(f"WIDERL_CPU_MATMUL={choice!r}: choose one of {', '.join(CHOICES)}")
+            raise ValueError(f"{ENV}={choice!r}: choose one of {', '.join(CHOICES)}")
         if not available():
             _decided, _reason = False, "this torch has no oneDNN"
         elif choice == "auto":
@@ -98,7 +100,7 @@ def use_onednn() -> bool:
             _decided = ratio >= MARGIN
             _reason = f"oneDNN ran [256, 256] @ [256, 256] {ratio:.2f}x as fast as the BLAS"
         else:
-            _decided, _reason = choice == "onednn", f"WIDERL_CPU_MATMUL={choice}"
+            _decided, _reason = choice == "onednn", f"{ENV}={choice}"
     return _decided
 
 
@@ -115,12 +117,11 @@ def describe() -> str:
 def _member_products(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     linear = torch.ops.mkldnn._linear_pointwise.default
     # _linear_pointwise(X, W, B) = X W^T + B: W^T = b[e] is a transposed view, no copy.
-    return torch.stack(
-        [
-            linear(a[e], b[e].t(), None if bias is None else bias[e].view(-1), "none", [], "")
-            for e in range(a.shape[0])
-        ]
-    )
+    outs = [
+        linear(a[e], b[e].t(), None if bias is None else bias[e].view(-1), "none", [], "")
+        for e in range(a.shape[0])
+    ]
+    return outs[0].unsqueeze(0) if len(outs) == 1 else torch.stack(outs)  # one member: no copy
 
 
 @torch.library.custom_op("widerl::onednn_bmm", mutates_args=())
@@ -174,17 +175,19 @@ def product(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return OneDNNProduct.apply(x, w, b)
 
 
-def worth_it(a: torch.Tensor | torch.SymInt, m: Any, k: Any, n: Any) -> bool:
+def worth_it(a: torch.Tensor, m: Any, k: Any, n: Any) -> bool:
     """Whether a product of `a`'s device and dtype with these sizes goes through oneDNN: a
-    float32 CPU product of at least MIN_SIZE on every side, outside autocast, in a process
-    where oneDNN won (`use_onednn`). Thinner products lose to MKL's (one output: 9 against
-    23-36 GFLOP/s) or are too small to matter."""
+    float32 CPU product of at least MIN_SIZE on every side (sizes known, not symbolic),
+    outside autocast (--amp bf16 keeps autocast's own products), in a process where oneDNN
+    won (`use_onednn`). Thinner products lose to MKL's (one output: 9 against 23-36 GFLOP/s)
+    or are too small to matter."""
     sizes_known = all(type(s) is int for s in (m, k, n))
     return (
         sizes_known
         and min(m, k, n) >= MIN_SIZE
         and a.device.type == "cpu"
         and a.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
         and use_onednn()
     )
 
@@ -213,6 +216,8 @@ class OneDNNProducts(CustomGraphPass):
                     continue
             else:
                 (a, b), bias = node.args[:2], None
+            if not (isinstance(a, torch.fx.Node) and isinstance(b, torch.fx.Node)):
+                continue
             va, vb = a.meta.get("val"), b.meta.get("val")
             if va is None or vb is None or va.dim() != 3:
                 continue

@@ -750,9 +750,12 @@ def start_second_graph(cfg: Config, seeds: list[int] | None, dims: dict[str, int
 
 def _child(cfg: Config, payload: dict[str, Any]) -> subprocess.Popen:
     threads = cfg.threads or torch.get_num_threads()
+    # The run's choice of kernels for the products (part of the key the child saves under),
+    # not the child's own timing of them (nets/onednn.py).
+    env = {**os.environ, onednn.ENV: onednn.decided()}
     return subprocess.Popen(
         [sys.executable, "-m", "widerl.run.warm_up", json.dumps(payload), str(threads)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
         start_new_session=True,  # a Ctrl-C meant for the run does not reach it mid-write
     )  # fmt: skip
 
