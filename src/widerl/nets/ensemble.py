@@ -1,10 +1,11 @@
 """The members dimension: every network in widerl is an ensemble of E independent copies.
 
 A Linear layer holds weights `[E, in, out]` and biases `[E, 1, out]` and maps `[E, B, in]`
-to `[E, B, out]` with one batched product (`baddbmm`). The twin critics of SAC/TD3 are E = 2
-members of one network, evaluated in one pass; the many-seeds mode stacks K agents along the
-same dimension (critics E = K x N, actors E = K). Members never mix: every op is per member,
-so member e's outputs and gradients depend on member e's parameters and inputs only.
+to `[E, B, out]` with one batched product (`baddbmm`; on some CPUs each member's through
+oneDNN, nets/onednn.py). The twin critics of SAC/TD3 are E = 2 members of one network,
+evaluated in one pass; the many-seeds mode stacks K agents along the same dimension (critics
+E = K x N, actors E = K). Members never mix: every op is per member, so member e's outputs
+and gradients depend on member e's parameters and inputs only.
 
 A layer whose leading input columns carry no gradient (`frozen`, e.g. the target features
 z_s inside z_sa in the actor's loss) takes the input gradient of the other columns only.
@@ -84,7 +85,8 @@ class EnsembleLinear(nn.Module):
 
     def product(self, x: torch.Tensor, frozen: int = 0) -> torch.Tensor:
         """x W + b with autograd's own backward, every input column's gradient taken (what
-        `forward` does without `frozen`; a thin layer on a CPU in `thin_product`'s forms). It
+        `forward` does without `frozen`; on a CPU a thin layer in `thin_product`'s forms, a
+        learning step's batch through oneDNN where it outruns the BLAS: nets/onednn.py). It
         takes forward's `frozen` and ignores it, so that tests and benchmarks can put it in
         forward's place to compare the skip against it."""
         rows = x.shape[-2]  # a symbolic size (an export's dynamic batch) keeps baddbmm
